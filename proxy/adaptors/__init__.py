@@ -1,0 +1,1 @@
+"""Client-protocol adaptors: parse a client's request, render responses, streams and errors."""

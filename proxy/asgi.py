@@ -1,0 +1,97 @@
+"""Thin ASGI plumbing for the relay routes (the hot path stays off the Quart layer).
+
+``Exchange`` wraps one HTTP request's scope/receive/send: read the body with a
+size limit, answer whole, or stream; ``watch_disconnect`` cancels a scope when
+the client goes away.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable, Iterable
+
+import trio
+
+from . import errors
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+SSE_HEADERS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+               (b"x-accel-buffering", b"no"))
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+def canonical_path(path: str) -> str:
+    """``/v1/v1/messages`` (SDK given a base URL ending in /v1) -> ``/v1/messages``; no trailing slash."""
+    while path.startswith("/v1/v1/") or path == "/v1/v1":
+        path = path[3:]
+    return path.rstrip("/") or "/"
+
+
+def encode_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+
+
+class Exchange:
+    __slots__ = ("scope", "receive", "send", "headers", "started", "disconnected")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        self.started = False
+        self.disconnected = False
+
+    @property
+    def peer(self) -> str | None:
+        client = self.scope.get("client")
+        return client[0] if client else None
+
+    async def read_body(self, limit: int) -> bytes:
+        declared = self.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise errors.too_large(limit)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                raise trio.BrokenResourceError("client disconnected while sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise errors.too_large(limit)
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+    async def respond(self, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        await self.send({"type": "http.response.start", "status": status,
+                         "headers": [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers]})
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def respond_json(self, status: int, payload: Any, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        await self.respond(status, json.dumps(payload).encode(), headers)
+
+    async def start_stream(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        await self.send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
+
+    async def write(self, chunk: bytes) -> None:
+        await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def end_stream(self, last: bytes = b"") -> None:
+        await self.send({"type": "http.response.body", "body": last, "more_body": False})
+
+    async def watch_disconnect(self, scope: trio.CancelScope) -> None:
+        """Run beside a streamed response: cancel ``scope`` when the client disconnects."""
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                scope.cancel()
+                return

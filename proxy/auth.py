@@ -1,0 +1,140 @@
+"""API keys: format, hashing, extraction from headers, cached lookup, restriction checks.
+
+A key is ``sk-cl-`` + 40 url-safe random characters. Its first 14 characters
+(``sk-cl-`` + 8) are the prefix: stored in clear, shown in listings, used to find
+the record. Only the SHA-256 of the whole key is stored, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from . import errors
+from .catalog import Model
+from storage.base import KeyRecord
+
+KEY_PREFIX = "sk-cl-"
+PREFIX_LENGTH = len(KEY_PREFIX) + 8
+SECRET_LENGTH = 40
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def new_key() -> str:
+    while True:
+        body = secrets.token_urlsafe(30)  # 40 characters
+        if not body.startswith("-"):
+            return KEY_PREFIX + body
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def key_prefix(key: str) -> str:
+    return key[:PREFIX_LENGTH]
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key from ``x-api-key`` or ``Authorization: Bearer`` (headers lower-cased)."""
+    key = headers.get("x-api-key")
+    if key:
+        return key.strip()
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str | None:
+    """The client address: the socket peer, or, when the peer is a trusted proxy, the
+    right-most X-Forwarded-For entry that is not itself a trusted proxy."""
+    if peer is None:
+        return None
+    if not forwarded_for or not _in_any(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in_any(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1:text.index("]")]
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _in_any(ip: str, networks: Sequence[Network]) -> bool:
+    address = _address(ip)
+    return address is not None and any(address.version == n.version and address in n for n in networks)
+
+
+def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs)
+
+
+@dataclass
+class _Cached:
+    record: KeyRecord | None
+    expires: float
+
+
+class KeyCache:
+    """Prefix -> key record, for ``ttl`` seconds (so a revocation made by the CLI in
+    another process takes effect within ttl)."""
+
+    def __init__(self, lookup: Callable, ttl: float, clock: Callable[[], float]) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, _Cached] = {}
+
+    def forget(self, prefix: str) -> None:
+        self._entries.pop(prefix, None)
+
+    async def authenticate(self, key: str | None) -> KeyRecord:
+        if not key:
+            raise errors.authentication("Missing API key: send it as x-api-key or Authorization: Bearer")
+        if not key.startswith(KEY_PREFIX) or len(key) < PREFIX_LENGTH + 8:
+            raise errors.authentication("Invalid API key")
+        prefix = key_prefix(key)
+        now = self._clock()
+        entry = self._entries.get(prefix)
+        if entry is None or entry.expires <= now:
+            if len(self._entries) > 100_000:
+                self._entries.clear()
+            entry = _Cached(await self._lookup(prefix), now + self._ttl)
+            self._entries[prefix] = entry
+        record = entry.record
+        if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
+            raise errors.authentication("Invalid API key")
+        if record.revoked_at:
+            raise errors.authentication("This API key has been revoked")
+        return record
+
+
+def check_restrictions(record: KeyRecord, model: Model, stream: bool, ip: str | None) -> None:
+    """Raise the 403 for the first restriction the request breaks."""
+    if record.models is not None and model.id not in record.models:
+        raise errors.permission(f"This API key may not use model {model.id}; allowed: {', '.join(record.models)}")
+    if stream and not record.allow_stream:
+        raise errors.permission("This API key may not stream; send stream: false")
+    if record.ips:
+        networks = parse_networks(record.ips)
+        if ip is None or not _in_any(ip, networks):
+            raise errors.permission(f"Requests from {ip or 'an unknown address'} are not allowed for this API key")

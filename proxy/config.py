@@ -1,0 +1,174 @@
+"""Configuration: frozen dataclasses built from defaults < TOML file < CHEAPLM_* env < flags.
+
+No I/O at import. ``load_config`` reads the file and the environment it is given.
+
+Upstream choice: an explicit ``upstream.url`` is used as given (with the key if
+one is set). With no URL and no key, the gateway runs the built-in simulated
+upstream in-process and says so in its log and in ``/health``. With a key but
+no URL, the upstream is Anthropic's API.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+
+from .catalog import DEFAULT_MODELS, Catalog, apply_overrides
+
+ANTHROPIC_API_URL = "https://api.anthropic.com"
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    url: str | None = None
+    api_key: str | None = None
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 600.0
+    idle_timeout: float = 300.0
+    max_connections: int = 4096
+    # Knobs for the in-process simulator (used only when it is the upstream).
+    sim_ttft_ms: float = 0.0
+    sim_gap_ms: float = 0.0
+    sim_deltas: int = 16
+
+    @property
+    def simulated(self) -> bool:
+        return self.url is None and not self.api_key
+
+    @property
+    def effective_url(self) -> str | None:
+        if self.url:
+            return self.url.rstrip("/")
+        return None if self.simulated else ANTHROPIC_API_URL
+
+
+@dataclass(frozen=True)
+class Config:
+    db_path: str = "cheaplm.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    value_multiplier: Decimal = Decimal(30)
+    max_body_bytes: int = 32 * 1024 * 1024
+    trusted_proxies: tuple[str, ...] = ()
+    pass_thinking: bool = False
+    key_cache_seconds: float = 5.0
+    log_level: str = "INFO"
+    model_overrides: Mapping[str, Mapping] = field(default_factory=dict)
+
+    def catalog(self) -> Catalog:
+        return Catalog.build(apply_overrides(DEFAULT_MODELS, self.model_overrides))
+
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted_proxies)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: expected a boolean, got {value!r}")
+
+
+def _as_number(kind, value: Any, name: str):
+    try:
+        return kind(value)
+    except (TypeError, ValueError, InvalidOperation):
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+
+
+_TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
+        "max_body_bytes": int, "pass_thinking": bool, "key_cache_seconds": float, "log_level": str}
+_UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
+       "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
+       "sim_deltas": int}
+
+_ENV_TOP = {"CHEAPLM_DB": "db_path", "CHEAPLM_HOST": "host", "CHEAPLM_PORT": "port",
+            "CHEAPLM_VALUE_MULTIPLIER": "value_multiplier", "CHEAPLM_MAX_BODY_BYTES": "max_body_bytes",
+            "CHEAPLM_PASS_THINKING": "pass_thinking", "CHEAPLM_LOG_LEVEL": "log_level"}
+_ENV_UP = {"CHEAPLM_UPSTREAM_URL": "url", "CHEAPLM_UPSTREAM_API_KEY": "api_key"}
+
+
+def _coerce(schema: Mapping[str, type], values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in schema:
+            raise ConfigError(f"{where}: unknown setting {key!r}")
+        kind = schema[key]
+        name = f"{where}.{key}" if where else key
+        if kind is bool:
+            out[key] = _as_bool(value, name)
+        elif kind is str:
+            out[key] = str(value)
+        else:
+            out[key] = _as_number(kind, value, name)
+    return out
+
+
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
+                **overrides: Any) -> Config:
+    """Build a Config. ``overrides`` are flag values (None means 'not given')."""
+    env = os.environ if env is None else env
+    path = path or env.get("CHEAPLM_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    upstream_table = data.pop("upstream", {})
+    models = data.pop("models", {})
+    proxies = data.pop("trusted_proxies", [])
+    top = _coerce(_TOP, data, "")
+    up = _coerce(_UP, upstream_table, "upstream")
+    top.update(_coerce(_TOP, {v: env[k] for k, v in _ENV_TOP.items() if env.get(k)}, "env"))
+    up.update(_coerce(_UP, {v: env[k] for k, v in _ENV_UP.items() if env.get(k)}, "env"))
+    if env.get("CHEAPLM_TRUSTED_PROXIES"):
+        proxies = [p for p in env["CHEAPLM_TRUSTED_PROXIES"].split(",") if p.strip()]
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "upstream_url":
+            up["url"] = value
+        elif key in _TOP:
+            top[key] = value
+        else:
+            raise ConfigError(f"unknown override {key!r}")
+    config = Config(upstream=UpstreamConfig(**up), trusted_proxies=tuple(str(p).strip() for p in proxies),
+                    model_overrides=models, **top)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    try:
+        config.trusted_networks()
+    except ValueError as exc:
+        raise ConfigError(f"trusted_proxies: {exc}") from None
+    try:
+        config.catalog()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if config.value_multiplier <= 0:
+        raise ConfigError("value_multiplier must be positive")
+    if config.max_body_bytes <= 0:
+        raise ConfigError("max_body_bytes must be positive")
+
+
+def with_db(config: Config, db_path: str | None) -> Config:
+    return config if db_path is None else replace(config, db_path=db_path)

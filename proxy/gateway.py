@@ -1,0 +1,40 @@
+"""The gateway's shared state for one running server: config, catalog, store,
+upstream and key cache. Built by serve.py; handed to the app and the relay."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import trio
+
+from .auth import KeyCache, Network, client_ip
+from .catalog import Catalog
+from .config import Config
+from .upstream.base import Upstream
+from storage.base import Store
+
+
+@dataclass
+class Gateway:
+    config: Config
+    store: Store
+    upstream: Upstream
+    catalog: Catalog = field(default=None)  # type: ignore[assignment]
+    keys: KeyCache = field(default=None)  # type: ignore[assignment]
+    trusted: tuple[Network, ...] = ()
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("cheaplm"))
+
+    def __post_init__(self) -> None:
+        if self.catalog is None:
+            self.catalog = self.config.catalog()
+        if self.keys is None:
+            self.keys = KeyCache(self.store.find_key, self.config.key_cache_seconds, trio.current_time)
+        self.trusted = self.config.trusted_networks()
+
+    @property
+    def simulated(self) -> bool:
+        return self.config.upstream.simulated
+
+    def client_ip(self, ex) -> str | None:
+        return client_ip(ex.peer, ex.headers.get("x-forwarded-for"), self.trusted)

@@ -1,0 +1,59 @@
+"""Integer money: micro-USD, and the one rounding rule.
+
+All amounts are ``int`` micro-USD (1 USD = 1_000_000). Prices are integer
+micro-USD per one million tokens, so ``$3.00 / 1M tokens`` is ``3_000_000``.
+
+The rounding rule (the only one in the code base): the exact cost of a request
+is ``sum(tokens_lane * price_lane) / 1_000_000`` micro-USD, a rational number;
+it is rounded **once**, half up (``.5`` goes up), to a whole micro-USD. Nothing
+is rounded per lane or per event.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+MICRO = 1_000_000
+TOKENS_PER_PRICE_UNIT = 1_000_000
+
+
+def round_half_up(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded half up, for non-negative integers."""
+    if numerator < 0 or denominator <= 0:
+        raise ValueError("round_half_up takes a non-negative numerator and a positive denominator")
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def cost_micro(tokens_and_prices: "list[tuple[int, int]]") -> int:
+    """Cost in micro-USD of ``[(tokens, price_micro_per_million), ...]``, rounded once."""
+    exact = sum(tokens * price for tokens, price in tokens_and_prices)
+    return round_half_up(exact, TOKENS_PER_PRICE_UNIT)
+
+
+def parse_usd(value: "str | int | float | Decimal") -> int:
+    """Parse a USD amount ("12.5", 12.5, "0.000001") into micro-USD exactly.
+
+    Refuses more precision than a micro-dollar rather than rounding silently.
+    """
+    try:
+        amount = Decimal(str(value).strip().lstrip("$"))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"not a USD amount: {value!r}") from None
+    if not amount.is_finite():
+        raise ValueError(f"not a USD amount: {value!r}")
+    micro = amount * MICRO
+    if micro != micro.to_integral_value():
+        raise ValueError(f"more precise than a micro-dollar: {value!r}")
+    return int(micro)
+
+
+def format_usd(micro: int) -> str:
+    """Render micro-USD as a plain decimal string with six places: ``-1.500000``."""
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(micro), MICRO)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def usd_number(micro: int) -> float:
+    """A JSON number for APIs that promise dollars as numbers (transfer API, model info)."""
+    return float(Decimal(micro) / MICRO)

@@ -1,0 +1,263 @@
+"""The metered request flow shared by every client protocol.
+
+read body -> authenticate -> adaptor parses and validates -> restrictions ->
+hold -> upstream (whole or streamed) -> settle from real usage (or release).
+
+Every hold is owned by a ``Ticket`` that settles or releases it exactly once,
+shielded from cancellation, so a disconnect, an upstream failure or a bug never
+leaves money held. The client's disconnect cancels the upstream request at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from . import errors
+from .asgi import Exchange, encode_headers
+from .auth import check_restrictions, presented_key
+from .billing import estimate_input_tokens, hold_amount, usage_cost
+from .catalog import Catalog, Model
+from .gateway import Gateway
+from .money import format_usd
+from .protocol.stream_filter import AnthropicStreamTap
+from .protocol.usage import Usage
+from .upstream.base import RETURNED_HEADERS
+from storage.base import Account, InsufficientBalance, KeyRecord, UsageRow
+
+log = logging.getLogger("cheaplm.relay")
+
+CLIENT_CLOSED = 499  # nginx's convention for "client closed the request"
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+@dataclass
+class Parsed:
+    """A validated request, already in the upstream's (Anthropic) shape."""
+
+    body: dict[str, Any]
+    model: Model
+    stream: bool
+    max_tokens: int
+    client_model: str
+
+
+class StreamRenderer(Protocol):
+    def feed(self, anthropic_bytes: bytes) -> bytes: ...
+    def close(self) -> bytes: ...
+
+
+class Adaptor(Protocol):
+    endpoint: str
+
+    def parse(self, raw: bytes, catalog: Catalog) -> Parsed: ...
+    def error_body(self, error: errors.GatewayError, request_id: str) -> dict: ...
+    def error_event(self, error: errors.GatewayError, request_id: str) -> bytes: ...
+    def render_message(self, upstream_body: bytes, message: dict, parsed: Parsed) -> bytes: ...
+    def stream_renderer(self, parsed: Parsed, request_id: str) -> StreamRenderer: ...
+
+
+def upstream_error(status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> errors.GatewayError:
+    """An upstream non-200 answer as the error our client sees.
+
+    The status and error type carry over (429 stays 429, 529 stays 529, other
+    5xx are api_error). An upstream 401/403 means the gateway's own upstream
+    credentials were refused: the client gets a 502, not a misleading 401.
+    """
+    kind, message = None, f"Upstream answered HTTP {status}"
+    try:
+        error = json.loads(body).get("error") or {}
+        if isinstance(error, dict):
+            kind = error.get("type") if isinstance(error.get("type"), str) else None
+            message = str(error.get("message") or message)
+    except (ValueError, AttributeError):
+        pass
+    passed = tuple((k, v) for k, v in headers if k.lower() in RETURNED_HEADERS)
+    if status in (401, 403):
+        log.error("upstream refused the gateway's credentials (HTTP %s)", status)
+        return errors.GatewayError(502, "The gateway's upstream credentials were refused", "api_error")
+    if status >= 500 and status != 529:
+        kind = "api_error"
+    return errors.GatewayError(status, message, kind, headers=passed)
+
+
+@dataclass
+class Ticket:
+    """One request's hold, settled or released exactly once."""
+
+    gateway: Gateway
+    request_id: str
+    key: KeyRecord
+    parsed: Parsed
+    endpoint: str
+    hold_id: int
+    started: float
+    ttft_ms: float | None = None
+    closed: bool = field(default=False)
+
+    def _row(self, usage: Usage, cost: int, status: int, partial: bool, error_type: str | None) -> UsageRow:
+        return UsageRow(request_id=self.request_id, key_id=self.key.id, model=self.parsed.model.id,
+                        endpoint=self.endpoint, stream=self.parsed.stream, status=status, cost=cost,
+                        partial=partial, error_type=error_type,
+                        latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+                        ttft_ms=self.ttft_ms, **usage.as_dict())
+
+    async def settle(self, usage: Usage, status: int = 200, partial: bool = False,
+                     error_type: str | None = None) -> tuple[int, Account]:
+        cost = usage_cost(usage, self.parsed.model.prices)
+        self.closed = True
+        with trio.CancelScope(shield=True):
+            account = await self.gateway.store.settle(self.hold_id, self._row(usage, cost, status, partial, error_type))
+        log.info("request %s key=%s model=%s status=%s cost=%s partial=%s", self.request_id, self.key.prefix,
+                 self.parsed.model.id, status, format_usd(cost), partial)
+        return cost, account
+
+    async def release(self, status: int, error_type: str | None) -> None:
+        self.closed = True
+        with trio.CancelScope(shield=True):
+            await self.gateway.store.release(self.hold_id, self._row(Usage(), 0, status, False, error_type))
+        log.info("request %s key=%s model=%s status=%s released", self.request_id, self.key.prefix,
+                 self.parsed.model.id, status)
+
+
+async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str) -> None:
+    request_id = new_request_id()
+    started = time.perf_counter()
+    try:
+        raw = await ex.read_body(gateway.config.max_body_bytes)
+        key = await gateway.keys.authenticate(presented_key(ex.headers))
+        parsed = adaptor.parse(raw, gateway.catalog)
+        check_restrictions(key, parsed.model, parsed.stream, gateway.client_ip(ex))
+        amount = hold_amount(parsed.model, estimate_input_tokens(parsed.body), parsed.max_tokens)
+        try:
+            hold_id = await gateway.store.place_hold(key.account_id, amount, request_id)
+        except InsufficientBalance as short:
+            raise errors.billing(
+                f"Insufficient balance: this request may cost up to ${format_usd(amount)} and "
+                f"${format_usd(max(short.available, 0))} is available. Top up, or lower max_tokens.") from None
+    except trio.BrokenResourceError:
+        return  # the client left while sending its body
+    except errors.GatewayError as error:
+        await _answer_error(ex, adaptor, error, request_id)
+        return
+    ticket = Ticket(gateway, request_id, key, parsed, adaptor.endpoint, hold_id, started)
+    body = json.dumps(parsed.body, ensure_ascii=False).encode()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ex.watch_disconnect, nursery.cancel_scope)
+            try:
+                if parsed.stream:
+                    await _relay_stream(gateway, ex, adaptor, ticket, upstream_path, body)
+                else:
+                    await _relay_whole(gateway, ex, adaptor, ticket, upstream_path, body)
+            except errors.GatewayError as error:
+                if not ex.disconnected:
+                    await _answer_error(ex, adaptor, error, request_id)
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        if not ticket.closed:
+            await ticket.release(CLIENT_CLOSED if ex.disconnected else 500, "gateway_error")
+
+
+async def _answer_error(ex: Exchange, adaptor: Adaptor, error: errors.GatewayError, request_id: str) -> None:
+    headers = [(b"request-id", request_id.encode()), *encode_headers(error.headers)]
+    if ex.started:
+        await ex.end_stream(adaptor.error_event(error, request_id))
+    else:
+        await ex.respond_json(error.status, adaptor.error_body(error, request_id), headers)
+
+
+async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket, path: str,
+                       body: bytes) -> None:
+    try:
+        response = await gateway.upstream.send(path, body, ex.headers)
+    except errors.GatewayError as error:
+        await ticket.release(error.status, error.error_type)
+        raise
+    if response.status != 200:
+        error = upstream_error(response.status, response.body, response.headers)
+        await ticket.release(error.status, error.error_type)
+        raise error
+    try:
+        message = json.loads(response.body)
+        usage = Usage().merged(message["usage"])
+    except (ValueError, KeyError, TypeError):
+        await ticket.release(502, "api_error")
+        raise errors.GatewayError(502, "Upstream sent an unreadable response", "api_error") from None
+    ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
+    cost, account = await ticket.settle(usage)
+    rendered = adaptor.render_message(response.body, message, ticket.parsed)
+    await ex.respond(200, rendered, [
+        (b"request-id", ticket.request_id.encode()),
+        (b"x-cheaplm-cost-usd", format_usd(cost).encode()),
+        (b"x-cheaplm-balance-usd", format_usd(account.balance).encode()),
+    ])
+
+
+async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket, path: str,
+                        body: bytes) -> None:
+    pass_thinking = ticket.key.pass_thinking if ticket.key.pass_thinking is not None \
+        else gateway.config.pass_thinking
+    tap = AnthropicStreamTap(filter_thinking=not pass_thinking)
+    delivered = 0
+    stream_error: errors.GatewayError | None = None
+    try:
+        async with gateway.upstream.stream(path, body, ex.headers) as upstream:
+            if upstream.status != 200:
+                error = upstream_error(upstream.status, await upstream.read(), upstream.headers)
+                await ticket.release(error.status, error.error_type)
+                raise error
+            renderer = adaptor.stream_renderer(ticket.parsed, ticket.request_id)
+            await ex.start_stream([(b"request-id", ticket.request_id.encode())])
+            try:
+                async for chunk in upstream.chunks():
+                    out = tap.feed(chunk)
+                    if out:
+                        out = renderer.feed(out)
+                        if out:
+                            await ex.write(out)
+                        if tap.last_delta_tokens:
+                            if ticket.ttft_ms is None:
+                                ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
+                            delivered += tap.last_delta_tokens
+                tail = renderer.feed(tap.close())
+                if tap.truncated and tap.error is None:
+                    raise errors.GatewayError(502, "Upstream closed the stream before message_stop", "api_error")
+                await ex.end_stream(tail + renderer.close())
+            except errors.GatewayError as error:
+                # Mid-stream failure (idle timeout, dropped connection): the client gets an
+                # error event in its own protocol, then the stream ends.
+                stream_error = error
+                await ex.end_stream(adaptor.error_event(error, ticket.request_id))
+    finally:
+        if not ticket.closed:
+            await _settle_stream(ticket, tap, delivered, ex.disconnected, stream_error)
+
+
+async def _settle_stream(ticket: Ticket, tap: AnthropicStreamTap, delivered: int, disconnected: bool,
+                         stream_error: errors.GatewayError | None) -> None:
+    if tap.saw_message_stop and tap.error is None:
+        await ticket.settle(tap.usage)
+        return
+    if disconnected:
+        status, kind = CLIENT_CLOSED, "client_disconnected"
+    elif tap.error is not None:
+        status, kind = 200, str(tap.error.get("type", "api_error"))
+    elif stream_error is not None:
+        status, kind = stream_error.status, stream_error.error_type
+    else:
+        status, kind = 500, "gateway_error"
+    if not tap.saw_message_start or delivered == 0:
+        await ticket.release(status, kind)
+        return
+    await ticket.settle(tap.usage.with_output_at_least(delivered), status, partial=True, error_type=kind)

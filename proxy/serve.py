@@ -1,0 +1,74 @@
+"""serve(config, *, task_status): open the store, the upstream (or the in-process
+simulator when none is configured), and run hypercorn's trio worker until cancelled."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .app import create_app
+from .config import Config
+from .gateway import Gateway
+from .upstream.http import HttpUpstream
+from .upstream.sim_script import Knobs
+from .upstream.simulator import SimulatorState, serve_simulator
+from storage import open_store
+
+log = logging.getLogger("cheaplm")
+
+
+@dataclass(frozen=True)
+class Running:
+    url: str
+    gateway: Gateway
+    simulator_url: str | None
+
+
+def hypercorn_config(host: str, port: int) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.keep_alive_timeout = 75.0
+    config.graceful_timeout = 5.0
+    config.backlog = 4096
+    return config
+
+
+async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    store = await open_store(config.db_path)
+    try:
+        recovered = await store.recover_open_holds()
+        if recovered:
+            log.warning("released %d hold(s) left open by an earlier run that stopped mid-request", recovered)
+        async with trio.open_nursery() as nursery:
+            simulator_url = None
+            if config.upstream.simulated:
+                knobs = Knobs(ttft_ms=config.upstream.sim_ttft_ms, gap_ms=config.upstream.sim_gap_ms,
+                              deltas=config.upstream.sim_deltas)
+                simulator_url, _ = await nursery.start(
+                    partial(serve_simulator, "127.0.0.1", 0, state=SimulatorState(knobs=knobs, record=False)))
+                log.warning("no upstream configured: answering from the built-in SIMULATED upstream (%s). "
+                            "Set CHEAPLM_UPSTREAM_URL / CHEAPLM_UPSTREAM_API_KEY for real answers.", simulator_url)
+                upstream = HttpUpstream(simulator_url, config.upstream, label="simulator")
+            else:
+                upstream = HttpUpstream(config.upstream.effective_url, config.upstream)
+                log.info("upstream: %s", upstream.label)
+            try:
+                gateway = Gateway(config, store, upstream)
+                binds = await nursery.start(partial(hypercorn_serve, create_app(gateway),
+                                                    hypercorn_config(config.host, config.port)))
+                log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], config.db_path)
+                task_status.started(Running(binds[0], gateway, simulator_url))
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await upstream.aclose()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()

@@ -1,0 +1,1 @@
+"""Upstream providers: the protocol (base), the httpx client (http), the simulator."""

@@ -1,0 +1,269 @@
+"""The simulated upstream: an Anthropic-compatible HTTP server on trio + h11.
+
+Deterministic answers come from sim_script.plan(); this module only speaks HTTP,
+paces the events and records what it saw. Run it in-process with
+``serve_simulator(..., task_status=...)`` (inside the gateway when no upstream is
+configured, or in tests) or standalone with ``cheaplm simulator --port P``.
+
+Test hooks: ``GET /_sim/requests`` lists the requests seen (path, model, the key
+presented, headers, outcome, monotonic start/end times, cancelled flag);
+``DELETE /_sim/requests`` clears the list.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import json
+from collections import deque
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import h11
+import trio
+
+from .sim_script import Knobs, error_body, estimate_tokens, message_body, mid_stream_error, plan, stream_events
+
+log = logging.getLogger("cheaplm.simulator")
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+SIM_MODELS = ("claude-opus-4-6", "claude-opus-4-5-20251101", "claude-sonnet-4-6", "claude-sonnet-4-5-20250929",
+              "claude-sonnet-4-20250514", "claude-haiku-4-5-20251001")
+
+
+@dataclass
+class Seen:
+    id: int
+    path: str
+    model: str | None = None
+    stream: bool = False
+    api_key: str | None = None
+    anthropic_version: str | None = None
+    anthropic_beta: str | None = None
+    started: float = 0.0
+    ended: float | None = None
+    outcome: str = "open"   # open | complete | cancelled | fault
+    status: int = 0
+
+
+@dataclass
+class SimulatorState:
+    knobs: Knobs = field(default_factory=Knobs)
+    api_key: str | None = None
+    seen: deque[Seen] = field(default_factory=lambda: deque(maxlen=10_000))
+    record: bool = True
+    counter: itertools.count = field(default_factory=itertools.count)
+
+
+class _Conn:
+    """One client connection: h11 state plus the socket."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
+
+    async def send(self, *events: Any) -> None:
+        data = b"".join(self.h11.send(e) or b"" for e in events)
+        if data:
+            await self.stream.send_all(data)
+
+    async def next_event(self) -> Any:
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self.stream.receive_some(65536)
+            self.h11.receive_data(data)
+
+
+def _headers(content_type: str, extra: tuple[tuple[str, str], ...] = (), length: int | None = None):
+    headers = [("content-type", content_type), ("request-id", "req_sim")]
+    if length is not None:
+        headers.append(("content-length", str(length)))
+    return headers + list(extra)
+
+
+async def _json(conn: _Conn, status: int, body: Any, extra: tuple[tuple[str, str], ...] = ()) -> None:
+    data = json.dumps(body).encode()
+    await conn.send(h11.Response(status_code=status, headers=_headers("application/json", extra, len(data))),
+                    h11.Data(data=data), h11.EndOfMessage())
+
+
+async def _watch_disconnect(conn: _Conn, seen: Seen, scope: trio.CancelScope) -> None:
+    """While a response is produced, end-of-file from the client means it went away.
+
+    Bytes that do arrive are the client's next keep-alive request, sent as soon as
+    it read our last byte: they are kept in h11's buffer for the next cycle.
+    """
+    try:
+        data = await conn.stream.receive_some(65536)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        data = b""
+    if data:
+        conn.h11.receive_data(data)
+        return
+    if seen.outcome == "open":
+        seen.outcome, seen.ended = "cancelled", time.monotonic()
+    scope.cancel()
+
+
+async def _stream(conn: _Conn, state: SimulatorState, script, seen: Seen) -> bool:
+    """Send a streamed answer. Returns False when the connection cannot be reused."""
+    knobs = script.knobs
+    head, deltas, tail = stream_events(script)
+    gap = knobs.gap_ms / 1000
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_disconnect, conn, seen, nursery.cancel_scope)
+        if knobs.fault == "hang":
+            await trio.sleep_forever()
+        await trio.sleep(knobs.ttft_ms / 1000)
+        await conn.send(h11.Response(status_code=200, headers=[
+            ("content-type", "text/event-stream"), ("cache-control", "no-cache"), ("request-id", "req_sim"),
+            ("transfer-encoding", "chunked")]))
+        await conn.stream.send_all(conn.h11.send(h11.Data(data=head)))
+        if knobs.fault == "hang_mid":
+            await trio.sleep_forever()
+        for i, event in enumerate(deltas):
+            if i and gap:
+                await trio.sleep(gap)
+            if knobs.fault in ("error_mid", "drop_mid") and i == knobs.fault_after:
+                seen.outcome, seen.ended = "fault", time.monotonic()
+                if knobs.fault == "drop_mid":
+                    await conn.stream.aclose()
+                    nursery.cancel_scope.cancel()
+                    return False
+                await conn.send(h11.Data(data=mid_stream_error()), h11.EndOfMessage())
+                nursery.cancel_scope.cancel()
+                return True
+            await conn.stream.send_all(conn.h11.send(h11.Data(data=event)))
+        await conn.send(h11.Data(data=tail), h11.EndOfMessage())
+        seen.outcome, seen.ended = "complete", time.monotonic()
+        nursery.cancel_scope.cancel()
+    return seen.outcome == "complete"
+
+
+async def _messages(conn: _Conn, state: SimulatorState, body: dict, seen: Seen) -> bool:
+    serial = next(state.counter)
+    script = plan(body, state.knobs, serial)
+    seen.model, seen.stream = script.model, bool(body.get("stream"))
+    seen.status = script.status
+    if script.status != 200:
+        seen.outcome, seen.ended = "fault", time.monotonic()
+        extra = (("retry-after", str(script.knobs.retry_after)),) if script.status == 429 else ()
+        await _json(conn, script.status, error_body(script), extra)
+        return True
+    if body.get("stream"):
+        return await _stream(conn, state, script, seen)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_disconnect, conn, seen, nursery.cancel_scope)
+        if script.knobs.fault in ("hang", "hang_mid"):
+            await trio.sleep_forever()
+        delay = script.knobs.ttft_ms + script.knobs.gap_ms * max(0, len(script.blocks) - 1)
+        await trio.sleep(delay / 1000)
+        await _json(conn, 200, message_body(script))
+        seen.outcome, seen.ended = "complete", time.monotonic()
+        nursery.cancel_scope.cancel()
+    return seen.outcome == "complete"
+
+
+def _presented_key(headers: dict[str, str]) -> str | None:
+    if "x-api-key" in headers:
+        return headers["x-api-key"]
+    auth = headers.get("authorization", "")
+    return auth[7:] if auth.lower().startswith("bearer ") else None
+
+
+async def _handle_request(conn: _Conn, state: SimulatorState, request: h11.Request) -> bool:
+    chunks = []
+    while True:
+        event = await conn.next_event()
+        if isinstance(event, h11.Data):
+            chunks.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            break
+        else:
+            return False
+    raw_body = b"".join(chunks)
+    headers = {k.decode().lower(): v.decode("latin-1") for k, v in request.headers}
+    path = request.target.decode().split("?", 1)[0]
+    method = request.method.decode()
+    if path == "/_sim/requests":
+        if method == "DELETE":
+            state.seen.clear()
+        await _json(conn, 200, {"data": [asdict(s) for s in list(state.seen)]})
+        return True
+    key = _presented_key(headers)
+    seen = Seen(id=next(state.counter), path=path, api_key=key, anthropic_version=headers.get("anthropic-version"),
+                anthropic_beta=headers.get("anthropic-beta"), started=time.monotonic())
+    if state.record:
+        state.seen.append(seen)
+    if state.api_key and not (key and hmac.compare_digest(key.encode(), state.api_key.encode())):
+        seen.outcome, seen.status = "fault", 401
+        await _json(conn, 401, {"type": "error", "error": {"type": "authentication_error",
+                                                           "message": "invalid x-api-key"}})
+        return True
+    if method == "GET" and path.rstrip("/") == "/v1/models":
+        await _json(conn, 200, {"data": [{"type": "model", "id": m, "display_name": m,
+                                          "created_at": "2025-01-01T00:00:00Z"} for m in SIM_MODELS],
+                                "has_more": False, "first_id": SIM_MODELS[0], "last_id": SIM_MODELS[-1]})
+        return True
+    if method != "POST" or path not in ("/v1/messages", "/v1/messages/count_tokens"):
+        await _json(conn, 404, {"type": "error", "error": {"type": "not_found_error", "message": f"no route {path}"}})
+        return True
+    try:
+        body = json.loads(raw_body)
+        if not isinstance(body, dict):
+            raise ValueError("body must be an object")
+    except ValueError as exc:
+        await _json(conn, 400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}})
+        return True
+    if path.endswith("count_tokens"):
+        seen.model, seen.outcome, seen.status = body.get("model"), "complete", 200
+        await _json(conn, 200, {"input_tokens": estimate_tokens(body)})
+        return True
+    try:
+        return await _messages(conn, state, body, seen)
+    except ValueError as exc:
+        await _json(conn, 400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}})
+        return True
+
+
+_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError)
+
+
+async def _converse(conn: _Conn, state: SimulatorState) -> None:
+    while True:
+        event = await conn.next_event()
+        if not isinstance(event, h11.Request):
+            return
+        if not await _handle_request(conn, state, event):
+            return
+        if conn.h11.our_state is h11.MUST_CLOSE or conn.h11.their_state is h11.MUST_CLOSE:
+            return
+        conn.h11.start_next_cycle()
+
+
+async def _serve_connection(state: SimulatorState, stream: trio.SocketStream) -> None:
+    """One connection; a client that goes away, or any fault in it, ends only this connection."""
+    conn = _Conn(stream)
+    try:
+        await _converse(conn, state)
+    except* _GONE:
+        pass
+    except* Exception:
+        log.exception("simulator: connection failed")
+    finally:
+        with trio.move_on_after(1) as cleanup:
+            cleanup.shield = True
+            await stream.aclose()
+
+
+async def serve_simulator(host: str = "127.0.0.1", port: int = 0, *, state: SimulatorState | None = None,
+                          task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until cancelled; reports ``(url, state)`` through task_status."""
+    state = state or SimulatorState()
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()
+    task_status.started((f"http://{host}:{bound[1]}", state))
+    await trio.serve_listeners(lambda s: _serve_connection(state, s), listeners)

@@ -1,0 +1,291 @@
+"""SQLite Store on sqlite-utils. Every operation runs on one connection through one
+lane (a worker thread behind ``trio.CapacityLimiter(1)``), each write in its own
+``BEGIN IMMEDIATE`` transaction, so holds and balances can never race.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import fields
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence, TypeVar
+
+import sqlite_utils
+import trio
+
+from .base import (Account, AlreadyExists, InsufficientBalance, KeyRecord, LedgerEntry, NotFound,
+                   StoreError, UsageRow)
+from .migrations import immediate, migrate
+
+T = TypeVar("T")
+
+_USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def connect(path: str) -> sqlite_utils.Database:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
+    db = sqlite_utils.Database(conn)
+    if path != ":memory:":
+        db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA busy_timeout=30000")
+    migrate(db)
+    return db
+
+
+class SqliteLedger:
+    """The synchronous operations; SqliteStore runs each one in the writer lane."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    # -- accounts -------------------------------------------------------------------
+    def _account_row(self, where: str, arg: Any) -> Account:
+        rows = list(self.db.query(f"SELECT id, username, balance, held, created_at FROM accounts WHERE {where}",
+                                  (arg,)))
+        if not rows:
+            raise NotFound(f"user not found: {arg}")
+        return Account(**rows[0])
+
+    def create_user(self, username: str) -> Account:
+        try:
+            with immediate(self.db):
+                self.db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES (?, 0, 0, ?)",
+                                (username, now()))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"user already exists: {username}") from None
+        return self.get_account(username)
+
+    def list_users(self) -> list[Account]:
+        return [Account(**r) for r in self.db.query(
+            "SELECT id, username, balance, held, created_at FROM accounts ORDER BY username")]
+
+    def get_account(self, username: str) -> Account:
+        return self._account_row("username = ?", username)
+
+    def _change_balance(self, account_id: int, delta: int, kind: str, ref: str | None,
+                        paid: int | None = None, release: int = 0) -> Account:
+        """Inside a transaction: move the balance by ``delta`` (and drop ``release`` of held),
+        writing the ledger entry when the balance moves."""
+        row = self.db.execute(
+            "UPDATE accounts SET balance = balance + ?, held = held - ? WHERE id = ? "
+            "RETURNING id, username, balance, held, created_at", (delta, release, account_id)).fetchone()
+        if row is None:
+            raise NotFound(f"account {account_id} not found")
+        account = Account(*row)
+        if delta:
+            self.db.execute(
+                "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, delta, account.balance, kind, ref, paid, now()))
+        return account
+
+    def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None) -> Account:
+        with immediate(self.db):
+            account = self.get_account(username)
+            return self._change_balance(account.id, amount, kind, ref, paid)
+
+    def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str) -> tuple[Account, Account]:
+        if amount <= 0:
+            raise StoreError("transfer amount must be positive")
+        with immediate(self.db):
+            sender = self._account_row("id = ?", from_account_id)
+            receiver = self.get_account(to_username)
+            if receiver.id == sender.id:
+                raise StoreError("Cannot transfer to yourself")
+            if sender.available < amount:
+                raise InsufficientBalance(sender.available, amount)
+            sender = self._change_balance(sender.id, -amount, "transfer_out", f"{ref}:{receiver.username}")
+            receiver = self._change_balance(receiver.id, amount, "transfer_in", f"{ref}:{sender.username}")
+        return sender, receiver
+
+    # -- keys -------------------------------------------------------------------------
+    _KEY_SELECT = ("SELECT k.id, k.account_id, a.username, k.prefix, k.key_hash, k.name, k.models, "
+                   "k.allow_stream, k.ips, k.pass_thinking, k.created_at, k.last_used_at, k.revoked_at "
+                   "FROM api_keys k JOIN accounts a ON a.id = k.account_id ")
+
+    @staticmethod
+    def _key(row: dict) -> KeyRecord:
+        row = dict(row)
+        row["models"] = tuple(json.loads(row["models"])) if row["models"] is not None else None
+        row["ips"] = tuple(json.loads(row["ips"] or "[]"))
+        row["allow_stream"] = bool(row["allow_stream"])
+        row["pass_thinking"] = None if row["pass_thinking"] is None else bool(row["pass_thinking"])
+        return KeyRecord(**row)
+
+    def create_key(self, username: str, prefix: str, key_hash: str, name: str,
+                   models: tuple[str, ...] | None, allow_stream: bool, ips: tuple[str, ...],
+                   pass_thinking: bool | None) -> KeyRecord:
+        with immediate(self.db):
+            account = self.get_account(username)
+            try:
+                self.db.execute(
+                    "INSERT INTO api_keys (account_id, prefix, key_hash, name, models, allow_stream, ips, "
+                    "pass_thinking, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (account.id, prefix, key_hash, name, None if models is None else json.dumps(list(models)),
+                     int(allow_stream), json.dumps(list(ips)),
+                     None if pass_thinking is None else int(pass_thinking), now()))
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"key prefix collision: {prefix}") from None
+        found = self.find_key(prefix)
+        assert found is not None
+        return found
+
+    def list_keys(self, username: str) -> list[KeyRecord]:
+        account = self.get_account(username)
+        return [self._key(r) for r in self.db.query(self._KEY_SELECT + "WHERE k.account_id = ? ORDER BY k.id",
+                                                    (account.id,))]
+
+    def find_key(self, prefix: str) -> KeyRecord | None:
+        rows = list(self.db.query(self._KEY_SELECT + "WHERE k.prefix = ?", (prefix,)))
+        return self._key(rows[0]) if rows else None
+
+    def revoke_key(self, prefix: str) -> KeyRecord:
+        with immediate(self.db):
+            cursor = self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL",
+                                     (now(), prefix))
+            if cursor.rowcount == 0 and self.find_key(prefix) is None:
+                raise NotFound(f"no key with prefix {prefix}")
+        found = self.find_key(prefix)
+        assert found is not None
+        return found
+
+    # -- holds ------------------------------------------------------------------------
+    def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
+        with immediate(self.db):
+            row = self.db.execute("SELECT balance, held FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"account {account_id} not found")
+            available = row[0] - row[1]
+            if available < amount:
+                raise InsufficientBalance(available, amount)
+            self.db.execute("UPDATE accounts SET held = held + ? WHERE id = ?", (amount, account_id))
+            return self.db.execute(
+                "INSERT INTO holds (account_id, amount, request_id, state, created_at) VALUES (?, ?, ?, 'open', ?)",
+                (account_id, amount, request_id, now())).lastrowid
+
+    def _close_hold(self, hold_id: int, state: str) -> tuple[int, int]:
+        row = self.db.execute("UPDATE holds SET state = ? WHERE id = ? AND state = 'open' "
+                              "RETURNING account_id, amount", (state, hold_id)).fetchone()
+        if row is None:
+            raise NotFound(f"no open hold {hold_id}")
+        return row[0], row[1]
+
+    def _write_usage(self, account_id: int, row: UsageRow) -> None:
+        values = [getattr(row, c) for c in _USAGE_COLUMNS]
+        values[_USAGE_COLUMNS.index("created_at")] = row.created_at or now()
+        self.db.execute(
+            f"INSERT INTO usage (account_id, {', '.join(_USAGE_COLUMNS)}) VALUES (?{', ?' * len(values)})",
+            (account_id, *values))
+        self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now(), row.key_id))
+
+    def settle(self, hold_id: int, row: UsageRow) -> Account:
+        with immediate(self.db):
+            account_id, amount = self._close_hold(hold_id, "settled")
+            account = self._change_balance(account_id, -row.cost, "charge", row.request_id, release=amount)
+            self._write_usage(account_id, row)
+        return account
+
+    def release(self, hold_id: int, row: UsageRow | None) -> Account:
+        with immediate(self.db):
+            account_id, amount = self._close_hold(hold_id, "released")
+            account = self._change_balance(account_id, 0, "release", None, release=amount)
+            if row is not None:
+                self._write_usage(account_id, row)
+        return account
+
+    def recover_open_holds(self) -> int:
+        """After a crash: release every hold left open (its request died with the process)."""
+        with immediate(self.db):
+            rows = self.db.execute("SELECT id FROM holds WHERE state = 'open'").fetchall()
+            for (hold_id,) in rows:
+                account_id, amount = self._close_hold(hold_id, "released_on_restart")
+                self._change_balance(account_id, 0, "release", None, release=amount)
+        return len(rows)
+
+    # -- reports ----------------------------------------------------------------------
+    def usage(self, username: str, limit: int) -> list[UsageRow]:
+        account = self.get_account(username)
+        rows = self.db.query(f"SELECT {', '.join(_USAGE_COLUMNS)} FROM usage WHERE account_id = ? "
+                             "ORDER BY created_at DESC, rowid DESC LIMIT ?", (account.id, limit))
+        return [UsageRow(**{**r, "stream": bool(r["stream"]), "partial": bool(r["partial"])}) for r in rows]
+
+    def ledger(self, username: str) -> list[LedgerEntry]:
+        account = self.get_account(username)
+        return [LedgerEntry(**r) for r in self.db.query(
+            "SELECT id, account_id, delta, balance_after, kind, ref, paid, created_at FROM ledger "
+            "WHERE account_id = ? ORDER BY id", (account.id,))]
+
+
+class SqliteStore:
+    """The async Store: each call runs its SqliteLedger operation in the one writer lane."""
+
+    def __init__(self, ledger: SqliteLedger) -> None:
+        self._ledger = ledger
+        self._lane = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, path: str) -> "SqliteStore":
+        db = await trio.to_thread.run_sync(connect, path)
+        return cls(SqliteLedger(db))
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._lane)
+
+    async def create_user(self, username: str) -> Account:
+        return await self._run(self._ledger.create_user, username)
+
+    async def list_users(self) -> Sequence[Account]:
+        return await self._run(self._ledger.list_users)
+
+    async def get_account(self, username: str) -> Account:
+        return await self._run(self._ledger.get_account, username)
+
+    async def create_key(self, username: str, prefix: str, key_hash: str, name: str,
+                         models: tuple[str, ...] | None, allow_stream: bool,
+                         ips: tuple[str, ...], pass_thinking: bool | None) -> KeyRecord:
+        return await self._run(self._ledger.create_key, username, prefix, key_hash, name, models,
+                               allow_stream, ips, pass_thinking)
+
+    async def list_keys(self, username: str) -> Sequence[KeyRecord]:
+        return await self._run(self._ledger.list_keys, username)
+
+    async def find_key(self, prefix: str) -> KeyRecord | None:
+        return await self._run(self._ledger.find_key, prefix)
+
+    async def revoke_key(self, prefix: str) -> KeyRecord:
+        return await self._run(self._ledger.revoke_key, prefix)
+
+    async def credit(self, username: str, amount: int, kind: str, paid: int | None = None,
+                     ref: str | None = None) -> Account:
+        return await self._run(self._ledger.credit, username, amount, kind, paid, ref)
+
+    async def transfer(self, from_account_id: int, to_username: str, amount: int,
+                       ref: str) -> tuple[Account, Account]:
+        return await self._run(self._ledger.transfer, from_account_id, to_username, amount, ref)
+
+    async def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
+        return await self._run(self._ledger.place_hold, account_id, amount, request_id)
+
+    async def settle(self, hold_id: int, row: UsageRow) -> Account:
+        return await self._run(self._ledger.settle, hold_id, row)
+
+    async def release(self, hold_id: int, row: UsageRow | None) -> Account:
+        return await self._run(self._ledger.release, hold_id, row)
+
+    async def recover_open_holds(self) -> int:
+        return await self._run(self._ledger.recover_open_holds)
+
+    async def usage(self, username: str, limit: int = 50) -> Sequence[UsageRow]:
+        return await self._run(self._ledger.usage, username, limit)
+
+    async def ledger(self, username: str) -> Sequence[LedgerEntry]:
+        return await self._run(self._ledger.ledger, username)
+
+    async def aclose(self) -> None:
+        await self._run(self._ledger.db.close)
