@@ -35,7 +35,7 @@ def encode_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]
 
 
 class Exchange:
-    __slots__ = ("scope", "receive", "send", "headers", "started", "disconnected")
+    __slots__ = ("scope", "receive", "send", "headers", "started", "finished", "disconnected")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -43,6 +43,7 @@ class Exchange:
         self.send = send
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self.started = False
+        self.finished = False
         self.disconnected = False
 
     @property
@@ -70,6 +71,7 @@ class Exchange:
                 return b"".join(parts)
 
     async def respond(self, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        self.finished = True
         await self.send({"type": "http.response.start", "status": status,
                          "headers": [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers]})
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
@@ -85,13 +87,16 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def end_stream(self, last: bytes = b"") -> None:
+        self.finished = True
         await self.send({"type": "http.response.body", "body": last, "more_body": False})
 
     async def watch_disconnect(self, scope: trio.CancelScope) -> None:
-        """Run beside a streamed response: cancel ``scope`` when the client disconnects."""
+        """Run beside a response: cancel ``scope`` when the client disconnects before
+        the response is complete (the server also reports a disconnect after it)."""
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                self.disconnected = True
-                scope.cancel()
+                if not self.finished:
+                    self.disconnected = True
+                    scope.cancel()
                 return

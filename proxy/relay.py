@@ -249,12 +249,12 @@ async def _settle_stream(ticket: Ticket, tap: AnthropicStreamTap, delivered: int
     if tap.saw_message_stop and tap.error is None:
         await ticket.settle(tap.usage)
         return
-    if disconnected:
-        status, kind = CLIENT_CLOSED, "client_disconnected"
-    elif tap.error is not None:
+    if tap.error is not None:
         status, kind = 200, str(tap.error.get("type", "api_error"))
     elif stream_error is not None:
         status, kind = stream_error.status, stream_error.error_type
+    elif disconnected:
+        status, kind = CLIENT_CLOSED, "client_disconnected"
     else:
         status, kind = 500, "gateway_error"
     if not tap.saw_message_start or delivered == 0:

@@ -1,0 +1,156 @@
+"""Balances to the micro-dollar: sequential, concurrent, and on disconnect."""
+
+import json
+import time
+
+import httpx
+import pytest
+import trio
+
+from proxy.billing import estimate_input_tokens, hold_amount, usage_cost
+from proxy.protocol.usage import Usage
+
+from .conftest import make_account
+
+
+async def ledger_balances(gateway, username: str) -> None:
+    """Every balance change is a ledger entry: the entries add up to the balance."""
+    entries = await gateway.gateway.store.ledger(username)
+    account = await gateway.gateway.store.get_account(username)
+    assert sum(e.delta for e in entries) == account.balance
+    running = 0
+    for entry in entries:
+        running += entry.delta
+        assert entry.balance_after == running
+
+
+async def test_balance_after_many_requests_is_exact(alice, gateway):
+    client = alice.anthropic()
+    models = ["claude-sonnet-4.5", "claude-haiku-4.5", "claude-opus-4.6", "claude-opus-4", "claude-haiku-3.5"]
+    expected = 0
+    for i in range(10):
+        model = models[i % len(models)]
+        directive = f"[sim deltas={3 + i} cache_read={100 * i} cache_write={7 * i} cache_write_1h={3 * i}]"
+        prompt = [{"role": "user", "content": f"request {i} {directive}"}]
+        if i % 2:
+            message = await client.messages.create(model=model, max_tokens=400, messages=prompt)
+            usage = message.usage
+        else:
+            async with client.messages.stream(model=model, max_tokens=400, messages=prompt) as s:
+                usage = (await s.get_final_message()).usage
+        merged = Usage().merged(usage.model_dump())
+        assert merged.cache_read == 100 * i and merged.cache_write_1h == 3 * i
+        expected += usage_cost(merged, gateway.gateway.catalog.resolve(model).prices)
+    account = await alice.settled(10)
+    assert account.balance == 10_000_000 - expected
+    rows = await gateway.gateway.store.usage("alice", 100)
+    assert sum(r.cost for r in rows) == expected
+    await ledger_balances(gateway, "alice")
+
+
+async def test_concurrent_requests_never_overdraw(gateway):
+    model = gateway.gateway.catalog.resolve("claude-haiku-4.5")
+    body = {"model": "claude-haiku-4.5", "max_tokens": 1000, "stream": False,
+            "messages": [{"role": "user", "content": "slow [sim ttft_ms=300]"}]}
+    hold = hold_amount(model, estimate_input_tokens(body), 1000)
+    account = await make_account(gateway, "small", credit_micro=3 * hold + hold // 2)
+    results = []
+
+    async def one(http):
+        response = await http.post("/v1/messages", json=body)
+        results.append(response)
+
+    async with account.http() as http:
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(one, http)
+    ok = [r for r in results if r.status_code == 200]
+    refused = [r for r in results if r.status_code == 402]
+    assert len(ok) == 3 and len(refused) == 17
+    assert all(r.json()["error"]["type"] == "billing_error" for r in refused)
+    spent = sum(int(round(float(r.headers["x-cheaplm-cost-usd"]) * 1_000_000)) for r in ok)
+    final = await account.settled(3)
+    assert final.balance == 3 * hold + hold // 2 - spent >= 0
+    await ledger_balances(gateway, "small")
+
+
+async def test_disconnect_mid_stream_cancels_upstream_and_charges_partial(alice, gateway, simulator):
+    before = await alice.balance()
+    body = {"model": "claude-sonnet-4.5", "max_tokens": 2000, "stream": True,
+            "messages": [{"role": "user", "content": "long [sim deltas=64 gap_ms=40]"}]}
+    deltas = 0
+    async with alice.http() as http:
+        async with http.stream("POST", "/v1/messages", json=body) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line == "event: content_block_delta":
+                    deltas += 1
+                    if deltas == 5:
+                        break
+        closed_at = time.monotonic()
+    with trio.fail_after(5):
+        while simulator.seen()[-1].outcome == "open":
+            await trio.sleep(0.005)
+    seen = simulator.seen()[-1]
+    assert seen.outcome == "cancelled"
+    assert seen.ended - closed_at < 0.100, f"upstream saw the cancel {1000 * (seen.ended - closed_at):.1f} ms late"
+    account = await alice.settled(1)
+    row = (await gateway.gateway.store.usage("alice"))[0]
+    assert row.partial and row.status == 499 and row.error_type == "client_disconnected"
+    # 5 text deltas of 16 bytes were delivered: 4 tokens each by the estimate
+    assert row.output_tokens >= 20 and row.input_tokens > 0
+    prices = gateway.gateway.catalog.resolve("claude-sonnet-4.5").prices
+    assert row.cost == usage_cost(Usage(row.input_tokens, row.cache_write_5m, row.cache_write_1h, row.cache_read,
+                                        row.output_tokens), prices) > 0
+    assert account.balance == before - row.cost and account.held == 0
+    await ledger_balances(gateway, "alice")
+
+
+async def test_disconnect_before_first_token_charges_nothing(alice, gateway, simulator):
+    body = {"model": "claude-sonnet-4.5", "max_tokens": 100, "stream": True,
+            "messages": [{"role": "user", "content": "[sim ttft_ms=5000]"}]}
+    async with alice.http() as http:
+        with trio.move_on_after(0.3):
+            await http.post("/v1/messages", json=body)
+    account = await alice.settled(1)
+    row = (await gateway.gateway.store.usage("alice"))[0]
+    assert row.status == 499 and row.cost == 0 and account.balance == 10_000_000
+    with trio.fail_after(5):
+        while simulator.seen()[-1].outcome == "open":
+            await trio.sleep(0.005)
+    assert simulator.seen()[-1].outcome == "cancelled"
+
+
+@pytest.mark.parametrize("fault,error_type", [("error_mid", "overloaded_error"), ("drop_mid", "api_error")])
+async def test_mid_stream_failure_reaches_client_and_charges_delivered(alice, gateway, fault, error_type):
+    body = {"model": "claude-haiku-4.5", "max_tokens": 500, "stream": True,
+            "messages": [{"role": "user", "content": f"[sim deltas=10 fault={fault} fault_after=4]"}]}
+    async with alice.http() as http:
+        response = await http.post("/v1/messages", json=body)
+    assert response.status_code == 200
+    assert response.text.count("event: content_block_delta") == 4
+    error_event = response.text.split("event: error\ndata: ")[1]
+    assert json.loads(error_event)["error"]["type"] == error_type
+    assert "message_stop" not in response.text
+    account = await alice.settled(1)
+    row = (await gateway.gateway.store.usage("alice"))[0]
+    assert row.partial and row.error_type == error_type and row.output_tokens >= 16
+    assert account.balance == 10_000_000 - row.cost and row.cost > 0
+
+
+async def test_restart_releases_holds_left_open(tmp_path, config, nursery):
+    from dataclasses import replace
+
+    from proxy.serve import serve
+    from storage import open_store
+
+    store = await open_store(config.db_path)
+    await store.create_user("bob")
+    await store.credit("bob", 1_000_000, "credit")
+    account = await store.get_account("bob")
+    await store.place_hold(account.id, 400_000, "req_crashed")
+    assert (await store.get_account("bob")).available == 600_000
+    await store.aclose()  # the process "dies" with the hold open
+    running = await nursery.start(serve, replace(config, port=0))
+    account = await running.gateway.store.get_account("bob")
+    assert account.held == 0 and account.balance == 1_000_000
