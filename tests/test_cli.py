@@ -1,0 +1,78 @@
+"""The cheaplm admin CLI, run in-process (each command runs its own trio.run)."""
+
+import json
+
+import pytest
+
+from proxy.cli import main
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "cli.db")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_user_key_topup_balance_usage(capsys, db):
+    assert run(capsys, "user", "create", "carol", "--db", db)[0] == 0
+    code, _, err = run(capsys, "user", "create", "carol", "--db", db)
+    assert code == 1 and err.count("\n") == 1 and "already exists" in err
+    code, out, err = run(capsys, "key", "create", "carol", "--db", db, "--name", "laptop", "--models",
+                         "claude-sonnet-4-5,claude-haiku-4.5", "--no-stream", "--ip", "10.0.0.0/8", "--ip", "::1")
+    key = out.strip()
+    assert code == 0 and key.startswith("sk-cl-") and len(key) >= 6 + 32 and "shown once" in err
+    code, out, _ = run(capsys, "key", "list", "carol", "--db", db)
+    assert key[:14] in out and key not in out and "claude-sonnet-4.5,claude-haiku-4.5" in out
+    assert "10.0.0.0/8,::1/128" in out and "laptop" in out
+    assert run(capsys, "topup", "carol", "--paid", "10", "--db", db)[0] == 0
+    assert run(capsys, "topup", "carol", "--credit", "0.000001", "--db", db)[0] == 0
+    code, out, _ = run(capsys, "balance", "carol", "--db", db)
+    assert json.loads(out)["balance_usd"] == "300.000001"
+    code, out, _ = run(capsys, "usage", "carol", "--db", db, "--limit", "5")
+    assert code == 0 and "(none)" in out
+    code, out, _ = run(capsys, "key", "revoke", key[:14], "--db", db)
+    assert code == 0 and "revoked" in out
+    code, out, _ = run(capsys, "user", "list", "--db", db)
+    assert "carol" in out and "300.000001" in out
+
+
+def test_topup_records_paid_and_value(capsys, db, tmp_path):
+    run(capsys, "user", "create", "dan", "--db", db)
+    config = tmp_path / "c.toml"
+    config.write_text('value_multiplier = "12.5"\n')
+    assert run(capsys, "topup", "dan", "--paid", "0.03", "--db", db, "--config", str(config))[0] == 0
+    import sqlite3
+    row = sqlite3.connect(db).execute("SELECT delta, paid, kind FROM ledger").fetchone()
+    assert row == (375_000, 30_000, "topup")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (("topup", "ghost", "--paid", "1"), "user not found"),
+    (("topup", "erin", "--paid", "abc"), "not a USD amount"),
+    (("topup", "erin", "--paid", "-1"), "positive"),
+    (("topup", "erin"), "exactly one"),
+    (("topup", "erin", "--paid", "1", "--credit", "1"), "exactly one"),
+    (("key", "create", "erin", "--models", "gpt-4"), "unknown model"),
+    (("key", "create", "erin", "--ip", "not-an-ip"), "invalid --ip"),
+    (("key", "create", "ghost"), "user not found"),
+    (("key", "revoke", "sk-cl-nothere0"), "no key"),
+    (("user", "create", "bad name!"), "invalid username"),
+    (("balance", "ghost"), "user not found"),
+    (("usage", "erin", "--limit", "0"), "--limit"),
+])
+def test_bad_input_is_one_line_and_nonzero(capsys, db, argv, needle):
+    run(capsys, "user", "create", "erin", "--db", db)
+    code, _, err = run(capsys, *argv, "--db", db)
+    assert code != 0 and needle in err and err.count("\n") == 1
+
+
+def test_bad_config_file(capsys, db, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = 'x'\n")
+    code, _, err = run(capsys, "user", "list", "--db", db, "--config", str(bad))
+    assert code == 1 and "port" in err
