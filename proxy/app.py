@@ -16,7 +16,7 @@ from typing import Any
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from . import errors
+from . import errors, transfer
 from .adaptors.anthropic import AnthropicAdaptor, parse_count_tokens
 from .asgi import Exchange, canonical_path, encode_headers
 from .auth import check_restrictions, presented_key
@@ -172,5 +172,6 @@ def create_app(gateway: Gateway) -> QuartTrio:
                                       code="model_not_found")
         return Response(json.dumps(_model_item(found)), content_type="application/json")
 
+    transfer.register(app, gateway)
     app.asgi_app = RelayRoutes(app.asgi_app, gateway)  # type: ignore[method-assign]
     return app

@@ -1,0 +1,73 @@
+"""The reseller transfer API (product docs): POST /api/user/transfer.
+
+Moves balance from the key owner's account to another user's, atomically, with a
+ledger entry on each side. Answers in the documented shape; errors as
+``{"success": false, "error": "<documented error>", "message": "<detail>"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+
+from quart import Response, request
+
+from . import errors
+from .auth import presented_key
+from .gateway import Gateway
+from .money import format_usd, usd_number
+from .relay import new_request_id
+from storage.base import InsufficientBalance, NotFound, StoreError
+
+
+def _fail(status: int, error: str, message: str) -> Response:
+    return Response(json.dumps({"success": False, "error": error, "message": message}), status=status,
+                    content_type="application/json")
+
+
+def _amount(value) -> int | None:
+    """Dollars as a JSON number (or numeric string) -> micro-USD; None if not a positive
+    amount with at most six decimals."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        micro = Decimal(str(value)) * 1_000_000
+    except InvalidOperation:
+        return None
+    if not micro.is_finite() or micro <= 0 or micro != micro.to_integral_value():
+        return None
+    return int(micro)
+
+
+def register(app, gateway: Gateway) -> None:
+    @app.post("/api/user/transfer")
+    async def transfer() -> Response:
+        try:
+            key = await gateway.keys.authenticate(presented_key({k.lower(): v for k, v in request.headers.items()}))
+        except errors.GatewayError as error:
+            return _fail(401, "Unauthorized", error.message)
+        try:
+            body = json.loads(await request.get_data())
+        except ValueError:
+            return _fail(400, "Invalid request", "Body must be JSON: {\"toUsername\": ..., \"amount\": ...}")
+        if not isinstance(body, dict) or not isinstance(body.get("toUsername"), str) or not body["toUsername"]:
+            return _fail(400, "Invalid request", "toUsername (string) is required")
+        amount = _amount(body.get("amount"))
+        if amount is None:
+            return _fail(400, "Invalid amount", "amount must be a positive number of dollars, at most 6 decimals")
+        if body["toUsername"] == key.username:
+            return _fail(400, "Cannot transfer to yourself", "toUsername matches your own username")
+        try:
+            sender, receiver = await gateway.store.transfer(key.account_id, body["toUsername"], amount,
+                                                            new_request_id())
+        except InsufficientBalance as short:
+            return _fail(400, "Insufficient balance",
+                         f"available ${format_usd(max(short.available, 0))}, asked ${format_usd(amount)}")
+        except NotFound:
+            return _fail(404, "User not found", f"no user {body['toUsername']!r}")
+        except StoreError as exc:
+            return _fail(400, "Invalid request", str(exc))
+        return Response(json.dumps({
+            "success": True, "amount": usd_number(amount), "from": sender.username, "to": receiver.username,
+            "senderNewBalance": usd_number(sender.balance), "receiverNewBalance": usd_number(receiver.balance),
+        }), content_type="application/json")

@@ -1,0 +1,77 @@
+"""The commands as a newcomer runs them: `cheaplm serve` on its embedded default, and
+`cheaplm simulator` as a standalone upstream for `cheaplm serve --upstream-url`."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import httpx
+import trio
+
+from proxy.cli import main
+
+
+async def cli(*argv) -> int:
+    """The admin CLI runs its own trio.run, so from a test it runs in a thread."""
+    return await trio.to_thread.run_sync(main, list(argv))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_http(url: str) -> httpx.Response:
+    with trio.fail_after(20):
+        while True:
+            try:
+                async with httpx.AsyncClient() as http:
+                    return await http.get(url)
+            except httpx.TransportError:
+                await trio.sleep(0.05)
+
+
+def spawn(nursery, cwd, *argv):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
+    return nursery.start_soon(lambda: trio.run_process(
+        [sys.executable, "-m", "proxy", *argv], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(cwd, f"{argv[0]}.log"), "w"), check=False))
+
+
+async def test_serve_on_embedded_default(tmp_path, nursery, monkeypatch):
+    port = free_port()
+    spawn(nursery, str(tmp_path), "serve", "--port", str(port))
+    health = (await wait_http(f"http://127.0.0.1:{port}/health")).json()
+    assert health["upstream"]["simulated"] is True
+    assert (tmp_path / "cheaplm.db").exists()
+    # an operator's first steps, against the running server's ledger
+    monkeypatch.chdir(tmp_path)
+    assert await cli("user", "create", "first") == 0
+    assert await cli("topup", "first", "--paid", "1") == 0
+    nursery.cancel_scope.cancel()
+    log = (tmp_path / "serve.log").read_text()
+    assert "SIMULATED upstream" in log
+
+
+async def test_standalone_simulator_behind_the_gateway(tmp_path, nursery, capsys):
+    sim_port, gw_port = free_port(), free_port()
+    spawn(nursery, str(tmp_path), "simulator", "--port", str(sim_port), "--deltas", "5")
+    await wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
+    db = str(tmp_path / "g.db")
+    assert await cli("user", "create", "u", "--db", db) == 0
+    assert await cli("topup", "u", "--credit", "5", "--db", db) == 0
+    capsys.readouterr()
+    assert await cli("key", "create", "u", "--db", db) == 0
+    key = capsys.readouterr().out.strip()
+    spawn(nursery, str(tmp_path), "serve", "--port", str(gw_port), "--db", db, "--upstream-url",
+          f"http://127.0.0.1:{sim_port}")
+    health = (await wait_http(f"http://127.0.0.1:{gw_port}/health")).json()
+    assert health["upstream"] == {"url": f"http://127.0.0.1:{sim_port}", "simulated": False}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", headers={"x-api-key": key}) as http:
+        response = await http.post("/v1/messages", json={
+            "model": "claude-haiku-4.5", "max_tokens": 50, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200 and response.text.count("event: content_block_delta") == 5
+    nursery.cancel_scope.cancel()

@@ -1,0 +1,66 @@
+"""The reseller transfer API, as documented."""
+
+import httpx
+import pytest
+import trio
+
+from .conftest import make_account
+
+
+@pytest.fixture
+async def reseller(gateway):
+    seller = await make_account(gateway, "reseller", credit_micro=551_000_000)
+    await make_account(gateway, "client-username", credit_micro=0)
+    return seller
+
+
+async def test_transfer_moves_balance_atomically(reseller, gateway):
+    async with reseller.http() as http:
+        response = await http.post("/api/user/transfer", json={"toUsername": "client-username", "amount": 100.5})
+    assert response.status_code == 200
+    assert response.json() == {"success": True, "amount": 100.5, "from": "reseller", "to": "client-username",
+                               "senderNewBalance": 450.5, "receiverNewBalance": 100.5}
+    store = gateway.gateway.store
+    assert (await store.get_account("reseller")).balance == 450_500_000
+    assert [e.kind for e in await store.ledger("client-username")] == ["transfer_in"]
+
+
+@pytest.mark.parametrize("payload,status,error", [
+    ({"toUsername": "client-username", "amount": 10_000}, 400, "Insufficient balance"),
+    ({"toUsername": "nobody", "amount": 1}, 404, "User not found"),
+    ({"toUsername": "reseller", "amount": 1}, 400, "Cannot transfer to yourself"),
+    ({"toUsername": "client-username", "amount": -1}, 400, "Invalid amount"),
+    ({"toUsername": "client-username", "amount": 0.0000001}, 400, "Invalid amount"),
+    ({"toUsername": "client-username", "amount": True}, 400, "Invalid amount"),
+    ({"amount": 1}, 400, "Invalid request"),
+])
+async def test_transfer_errors(reseller, gateway, payload, status, error):
+    async with reseller.http() as http:
+        response = await http.post("/api/user/transfer", json=payload)
+    assert response.status_code == status and response.json()["error"] == error
+    assert response.json()["success"] is False
+    assert (await gateway.gateway.store.get_account("reseller")).balance == 551_000_000
+
+
+async def test_transfer_needs_a_valid_key(gateway):
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        response = await http.post("/api/user/transfer", json={"toUsername": "x", "amount": 1},
+                                   headers={"x-api-key": "sk-cl-notreallyakeyatallnotreallyakey"})
+    assert response.status_code == 401 and response.json()["error"] == "Unauthorized"
+
+
+async def test_concurrent_transfers_never_overdraw(reseller, gateway):
+    statuses = []
+
+    async def send(http):
+        r = await http.post("/api/user/transfer", json={"toUsername": "client-username", "amount": 100})
+        statuses.append(r.status_code)
+
+    async with reseller.http() as http:
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(send, http)
+    assert sorted(statuses) == [200] * 5 + [400] * 3
+    store = gateway.gateway.store
+    assert (await store.get_account("reseller")).balance == 51_000_000
+    assert (await store.get_account("client-username")).balance == 500_000_000
