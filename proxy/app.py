@@ -18,6 +18,7 @@ from quart_trio import QuartTrio
 
 from . import errors, transfer
 from .adaptors.anthropic import AnthropicAdaptor, parse_count_tokens
+from .adaptors.openai import OpenAIAdaptor
 from .asgi import Exchange, canonical_path, encode_headers
 from .auth import check_restrictions, presented_key
 from .catalog import Model
@@ -34,8 +35,10 @@ class RelayRoutes:
         self.inner = inner
         self.gateway = gateway
         self.anthropic = AnthropicAdaptor()
+        self.openai = OpenAIAdaptor()
         self.routes = {
             "/v1/messages": self._messages,
+            "/v1/chat/completions": self._chat,
             "/v1/messages/count_tokens": self._count_tokens,
         }
 
@@ -52,6 +55,9 @@ class RelayRoutes:
 
     async def _messages(self, ex: Exchange) -> None:
         await handle(self.gateway, ex, self.anthropic, "/v1/messages")
+
+    async def _chat(self, ex: Exchange) -> None:
+        await handle(self.gateway, ex, self.openai, "/v1/messages")
 
     async def _count_tokens(self, ex: Exchange) -> None:
         """Forwarded upstream, never answered with a made-up figure."""

@@ -55,7 +55,7 @@ class GatewayError(Exception):
     message: str
     error_type: str | None = None
     param: str | None = None
-    code: str | None = None
+    code: str | int | None = None
     headers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:

@@ -49,6 +49,7 @@ class Parsed:
     stream: bool
     max_tokens: int
     client_model: str
+    include_usage: bool = False  # OpenAI stream_options.include_usage
 
 
 class StreamRenderer(Protocol):
@@ -60,6 +61,7 @@ class Adaptor(Protocol):
     endpoint: str
 
     def parse(self, raw: bytes, catalog: Catalog) -> Parsed: ...
+    def keep_thinking(self, configured: bool) -> bool: ...
     def error_body(self, error: errors.GatewayError, request_id: str) -> dict: ...
     def error_event(self, error: errors.GatewayError, request_id: str) -> bytes: ...
     def render_message(self, upstream_body: bytes, message: dict, parsed: Parsed) -> bytes: ...
@@ -208,7 +210,7 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                         body: bytes) -> None:
     pass_thinking = ticket.key.pass_thinking if ticket.key.pass_thinking is not None \
         else gateway.config.pass_thinking
-    tap = AnthropicStreamTap(filter_thinking=not pass_thinking)
+    tap = AnthropicStreamTap(filter_thinking=not adaptor.keep_thinking(pass_thinking))
     delivered = 0
     stream_error: errors.GatewayError | None = None
     try:

@@ -28,6 +28,13 @@ class Sim:
     def seen(self, path: str = "/v1/messages"):
         return [s for s in self.state.seen if s.path == path]
 
+    async def last_outcome(self):
+        """Wait (bounded) until the last /v1/messages request is no longer open."""
+        with trio.fail_after(5):
+            while self.seen()[-1].outcome == "open":
+                await trio.sleep(0.005)
+        return self.seen()[-1]
+
 
 @pytest.fixture
 async def simulator(nursery) -> Sim:

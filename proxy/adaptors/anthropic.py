@@ -84,6 +84,9 @@ class AnthropicAdaptor:
         body["model"] = model.upstream_id
         return Parsed(body, model, stream, max_tokens, client_model)
 
+    def keep_thinking(self, configured: bool) -> bool:
+        return configured  # filtered by default: Anthropic clients look blocks up by index
+
     def error_body(self, error: errors.GatewayError, request_id: str) -> dict:
         return error.anthropic_body(request_id)
 

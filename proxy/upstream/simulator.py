@@ -45,6 +45,7 @@ class Seen:
     ended: float | None = None
     outcome: str = "open"   # open | complete | cancelled | fault
     status: int = 0
+    body: dict | None = None  # the request body, kept only while recording
 
 
 @dataclass
@@ -218,6 +219,8 @@ async def _handle_request(conn: _Conn, state: SimulatorState, request: h11.Reque
     except ValueError as exc:
         await _json(conn, 400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}})
         return True
+    if state.record:
+        seen.body = body
     if path.endswith("count_tokens"):
         seen.model, seen.outcome, seen.status = body.get("model"), "complete", 200
         await _json(conn, 200, {"input_tokens": estimate_tokens(body)})
