@@ -146,3 +146,20 @@ async def test_models_info_and_health(alice, gateway):
     assert sonnet["max_output_tokens"] == 8192 and sonnet["thinking"] and sonnet["vision"]
     assert "claude-sonnet-4-5" in sonnet["aliases"]
     assert health["status"] == "ok" and health["upstream"]["simulated"] is False
+
+
+async def test_global_pass_thinking_switch_and_per_key_override(nursery, config):
+    from dataclasses import replace
+
+    from proxy.serve import serve
+
+    running = await nursery.start(serve, replace(config, pass_thinking=True))
+    default = await make_account(running, "default-key")
+    filtered = await make_account(running, "filtered-key", pass_thinking=False)
+    kinds = {}
+    for account in (default, filtered):
+        async with account.anthropic().messages.stream(
+                model="claude-sonnet-4.5", max_tokens=2000, messages=MESSAGE,
+                thinking={"type": "enabled", "budget_tokens": 1024}) as s:
+            kinds[account.username] = [b.type for b in (await s.get_final_message()).content]
+    assert kinds == {"default-key": ["thinking", "text"], "filtered-key": ["text"]}
