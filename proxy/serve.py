@@ -41,6 +41,7 @@ def hypercorn_config(host: str, port: int) -> HypercornConfig:
 
 
 async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
     store = await open_store(config.db_path)
     try:
         recovered = await store.recover_open_holds()

@@ -214,8 +214,8 @@ def error_body(script: Script) -> dict:
     return {"type": "error", "error": script.error}
 
 
-def message_body(script: Script) -> dict:
-    """The non-streaming answer."""
+def message_body(script: Script, message_id: str | None = None) -> dict:
+    """The non-streaming answer (with a fresh id when the script is reused)."""
     content: list[dict] = []
     for block in script.blocks:
         if block.kind == "text":
@@ -226,19 +226,24 @@ def message_body(script: Script) -> dict:
             joined = "".join(block.pieces)
             content.append({"type": "tool_use", "id": block.tool_id, "name": block.name,
                             "input": json.loads(joined) if joined and block.input is not None else {}})
-    return {"id": script.message_id, "type": "message", "role": "assistant", "model": script.model,
+    return {"id": message_id or script.message_id, "type": "message", "role": "assistant", "model": script.model,
             "content": content, "stop_reason": script.stop_reason, "stop_sequence": script.stop_sequence,
             "usage": script.usage}
+
+
+def stream_head(script: Script, message_id: str | None = None) -> bytes:
+    """message_start (with a fresh id when the script is reused) and a ping."""
+    start_usage = {**script.usage, "output_tokens": 1}
+    return encode_event("message_start", {"type": "message_start", "message": {
+        "id": message_id or script.message_id, "type": "message", "role": "assistant", "model": script.model,
+        "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}) \
+        + encode_event("ping", {"type": "ping"})
 
 
 def stream_events(script: Script) -> tuple[bytes, list[bytes], bytes]:
     """(head, deltas, tail): the events before the first delta, one item per delta
     event (with its block start/stop events attached), and the closing events."""
-    start_usage = {**script.usage, "output_tokens": 1}
-    head = encode_event("message_start", {"type": "message_start", "message": {
-        "id": script.message_id, "type": "message", "role": "assistant", "model": script.model,
-        "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}) \
-        + encode_event("ping", {"type": "ping"})
+    head = stream_head(script)
     deltas: list[bytes] = []
     pending = b""
     for index, block in enumerate(script.blocks):

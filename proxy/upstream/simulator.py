@@ -24,7 +24,8 @@ from typing import Any
 import h11
 import trio
 
-from .sim_script import Knobs, error_body, estimate_tokens, message_body, mid_stream_error, plan, stream_events
+from .sim_script import (Knobs, Script, error_body, estimate_tokens, message_body, mid_stream_error, plan,
+                         stream_events, stream_head)
 
 log = logging.getLogger("cheaplm.simulator")
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -48,6 +49,21 @@ class Seen:
     body: dict | None = None  # the request body, kept only while recording
 
 
+def _frame(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@dataclass
+class Planned:
+    """A script with its stream events already encoded and chunk-framed, reused for
+    identical request bodies (load tests send thousands of those)."""
+
+    script: Script
+    framed_deltas: list[bytes]
+    framed_tail: bytes
+
+
 @dataclass
 class SimulatorState:
     knobs: Knobs = field(default_factory=Knobs)
@@ -55,6 +71,18 @@ class SimulatorState:
     seen: deque[Seen] = field(default_factory=lambda: deque(maxlen=10_000))
     record: bool = True
     counter: itertools.count = field(default_factory=itertools.count)
+    plans: dict[bytes, Planned] = field(default_factory=dict)
+
+    def planned(self, raw_body: bytes, body: dict) -> Planned:
+        found = self.plans.get(raw_body)
+        if found is None:
+            script = plan(body, self.knobs, next(self.counter))
+            _, deltas, tail = stream_events(script)
+            found = Planned(script, [_frame(d) for d in deltas], _frame(tail))
+            if len(self.plans) >= 256:
+                self.plans.clear()
+            self.plans[raw_body] = found
+        return found
 
 
 class _Conn:
@@ -109,23 +137,27 @@ async def _watch_disconnect(conn: _Conn, seen: Seen, scope: trio.CancelScope) ->
     scope.cancel()
 
 
-async def _stream(conn: _Conn, state: SimulatorState, script, seen: Seen) -> bool:
-    """Send a streamed answer. Returns False when the connection cannot be reused."""
-    knobs = script.knobs
-    head, deltas, tail = stream_events(script)
+async def _stream(conn: _Conn, planned: Planned, message_id: str, seen: Seen) -> bool:
+    """Send a streamed answer. Returns False when the connection cannot be reused.
+
+    The response head and end go through h11; the body chunks, framed in advance,
+    go straight to the socket."""
+    knobs = planned.script.knobs
     gap = knobs.gap_ms / 1000
+    send_all = conn.stream.send_all
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_disconnect, conn, seen, nursery.cancel_scope)
         if knobs.fault == "hang":
             await trio.sleep_forever()
-        await trio.sleep(knobs.ttft_ms / 1000)
-        await conn.send(h11.Response(status_code=200, headers=[
+        if knobs.ttft_ms:
+            await trio.sleep(knobs.ttft_ms / 1000)
+        head = conn.h11.send(h11.Response(status_code=200, headers=[
             ("content-type", "text/event-stream"), ("cache-control", "no-cache"), ("request-id", "req_sim"),
             ("transfer-encoding", "chunked")]))
-        await conn.stream.send_all(conn.h11.send(h11.Data(data=head)))
+        await send_all(head + _frame(stream_head(planned.script, message_id)))
         if knobs.fault == "hang_mid":
             await trio.sleep_forever()
-        for i, event in enumerate(deltas):
+        for i, event in enumerate(planned.framed_deltas):
             if i and gap:
                 await trio.sleep(gap)
             if knobs.fault in ("error_mid", "drop_mid") and i == knobs.fault_after:
@@ -134,19 +166,20 @@ async def _stream(conn: _Conn, state: SimulatorState, script, seen: Seen) -> boo
                     await conn.stream.aclose()
                     nursery.cancel_scope.cancel()
                     return False
-                await conn.send(h11.Data(data=mid_stream_error()), h11.EndOfMessage())
+                await send_all(_frame(mid_stream_error()) + conn.h11.send(h11.EndOfMessage()))
                 nursery.cancel_scope.cancel()
                 return True
-            await conn.stream.send_all(conn.h11.send(h11.Data(data=event)))
-        await conn.send(h11.Data(data=tail), h11.EndOfMessage())
+            await send_all(event)
+        await send_all(planned.framed_tail + conn.h11.send(h11.EndOfMessage()))
         seen.outcome, seen.ended = "complete", time.monotonic()
         nursery.cancel_scope.cancel()
     return seen.outcome == "complete"
 
 
-async def _messages(conn: _Conn, state: SimulatorState, body: dict, seen: Seen) -> bool:
-    serial = next(state.counter)
-    script = plan(body, state.knobs, serial)
+async def _messages(conn: _Conn, state: SimulatorState, raw_body: bytes, body: dict, seen: Seen) -> bool:
+    planned = state.planned(raw_body, body)
+    script = planned.script
+    message_id = f"msg_sim{next(state.counter):012d}"
     seen.model, seen.stream = script.model, bool(body.get("stream"))
     seen.status = script.status
     if script.status != 200:
@@ -155,14 +188,15 @@ async def _messages(conn: _Conn, state: SimulatorState, body: dict, seen: Seen) 
         await _json(conn, script.status, error_body(script), extra)
         return True
     if body.get("stream"):
-        return await _stream(conn, state, script, seen)
+        return await _stream(conn, planned, message_id, seen)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_disconnect, conn, seen, nursery.cancel_scope)
         if script.knobs.fault in ("hang", "hang_mid"):
             await trio.sleep_forever()
         delay = script.knobs.ttft_ms + script.knobs.gap_ms * max(0, len(script.blocks) - 1)
-        await trio.sleep(delay / 1000)
-        await _json(conn, 200, message_body(script))
+        if delay:
+            await trio.sleep(delay / 1000)
+        await _json(conn, 200, message_body(script, message_id))
         seen.outcome, seen.ended = "complete", time.monotonic()
         nursery.cancel_scope.cancel()
     return seen.outcome == "complete"
@@ -226,7 +260,7 @@ async def _handle_request(conn: _Conn, state: SimulatorState, request: h11.Reque
         await _json(conn, 200, {"input_tokens": estimate_tokens(body)})
         return True
     try:
-        return await _messages(conn, state, body, seen)
+        return await _messages(conn, state, raw_body, body, seen)
     except ValueError as exc:
         await _json(conn, 400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}})
         return True

@@ -1,0 +1,1 @@
+"""The bench suite: load generator, scenarios, metrics, report (python -m bench)."""

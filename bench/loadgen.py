@@ -1,0 +1,212 @@
+"""The load generator: trio sockets and a minimal HTTP/1.1 reader, nothing else.
+
+Each virtual user keeps one keep-alive connection and sends requests back to back
+(closed loop), or requests are started on a fixed schedule (open loop, latencies
+measured from the intended start so a slow server cannot hide queueing:
+no coordinated omission). Streams are not parsed event by event: the reader
+counts the delta markers in each received buffer and timestamps the read, which
+is what a client observes and costs a few microseconds per read.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import trio
+
+READ_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class Target:
+    """One arm's endpoint: where to connect and the exact request bytes to send."""
+
+    name: str
+    host: str
+    port: int
+    request: bytes
+    delta_marker: bytes   # one occurrence per content delta (b"event: content_block_delta", ...)
+    end_marker: bytes     # the stream's normal end (b"event: message_stop", b"data: [DONE]")
+    error_marker: bytes   # an in-stream error (b"event: error", b'data: {"error"')
+    stream: bool
+
+
+@dataclass
+class Result:
+    start: float                 # when the request was sent (closed loop) or due (open loop)
+    status: int = 0
+    first_delta: float | None = None
+    end: float = 0.0
+    deltas: int = 0
+    gaps: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def build_request(method: str, host: str, port: int, path: str, headers: dict[str, str], body: bytes) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
+             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    return "\r\n".join(lines).encode("latin-1") + body
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip() == b"content-length":
+            return int(value)
+    raise ProtocolError("response with neither content-length nor chunked encoding")
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends the target's request and reads
+    the answer, counting markers."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.stream: trio.SocketStream | None = None
+        self.buffer = b""
+
+    async def open(self) -> None:
+        self.stream = await trio.open_tcp_stream(self.target.host, self.target.port)
+        self.buffer = b""
+
+    async def aclose(self) -> None:
+        if self.stream is not None:
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+            self.stream = None
+
+    async def _read(self) -> bytes:
+        data = await self.stream.receive_some(READ_SIZE)
+        if not data:
+            raise ProtocolError("connection closed by server")
+        return data
+
+    async def exchange(self, result: Result) -> None:
+        if self.stream is None:
+            await self.open()
+        await self.stream.send_all(self.target.request)
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            self.buffer += await self._read()
+        head, rest = self.buffer[:end], self.buffer[end + 4:]
+        self.buffer = b""
+        result.status = int(head[9:12])
+        lowered = head.lower()
+        if b"transfer-encoding: chunked" in lowered:
+            await self._chunked(rest, result)
+        else:
+            length = _content_length(lowered)
+            while len(rest) < length:
+                rest += await self._read()
+            self.buffer = rest[length:]
+            result.end = time.perf_counter()
+            if result.first_delta is None:
+                result.first_delta = result.end
+        if b"connection: close" in lowered:
+            await self.aclose()
+        if result.status != 200 and result.error is None:
+            result.error = f"HTTP {result.status}"
+
+    async def _chunked(self, data: bytes, result: Result) -> None:
+        target = self.target
+        keep = max(len(target.delta_marker), len(target.end_marker), len(target.error_marker), 7) - 1
+        tail = b""
+        now = time.perf_counter()
+        ended = errored = False
+        last = None
+        while True:
+            window = tail + data
+            count = window.count(target.delta_marker)
+            if count:
+                if result.first_delta is None:
+                    result.first_delta = now
+                if last is not None:
+                    result.gaps.append(now - last)
+                result.gaps.extend([0.0] * (count - 1))
+                last = now
+                result.deltas += count
+            if not ended and target.end_marker in window:
+                ended = True
+            if not errored and target.error_marker in window:
+                errored = True
+            if window.endswith(b"\r\n0\r\n\r\n") or window == b"0\r\n\r\n":
+                break
+            tail = window[-keep:]
+            data = await self._read()
+            now = time.perf_counter()
+        result.end = now
+        if errored:
+            result.error = "error event in stream"
+        elif not ended:
+            result.error = "stream ended without its end marker"
+
+
+async def closed_loop(target: Target, users: int, duration: float, results: list[Result]) -> float:
+    """``users`` virtual users, each sending requests back to back for ``duration``
+    seconds (in-flight requests finish). Returns the wall time from start to the
+    last completion."""
+    started = time.perf_counter()
+    deadline = started + duration
+
+    async def user() -> None:
+        connection = Connection(target)
+        try:
+            while True:
+                result = Result(start=time.perf_counter())
+                try:
+                    await connection.exchange(result)
+                except (OSError, trio.BrokenResourceError, ProtocolError, ValueError) as exc:
+                    result.error = f"{type(exc).__name__}: {exc}"[:120]
+                    result.end = time.perf_counter()
+                    await connection.aclose()
+                results.append(result)
+                if time.perf_counter() >= deadline:
+                    return
+        finally:
+            await connection.aclose()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(users):
+            nursery.start_soon(user)
+    return time.perf_counter() - started
+
+
+async def open_loop(target: Target, rate: float, duration: float, results: list[Result]) -> float:
+    """Requests started every 1/rate seconds for ``duration`` seconds whatever the
+    server does; each on an idle pooled connection, or a new one."""
+    started = time.perf_counter()
+    idle: list[Connection] = []
+    count = max(1, math.floor(rate * duration))
+
+    async def one(due: float) -> None:
+        connection = idle.pop() if idle else Connection(target)
+        result = Result(start=due)
+        try:
+            await connection.exchange(result)
+            idle.append(connection)
+        except (OSError, trio.BrokenResourceError, ProtocolError, ValueError) as exc:
+            result.error = f"{type(exc).__name__}: {exc}"[:120]
+            result.end = time.perf_counter()
+            await connection.aclose()
+        results.append(result)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(count):
+            due = started + i / rate
+            await trio.sleep_until(trio.current_time() + max(0.0, due - time.perf_counter()))
+            nursery.start_soon(one, due)
+    for connection in idle:
+        await connection.aclose()
+    return time.perf_counter() - started

@@ -1,0 +1,148 @@
+"""Bench figures from raw results. Pure: no I/O.
+
+Definitions (README "Benchmarks"):
+- TTFT: request sent (or due, in open loop) -> first content delta received.
+- inter-event gap: time between consecutive content deltas as received (deltas in one
+  read count as 0 apart).
+- end-to-end: request sent -> last byte received.
+- stall: a gap longer than twice the paced interval.
+- output tokens/s: content deltas received x tokens per delta / phase wall time.
+- CPU per relayed event: gateway CPU seconds in the phase / content deltas it relayed.
+- RSS per open stream: (peak RSS in the phase - idle RSS) / concurrent streams.
+- stream capacity: the highest concurrency at which an arm delivered every expected
+  delta, with no stall and errors under 0.1%.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+from .loadgen import Result
+
+SATURATED = 0.85  # share of one core at which a harness process is called saturated
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolation percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 3)
+
+
+@dataclass
+class Phase:
+    """Raw material of one (scenario, arm, load) cell, possibly over several rounds."""
+
+    scenario: str
+    arm: str
+    load: int                       # concurrency (closed loop) or requests/s (open loop)
+    mode: str = "closed"
+    results: list[Result] = field(default_factory=list)
+    wall: float = 0.0
+    gateway_cpu: float | None = None
+    gateway_rss_peak: int | None = None
+    gateway_rss_idle: int | None = None
+    loadgen_cpu: float = 0.0
+    simulator_cpu: float | None = None
+
+
+@dataclass
+class Stats:
+    scenario: str
+    arm: str
+    load: int
+    mode: str
+    requests: int
+    errors: int
+    error_sample: str | None
+    ttft_p50_ms: float | None
+    ttft_p99_ms: float | None
+    gap_p50_ms: float | None
+    gap_p99_ms: float | None
+    e2e_p50_ms: float | None
+    e2e_p99_ms: float | None
+    tokens_per_s: float
+    requests_per_s: float
+    deltas: int
+    expected_deltas: int
+    stalls: int
+    cpu_us_per_event: float | None
+    rss_mib: float | None
+    rss_kib_per_stream: float | None
+    loadgen_core: float
+    simulator_core: float | None
+    flags: list[str]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, gap_s: float,
+              ideal_stream_s: float | None) -> Stats:
+    results = phase.results
+    ok = [r for r in results if r.ok]
+    errors = [r for r in results if not r.ok]
+    ttfts = [r.first_delta - r.start for r in ok if r.first_delta is not None]
+    gaps = [g for r in ok for g in r.gaps]
+    delivered = sum(r.deltas for r in results)
+    stalls = sum(1 for g in gaps if gap_s and g > 2 * gap_s)
+    wall = phase.wall or 1e-9
+    flags: list[str] = []
+    loadgen_core = phase.loadgen_cpu / wall
+    simulator_core = None if phase.simulator_cpu is None else phase.simulator_cpu / wall
+    if loadgen_core >= SATURATED:
+        flags.append("loadgen-saturated")
+    if simulator_core is not None and simulator_core >= SATURATED:
+        flags.append("simulator-saturated")
+    tokens_per_s = delivered * tokens_per_delta / wall
+    if phase.arm == "direct" and ideal_stream_s and phase.mode == "closed":
+        ideal = phase.load * deltas_per_stream * tokens_per_delta / ideal_stream_s
+        if tokens_per_s < 0.9 * ideal:
+            flags.append("at-simulator-ceiling")
+    cpu = None
+    if phase.gateway_cpu is not None and delivered:
+        cpu = round(phase.gateway_cpu / delivered * 1e6, 2)
+    rss = None if phase.gateway_rss_peak is None else round(phase.gateway_rss_peak / 2**20, 1)
+    per_stream = None
+    if phase.gateway_rss_peak is not None and phase.gateway_rss_idle is not None and phase.mode == "closed":
+        per_stream = round(max(0, phase.gateway_rss_peak - phase.gateway_rss_idle) / phase.load / 1024, 1)
+    return Stats(
+        scenario=phase.scenario, arm=phase.arm, load=phase.load, mode=phase.mode, requests=len(results),
+        errors=len(errors), error_sample=errors[0].error if errors else None,
+        ttft_p50_ms=ms(percentile(ttfts, 50)), ttft_p99_ms=ms(percentile(ttfts, 99)),
+        gap_p50_ms=ms(percentile(gaps, 50)), gap_p99_ms=ms(percentile(gaps, 99)),
+        e2e_p50_ms=ms(percentile([r.end - r.start for r in ok], 50)),
+        e2e_p99_ms=ms(percentile([r.end - r.start for r in ok], 99)),
+        tokens_per_s=round(tokens_per_s, 1), requests_per_s=round(len(ok) / wall, 1),
+        deltas=delivered, expected_deltas=len(results) * deltas_per_stream, stalls=stalls,
+        cpu_us_per_event=cpu, rss_mib=rss, rss_kib_per_stream=per_stream, loadgen_core=round(loadgen_core, 2),
+        simulator_core=None if simulator_core is None else round(simulator_core, 2), flags=flags)
+
+
+def capacity(stats: Iterable[Stats]) -> int | None:
+    """Highest load with every delta delivered, no stall, errors < 0.1% (closed loop)."""
+    best = None
+    for s in sorted(stats, key=lambda s: s.load):
+        if s.mode != "closed" or not s.requests:
+            continue
+        if s.deltas >= s.expected_deltas and s.stalls == 0 and s.errors / s.requests < 0.001:
+            best = s.load
+        else:
+            break
+    return best
+
+
+def added(gateway: Stats, direct: Stats, field_name: str) -> float | None:
+    a, b = getattr(gateway, field_name), getattr(direct, field_name)
+    return None if a is None or b is None else round(a - b, 3)

@@ -1,0 +1,83 @@
+"""The bench scenarios: what each arm is sent and how its stream is recognised."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .loadgen import Target, build_request
+
+SCENARIOS = ("stream", "stream-openai", "nonstream")
+MODEL = "claude-sonnet-4.5"
+
+ANTHROPIC_MARKERS = (b"event: content_block_delta", b"event: message_stop", b"event: error")
+OPENAI_MARKERS = (b'"delta":{"content":"', b"data: [DONE]", b'data: {"error"')
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The paced stream every streaming scenario asks the simulator for."""
+
+    deltas: int = 64
+    delta_bytes: int = 16
+    gap_ms: float = 20.0
+    ttft_ms: float = 0.0
+
+    @property
+    def tokens_per_delta(self) -> int:
+        return -(-self.delta_bytes // 4)
+
+    @property
+    def stream_seconds(self) -> float:
+        return (self.ttft_ms + self.gap_ms * (self.deltas - 1)) / 1000
+
+    def directive(self, stream: bool) -> str:
+        if not stream:
+            return "[sim deltas=1 delta_bytes=8 gap_ms=0 ttft_ms=0]"
+        return (f"[sim deltas={self.deltas} delta_bytes={self.delta_bytes} gap_ms={self.gap_ms:g} "
+                f"ttft_ms={self.ttft_ms:g}]")
+
+
+def _hostport(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def anthropic_target(name: str, url: str, key: str | None, shape: Shape, stream: bool) -> Target:
+    host, port = _hostport(url)
+    body = json.dumps({"model": MODEL, "max_tokens": 1024, "stream": stream,
+                       "messages": [{"role": "user", "content": "bench " + shape.directive(stream)}]}).encode()
+    headers = {"anthropic-version": "2023-06-01"}
+    if key:
+        headers["x-api-key"] = key
+    delta, end, error = ANTHROPIC_MARKERS
+    return Target(name, host, port, build_request("POST", host, port, "/v1/messages", headers, body),
+                  delta, end, error, stream)
+
+
+def openai_target(name: str, url: str, key: str, shape: Shape) -> Target:
+    host, port = _hostport(url)
+    body = json.dumps({"model": MODEL, "max_tokens": 1024, "stream": True,
+                       "messages": [{"role": "user", "content": "bench " + shape.directive(True)}]}).encode()
+    delta, end, error = OPENAI_MARKERS
+    return Target(name, host, port, build_request("POST", host, port, "/v1/chat/completions",
+                                                  {"authorization": f"Bearer {key}"}, body),
+                  delta, end, error, True)
+
+
+def targets(scenario: str, shape: Shape, direct_url: str, gateway_url: str, gateway_key: str,
+            peer_url: str | None = None, peer_key: str | None = None) -> list[Target]:
+    """The arms of a scenario, direct first. The OpenAI scenario's direct arm is the
+    Anthropic stream straight from the simulator (which speaks only Anthropic)."""
+    stream = scenario != "nonstream"
+    arms = [anthropic_target("direct", direct_url, None, shape, stream)]
+    if scenario == "stream-openai":
+        arms.append(openai_target("gateway", gateway_url, gateway_key, shape))
+        if peer_url:
+            arms.append(openai_target("peer", peer_url, peer_key or "", shape))
+    else:
+        arms.append(anthropic_target("gateway", gateway_url, gateway_key, shape, stream))
+        if peer_url:
+            arms.append(anthropic_target("peer", peer_url, peer_key, shape, stream))
+    return arms
