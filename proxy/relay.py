@@ -119,7 +119,7 @@ class Ticket:
         self.closed = True
         with trio.CancelScope(shield=True):
             account = await self.gateway.store.settle(self.hold_id, self._row(usage, cost, status, partial, error_type))
-        log.info("request %s key=%s model=%s status=%s cost=%s partial=%s", self.request_id, self.key.prefix,
+        log.debug("request %s key=%s model=%s status=%s cost=%s partial=%s", self.request_id, self.key.prefix,
                  self.parsed.model.id, status, format_usd(cost), partial)
         return cost, account
 
@@ -127,7 +127,7 @@ class Ticket:
         self.closed = True
         with trio.CancelScope(shield=True):
             await self.gateway.store.release(self.hold_id, self._row(Usage(), 0, status, False, error_type))
-        log.info("request %s key=%s model=%s status=%s released", self.request_id, self.key.prefix,
+        log.debug("request %s key=%s model=%s status=%s released", self.request_id, self.key.prefix,
                  self.parsed.model.id, status)
 
 
@@ -221,17 +221,26 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 raise error
             renderer = adaptor.stream_renderer(ticket.parsed, ticket.request_id)
             await ex.start_stream([(b"request-id", ticket.request_id.encode())])
+            idle = gateway.upstream.idle_timeout
             try:
-                async for chunk in upstream.chunks():
-                    out = tap.feed(chunk)
-                    if out:
-                        out = renderer.feed(out)
+                # One idle scope for the whole stream, its deadline pushed forward at most
+                # once a second: a new scope per chunk would cost more than the chunk.
+                with trio.CancelScope(deadline=trio.current_time() + idle) as reading:
+                    async for chunk in upstream.chunks():
+                        now = trio.current_time()
+                        if now + idle - reading.deadline > 1.0:
+                            reading.deadline = now + idle
+                        out = tap.feed(chunk)
                         if out:
-                            await ex.write(out)
-                        if tap.last_delta_tokens:
-                            if ticket.ttft_ms is None:
-                                ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
-                            delivered += tap.last_delta_tokens
+                            out = renderer.feed(out)
+                            if out:
+                                await ex.write(out)
+                            if tap.last_delta_tokens:
+                                if ticket.ttft_ms is None:
+                                    ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
+                                delivered += tap.last_delta_tokens
+                if reading.cancelled_caught:
+                    raise errors.upstream_timeout("stream (no data within the idle timeout)")
                 tail = renderer.feed(tap.close())
                 if tap.truncated and tap.error is None:
                     raise errors.GatewayError(502, "Upstream closed the stream before message_stop", "api_error")

@@ -26,6 +26,7 @@ class UpstreamStream(Protocol):
 
 class Upstream(Protocol):
     label: str
+    idle_timeout: float  # longest silence allowed in a streamed body
 
     async def send(self, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse: ...
 

@@ -16,19 +16,26 @@ import trio
 from .. import errors
 from ..config import UpstreamConfig
 from .base import DEFAULT_ANTHROPIC_VERSION, FORWARDED_HEADERS, UpstreamResponse
+from .transport import TrioHTTP11Transport
 
 
 class HttpUpstream:
+    """httpx requests through the lean trio transport. The transport is called
+    directly: AsyncClient's layers (URL merging, cookies, auth and redirect
+    handling) do nothing this relay needs and cost a tenth of a request."""
+
     def __init__(self, url: str, config: UpstreamConfig, label: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.config = config
         self.label = label or self.url
-        limits = httpx.Limits(max_connections=config.max_connections,
-                              max_keepalive_connections=config.max_connections, keepalive_expiry=60.0)
-        # Connect timeout inside httpcore; first-byte and idle timeouts are cancel scopes below.
-        timeout = httpx.Timeout(connect=config.connect_timeout, read=None, write=None, pool=None)
-        self._client = httpx.AsyncClient(base_url=self.url, limits=limits, timeout=timeout,
-                                         http1=True, http2=False, trust_env=False)
+        # The connect timeout lives in the transport; first-byte and idle timeouts are cancel scopes.
+        self._transport = TrioHTTP11Transport(max_connections=config.max_connections,
+                                              connect_timeout=config.connect_timeout)
+        self._urls: dict[str, httpx.URL] = {}
+
+    @property
+    def idle_timeout(self) -> float:
+        return self.config.idle_timeout
 
     def _headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
         headers = {"content-type": "application/json", "accept-encoding": "identity",
@@ -42,21 +49,31 @@ class HttpUpstream:
         return headers
 
     def _request(self, path: str, body: bytes, headers: Mapping[str, str]) -> httpx.Request:
-        return self._client.build_request("POST", path, content=body, headers=self._headers(headers))
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self.url + path)
+        return httpx.Request("POST", url, content=body, headers=self._headers(headers))
 
-    async def send(self, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
+    async def _open(self, path: str, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
         request = self._request(path, body, headers)
         with _mapped_errors():
             with trio.fail_after(self.config.first_byte_timeout):
-                response = await self._client.send(request)
-        return UpstreamResponse(response.status_code, tuple(response.headers.items()), response.content)
+                return await self._transport.handle_async_request(request)
+
+    async def send(self, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
+        response = await self._open(path, body, headers)
+        try:
+            with _mapped_errors():
+                with trio.fail_after(self.config.first_byte_timeout):
+                    content = await response.aread()
+        finally:
+            with trio.CancelScope(shield=True):
+                await response.aclose()
+        return UpstreamResponse(response.status_code, tuple(response.headers.items()), content)
 
     @asynccontextmanager
     async def stream(self, path: str, body: bytes, headers: Mapping[str, str]) -> AsyncIterator["HttpStream"]:
-        request = self._request(path, body, headers)
-        with _mapped_errors():
-            with trio.fail_after(self.config.first_byte_timeout):
-                response = await self._client.send(request, stream=True)
+        response = await self._open(path, body, headers)
         try:
             yield HttpStream(response, self.config.idle_timeout)
         finally:
@@ -64,7 +81,7 @@ class HttpUpstream:
                 await response.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
 
 class HttpStream:
@@ -75,14 +92,9 @@ class HttpStream:
         self.headers = tuple(response.headers.items())
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        raw = self._response.aiter_raw()
+        """Body bytes as they arrive. No timeout here: the reader's idle scope covers it."""
         with _mapped_errors():
-            while True:
-                with trio.fail_after(self._idle):
-                    try:
-                        chunk = await raw.__anext__()
-                    except StopAsyncIteration:
-                        return
+            async for chunk in self._response.aiter_raw():
                 yield chunk
 
     async def read(self) -> bytes:
