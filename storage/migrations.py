@@ -49,12 +49,17 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
 
 @contextmanager
 def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """A write transaction that takes the write lock up front (BEGIN IMMEDIATE).
+    """A write transaction that takes the write lock up front (BEGIN IMMEDIATE), or
+    a savepoint when a transaction is already open (a group commit's batch).
 
     sqlite-utils operations inside it nest as savepoints. Taking the lock first
     means a writer never has to upgrade a read lock, which another process (the
     admin CLI) could otherwise make fail with SQLITE_BUSY.
     """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
     db.conn.execute("BEGIN IMMEDIATE")
     try:
         yield db

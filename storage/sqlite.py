@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -222,12 +222,42 @@ class SqliteLedger:
             "WHERE account_id = ? ORDER BY id", (account.id,))]
 
 
+@dataclass
+class _Op:
+    fn: Callable[..., Any]
+    args: tuple
+    result: Any = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+def _run_batch(db: sqlite_utils.Database, ops: list[_Op]) -> None:
+    """In the worker thread: every op of the batch in one transaction, each in its
+    own savepoint, so one op's failure (a refused hold) leaves the others standing."""
+    try:
+        with immediate(db):
+            for op in ops:
+                try:
+                    op.result = op.fn(*op.args)
+                except Exception as exc:  # the op's own failure, handed to its caller
+                    op.error = exc
+    except Exception as exc:  # the commit itself failed: nothing in the batch happened
+        for op in ops:
+            op.result, op.error = None, exc
+
+
 class SqliteStore:
-    """The async Store: each call runs its SqliteLedger operation in the one writer lane."""
+    """The async Store: calls queue their SqliteLedger operation for the one writer
+    lane, which runs everything queued as one batch in one transaction (group
+    commit): one thread hop and one commit serve every request that arrived while
+    the previous batch was running. No background task: the first waiting caller
+    runs the batch and hands the lane on."""
 
     def __init__(self, ledger: SqliteLedger) -> None:
         self._ledger = ledger
-        self._lane = trio.CapacityLimiter(1)
+        self._queue: list[_Op] = []
+        self._busy = False
+        self._batch_done = trio.Event()
 
     @classmethod
     async def open(cls, path: str) -> "SqliteStore":
@@ -235,7 +265,28 @@ class SqliteStore:
         return cls(SqliteLedger(db))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._lane)
+        op = _Op(fn, args)
+        self._queue.append(op)
+        # Once queued, an operation completes even if its caller is cancelled meanwhile
+        # (a hold placed for a caller that then vanished would be money held forever).
+        with trio.CancelScope(shield=True):
+            while not op.done:
+                if self._busy:
+                    await self._batch_done.wait()
+                    continue
+                self._busy = True
+                batch, self._queue = self._queue, []
+                try:
+                    await trio.to_thread.run_sync(_run_batch, self._ledger.db, batch)
+                finally:
+                    for item in batch:
+                        item.done = True
+                    self._busy = False
+                    self._batch_done.set()
+                    self._batch_done = trio.Event()
+        if op.error is not None:
+            raise op.error
+        return op.result
 
     async def create_user(self, username: str) -> Account:
         return await self._run(self._ledger.create_user, username)
@@ -288,4 +339,11 @@ class SqliteStore:
         return await self._run(self._ledger.ledger, username)
 
     async def aclose(self) -> None:
-        await self._run(self._ledger.db.close)
+        """Close once every queued operation has run (never inside a batch)."""
+        with trio.CancelScope(shield=True):
+            while self._busy or self._queue:
+                if not self._busy:
+                    await self._run(self._ledger.db.execute, "SELECT 1")
+                else:
+                    await self._batch_done.wait()
+            await trio.to_thread.run_sync(self._ledger.db.close)
