@@ -28,10 +28,6 @@ class Shape:
     def tokens_per_delta(self) -> int:
         return -(-self.delta_bytes // 4)
 
-    @property
-    def stream_seconds(self) -> float:
-        return (self.ttft_ms + self.gap_ms * (self.deltas - 1)) / 1000
-
     def directive(self, stream: bool) -> str:
         if not stream:
             return "[sim deltas=1 delta_bytes=8 gap_ms=0 ttft_ms=0]"

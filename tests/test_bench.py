@@ -1,0 +1,76 @@
+"""The bench harness: its pure metrics, and a --quick smoke run (which asserts that the
+harness works and reports zero errors, never a timing)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.loadgen import Result
+from bench.metrics import Phase, Stats, capacity, flag_simulator_ceiling, percentile, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_percentile():
+    assert percentile([], 50) is None
+    assert percentile([5.0], 99) == 5.0
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile(list(range(101)), 99) == 99
+    assert percentile([3, 1, 2], 0) == 1 and percentile([3, 1, 2], 100) == 3
+
+
+def result(start, first, end, deltas, gaps, error=None):
+    return Result(start=start, status=200, first_delta=first, end=end, deltas=deltas, gaps=gaps, error=error)
+
+
+def test_summarize_counts_stalls_errors_and_cpu():
+    phase = Phase("stream", "gateway", 2, results=[
+        result(0.0, 0.010, 1.0, 4, [0.02, 0.02, 0.05]),
+        result(0.0, 0.030, 1.0, 3, [0.02, 0.02], error="stream ended without its end marker"),
+    ], wall=2.0, gateway_cpu=0.0007, gateway_rss_peak=10 * 2**20, gateway_rss_idle=9 * 2**20, loadgen_cpu=1.9)
+    stats = summarize(phase, deltas_per_stream=4, tokens_per_delta=4, gap_s=0.02)
+    assert stats.requests == 2 and stats.errors == 1 and stats.error_sample.startswith("stream ended")
+    assert stats.ttft_p50_ms == 10.0 and stats.stalls == 1
+    assert stats.deltas == 7 and stats.expected_deltas == 8
+    assert stats.tokens_per_s == 14.0 and stats.cpu_us_per_event == 100.0
+    assert stats.rss_kib_per_stream == 512.0 and "loadgen-saturated" in stats.flags
+
+
+def stats(arm, load, requests, rps, deltas=None, errors=0, stalls=0):
+    return Stats("stream", arm, load, "closed", requests, errors, None, 1, 1, 1, 1, 1, 1, 1.0, rps,
+                 deltas if deltas is not None else requests * 64, requests * 64, stalls, None, None, None, 0.1,
+                 None, [])
+
+
+def test_capacity_is_highest_clean_load_before_the_first_failure():
+    rows = [stats("gateway", 1, 10, 1), stats("gateway", 8, 80, 8), stats("gateway", 32, 320, 30, stalls=2),
+            stats("gateway", 128, 1280, 100)]
+    assert capacity(rows) == 8
+    assert capacity([stats("gateway", 1, 10, 1, deltas=10 * 64 - 1)]) is None
+
+
+def test_simulator_ceiling_flag_marks_every_arm_at_that_load():
+    rows = [stats("direct", 1, 10, 0.78), stats("gateway", 1, 10, 0.77), stats("direct", 8, 80, 6.2),
+            stats("direct", 32, 300, 20.0), stats("gateway", 32, 300, 19.0)]
+    flag_simulator_ceiling(rows)
+    assert [r.flags for r in rows] == [[], [], [], ["at-simulator-ceiling"], ["at-simulator-ceiling"]]
+
+
+def test_quick_bench_runs_clean(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--label", "smoke"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "### stream" in run.stdout and "### stream-openai" in run.stdout and "### nonstream" in run.stdout
+    data = json.loads((tmp_path / "bench-smoke-quick.json").read_text())
+    cells = {(r["scenario"], r["arm"], r["load"]) for r in data["results"]}
+    assert cells == {(s, a, c) for s in ("stream", "stream-openai", "nonstream") for a in ("direct", "gateway")
+                     for c in (1, 8, 32)}
+    assert all(r["errors"] == 0 and r["requests"] > 0 for r in data["results"])
+    streams = [r for r in data["results"] if r["scenario"] != "nonstream"]
+    assert all(r["deltas"] == r["expected_deltas"] for r in streams)
+    gateway = [r for r in data["results"] if r["arm"] == "gateway"]
+    assert all(r["cpu_us_per_event"] is not None for r in gateway if r["scenario"] != "nonstream")
+    assert data["meta"]["machine"]
