@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     shape = scenarios.Shape(args.deltas, args.delta_bytes, args.gap_ms, args.ttft_ms)
     stats = [metrics.summarize(p, deltas_per_stream=args.deltas if p.scenario != "nonstream" else 1,
                                tokens_per_delta=shape.tokens_per_delta if p.scenario != "nonstream" else 2,
-                               gap_s=args.gap_ms / 1000 if p.scenario != "nonstream" else 0)
+                               gap_s=args.gap_ms / 1000 if p.scenario != "nonstream" else 0,
+                               harness_cores=len(harness.harness_cores or ()) or os.cpu_count() or 1)
              for p in phases]
     metrics.flag_simulator_ceiling(stats)
     machine = machine_description()

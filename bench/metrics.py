@@ -88,7 +88,8 @@ class Stats:
         return asdict(self)
 
 
-def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, gap_s: float) -> Stats:
+def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, gap_s: float,
+              harness_cores: int = 1) -> Stats:
     results = phase.results
     ok = [r for r in results if r.ok]
     errors = [r for r in results if not r.ok]
@@ -104,6 +105,8 @@ def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, ga
         flags.append("loadgen-saturated")
     if simulator_core is not None and simulator_core >= SATURATED:
         flags.append("simulator-saturated")
+    if simulator_core is not None and loadgen_core + simulator_core >= SATURATED * harness_cores:
+        flags.append("harness-saturated")  # the simulator and load generator share their cores
     tokens_per_s = delivered * tokens_per_delta / wall
     cpu = None
     if phase.gateway_cpu is not None and delivered:
@@ -126,21 +129,17 @@ def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, ga
 
 
 def flag_simulator_ceiling(stats: Sequence[Stats]) -> None:
-    """Mark loads where the direct arm (the simulator and load generator alone) fell
-    more than 10% below its own per-request throughput at the lowest load: there the
-    harness, not the gateway, sets the pace, and gateway/direct ratios mean little."""
+    """Mark rows whose throughput is within 10% of the simulator's own ceiling: the best
+    the direct arm (simulator and load generator alone) reached in that scenario. There
+    the harness, not the gateway, may be what sets the pace."""
     for scenario in {s.scenario for s in stats}:
-        direct = sorted((s for s in stats if s.scenario == scenario and s.arm == "direct" and s.mode == "closed"),
-                        key=lambda s: s.load)
-        if not direct:
-            continue
-        per_user = lambda s: s.requests_per_s / s.load  # noqa: E731
-        reference = per_user(direct[0])
-        for d in direct[1:]:
-            if reference and per_user(d) < 0.9 * reference:
-                for s in stats:
-                    if s.scenario == scenario and s.load == d.load and "at-simulator-ceiling" not in s.flags:
-                        s.flags.append("at-simulator-ceiling")
+        rows = [s for s in stats if s.scenario == scenario]
+        streaming = scenario != "nonstream"
+        rate = (lambda s: s.tokens_per_s) if streaming else (lambda s: s.requests_per_s)  # noqa: E731
+        ceiling = max((rate(s) for s in rows if s.arm == "direct"), default=0)
+        for s in rows:
+            if ceiling and rate(s) >= 0.9 * ceiling and "at-simulator-ceiling" not in s.flags:
+                s.flags.append("at-simulator-ceiling")
 
 
 def capacity(stats: Iterable[Stats]) -> int | None:

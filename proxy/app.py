@@ -99,8 +99,11 @@ def create_app(gateway: Gateway) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = gateway.config.max_body_bytes
 
     def error_response(error: errors.GatewayError) -> Response:
+        """Anthropic clients send anthropic-version; anyone else (the OpenAI SDKs on the
+        shared /v1/models) gets the OpenAI shape."""
         request_id = g.get("request_id") or new_request_id()
-        body = error.anthropic_body(request_id)
+        body = error.anthropic_body(request_id) if "anthropic-version" in request.headers \
+            else error.openai_body()
         return Response(json.dumps(body), status=error.status, content_type="application/json")
 
     @app.before_request

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -225,8 +226,9 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
             try:
                 # One idle scope for the whole stream, its deadline pushed forward at most
                 # once a second: a new scope per chunk would cost more than the chunk.
-                with trio.CancelScope(deadline=trio.current_time() + idle) as reading:
-                    async for chunk in upstream.chunks():
+                with trio.CancelScope(deadline=trio.current_time() + idle) as reading, \
+                        aclosing(upstream.chunks()) as chunks:
+                    async for chunk in chunks:
                         now = trio.current_time()
                         if now + idle - reading.deadline > 1.0:
                             reading.deadline = now + idle

@@ -168,10 +168,29 @@ async def test_idle_timeout_mid_stream_becomes_error_event(errors_gateway):
 
 
 async def test_unknown_route_and_method(gateway):
+    anthropic_headers = {"anthropic-version": "2023-06-01"}
     async with httpx.AsyncClient(base_url=gateway.url) as http:
-        missing = await http.post("/api/event_logging/batch", json={})
-        wrong = await http.get("/v1/models/info", params={}) 
-        bad_method = await http.delete("/v1/models")
+        missing = await http.post("/api/event_logging/batch", json={}, headers=anthropic_headers)
+        bad_method = await http.delete("/v1/models", headers=anthropic_headers)
+        openai_missing = await http.get("/v1/nothing-here")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
-    assert wrong.status_code == 200
+    assert missing.json()["type"] == "error" and missing.headers["request-id"].startswith("req_")
     assert bad_method.status_code == 405 and bad_method.json()["type"] == "error"
+    assert openai_missing.status_code == 404
+    assert set(openai_missing.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_shared_models_endpoint_answers_each_client_in_its_shape(gateway):
+    import anthropic
+    import openai
+
+    bad = "sk-cl-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+    with pytest.raises(anthropic.AuthenticationError) as a:
+        await anthropic.AsyncAnthropic(api_key=bad, base_url=gateway.url, max_retries=0).models.list()
+    assert a.value.body["type"] == "error" and a.value.body["error"]["type"] == "authentication_error"
+    with pytest.raises(openai.AuthenticationError) as o:
+        await openai.AsyncOpenAI(api_key=bad, base_url=gateway.url + "/v1", max_retries=0).models.list()
+    assert set(o.value.body) == {"message", "type", "param", "code"}
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        missing = await http.get("/v1/models/gpt-4o", headers={"anthropic-version": "2023-06-01"})
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"

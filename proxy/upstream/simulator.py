@@ -157,9 +157,12 @@ async def _stream(conn: _Conn, planned: Planned, message_id: str, seen: Seen) ->
         await send_all(head + _frame(stream_head(planned.script, message_id)))
         if knobs.fault == "hang_mid":
             await trio.sleep_forever()
+        # Absolute pacing: event i is due at start + i * gap, so time spent sending (or
+        # waiting for a busy core) does not stretch the stream and delays show as gaps.
+        start = trio.current_time()
         for i, event in enumerate(planned.framed_deltas):
             if i and gap:
-                await trio.sleep(gap)
+                await trio.sleep_until(start + i * gap)
             if knobs.fault in ("error_mid", "drop_mid") and i == knobs.fault_after:
                 seen.outcome, seen.ended = "fault", time.monotonic()
                 if knobs.fault == "drop_mid":

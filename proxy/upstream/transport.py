@@ -26,7 +26,7 @@ RECENT = 2.0  # seconds an idle connection is trusted without a liveness check
 
 
 class _Connection:
-    __slots__ = ("origin", "stream", "buffer", "reusable", "idle_since")
+    __slots__ = ("origin", "stream", "buffer", "reusable", "idle_since", "_raw")
 
     def __init__(self, origin: tuple[bytes, str, int], stream: trio.abc.Stream | None) -> None:
         self.origin = origin
@@ -34,9 +34,26 @@ class _Connection:
         self.buffer = b""
         self.reusable = True
         self.idle_since = 0.0
+        self._raw: object = None
 
     async def read(self) -> bytes:
-        data = await self.stream.receive_some(READ_SIZE)
+        """The next bytes from the server. On plain TCP: wait for readability first, then
+        one recv (a paced stream is almost never readable on arrival here, so trio's
+        try-recv-first would cost a failed syscall and an exception per event)."""
+        raw = self._raw
+        if raw is None:
+            sock = getattr(self.stream, "socket", None)
+            raw = self._raw = getattr(sock, "_sock", False) if isinstance(self.stream, trio.SocketStream) else False
+        if raw:
+            while True:
+                await trio.lowlevel.wait_readable(raw)
+                try:
+                    data = raw.recv(READ_SIZE)
+                    break
+                except BlockingIOError:
+                    continue
+        else:
+            data = await self.stream.receive_some(READ_SIZE)
         if not data:
             raise httpx.RemoteProtocolError("upstream closed the connection")
         return data
