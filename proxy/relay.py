@@ -207,12 +207,47 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
     ])
 
 
+class _Progress:
+    """What a stream has delivered so far (read by the settlement, even after a cancel)."""
+
+    __slots__ = ("tokens",)
+
+    def __init__(self) -> None:
+        self.tokens = 0
+
+
+async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex: Exchange, ticket: Ticket,
+                idle: float, progress: _Progress) -> None:
+    """Relay upstream chunks to the client as they come, one write per upstream read.
+
+    One idle scope covers the whole stream, its deadline pushed forward at most once a
+    second: a new scope per chunk would cost more than the chunk."""
+    with trio.CancelScope(deadline=trio.current_time() + idle) as reading:
+        async with aclosing(upstream.chunks()) as chunks:
+            async for chunk in chunks:
+                now = trio.current_time()
+                if now + idle - reading.deadline > 1.0:
+                    reading.deadline = now + idle
+                out = tap.feed(chunk)
+                if not out:
+                    continue
+                out = renderer.feed(out)
+                if out:
+                    await ex.write(out)
+                if tap.last_delta_tokens:
+                    if ticket.ttft_ms is None:
+                        ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
+                    progress.tokens += tap.last_delta_tokens
+    if reading.cancelled_caught:
+        raise errors.upstream_timeout("stream (no data within the idle timeout)")
+
+
 async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket, path: str,
                         body: bytes) -> None:
     pass_thinking = ticket.key.pass_thinking if ticket.key.pass_thinking is not None \
         else gateway.config.pass_thinking
     tap = AnthropicStreamTap(filter_thinking=not adaptor.keep_thinking(pass_thinking))
-    delivered = 0
+    progress = _Progress()
     stream_error: errors.GatewayError | None = None
     try:
         async with gateway.upstream.stream(path, body, ex.headers) as upstream:
@@ -222,27 +257,8 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 raise error
             renderer = adaptor.stream_renderer(ticket.parsed, ticket.request_id)
             await ex.start_stream([(b"request-id", ticket.request_id.encode())])
-            idle = gateway.upstream.idle_timeout
             try:
-                # One idle scope for the whole stream, its deadline pushed forward at most
-                # once a second: a new scope per chunk would cost more than the chunk.
-                with trio.CancelScope(deadline=trio.current_time() + idle) as reading, \
-                        aclosing(upstream.chunks()) as chunks:
-                    async for chunk in chunks:
-                        now = trio.current_time()
-                        if now + idle - reading.deadline > 1.0:
-                            reading.deadline = now + idle
-                        out = tap.feed(chunk)
-                        if out:
-                            out = renderer.feed(out)
-                            if out:
-                                await ex.write(out)
-                            if tap.last_delta_tokens:
-                                if ticket.ttft_ms is None:
-                                    ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
-                                delivered += tap.last_delta_tokens
-                if reading.cancelled_caught:
-                    raise errors.upstream_timeout("stream (no data within the idle timeout)")
+                await _pump(upstream, tap, renderer, ex, ticket, gateway.upstream.idle_timeout, progress)
                 tail = renderer.feed(tap.close())
                 if tap.truncated and tap.error is None:
                     raise errors.GatewayError(502, "Upstream closed the stream before message_stop", "api_error")
@@ -254,7 +270,7 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 await ex.end_stream(adaptor.error_event(error, ticket.request_id))
     finally:
         if not ticket.closed:
-            await _settle_stream(ticket, tap, delivered, ex.disconnected, stream_error)
+            await _settle_stream(ticket, tap, progress.tokens, ex.disconnected, stream_error)
 
 
 async def _settle_stream(ticket: Ticket, tap: AnthropicStreamTap, delivered: int, disconnected: bool,
