@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Callable, Iterator
@@ -47,8 +49,31 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
 )
 
 
+class Busy(Exception):
+    """Another connection (the admin CLI, say) holds the write lock."""
+
+
+def begin_immediate(db: sqlite_utils.Database, wait: float) -> None:
+    """BEGIN IMMEDIATE, retrying for up to ``wait`` seconds while another connection
+    holds the write lock (the connection's own busy timeout is 0, so that a caller on
+    the event loop is never blocked by it); raises Busy when the wait is over."""
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while True:
+        try:
+            db.conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise Busy(str(exc)) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
 @contextmanager
-def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+def immediate(db: sqlite_utils.Database, wait: float = 30.0) -> Iterator[sqlite_utils.Database]:
     """A write transaction that takes the write lock up front (BEGIN IMMEDIATE), or
     a savepoint when a transaction is already open (a group commit's batch).
 
@@ -60,7 +85,7 @@ def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         with db.atomic():
             yield db
         return
-    db.conn.execute("BEGIN IMMEDIATE")
+    begin_immediate(db, wait)
     try:
         yield db
     except BaseException:

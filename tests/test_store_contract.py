@@ -151,3 +151,37 @@ async def test_transfer(store):
         await store.transfer(seller.id, "buyer", 101, "t6")
     assert [e.kind for e in await store.ledger("buyer")] == ["transfer_in"]
     assert hold
+
+
+async def test_locked_database_never_blocks_the_event_loop(tmp_path):
+    """Another process (the admin CLI) holding the write lock: operations give way to
+    the worker thread, which waits for the lock, while the event loop keeps running."""
+    import sqlite3
+    import time
+
+    path = str(tmp_path / "locked.db")
+    store = await open_store(path)
+    account = await store.create_user("u")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    results = []
+
+    async def credit():
+        await store.credit("u", 5, "credit")
+        results.append(await store.place_hold(account.id, 5, "r"))  # the inline path gives way too
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(credit)
+            ticks = []
+            for _ in range(10):  # the loop stays responsive while the credit waits for the lock
+                before = time.monotonic()
+                await trio.sleep(0.02)
+                ticks.append(time.monotonic() - before)
+            assert not results and max(ticks) < 0.2
+            other.execute("COMMIT")
+    finally:
+        other.close()
+    assert results[0] > 0
+    assert (await store.get_account("u")).available == 0
+    await store.aclose()
