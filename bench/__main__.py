@@ -105,13 +105,29 @@ class Harness:
             return simulator_url, args.gateway_url.rstrip("/"), args.gateway_key
         db = str(self.workdir / "bench.db")
         key = trio.run(_create_account, db)
-        port = procs.free_port()
-        child = procs.spawn("gateway", ["serve", "--port", str(port), "--db", db, "--upstream-url", simulator_url],
-                            port, self.gateway_cores, self.workdir / "gateway.log")
+        self._gateway_port = procs.free_port()
+        self._gateway_argv = ["serve", "--port", str(self._gateway_port), "--db", db, "--upstream-url",
+                              simulator_url]
+        child = self._start_gateway()
+        return simulator_url, child.url, key
+
+    def _start_gateway(self) -> procs.Child:
+        child = procs.spawn("gateway", self._gateway_argv, self._gateway_port, self.gateway_cores,
+                            self.workdir / "gateway.log")
         self.children.append(child)
         procs.wait_ready(child, "/health")
         self.gateway_pid = child.pid
-        return simulator_url, child.url, key
+        return child
+
+    def fresh_gateway(self) -> None:
+        """Restart the gateway this bench started (same port, same ledger), so that each
+        scenario's memory figures start from an idle process."""
+        if self.args.gateway_url:
+            return
+        old = next(c for c in reversed(self.children) if c.name == "gateway")
+        old.stop()
+        self.children.remove(old)
+        self._start_gateway()
 
     def stop(self) -> None:
         for child in reversed(self.children):
@@ -157,7 +173,9 @@ async def run_all(args: argparse.Namespace, harness: Harness, urls: tuple[str, s
     mode = "open" if args.rate else "closed"
     loads = (int(args.rate),) if args.rate else args.sweep
     phases: list[Phase] = []
-    for scenario in args.scenarios:
+    for index, scenario in enumerate(args.scenarios):
+        if index:
+            harness.fresh_gateway()
         arms = scenarios.targets(scenario, shape, simulator_url, gateway_url, key, args.peer, args.peer_key)
         for target in arms:  # warm up: connections, caches, code paths
             await loadgen.closed_loop(target, 4, 0.2, [])

@@ -113,7 +113,8 @@ def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, ga
         cpu = round(phase.gateway_cpu / delivered * 1e6, 2)
     rss = None if phase.gateway_rss_peak is None else round(phase.gateway_rss_peak / 2**20, 1)
     per_stream = None
-    if phase.gateway_rss_peak is not None and phase.gateway_rss_idle is not None and phase.mode == "closed":
+    if phase.gateway_rss_peak is not None and phase.gateway_rss_idle is not None and phase.mode == "closed" \
+            and deltas_per_stream > 1:  # streams only: a tiny request is not "open" long enough to count
         per_stream = round(max(0, phase.gateway_rss_peak - phase.gateway_rss_idle) / phase.load / 1024, 1)
     return Stats(
         scenario=phase.scenario, arm=phase.arm, load=phase.load, mode=phase.mode, requests=len(results),
