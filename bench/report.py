@@ -64,13 +64,15 @@ def write_plot(stats: Sequence[Stats], path: Path) -> bool:
         return False
     fig, axes = plt.subplots(len(scenarios), 2, figsize=(11, 3.6 * len(scenarios)), squeeze=False)
     for row, scenario in zip(axes, scenarios):
+        streaming = scenario != "nonstream"
         for arm in dict.fromkeys(s.arm for s in stats if s.scenario == scenario):
             points = sorted((s for s in stats if s.scenario == scenario and s.arm == arm and s.mode == "closed"),
                             key=lambda s: s.load)
             loads = [s.load for s in points]
             row[0].plot(loads, [s.ttft_p50_ms for s in points], marker="o", label=arm)
-            row[1].plot(loads, [s.tokens_per_s for s in points], marker="o", label=arm)
-        for axis, title in zip(row, ("TTFT p50 (ms)", "output tokens/s")):
+            rate = [s.tokens_per_s for s in points] if streaming else [s.requests_per_s for s in points]
+            row[1].plot(loads, rate, marker="o", label=arm)
+        for axis, title in zip(row, ("TTFT p50 (ms)", "output tokens/s" if streaming else "requests/s")):
             axis.set_xscale("log", base=2)
             axis.set_xlabel("concurrent streams")
             axis.set_title(f"{scenario}: {title}")
