@@ -123,6 +123,10 @@ def create_app(gateway: Gateway) -> QuartTrio:
     async def _not_found(_exc) -> Response:
         return error_response(errors.not_found(f"No route for {request.method} {request.path}"))
 
+    @app.errorhandler(413)
+    async def _too_large(_exc) -> Response:
+        return error_response(errors.too_large(gateway.config.max_body_bytes))
+
     @app.errorhandler(405)
     async def _bad_method(_exc) -> Response:
         return error_response(errors.GatewayError(405, f"Method {request.method} is not allowed on {request.path}",

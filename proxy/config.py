@@ -57,6 +57,7 @@ class Config:
     trusted_proxies: tuple[str, ...] = ()
     pass_thinking: bool = False
     key_cache_seconds: float = 5.0
+    transfers_per_minute: int = 20  # per key, for the reseller transfer API
     log_level: str = "INFO"
     model_overrides: Mapping[str, Mapping] = field(default_factory=dict)
 
@@ -90,7 +91,8 @@ def _as_number(kind, value: Any, name: str):
 
 
 _TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
-        "max_body_bytes": int, "pass_thinking": bool, "key_cache_seconds": float, "log_level": str}
+        "max_body_bytes": int, "pass_thinking": bool, "key_cache_seconds": float, "log_level": str,
+        "transfers_per_minute": int}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
        "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
        "sim_deltas": int}

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal, InvalidOperation
+from typing import Callable
+
+import trio
 
 from quart import Response, request
 
@@ -39,13 +42,41 @@ def _amount(value) -> int | None:
     return int(micro)
 
 
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` transfers a minute, in bursts of that many."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.clock = clock
+        self.buckets: dict[int, tuple[float, float]] = {}  # key id -> (tokens, when)
+
+    def take(self, key_id: int) -> float:
+        """0 when allowed; otherwise the seconds until the next transfer is allowed."""
+        now = self.clock()
+        tokens, when = self.buckets.get(key_id, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - when) * self.rate)
+        if tokens >= 1:
+            self.buckets[key_id] = (tokens - 1, now)
+            return 0.0
+        self.buckets[key_id] = (tokens, now)
+        return (1 - tokens) / self.rate if self.rate else 60.0
+
+
 def register(app, gateway: Gateway) -> None:
+    limiter = RateLimiter(gateway.config.transfers_per_minute, trio.current_time)
+
     @app.post("/api/user/transfer")
     async def transfer() -> Response:
         try:
             key = await gateway.keys.authenticate(presented_key({k.lower(): v for k, v in request.headers.items()}))
         except errors.GatewayError as error:
             return _fail(401, "Unauthorized", error.message)
+        wait = limiter.take(key.id)
+        if wait:
+            response = _fail(429, "Rate limited", f"too many transfers; retry in {wait:.0f} s")
+            response.headers["retry-after"] = str(max(1, round(wait)))
+            return response
         try:
             body = json.loads(await request.get_data())
         except ValueError:

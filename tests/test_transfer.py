@@ -64,3 +64,52 @@ async def test_concurrent_transfers_never_overdraw(reseller, gateway):
     store = gateway.gateway.store
     assert (await store.get_account("reseller")).balance == 51_000_000
     assert (await store.get_account("client-username")).balance == 500_000_000
+
+
+async def test_transfers_are_rate_limited_per_key(nursery, config):
+    from dataclasses import replace
+
+    from proxy.serve import serve
+
+    from .conftest import make_account
+
+    running = await nursery.start(serve, replace(config, transfers_per_minute=3))
+    seller = await make_account(running, "busy-seller", credit_micro=100_000_000)
+    other_key = await make_account(running, "second-seller", credit_micro=100_000_000)
+    await make_account(running, "buyer", credit_micro=0)
+    payload = {"toUsername": "buyer", "amount": 1}
+    async with seller.http() as http:
+        statuses = [(await http.post("/api/user/transfer", json=payload)).status_code for _ in range(3)]
+        limited = await http.post("/api/user/transfer", json=payload)
+    assert statuses == [200, 200, 200]
+    assert limited.status_code == 429 and limited.json()["error"] == "Rate limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    async with other_key.http() as http:  # another key has its own allowance
+        assert (await http.post("/api/user/transfer", json=payload)).status_code == 200
+    assert (await running.gateway.store.get_account("buyer")).balance == 4_000_000
+
+
+def test_rate_limiter_refills():
+    from proxy.transfer import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(2, lambda: now[0])
+    assert limiter.take(1) == 0 and limiter.take(1) == 0
+    assert limiter.take(1) == pytest.approx(30.0)
+    now[0] = 30.0
+    assert limiter.take(1) == 0 and limiter.take(1) > 0
+
+
+async def test_oversized_transfer_body_is_a_json_413(nursery, config):
+    from dataclasses import replace
+
+    from proxy.serve import serve
+
+    from .conftest import make_account
+
+    running = await nursery.start(serve, replace(config, max_body_bytes=1000))
+    seller = await make_account(running, "verbose-seller")
+    async with seller.http() as http:
+        response = await http.post("/api/user/transfer", content=b"{" + b" " * 5000 + b"}",
+                                   headers={"content-type": "application/json", "anthropic-version": "2023-06-01"})
+    assert response.status_code == 413 and response.json()["error"]["type"] == "request_too_large"
