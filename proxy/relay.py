@@ -51,6 +51,10 @@ class Parsed:
     max_tokens: int
     client_model: str
     include_usage: bool = False  # OpenAI stream_options.include_usage
+    raw: bytes | None = None     # the client's exact bytes, when they can go upstream unchanged
+
+    def upstream_bytes(self) -> bytes:
+        return self.raw if self.raw is not None else json.dumps(self.body, ensure_ascii=False).encode()
 
 
 class StreamRenderer(Protocol):
@@ -153,8 +157,8 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
         await _answer_error(ex, adaptor, error, request_id)
         return
     ticket = Ticket(gateway, request_id, key, parsed, adaptor.endpoint, hold_id, started)
-    body = json.dumps(parsed.body, ensure_ascii=False).encode()
     try:
+        body = parsed.upstream_bytes()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ex.watch_disconnect, nursery.cancel_scope)
             try:

@@ -81,8 +81,10 @@ class AnthropicAdaptor:
         if not isinstance(stream, bool):
             raise errors.invalid_request("stream: Input should be a valid boolean", "stream")
         client_model = body["model"]
+        # Pass-through: the client's bytes go upstream untouched unless the model id must change.
+        raw_body = raw if client_model == model.upstream_id else None
         body["model"] = model.upstream_id
-        return Parsed(body, model, stream, max_tokens, client_model)
+        return Parsed(body, model, stream, max_tokens, client_model, raw=raw_body)
 
     def keep_thinking(self, configured: bool) -> bool:
         return configured  # filtered by default: Anthropic clients look blocks up by index
