@@ -3,7 +3,7 @@ hypercorn on loopback, and the official SDKs as clients."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 import anthropic

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from bench.loadgen import Result
 from bench.metrics import Phase, Stats, capacity, flag_simulator_ceiling, percentile, summarize

@@ -3,7 +3,6 @@
 import json
 import time
 
-import httpx
 import pytest
 import trio
 

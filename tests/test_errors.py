@@ -2,7 +2,6 @@
 no hold left open, nothing charged."""
 
 from dataclasses import replace
-from functools import partial
 
 import httpx
 import pytest

@@ -3,10 +3,8 @@
 import json
 import time
 
-import httpx
 import openai
 import pytest
-import trio
 
 from proxy.billing import usage_cost
 from proxy.protocol.usage import Usage
@@ -189,7 +187,6 @@ async def test_chat_disconnect_cancels_upstream_and_charges_partial(alice, gatew
 
 
 async def test_models_list_per_endpoint(gateway):
-    from dataclasses import replace
 
     from proxy.catalog import Catalog, apply_overrides, DEFAULT_MODELS
     gateway.gateway.catalog = Catalog.build(apply_overrides(DEFAULT_MODELS, {

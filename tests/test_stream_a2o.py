@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 
 from proxy.protocol.stream_a2o import AnthropicToOpenAIStream
 
