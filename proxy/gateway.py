@@ -3,7 +3,6 @@ upstream and key cache. Built by serve.py; handed to the app and the relay."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import trio
@@ -17,13 +16,14 @@ from storage.base import Store
 
 @dataclass
 class Gateway:
+    """``catalog`` and ``keys`` are built from the config unless given (tests swap them)."""
+
     config: Config
     store: Store
     upstream: Upstream
-    catalog: Catalog = field(default=None)  # type: ignore[assignment]
-    keys: KeyCache = field(default=None)  # type: ignore[assignment]
-    trusted: tuple[Network, ...] = ()
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("cheaplm"))
+    catalog: Catalog | None = None
+    keys: KeyCache | None = None
+    trusted: tuple[Network, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         if self.catalog is None:
