@@ -58,7 +58,7 @@ class Parsed:
 
 
 class StreamRenderer(Protocol):
-    def feed(self, anthropic_bytes: bytes) -> bytes: ...
+    def render(self, events: list[bytes]) -> bytes: ...  # whole raw Anthropic events in, client bytes out
     def close(self) -> bytes: ...
 
 
@@ -232,10 +232,10 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
                 now = trio.current_time()
                 if now + idle - reading.deadline > 1.0:
                     reading.deadline = now + idle
-                out = tap.feed(chunk)
-                if not out:
+                events = tap.events(chunk)
+                if not events:
                     continue
-                out = renderer.feed(out)
+                out = renderer.render(events)
                 if out:
                     await ex.write(out)
                 if tap.last_delta_tokens:
@@ -263,7 +263,7 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
             await ex.start_stream([(b"request-id", ticket.request_id.encode())])
             try:
                 await _pump(upstream, tap, renderer, ex, ticket, gateway.upstream.idle_timeout, progress)
-                tail = renderer.feed(tap.close())
+                tail = renderer.render(tap.close_events())
                 if tap.truncated and tap.error is None:
                     raise errors.GatewayError(502, "Upstream closed the stream before message_stop", "api_error")
                 await ex.end_stream(tail + renderer.close())

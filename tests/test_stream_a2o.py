@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 
 from proxy.protocol.stream_a2o import AnthropicToOpenAIStream
 
@@ -97,3 +99,18 @@ def test_nothing_after_finish():
     out = translate([data + b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
                      b'"delta":{"type":"text_delta","text":"late"}}\n\n'], False)
     assert b"late" not in out and out.endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("name", ["thinking_text_tool.sse", "text_only.sse", "error_mid.sse",
+                                  "two_tools_no_args.sse"])
+def test_relay_pipeline_tap_events_into_render_matches_golden_for_every_split(name):
+    """The relay hands the tap's whole events to render(): same output as feeding bytes."""
+    from proxy.protocol.stream_filter import AnthropicStreamTap
+
+    data = golden(name)
+    expected = translate([data], True)
+    for chunks in every_split(data):
+        tap = AnthropicStreamTap(filter_thinking=False)
+        machine = AnthropicToOpenAIStream("claude-sonnet-4.5", 1700000000, True, "req_x")
+        out = b"".join(machine.render(tap.events(c)) for c in chunks) + machine.render(tap.close_events())
+        assert out == expected, [len(c) for c in chunks]

@@ -107,8 +107,8 @@ class PassThrough:
 
     __slots__ = ()
 
-    def feed(self, data: bytes) -> bytes:
-        return data
+    def render(self, events: list[bytes]) -> bytes:
+        return b"".join(events)
 
     def close(self) -> bytes:
         return b""

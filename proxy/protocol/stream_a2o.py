@@ -50,8 +50,13 @@ class AnthropicToOpenAIStream:
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
+        """Anthropic stream bytes, cut anywhere."""
+        return self.render(self._decoder.feed(data))
+
+    def render(self, events: list[bytes]) -> bytes:
+        """Whole raw Anthropic events (as the relay's stream tap hands them over)."""
         out = []
-        for raw in self._decoder.feed(data):
+        for raw in events:
             if self.done:
                 break
             chunk = self._event(raw)

@@ -51,18 +51,20 @@ class AnthropicStreamTap:
         # Estimated output tokens in the delta events of the last feed()'s output.
         self.last_delta_tokens = 0
 
-    def feed(self, chunk: bytes) -> bytes:
+    def events(self, chunk: bytes) -> list[bytes]:
+        """The raw events to relay for this chunk (a renderer takes them as they are,
+        so nothing downstream splits the stream into events a second time)."""
         self.last_delta_tokens = 0
-        out: list[bytes] = []
-        for raw in self._decoder.feed(chunk):
-            kept = self._event(raw)
-            if kept:
-                out.append(kept)
-        return b"".join(out)
+        return [kept for raw in self._decoder.feed(chunk) if (kept := self._event(raw))]
+
+    def close_events(self) -> list[bytes]:
+        return [kept for raw in self._decoder.close() if (kept := self._event(raw))]
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self.events(chunk))
 
     def close(self) -> bytes:
-        out = [kept for raw in self._decoder.close() if (kept := self._event(raw))]
-        return b"".join(out)
+        return b"".join(self.close_events())
 
     @property
     def truncated(self) -> bool:
