@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import trio
 
-from . import errors
+from . import direct_body, errors
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -35,7 +35,7 @@ def encode_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]
 
 
 class Exchange:
-    __slots__ = ("scope", "receive", "send", "headers", "started", "finished", "disconnected")
+    __slots__ = ("scope", "receive", "send", "headers", "started", "finished", "disconnected", "_direct")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -45,6 +45,7 @@ class Exchange:
         self.started = False
         self.finished = False
         self.disconnected = False
+        self._direct: direct_body.DirectBody | None = None
 
     @property
     def peer(self) -> str | None:
@@ -82,8 +83,12 @@ class Exchange:
     async def start_stream(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         self.started = True
         await self.send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
+        self._direct = direct_body.find(self.send, self.scope)
 
     async def write(self, chunk: bytes) -> None:
+        direct = self._direct
+        if direct is not None and await direct.write(chunk):
+            return
         await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def end_stream(self, last: bytes = b"") -> None:
