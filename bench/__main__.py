@@ -35,6 +35,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="open loop: requests per second instead of a concurrency sweep")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per phase (in-flight requests finish)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per load level")
+    parser.add_argument("--ramp", type=float, default=None,
+                        help="closed loop: seconds over which users start (default: one stream's length); "
+                             "requests sent meanwhile are warm-up, not measured")
     parser.add_argument("--deltas", type=int, default=64)
     parser.add_argument("--delta-bytes", type=int, default=16)
     parser.add_argument("--gap-ms", type=float, default=20.0)
@@ -133,6 +136,15 @@ class Harness:
         for child in reversed(self.children):
             child.stop()
 
+    def ramp(self, phase: Phase) -> float:
+        """Closed-loop ramp: --ramp, or by default one stream's length (none for tiny
+        requests), at most half the phase."""
+        if self.args.ramp is not None:
+            return self.args.ramp
+        if phase.scenario == "nonstream":
+            return 0.0
+        return min((self.args.ttft_ms + self.args.deltas * self.args.gap_ms) / 1000, self.args.duration / 2)
+
     def cpu(self, pid: int | None) -> float | None:
         return procs.process_cpu(pid) if pid else None
 
@@ -149,16 +161,16 @@ class Harness:
         cpu0 = self.cpu(self.gateway_pid) if gateway else None
         sim0 = self.cpu(self.simulator_pid)
         self0 = procs.self_cpu()
+        began = time.perf_counter()
         async with trio.open_nursery() as nursery:
             if gateway:
                 nursery.start_soon(sample_rss)
             if mode == "open":
-                wall = await loadgen.open_loop(target, load, self.args.duration, results)
+                window = await loadgen.open_loop(target, load, self.args.duration, results)
             else:
-                wall = await loadgen.closed_loop(target, load, self.args.duration, results)
+                window = await loadgen.closed_loop(target, load, self.args.duration, results, self.ramp(phase))
             nursery.cancel_scope.cancel()
-        phase.results.extend(results)
-        phase.wall += wall
+        phase.add_round(results, window, time.perf_counter() - began)
         phase.loadgen_cpu += procs.self_cpu() - self0
         if sim0 is not None:
             phase.simulator_cpu = (phase.simulator_cpu or 0.0) + self.cpu(self.simulator_pid) - sim0

@@ -42,6 +42,16 @@ class Result:
     deltas: int = 0
     gaps: list[float] = field(default_factory=list)
     error: str | None = None
+    warmup: bool = False         # sent during the closed loop's ramp: counted, not measured
+
+    def delta_times(self) -> list[float]:
+        """When each content delta was received (deltas read together share a time)."""
+        if self.first_delta is None or not self.deltas:
+            return []
+        times = [self.first_delta]
+        for gap in self.gaps:
+            times.append(times[-1] + gap)
+        return times
 
     @property
     def ok(self) -> bool:
@@ -153,18 +163,24 @@ class Connection:
             result.error = "stream ended without its end marker"
 
 
-async def closed_loop(target: Target, users: int, duration: float, results: list[Result]) -> float:
-    """``users`` virtual users, each sending requests back to back for ``duration``
-    seconds (in-flight requests finish). Returns the wall time from start to the
-    last completion."""
+async def closed_loop(target: Target, users: int, duration: float, results: list[Result],
+                      ramp: float = 0.0) -> tuple[float, float]:
+    """``users`` virtual users, each sending requests back to back. User i starts
+    ``ramp * i / users`` seconds in, so that the load is spread over time as it would
+    be with independent clients, instead of all streams starting (and, being the same
+    length, restarting) in lockstep. Requests sent during the ramp are marked warm-up;
+    users stop sending ``duration`` seconds after the ramp (in-flight requests finish).
+    Returns the measurement window (start, end)."""
     started = time.perf_counter()
-    deadline = started + duration
+    window = (started + ramp, started + ramp + duration)
 
-    async def user() -> None:
+    async def user(index: int) -> None:
+        await trio.sleep(ramp * index / users)
         connection = Connection(target)
         try:
             while True:
                 result = Result(start=time.perf_counter())
+                result.warmup = result.start < window[0]
                 try:
                     await connection.exchange(result)
                 except (OSError, trio.BrokenResourceError, ProtocolError, ValueError) as exc:
@@ -172,20 +188,21 @@ async def closed_loop(target: Target, users: int, duration: float, results: list
                     result.end = time.perf_counter()
                     await connection.aclose()
                 results.append(result)
-                if time.perf_counter() >= deadline:
+                if time.perf_counter() >= window[1]:
                     return
         finally:
             await connection.aclose()
 
     async with trio.open_nursery() as nursery:
-        for _ in range(users):
-            nursery.start_soon(user)
-    return time.perf_counter() - started
+        for index in range(users):
+            nursery.start_soon(user, index)
+    return window
 
 
-async def open_loop(target: Target, rate: float, duration: float, results: list[Result]) -> float:
+async def open_loop(target: Target, rate: float, duration: float, results: list[Result]) -> tuple[float, float]:
     """Requests started every 1/rate seconds for ``duration`` seconds whatever the
-    server does; each on an idle pooled connection, or a new one."""
+    server does; each on an idle pooled connection, or a new one. Returns the window
+    (start, last completion): everything sent is measured."""
     started = time.perf_counter()
     idle: list[Connection] = []
     count = max(1, math.floor(rate * duration))
@@ -209,4 +226,4 @@ async def open_loop(target: Target, rate: float, duration: float, results: list[
             nursery.start_soon(one, due)
     for connection in idle:
         await connection.aclose()
-    return time.perf_counter() - started
+    return started, time.perf_counter()

@@ -1,12 +1,17 @@
 """Bench figures from raw results. Pure: no I/O.
 
 Definitions (README "Benchmarks"):
+- Closed loop: users start spread over a ramp (default one stream's length); requests
+  sent during it are warm-up: their deltas count towards CPU per event and delivery,
+  but latencies and rates come from the steady state after it.
 - TTFT: request sent (or due, in open loop) -> first content delta received.
 - inter-event gap: time between consecutive content deltas as received (deltas in one
   read count as 0 apart).
 - end-to-end: request sent -> last byte received.
 - stall: a gap longer than twice the paced interval.
-- output tokens/s: content deltas received x tokens per delta / phase wall time.
+- output tokens/s: content deltas received within the measurement window x tokens per
+  delta / the window's length (closed loop: ramp end -> ramp end + duration; open loop:
+  first request -> last completion). Requests/s likewise, from completions.
 - CPU per relayed event: gateway CPU seconds in the phase / content deltas it relayed.
 - RSS per open stream: (peak RSS in the phase - idle RSS) / concurrent streams.
 - stream capacity: the highest concurrency at which an arm delivered every expected
@@ -49,12 +54,24 @@ class Phase:
     load: int                       # concurrency (closed loop) or requests/s (open loop)
     mode: str = "closed"
     results: list[Result] = field(default_factory=list)
-    wall: float = 0.0
+    wall: float = 0.0               # measurement windows, summed over rounds
+    elapsed: float = 0.0            # whole phases, summed over rounds (for CPU shares)
+    window_deltas: int = 0
+    window_completions: int = 0
     gateway_cpu: float | None = None
     gateway_rss_peak: int | None = None
     gateway_rss_idle: int | None = None
     loadgen_cpu: float = 0.0
     simulator_cpu: float | None = None
+
+
+    def add_round(self, results: list[Result], window: tuple[float, float], elapsed: float) -> None:
+        start, end = window
+        self.results.extend(results)
+        self.wall += end - start
+        self.elapsed += elapsed
+        self.window_deltas += sum(1 for r in results for t in r.delta_times() if start <= t <= end)
+        self.window_completions += sum(1 for r in results if r.ok and start <= r.end <= end)
 
 
 @dataclass
@@ -92,22 +109,24 @@ def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, ga
               harness_cores: int = 1) -> Stats:
     results = phase.results
     ok = [r for r in results if r.ok]
+    measured = [r for r in ok if not r.warmup]
     errors = [r for r in results if not r.ok]
-    ttfts = [r.first_delta - r.start for r in ok if r.first_delta is not None]
-    gaps = [g for r in ok for g in r.gaps]
+    ttfts = [r.first_delta - r.start for r in measured if r.first_delta is not None]
+    gaps = [g for r in measured for g in r.gaps]
     delivered = sum(r.deltas for r in results)
     stalls = sum(1 for g in gaps if gap_s and g > 2 * gap_s)
     wall = phase.wall or 1e-9
+    elapsed = phase.elapsed or wall
     flags: list[str] = []
-    loadgen_core = phase.loadgen_cpu / wall
-    simulator_core = None if phase.simulator_cpu is None else phase.simulator_cpu / wall
+    loadgen_core = phase.loadgen_cpu / elapsed
+    simulator_core = None if phase.simulator_cpu is None else phase.simulator_cpu / elapsed
     if loadgen_core >= SATURATED:
         flags.append("loadgen-saturated")
     if simulator_core is not None and simulator_core >= SATURATED:
         flags.append("simulator-saturated")
     if simulator_core is not None and loadgen_core + simulator_core >= SATURATED * harness_cores:
         flags.append("harness-saturated")  # the simulator and load generator share their cores
-    tokens_per_s = delivered * tokens_per_delta / wall
+    tokens_per_s = phase.window_deltas * tokens_per_delta / wall
     cpu = None
     if phase.gateway_cpu is not None and delivered:
         cpu = round(phase.gateway_cpu / delivered * 1e6, 2)
@@ -121,9 +140,9 @@ def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, ga
         errors=len(errors), error_sample=errors[0].error if errors else None,
         ttft_p50_ms=ms(percentile(ttfts, 50)), ttft_p99_ms=ms(percentile(ttfts, 99)),
         gap_p50_ms=ms(percentile(gaps, 50)), gap_p99_ms=ms(percentile(gaps, 99)),
-        e2e_p50_ms=ms(percentile([r.end - r.start for r in ok], 50)),
-        e2e_p99_ms=ms(percentile([r.end - r.start for r in ok], 99)),
-        tokens_per_s=round(tokens_per_s, 1), requests_per_s=round(len(ok) / wall, 1),
+        e2e_p50_ms=ms(percentile([r.end - r.start for r in measured], 50)),
+        e2e_p99_ms=ms(percentile([r.end - r.start for r in measured], 99)),
+        tokens_per_s=round(tokens_per_s, 1), requests_per_s=round(phase.window_completions / wall, 1),
         deltas=delivered, expected_deltas=len(results) * deltas_per_stream, stalls=stalls,
         cpu_us_per_event=cpu, rss_mib=rss, rss_kib_per_stream=per_stream, loadgen_core=round(loadgen_core, 2),
         simulator_core=None if simulator_core is None else round(simulator_core, 2), flags=flags)

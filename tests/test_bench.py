@@ -26,10 +26,12 @@ def result(start, first, end, deltas, gaps, error=None):
 
 
 def test_summarize_counts_stalls_errors_and_cpu():
-    phase = Phase("stream", "gateway", 2, results=[
+    phase = Phase("stream", "gateway", 2, gateway_cpu=0.0007, gateway_rss_peak=10 * 2**20,
+                  gateway_rss_idle=9 * 2**20, loadgen_cpu=1.9)
+    phase.add_round([
         result(0.0, 0.010, 1.0, 4, [0.02, 0.02, 0.05]),
         result(0.0, 0.030, 1.0, 3, [0.02, 0.02], error="stream ended without its end marker"),
-    ], wall=2.0, gateway_cpu=0.0007, gateway_rss_peak=10 * 2**20, gateway_rss_idle=9 * 2**20, loadgen_cpu=1.9)
+    ], (0.0, 2.0), 2.0)
     stats = summarize(phase, deltas_per_stream=4, tokens_per_delta=4, gap_s=0.02)
     assert stats.requests == 2 and stats.errors == 1 and stats.error_sample.startswith("stream ended")
     assert stats.ttft_p50_ms == 10.0 and stats.stalls == 1
@@ -76,3 +78,23 @@ def test_quick_bench_runs_clean(tmp_path):
     gateway = [r for r in data["results"] if r["arm"] == "gateway"]
     assert all(r["cpu_us_per_event"] is not None for r in gateway if r["scenario"] != "nonstream")
     assert data["meta"]["machine"]
+
+
+def test_delta_times_rebuild_receive_times():
+    assert result(0.0, 0.5, 1.0, 3, [0.25, 0.0]).delta_times() == [0.5, 0.75, 0.75]
+    assert result(0.0, None, 1.0, 0, []).delta_times() == []
+
+
+def test_warmup_requests_and_deltas_outside_the_window_are_not_measured():
+    """Latencies come from requests sent after the ramp; rates from what happened inside
+    the window; CPU per event and delivery from everything."""
+    warm = result(0.0, 0.100, 1.1, 4, [0.3, 0.3, 0.35])      # sent in the ramp: deltas at .1 .4 .7 1.05
+    steady = result(1.0, 1.005, 2.5, 4, [0.5, 0.5, 0.49])    # deltas at 1.005 1.505 2.005 2.495
+    warm.warmup = True
+    phase = Phase("stream", "gateway", 2, gateway_cpu=0.0008)
+    phase.add_round([warm, steady], (1.0, 2.0), 2.6)
+    stats = summarize(phase, deltas_per_stream=4, tokens_per_delta=10, gap_s=0.02)
+    assert stats.ttft_p50_ms == 5.0                    # the warm-up request's 100 ms is not in it
+    assert phase.window_deltas == 3                     # 1.05, 1.005 and 1.505 fall in [1, 2]
+    assert stats.tokens_per_s == 30.0 and stats.requests_per_s == 1.0   # the warm-up one ended inside
+    assert stats.deltas == 8 and stats.cpu_us_per_event == 100.0
