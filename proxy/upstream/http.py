@@ -93,8 +93,10 @@ class HttpStream:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive. No timeout here: the reader's idle scope covers it."""
+        # The transport's body stream itself: httpx's aiter_raw would re-chunk and re-yield
+        # every piece, a layer per relayed event for nothing.
         with _mapped_errors():
-            async for chunk in self._response.aiter_raw():
+            async for chunk in self._response.stream:
                 yield chunk
 
     async def read(self) -> bytes:

@@ -25,6 +25,14 @@ MAX_HEAD = 64 * 1024
 RECENT = 2.0  # seconds an idle connection is trusted without a liveness check
 
 
+SOCKET_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def read_error(exc: BaseException) -> httpx.ReadError:
+    """A failed socket read, as httpx's own transports report it."""
+    return httpx.ReadError(f"upstream connection failed: {exc}")
+
+
 class _Connection:
     __slots__ = ("origin", "stream", "buffer", "reusable", "idle_since", "_raw")
 
@@ -44,16 +52,19 @@ class _Connection:
         if raw is None:
             sock = getattr(self.stream, "socket", None)
             raw = self._raw = getattr(sock, "_sock", False) if isinstance(self.stream, trio.SocketStream) else False
-        if raw:
-            while True:
-                await trio.lowlevel.wait_readable(raw)
-                try:
-                    data = raw.recv(READ_SIZE)
-                    break
-                except BlockingIOError:
-                    continue
-        else:
-            data = await self.stream.receive_some(READ_SIZE)
+        try:
+            if raw:
+                while True:
+                    await trio.lowlevel.wait_readable(raw)
+                    try:
+                        data = raw.recv(READ_SIZE)
+                        break
+                    except BlockingIOError:
+                        continue
+            else:
+                data = await self.stream.receive_some(READ_SIZE)
+        except SOCKET_ERRORS as exc:
+            raise read_error(exc) from None
         if not data:
             raise httpx.RemoteProtocolError("upstream closed the connection")
         return data
@@ -147,8 +158,8 @@ class TrioHTTP11Transport(httpx.AsyncBaseTransport):
             status, headers, framing, length = await self._read_head(connection)
         except BaseException as exc:
             await self._discard(connection)
-            if isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
-                raise httpx.ReadError(f"upstream connection failed: {exc}") from None
+            if isinstance(exc, SOCKET_ERRORS):
+                raise read_error(exc) from None
             raise
         return httpx.Response(status, headers=headers, stream=_Body(self, connection, framing, length),
                               extensions={"http_version": b"HTTP/1.1"})
@@ -219,19 +230,14 @@ class _Body(httpx.AsyncByteStream):
         self.remaining = length
         self.done = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            if self.framing == "length":
-                async for data in self._by_length():
-                    yield data
-            elif self.framing == "chunked":
-                async for data in self._chunked():
-                    yield data
-            else:
-                async for data in self._until_close():
-                    yield data
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise httpx.ReadError(f"upstream connection failed: {exc}") from None
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """The framing's own generator, not one that re-yields it: a layer per relayed
+        event costs more than the event's own parsing."""
+        if self.framing == "length":
+            return self._by_length()
+        if self.framing == "chunked":
+            return self._chunked()
+        return self._until_close()
 
     async def _by_length(self) -> AsyncIterator[bytes]:
         connection = self.connection
@@ -250,7 +256,10 @@ class _Body(httpx.AsyncByteStream):
             data, connection.buffer = connection.buffer, b""
             yield data
         while True:
-            data = await connection.stream.receive_some(READ_SIZE)
+            try:
+                data = await connection.stream.receive_some(READ_SIZE)
+            except SOCKET_ERRORS as exc:
+                raise read_error(exc) from None
             if not data:
                 self.done = True
                 return
