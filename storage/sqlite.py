@@ -276,11 +276,13 @@ class SqliteStore:
     async def _run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         op = _Op(fn, args)
         if inline and not self._busy and not self._queue:
-            # For an operation on a request's critical path (the hold), when the lane is
-            # idle: run it right here. A small transaction costs tens of microseconds, a
-            # round trip to the worker thread several hundred. Everything else is
-            # batched, which under load costs less per operation than a commit each. If
-            # another connection holds the write lock, give way to the thread lane.
+            # For the operations on a request's critical path (key lookup, hold), when the
+            # lane is idle: run right here. A small transaction costs tens of
+            # microseconds, a round trip to the worker thread several hundred. Everything
+            # else is batched, which under load costs less per operation than a commit
+            # each (settles run inline measured 709 against 1,270 requests/s at 32
+            # concurrent tiny requests). If another connection holds the write lock, give
+            # way to the thread lane.
             _run_batch(self._ledger.db, [op], wait=0)
             if not _inline_would_wait(op):
                 if op.error is not None:
@@ -328,7 +330,7 @@ class SqliteStore:
         return await self._run(self._ledger.list_keys, username)
 
     async def find_key(self, prefix: str) -> KeyRecord | None:
-        return await self._run(self._ledger.find_key, prefix)
+        return await self._run(self._ledger.find_key, prefix, inline=True)
 
     async def revoke_key(self, prefix: str) -> KeyRecord:
         return await self._run(self._ledger.revoke_key, prefix)
