@@ -49,6 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--simulator-url", help="a running simulator for the direct arm")
     parser.add_argument("--peer", help="another Anthropic-compatible gateway to compare, as an arm")
     parser.add_argument("--peer-key")
+    parser.add_argument("--floor", action="store_true",
+                        help="add the 'floor' arm: a bare trio relay (bench/floor.py) on the gateway's core")
     parser.add_argument("--out", default=str(RESULTS), help="where JSON and PNG go")
     parser.add_argument("--label", default="", help="a name for this run (file names, README table)")
     args = parser.parse_args(argv)
@@ -89,6 +91,7 @@ class Harness:
         self.children: list[procs.Child] = []
         self.gateway_pid = args.gateway_pid
         self.simulator_pid: int | None = None
+        self.floor: procs.Child | None = None
         self.gateway_cores, self.harness_cores = procs.cpu_plan()
 
     def start(self) -> tuple[str, str, str]:
@@ -104,6 +107,12 @@ class Harness:
             self.children.append(child)
             procs.wait_ready(child, "/v1/models")
             simulator_url, self.simulator_pid = child.url, child.pid
+        if args.floor:
+            port = procs.free_port()
+            self.floor = procs.spawn("floor", ["--port", str(port), "--upstream", simulator_url], port,
+                                     self.gateway_cores, self.workdir / "floor.log", module="bench.floor")
+            self.children.append(self.floor)
+            procs.wait_ready(self.floor, "/v1/models")
         if args.gateway_url:
             return simulator_url, args.gateway_url.rstrip("/"), args.gateway_key
         db = str(self.workdir / "bench.db")
@@ -148,22 +157,28 @@ class Harness:
     def cpu(self, pid: int | None) -> float | None:
         return procs.process_cpu(pid) if pid else None
 
+    def relay_pid(self, arm: str) -> int | None:
+        """The process whose CPU and memory an arm measures (the gateway's, the floor's)."""
+        if arm == "gateway":
+            return self.gateway_pid
+        return self.floor.pid if arm == "floor" and self.floor else None
+
     async def run_phase(self, target: loadgen.Target, phase: Phase, load: int, mode: str) -> None:
-        gateway = phase.arm != "direct" and target.name == "gateway" and self.gateway_pid
+        pid = self.relay_pid(target.name)
         results: list[loadgen.Result] = []
         peak = [0]
 
         async def sample_rss() -> None:
             while True:
-                peak[0] = max(peak[0], procs.process_rss(self.gateway_pid))
+                peak[0] = max(peak[0], procs.process_rss(pid))
                 await trio.sleep(0.05)
 
-        cpu0 = self.cpu(self.gateway_pid) if gateway else None
+        cpu0 = self.cpu(pid)
         sim0 = self.cpu(self.simulator_pid)
         self0 = procs.self_cpu()
         began = time.perf_counter()
         async with trio.open_nursery() as nursery:
-            if gateway:
+            if pid:
                 nursery.start_soon(sample_rss)
             if mode == "open":
                 window = await loadgen.open_loop(target, load, self.args.duration, results)
@@ -174,9 +189,9 @@ class Harness:
         phase.loadgen_cpu += procs.self_cpu() - self0
         if sim0 is not None:
             phase.simulator_cpu = (phase.simulator_cpu or 0.0) + self.cpu(self.simulator_pid) - sim0
-        if gateway:
-            phase.gateway_cpu = (phase.gateway_cpu or 0.0) + self.cpu(self.gateway_pid) - cpu0
-            phase.gateway_rss_peak = max(phase.gateway_rss_peak or 0, peak[0])
+        if pid:
+            phase.relay_cpu = (phase.relay_cpu or 0.0) + self.cpu(pid) - cpu0
+            phase.relay_rss_peak = max(phase.relay_rss_peak or 0, peak[0])
 
 
 async def run_all(args: argparse.Namespace, harness: Harness, urls: tuple[str, str, str]) -> list[Phase]:
@@ -188,12 +203,13 @@ async def run_all(args: argparse.Namespace, harness: Harness, urls: tuple[str, s
     for index, scenario in enumerate(args.scenarios):
         if index:
             harness.fresh_gateway()
-        arms = scenarios.targets(scenario, shape, simulator_url, gateway_url, key, args.peer, args.peer_key)
+        arms = scenarios.targets(scenario, shape, simulator_url, gateway_url, key, args.peer, args.peer_key,
+                                 harness.floor.url if harness.floor else None)
         for target in arms:  # warm up: connections, caches, code paths
             await loadgen.closed_loop(target, 4, 0.2, [])
-        idle = procs.process_rss(harness.gateway_pid) if harness.gateway_pid else None
+        idle = {t.name: procs.process_rss(pid) for t in arms if (pid := harness.relay_pid(t.name))}
         for load in loads:
-            cells = {t.name: Phase(scenario, t.name, load, mode, gateway_rss_idle=idle) for t in arms}
+            cells = {t.name: Phase(scenario, t.name, load, mode, relay_rss_idle=idle.get(t.name)) for t in arms}
             for round_no in range(args.rounds):
                 order = arms if round_no % 2 == 0 else list(reversed(arms))
                 for target in order:

@@ -58,9 +58,9 @@ class Phase:
     elapsed: float = 0.0            # whole phases, summed over rounds (for CPU shares)
     window_deltas: int = 0
     window_completions: int = 0
-    gateway_cpu: float | None = None
-    gateway_rss_peak: int | None = None
-    gateway_rss_idle: int | None = None
+    relay_cpu: float | None = None          # the measured relay process: the gateway, or the floor
+    relay_rss_peak: int | None = None
+    relay_rss_idle: int | None = None
     loadgen_cpu: float = 0.0
     simulator_cpu: float | None = None
 
@@ -128,13 +128,13 @@ def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, ga
         flags.append("harness-saturated")  # the simulator and load generator share their cores
     tokens_per_s = phase.window_deltas * tokens_per_delta / wall
     cpu = None
-    if phase.gateway_cpu is not None and delivered:
-        cpu = round(phase.gateway_cpu / delivered * 1e6, 2)
-    rss = None if phase.gateway_rss_peak is None else round(phase.gateway_rss_peak / 2**20, 1)
+    if phase.relay_cpu is not None and delivered:
+        cpu = round(phase.relay_cpu / delivered * 1e6, 2)
+    rss = None if phase.relay_rss_peak is None else round(phase.relay_rss_peak / 2**20, 1)
     per_stream = None
-    if phase.gateway_rss_peak is not None and phase.gateway_rss_idle is not None and phase.mode == "closed" \
+    if phase.relay_rss_peak is not None and phase.relay_rss_idle is not None and phase.mode == "closed" \
             and deltas_per_stream > 1:  # streams only: a tiny request is not "open" long enough to count
-        per_stream = round(max(0, phase.gateway_rss_peak - phase.gateway_rss_idle) / phase.load / 1024, 1)
+        per_stream = round(max(0, phase.relay_rss_peak - phase.relay_rss_idle) / phase.load / 1024, 1)
     return Stats(
         scenario=phase.scenario, arm=phase.arm, load=phase.load, mode=phase.mode, requests=len(results),
         errors=len(errors), error_sample=errors[0].error if errors else None,

@@ -85,7 +85,7 @@ class Child:
 
 
 def spawn(name: str, argv: list[str], port: int, cores: set[int] | None, log: Path,
-          env: dict[str, str] | None = None) -> Child:
+          env: dict[str, str] | None = None, module: str = "proxy") -> Child:
     def prepare() -> None:
         raise_fd_limit()
         if cores:
@@ -93,7 +93,7 @@ def spawn(name: str, argv: list[str], port: int, cores: set[int] | None, log: Pa
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
     full_env.update(env or {})
-    popen = subprocess.Popen([sys.executable, "-m", "proxy", *argv], preexec_fn=prepare, env=full_env,
+    popen = subprocess.Popen([sys.executable, "-m", module, *argv], preexec_fn=prepare, env=full_env,
                              stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     return Child(name, popen, f"http://127.0.0.1:{port}")
 

@@ -63,9 +63,10 @@ def openai_target(name: str, url: str, key: str, shape: Shape) -> Target:
 
 
 def targets(scenario: str, shape: Shape, direct_url: str, gateway_url: str, gateway_key: str,
-            peer_url: str | None = None, peer_key: str | None = None) -> list[Target]:
+            peer_url: str | None = None, peer_key: str | None = None, floor_url: str | None = None) -> list[Target]:
     """The arms of a scenario, direct first. The OpenAI scenario's direct arm is the
-    Anthropic stream straight from the simulator (which speaks only Anthropic)."""
+    Anthropic stream straight from the simulator (which speaks only Anthropic); the
+    floor relays Anthropic bytes only, so it has no arm there."""
     stream = scenario != "nonstream"
     arms = [anthropic_target("direct", direct_url, None, shape, stream)]
     if scenario == "stream-openai":
@@ -76,4 +77,6 @@ def targets(scenario: str, shape: Shape, direct_url: str, gateway_url: str, gate
         arms.append(anthropic_target("gateway", gateway_url, gateway_key, shape, stream))
         if peer_url:
             arms.append(anthropic_target("peer", peer_url, peer_key, shape, stream))
+        if floor_url:
+            arms.append(anthropic_target("floor", floor_url, None, shape, stream))
     return arms

@@ -26,8 +26,8 @@ def result(start, first, end, deltas, gaps, error=None):
 
 
 def test_summarize_counts_stalls_errors_and_cpu():
-    phase = Phase("stream", "gateway", 2, gateway_cpu=0.0007, gateway_rss_peak=10 * 2**20,
-                  gateway_rss_idle=9 * 2**20, loadgen_cpu=1.9)
+    phase = Phase("stream", "gateway", 2, relay_cpu=0.0007, relay_rss_peak=10 * 2**20,
+                  relay_rss_idle=9 * 2**20, loadgen_cpu=1.9)
     phase.add_round([
         result(0.0, 0.010, 1.0, 4, [0.02, 0.02, 0.05]),
         result(0.0, 0.030, 1.0, 3, [0.02, 0.02], error="stream ended without its end marker"),
@@ -64,19 +64,21 @@ def test_simulator_ceiling_flag_marks_rows_near_the_best_direct_throughput():
 
 
 def test_quick_bench_runs_clean(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--label", "smoke"],
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--floor", "--out", str(tmp_path), "--label",
+                          "smoke"],
                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "### stream" in run.stdout and "### stream-openai" in run.stdout and "### nonstream" in run.stdout
     data = json.loads((tmp_path / "bench-smoke-quick.json").read_text())
     cells = {(r["scenario"], r["arm"], r["load"]) for r in data["results"]}
-    assert cells == {(s, a, c) for s in ("stream", "stream-openai", "nonstream") for a in ("direct", "gateway")
-                     for c in (1, 8, 32)}
+    arms = {"stream": ("direct", "gateway", "floor"), "stream-openai": ("direct", "gateway"),
+            "nonstream": ("direct", "gateway", "floor")}
+    assert cells == {(s, a, c) for s, names in arms.items() for a in names for c in (1, 8, 32)}
     assert all(r["errors"] == 0 and r["requests"] > 0 for r in data["results"])
     streams = [r for r in data["results"] if r["scenario"] != "nonstream"]
     assert all(r["deltas"] == r["expected_deltas"] for r in streams)
-    gateway = [r for r in data["results"] if r["arm"] == "gateway"]
-    assert all(r["cpu_us_per_event"] is not None for r in gateway if r["scenario"] != "nonstream")
+    relays = [r for r in data["results"] if r["arm"] in ("gateway", "floor")]
+    assert all(r["cpu_us_per_event"] is not None for r in relays if r["scenario"] != "nonstream")
     assert data["meta"]["machine"]
 
 
@@ -91,7 +93,7 @@ def test_warmup_requests_and_deltas_outside_the_window_are_not_measured():
     warm = result(0.0, 0.100, 1.1, 4, [0.3, 0.3, 0.35])      # sent in the ramp: deltas at .1 .4 .7 1.05
     steady = result(1.0, 1.005, 2.5, 4, [0.5, 0.5, 0.49])    # deltas at 1.005 1.505 2.005 2.495
     warm.warmup = True
-    phase = Phase("stream", "gateway", 2, gateway_cpu=0.0008)
+    phase = Phase("stream", "gateway", 2, relay_cpu=0.0008)
     phase.add_round([warm, steady], (1.0, 2.0), 2.6)
     stats = summarize(phase, deltas_per_stream=4, tokens_per_delta=10, gap_s=0.02)
     assert stats.ttft_p50_ms == 5.0                    # the warm-up request's 100 ms is not in it
