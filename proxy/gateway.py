@@ -16,13 +16,16 @@ from storage.base import Store
 
 @dataclass
 class Gateway:
-    """``catalog`` and ``keys`` are built from the config unless given (tests swap them)."""
+    """``catalog`` and ``keys`` are built from the config unless given (tests swap them).
+    ``after_response``: the nursery that owns work a request does once its response is
+    complete (settling a stream); without one that work is done before the handler returns."""
 
     config: Config
     store: Store
     upstream: Upstream
     catalog: Catalog | None = None
     keys: KeyCache | None = None
+    after_response: trio.Nursery | None = None
     trusted: tuple[Network, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:

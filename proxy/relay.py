@@ -16,6 +16,7 @@ import secrets
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import trio
@@ -274,7 +275,23 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 await ex.end_stream(adaptor.error_event(error, ticket.request_id))
     finally:
         if not ticket.closed:
-            await _settle_stream(ticket, tap, progress.tokens, ex.disconnected, stream_error)
+            settle = partial(_settle_stream, ticket, tap, progress.tokens, ex.disconnected, stream_error)
+            if gateway.after_response is None:
+                await settle()
+            else:
+                # The response is complete (or its client gone): settle after the handler
+                # returns. The ticket is closed now so that nothing else releases it.
+                ticket.closed = True
+                gateway.after_response.start_soon(_settle_after_response, settle, ticket.request_id)
+
+
+async def _settle_after_response(settle, request_id: str) -> None:
+    """Runs in the gateway's after-response nursery: a failure is logged, never allowed
+    to take the server down with it."""
+    try:
+        await settle()
+    except Exception:
+        log.exception("settling request %s failed", request_id)
 
 
 async def _settle_stream(ticket: Ticket, tap: AnthropicStreamTap, delivered: int, disconnected: bool,

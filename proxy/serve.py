@@ -61,7 +61,10 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
                 upstream = HttpUpstream(config.upstream.effective_url, config.upstream)
                 log.info("upstream: %s", upstream.label)
             try:
-                gateway = Gateway(config, store, upstream)
+                # Streams are settled in this nursery, after their handler has returned: a
+                # keep-alive connection's next request is served only once the previous
+                # handler is done, and settling (a ledger transaction) need not hold it up.
+                gateway = Gateway(config, store, upstream, after_response=nursery)
                 binds = await nursery.start(partial(hypercorn_serve, create_app(gateway),
                                                     hypercorn_config(config.host, config.port)))
                 log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], config.db_path)

@@ -80,7 +80,8 @@ class Account:
     async def settled(self, requests: int):
         """Wait (bounded) until ``requests`` usage rows exist and no hold is open.
 
-        Streams settle just after their last byte is sent, off the event path."""
+        Streams settle just after their response is complete, in the gateway's
+        after-response nursery."""
         with trio.fail_after(10):
             while True:
                 rows = await self.running.gateway.store.usage(self.username, 10_000)

@@ -149,3 +149,35 @@ async def test_restart_releases_holds_left_open(tmp_path, config, nursery):
     running = await nursery.start(serve, replace(config, port=0))
     account = await running.gateway.store.get_account("bob")
     assert account.held == 0 and account.balance == 1_000_000
+
+
+async def test_a_failed_stream_settlement_is_logged_and_the_server_goes_on(alice, gateway, caplog):
+    """Streams settle in the gateway's after-response nursery: a failure there is logged
+    with the request id; it must not take the server (that nursery's owner) down."""
+    store = gateway.gateway.store
+    real = store.settle
+    calls = []
+
+    async def failing(hold_id, row):
+        calls.append(row.request_id)
+        raise RuntimeError("disk on fire")
+
+    store.settle = failing
+    client = alice.anthropic()
+    try:
+        async with client.messages.stream(model="claude-sonnet-4.5", max_tokens=50, messages=[
+                {"role": "user", "content": "one"}]) as s:
+            assert await s.get_final_text()
+        with trio.fail_after(5):
+            while not calls:
+                await trio.sleep(0.005)
+    finally:
+        store.settle = real
+    assert any("settling request" in r.getMessage() and calls[0] in r.getMessage() for r in caplog.records)
+    async with client.messages.stream(model="claude-sonnet-4.5", max_tokens=50, messages=[
+            {"role": "user", "content": "two"}]) as s:
+        assert await s.get_final_text()
+    with trio.fail_after(5):
+        while len(rows := await store.usage("alice", 10)) < 1:
+            await trio.sleep(0.005)
+    assert [r.request_id for r in rows] != calls  # the second one was recorded; the first was not

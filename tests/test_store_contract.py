@@ -185,3 +185,34 @@ async def test_locked_database_never_blocks_the_event_loop(tmp_path):
     assert results[0] > 0
     assert (await store.get_account("u")).available == 0
     await store.aclose()
+
+
+async def test_settles_run_inline_on_a_quiet_lane_and_batch_under_load(tmp_path, monkeypatch):
+    """A settle with nothing batchable around it commits right away on the event loop;
+    settles that come close together go through the worker thread, batched."""
+    from storage import sqlite as sqlite_store
+
+    hops = []
+    real = trio.to_thread.run_sync
+
+    async def counting(fn, *args, **kwargs):
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    store = await open_store(str(tmp_path / "q.db"))
+    await store.create_user("u")
+    key = await new_key(store)
+    await store.credit("u", 10_000, "credit")
+    account = await store.get_account("u")
+    holds = [await store.place_hold(account.id, 10, f"r{i}") for i in range(6)]
+    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    await trio.sleep(sqlite_store.QUIET * 2)
+    await store.settle(holds[0], row("r0", key.id, 3))
+    assert hops == []                                      # quiet: inline
+    async with trio.open_nursery() as nursery:            # five right after: not quiet any more
+        for i, hold in enumerate(holds[1:], 1):
+            nursery.start_soon(store.settle, hold, row(f"r{i}", key.id, 3))
+    assert len(hops) == 2                                  # the first alone, the four that queued meanwhile together
+    account = await store.get_account("u")
+    assert account.balance == 10_000 - 6 * 3 and account.held == 0
+    await store.aclose()
