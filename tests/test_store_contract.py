@@ -212,7 +212,9 @@ async def test_settles_run_inline_on_a_quiet_lane_and_batch_under_load(tmp_path,
     async with trio.open_nursery() as nursery:            # five right after: not quiet any more
         for i, hold in enumerate(holds[1:], 1):
             nursery.start_soon(store.settle, hold, row(f"r{i}", key.id, 3))
-    assert len(hops) == 2                                  # the first alone, the four that queued meanwhile together
+    # the first alone (or inline, had the test been descheduled for QUIET), the four that
+    # queued meanwhile together: batched, not a thread hop each
+    assert 1 <= len(hops) <= 2
     account = await store.get_account("u")
     assert account.balance == 10_000 - 6 * 3 and account.held == 0
     await store.aclose()
