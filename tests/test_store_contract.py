@@ -25,6 +25,14 @@ async def new_key(store, username="u"):
                                   None)
 
 
+async def funded(store, amount: int):
+    """User "u" with a key and ``amount`` credited: (key, account)."""
+    await store.create_user("u")
+    key = await new_key(store)
+    await store.credit("u", amount, "credit")
+    return key, await store.get_account("u")
+
+
 async def test_users(store):
     a = await store.create_user("u")
     assert a.balance == 0 and a.held == 0
@@ -48,10 +56,7 @@ async def test_credit_and_ledger(store):
 
 
 async def test_hold_settle_release(store):
-    await store.create_user("u")
-    key = await new_key(store)
-    await store.credit("u", 1000, "credit")
-    account = await store.get_account("u")
+    key, account = await funded(store, 1000)
     h1 = await store.place_hold(account.id, 600, "r1")
     with pytest.raises(InsufficientBalance) as short:
         await store.place_hold(account.id, 401, "r2")
@@ -72,10 +77,7 @@ async def test_hold_settle_release(store):
 
 
 async def test_settle_may_exceed_hold_by_the_estimate_error(store):
-    await store.create_user("u")
-    key = await new_key(store)
-    await store.credit("u", 100, "credit")
-    account = await store.get_account("u")
+    key, account = await funded(store, 100)
     hold = await store.place_hold(account.id, 100, "r")
     after = await store.settle(hold, row("r", key.id, 130))
     assert after.balance == -30 and after.held == 0
@@ -200,10 +202,7 @@ async def test_settles_run_inline_on_a_quiet_lane_and_batch_under_load(tmp_path,
         return await real(fn, *args, **kwargs)
 
     store = await open_store(str(tmp_path / "q.db"))
-    await store.create_user("u")
-    key = await new_key(store)
-    await store.credit("u", 10_000, "credit")
-    account = await store.get_account("u")
+    key, account = await funded(store, 10_000)
     holds = [await store.place_hold(account.id, 10, f"r{i}") for i in range(6)]
     monkeypatch.setattr(trio.to_thread, "run_sync", counting)
     await trio.sleep(sqlite_store.QUIET * 2)
