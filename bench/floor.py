@@ -20,18 +20,11 @@ from urllib.parse import urlsplit
 
 import trio
 
+from proxy.upstream.transport import receive  # the gateway's own upstream read
+
 READ_SIZE = 65536
 
 
-async def _recv(sock, buffer: memoryview) -> bytes:
-    """Wait for readability, then one recv into the shared buffer, copying out what
-    arrived (as the gateway's upstream reads do)."""
-    while True:
-        await trio.lowlevel.wait_readable(sock)
-        try:
-            return buffer[:sock.recv_into(buffer)].tobytes()
-        except BlockingIOError:
-            continue
 
 
 async def _send(sock, data: bytes) -> None:
@@ -97,7 +90,7 @@ async def _relay_response(upstream, client, receive_buffer: memoryview) -> bytes
     """Pipe one response from ``upstream`` to ``client``; returns bytes read past it."""
     buffer = b""
     while b"\r\n\r\n" not in buffer:
-        data = await _recv(upstream, receive_buffer)
+        data = await receive(upstream, receive_buffer)
         if not data:
             raise trio.BrokenResourceError("upstream closed")
         buffer += data
@@ -106,7 +99,7 @@ async def _relay_response(upstream, client, receive_buffer: memoryview) -> bytes
     if b"transfer-encoding: chunked" not in head:
         total = _head_length(buffer)
         while len(buffer) < total:
-            data = await _recv(upstream, receive_buffer)
+            data = await receive(upstream, receive_buffer)
             if not data:
                 raise trio.BrokenResourceError("upstream closed")
             buffer += data
@@ -117,7 +110,7 @@ async def _relay_response(upstream, client, receive_buffer: memoryview) -> bytes
     used = tracker.feed(data)
     await _send(client, buffer[:head_end + (len(data) if used < 0 else used)])
     while used < 0:
-        data = await _recv(upstream, receive_buffer)
+        data = await receive(upstream, receive_buffer)
         if not data:
             raise trio.BrokenResourceError("upstream closed")
         used = tracker.feed(data)
@@ -133,13 +126,13 @@ async def _connection(upstream_address: tuple[str, int], receive_buffer: memoryv
     try:
         while True:
             while b"\r\n\r\n" not in buffer:
-                data = await _recv(client, receive_buffer)
+                data = await receive(client, receive_buffer)
                 if not data:
                     return
                 buffer += data
             total = _head_length(buffer)
             while len(buffer) < total:
-                data = await _recv(client, receive_buffer)
+                data = await receive(client, receive_buffer)
                 if not data:
                     return
                 buffer += data

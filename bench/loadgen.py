@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from proxy.upstream.transport import receive
+
 READ_SIZE = 65536
 
 
@@ -97,17 +99,8 @@ class Connection:
             self.stream = None
 
     async def _read(self) -> bytes:
-        """Wait, then one recv into the shared buffer, copying out what came (no await
-        in between, so no other connection can overwrite it): a plain recv(65536) would
-        allocate and shrink 64 KiB per read."""
-        sock = self.stream.socket._sock
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                data = self.receive_buffer[:sock.recv_into(self.receive_buffer)].tobytes()
-                break
-            except BlockingIOError:
-                continue
+        """The next bytes, read into the run's shared buffer (see ``receive``)."""
+        data = await receive(self.stream.socket._sock, self.receive_buffer)
         if not data:
             raise ProtocolError("connection closed by server")
         return data

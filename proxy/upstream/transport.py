@@ -15,7 +15,7 @@ payload of one socket read as one bytes object.
 from __future__ import annotations
 
 import ssl
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import httpx
 import trio
@@ -26,6 +26,20 @@ RECENT = 2.0  # seconds an idle connection is trusted without a liveness check
 
 
 SOCKET_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+async def receive(sock: Any, buffer: memoryview) -> bytes:
+    """Wait for ``sock`` (a non-blocking stdlib socket) to be readable, then one
+    ``recv_into`` the shared ``buffer``, returning a copy of what arrived (b"" at EOF).
+    Nothing awaits between the recv and the copy, so one buffer serves every
+    connection of a trio process; ``recv(65536)`` would allocate and shrink 64 KiB per
+    read instead."""
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            return buffer[:sock.recv_into(buffer)].tobytes()
+        except BlockingIOError:
+            continue
 
 
 def read_error(exc: BaseException) -> httpx.ReadError:
@@ -59,14 +73,7 @@ class _Connection:
             raw = self._raw = getattr(sock, "_sock", False) if isinstance(self.stream, trio.SocketStream) else False
         try:
             if raw:
-                while True:
-                    await trio.lowlevel.wait_readable(raw)
-                    try:
-                        received = raw.recv_into(self._receive_buffer)
-                        data = self._receive_buffer[:received].tobytes()
-                        break
-                    except BlockingIOError:
-                        continue
+                data = await receive(raw, self._receive_buffer)
             else:
                 data = await self.stream.receive_some(READ_SIZE)
         except SOCKET_ERRORS as exc:
