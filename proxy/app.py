@@ -20,12 +20,13 @@ from . import errors, transfer
 from .adaptors.anthropic import AnthropicAdaptor, parse_count_tokens
 from .adaptors.openai import OpenAIAdaptor
 from .asgi import Exchange, canonical_path, encode_headers
-from .auth import check_restrictions, presented_key
+from .auth import check_request, presented_key
 from .catalog import Model
 from .gateway import Gateway
-from .relay import handle, new_request_id, upstream_error
+from .relay import handle, new_request_id, read_body, upstream_error
 
 VERSION = "0.1.0"
+QUART_MAX_BODY = 64 * 1024
 
 
 class RelayRoutes:
@@ -65,10 +66,10 @@ class RelayRoutes:
         request_id = new_request_id()
         headers = [(b"request-id", request_id.encode())]
         try:
-            raw = await ex.read_body(gateway.config.max_body_bytes)
-            key = await gateway.keys.authenticate(presented_key(ex.headers))
-            body, model = parse_count_tokens(raw, gateway.catalog)
-            check_restrictions(key, model, False, gateway.client_ip(ex))
+            key = await gateway.authorize(ex.headers, ex.peer)
+            raw = await read_body(gateway, ex)
+            body, model = parse_count_tokens(raw, gateway.rules)
+            check_request(key, model, False)
             response = await gateway.upstream.send("/v1/messages/count_tokens", json.dumps(body).encode(),
                                                    ex.headers)
             if response.status != 200:
@@ -95,12 +96,18 @@ def _model_info(model: Model) -> dict[str, Any]:
 
 
 def create_app(gateway: Gateway) -> QuartTrio:
-    app = QuartTrio("cheaplm")
-    app.config["MAX_CONTENT_LENGTH"] = gateway.config.max_body_bytes
+    app = QuartTrio("cheaplm", static_folder=None)
+    # Quart reads a request's body as it arrives, before the route runs: the routes it
+    # serves take small bodies (the metered routes, with big ones, bypass it).
+    app.config["MAX_CONTENT_LENGTH"] = QUART_MAX_BODY
+    app.config["BODY_TIMEOUT"] = 10
 
     def error_response(error: errors.GatewayError) -> Response:
-        """Anthropic clients send anthropic-version; anyone else (the OpenAI SDKs on the
-        shared /v1/models) gets the OpenAI shape."""
+        """The transfer API's own shape on its path; otherwise Anthropic clients (they
+        send anthropic-version) get the Anthropic shape and anyone else (the OpenAI SDKs
+        on the shared /v1/models) the OpenAI shape."""
+        if request.path == transfer.PATH:
+            return transfer.error_response(error)
         request_id = g.get("request_id") or new_request_id()
         body = error.anthropic_body(request_id) if "anthropic-version" in request.headers \
             else error.openai_body()
@@ -125,24 +132,39 @@ def create_app(gateway: Gateway) -> QuartTrio:
 
     @app.errorhandler(413)
     async def _too_large(_exc) -> Response:
-        return error_response(errors.too_large(gateway.config.max_body_bytes))
+        return error_response(errors.too_large(QUART_MAX_BODY))
+
+    @app.errorhandler(500)
+    async def _server_error(_exc) -> Response:
+        return error_response(errors.GatewayError(500, "Internal error; the request was not applied"))
 
     @app.errorhandler(405)
     async def _bad_method(_exc) -> Response:
         return error_response(errors.GatewayError(405, f"Method {request.method} is not allowed on {request.path}",
                                                   "invalid_request_error"))
 
+    async def presented_record():
+        """The key a model listing presents, if any: optional there, but when one is
+        presented it must be valid and its restrictions apply."""
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return await gateway.authorize(headers, request.remote_addr) if presented_key(headers) else None
+
     async def listed_models() -> list[Model]:
         """Models for the asking client's protocol (the Anthropic SDK sends
         anthropic-version; OpenAI clients do not), narrowed to a key's allowlist."""
         endpoint = "messages" if "anthropic-version" in request.headers else "chat"
         models = list(gateway.catalog.for_endpoint(endpoint))
-        key = presented_key({k.lower(): v for k, v in request.headers.items()})
-        if key:
-            record = await gateway.keys.authenticate(key)
-            if record.models is not None:
-                models = [m for m in models if m.id in record.models]
+        record = await presented_record()
+        if record is not None and record.models is not None:
+            models = [m for m in models if m.id in record.models]
         return models
+
+    @app.route("/", methods=["GET", "HEAD"])
+    async def root() -> Response:
+        """Clients probe the base URL (Claude Code sends HEAD /)."""
+        return Response(json.dumps({"service": "CheapLM gateway", "version": VERSION,
+                                    "endpoints": ["/v1/messages", "/v1/chat/completions", "/v1/models"]}),
+                        content_type="application/json")
 
     @app.get("/health")
     async def health() -> Response:
@@ -179,6 +201,7 @@ def create_app(gateway: Gateway) -> QuartTrio:
 
     @app.get("/v1/models/<path:model_id>")
     async def model(model_id: str) -> Response:
+        await presented_record()
         found = gateway.catalog.resolve(model_id)
         if found is None:
             raise errors.GatewayError(404, f"model: {model_id} is not a model this gateway serves",

@@ -23,11 +23,20 @@ SSE_HEADERS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-
 JSON_TYPE = (b"content-type", b"application/json")
 
 
+# API paths also served without their /v1 prefix (a client given a base URL without /v1
+# that appends only /messages, as OpenCode does).
+UNPREFIXED = ("/messages", "/chat/completions", "/models")
+
+
 def canonical_path(path: str) -> str:
-    """``/v1/v1/messages`` (SDK given a base URL ending in /v1) -> ``/v1/messages``; no trailing slash."""
+    """``/v1/v1/messages`` (SDK given a base URL ending in /v1) and ``/messages`` ->
+    ``/v1/messages``; no trailing slash."""
     while path.startswith("/v1/v1/") or path == "/v1/v1":
         path = path[3:]
-    return path.rstrip("/") or "/"
+    path = path.rstrip("/") or "/"
+    if any(path == p or path.startswith(p + "/") for p in UNPREFIXED):
+        path = "/v1" + path
+    return path
 
 
 def encode_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -52,24 +61,35 @@ class Exchange:
         client = self.scope.get("client")
         return client[0] if client else None
 
-    async def read_body(self, limit: int) -> bytes:
+    async def read_body(self, limit: int, timeout: float = 120.0, grace: float = 10.0,
+                        min_rate: float = 0.0) -> bytes:
+        """The whole body: at most ``limit`` bytes (413), within ``timeout`` seconds and,
+        once ``grace`` seconds have passed, arriving at ``min_rate`` bytes/s at least
+        (408): a client trickling its body does not hold a connection and its buffers."""
         declared = self.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise errors.too_large(limit)
         parts: list[bytes] = []
         size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                self.disconnected = True
-                raise trio.BrokenResourceError("client disconnected while sending the body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise errors.too_large(limit)
-            parts.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(parts)
+        start = trio.current_time()
+        overall = start + timeout
+        with trio.CancelScope(deadline=overall) as reading:
+            while True:
+                if min_rate:
+                    reading.deadline = min(overall, start + grace + size / min_rate)
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    self.disconnected = True
+                    raise trio.BrokenResourceError("client disconnected while sending the body")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise errors.too_large(limit)
+                parts.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(parts)
+        raise errors.GatewayError(408, f"Request body not received in time ({size} bytes after "
+                                       f"{trio.current_time() - start:.0f} s)", "timeout_error")
 
     async def respond(self, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         self.finished = True

@@ -128,13 +128,24 @@ class KeyCache:
         return record
 
 
-def check_restrictions(record: KeyRecord, model: Model, stream: bool, ip: str | None) -> None:
-    """Raise the 403 for the first restriction the request breaks."""
-    if record.models is not None and model.id not in record.models:
-        raise errors.permission(f"This API key may not use model {model.id}; allowed: {', '.join(record.models)}")
-    if stream and not record.allow_stream:
-        raise errors.permission("This API key may not stream; send stream: false")
+def check_address(record: KeyRecord, ip: str | None) -> None:
+    """The restrictions that need only the request's headers and peer (every route that
+    takes a key applies them, before reading a body): the key's networks."""
     if record.ips:
         networks = parse_networks(record.ips)
         if ip is None or not _in_any(ip, networks):
             raise errors.permission(f"Requests from {ip or 'an unknown address'} are not allowed for this API key")
+
+
+def check_request(record: KeyRecord, model: Model, stream: bool) -> None:
+    """The restrictions on what a metered request asks for: the model allowlist, streaming."""
+    if record.models is not None and model.id not in record.models:
+        raise errors.permission(f"This API key may not use model {model.id}; allowed: {', '.join(record.models)}")
+    if stream and not record.allow_stream:
+        raise errors.permission("This API key may not stream; send stream: false")
+
+
+def check_restrictions(record: KeyRecord, model: Model, stream: bool, ip: str | None) -> None:
+    """Raise the 403 for the first restriction the request breaks."""
+    check_address(record, ip)
+    check_request(record, model, stream)

@@ -50,6 +50,11 @@ class Model:
     created_at: str = "2025-01-01T00:00:00Z"
     aliases: tuple[str, ...] = ()
     endpoints: tuple[str, ...] = ENDPOINTS
+    max_tokens_policy: str | None = None  # clamp | reject; None: the global setting
+
+    @property
+    def family(self) -> str | None:
+        return family_of(self.id)
 
 
 def _prices(input_usd: str, output_usd: str, cache_write_usd: str | None = None) -> Prices:
@@ -78,6 +83,17 @@ DEFAULT_MODELS: tuple[Model, ...] = (
     Model("claude-haiku-3.5", "Claude Haiku 3.5", "claude-3-5-haiku-20241022", 200_000, 8192, False, True,
           _prices("0.80", "4.00"), "2024-10-22T00:00:00Z", aliases=("claude-3-5-haiku", "claude-3.5-haiku")),
 )
+
+
+FAMILIES = ("opus", "sonnet", "haiku")
+MAX_TOKENS_POLICIES = ("clamp", "reject")
+_WORD = re.compile(r"[a-z]+")
+
+
+def family_of(model_id: str) -> str | None:
+    """The model family an id names (``claude-sonnet-5`` -> ``sonnet``), if any."""
+    words = set(_WORD.findall(model_id.lower()))
+    return next((f for f in FAMILIES if f in words), None)
 
 
 def normalize(model_id: str) -> str:
@@ -111,13 +127,23 @@ class Catalog:
     def for_endpoint(self, endpoint: str) -> tuple[Model, ...]:
         return tuple(m for m in self.models if endpoint in m.endpoints)
 
+    def newest_of_family(self, model_id: str, endpoint: str) -> Model | None:
+        """For an id the catalog does not know that names a known family (a model newer
+        than the catalog, such as ``claude-opus-4-8``): the newest catalog model of that
+        family served on ``endpoint``."""
+        family = family_of(model_id) if isinstance(model_id, str) else None
+        if family is None:
+            return None
+        candidates = [m for m in self.models if m.family == family and endpoint in m.endpoints]
+        return max(candidates, key=lambda m: m.created_at, default=None)
+
 
 def default_catalog() -> Catalog:
     return Catalog.build(DEFAULT_MODELS)
 
 
 _MODEL_FIELDS = {"display_name", "upstream_id", "max_input", "max_output", "thinking", "vision",
-                 "created_at", "aliases", "endpoints", "prices"}
+                 "created_at", "aliases", "endpoints", "prices", "max_tokens_policy"}
 
 
 def apply_overrides(base: Iterable[Model], overrides: Mapping[str, Mapping]) -> tuple[Model, ...]:
@@ -160,4 +186,7 @@ def apply_overrides(base: Iterable[Model], overrides: Mapping[str, Mapping]) -> 
     bad = [m.id for m in models.values() if set(m.endpoints) - set(ENDPOINTS)]
     if bad:
         raise ValueError(f"models {bad}: endpoints must be among {ENDPOINTS}")
+    bad = [m.id for m in models.values() if m.max_tokens_policy not in (None, *MAX_TOKENS_POLICIES)]
+    if bad:
+        raise ValueError(f"models {bad}: max_tokens_policy must be one of {MAX_TOKENS_POLICIES}")
     return tuple(models.values())

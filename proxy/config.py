@@ -60,6 +60,15 @@ class Config:
     transfers_per_minute: int = 20  # per key, for the reseller transfer API
     log_level: str = "INFO"
     model_overrides: Mapping[str, Mapping] = field(default_factory=dict)
+    # Requests: a max_tokens above a model's cap is clamped (or rejected); an unknown id
+    # of a known family is served by that family's newest model.
+    max_tokens_policy: str = "clamp"
+    model_fallback: bool = True
+    # Request bodies: read only once the key is accepted, within body_timeout seconds
+    # overall and, after body_grace seconds, at body_min_rate bytes/s at least.
+    body_timeout: float = 120.0
+    body_grace: float = 10.0
+    body_min_rate: int = 2048
 
     def catalog(self) -> Catalog:
         return Catalog.build(apply_overrides(DEFAULT_MODELS, self.model_overrides))
@@ -92,7 +101,8 @@ def _as_number(kind, value: Any, name: str):
 
 _TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
         "max_body_bytes": int, "pass_thinking": bool, "key_cache_seconds": float, "log_level": str,
-        "transfers_per_minute": int}
+        "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
+        "body_timeout": float, "body_grace": float, "body_min_rate": int}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
        "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
        "sim_deltas": int}
@@ -170,6 +180,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("value_multiplier must be positive")
     if config.max_body_bytes <= 0:
         raise ConfigError("max_body_bytes must be positive")
+    if config.max_tokens_policy not in ("clamp", "reject"):
+        raise ConfigError("max_tokens_policy must be clamp or reject")
+    if config.body_timeout <= 0 or config.body_grace < 0 or config.body_min_rate < 0:
+        raise ConfigError("body_timeout must be positive; body_grace and body_min_rate not negative")
 
 
 def with_db(config: Config, db_path: str | None) -> Config:

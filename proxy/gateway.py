@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .auth import KeyCache, Network, client_ip
+from .adaptors.base import RequestRules
+from .auth import KeyCache, Network, check_address, client_ip, presented_key
 from .catalog import Catalog
 from .config import Config
 from .upstream.base import Upstream
-from storage.base import Store
+from storage.base import KeyRecord, Store
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Gateway:
     keys: KeyCache | None = None
     after_response: trio.Nursery | None = None
     trusted: tuple[Network, ...] = field(init=False, default=())
+    rules: RequestRules = field(init=False)
 
     def __post_init__(self) -> None:
         if self.catalog is None:
@@ -34,6 +36,15 @@ class Gateway:
         if self.keys is None:
             self.keys = KeyCache(self.store.find_key, self.config.key_cache_seconds, trio.current_time)
         self.trusted = self.config.trusted_networks()
+        self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
+
+    async def authorize(self, headers, peer: str | None) -> KeyRecord:
+        """The key a request presents (``headers`` lower-cased), accepted, with the
+        restrictions that need no body applied: every route that takes a key calls this
+        before it reads anything else."""
+        record = await self.keys.authenticate(presented_key(headers))
+        check_address(record, client_ip(peer, headers.get("x-forwarded-for"), self.trusted))
+        return record
 
     @property
     def simulated(self) -> bool:

@@ -17,17 +17,17 @@ import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
 
 import trio
 
 from . import errors
+from .adaptors.base import Adaptor, Parsed, StreamRenderer
 from .asgi import Exchange, encode_headers
-from .auth import check_restrictions, presented_key
+from .auth import check_request
 from .billing import estimate_input_tokens, hold_amount, usage_cost
-from .catalog import Catalog, Model
 from .gateway import Gateway
 from .money import format_usd
+from .protocol.sse import event_name
 from .protocol.stream_filter import AnthropicStreamTap
 from .protocol.usage import Usage
 from .upstream.base import RETURNED_HEADERS
@@ -40,38 +40,6 @@ CLIENT_CLOSED = 499  # nginx's convention for "client closed the request"
 
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
-
-
-@dataclass
-class Parsed:
-    """A validated request, already in the upstream's (Anthropic) shape."""
-
-    body: dict[str, Any]
-    model: Model
-    stream: bool
-    max_tokens: int
-    client_model: str
-    include_usage: bool = False  # OpenAI stream_options.include_usage
-    raw: bytes | None = None     # the client's exact bytes, when they can go upstream unchanged
-
-    def upstream_bytes(self) -> bytes:
-        return self.raw if self.raw is not None else json.dumps(self.body, ensure_ascii=False).encode()
-
-
-class StreamRenderer(Protocol):
-    def render(self, events: list[bytes]) -> bytes: ...  # whole raw Anthropic events in, client bytes out
-    def close(self) -> bytes: ...
-
-
-class Adaptor(Protocol):
-    endpoint: str
-
-    def parse(self, raw: bytes, catalog: Catalog) -> Parsed: ...
-    def keep_thinking(self, configured: bool) -> bool: ...
-    def error_body(self, error: errors.GatewayError, request_id: str) -> dict: ...
-    def error_event(self, error: errors.GatewayError, request_id: str) -> bytes: ...
-    def render_message(self, upstream_body: bytes, message: dict, parsed: Parsed) -> bytes: ...
-    def stream_renderer(self, parsed: Parsed, request_id: str) -> StreamRenderer: ...
 
 
 def upstream_error(status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> errors.GatewayError:
@@ -137,14 +105,21 @@ class Ticket:
                  self.parsed.model.id, status)
 
 
+async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
+    config = gateway.config
+    return await ex.read_body(config.max_body_bytes, config.body_timeout, config.body_grace, config.body_min_rate)
+
+
 async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str) -> None:
     request_id = new_request_id()
     started = time.perf_counter()
     try:
-        raw = await ex.read_body(gateway.config.max_body_bytes)
-        key = await gateway.keys.authenticate(presented_key(ex.headers))
-        parsed = adaptor.parse(raw, gateway.catalog)
-        check_restrictions(key, parsed.model, parsed.stream, gateway.client_ip(ex))
+        # The key and the restrictions that need no body first: nothing is read for a
+        # request that will be refused anyway.
+        key = await gateway.authorize(ex.headers, ex.peer)
+        raw = await read_body(gateway, ex)
+        parsed = adaptor.parse(raw, gateway.rules)
+        check_request(key, parsed.model, parsed.stream)
         amount = hold_amount(parsed.model, estimate_input_tokens(parsed.body), parsed.max_tokens)
         try:
             hold_id = await gateway.store.place_hold(key.account_id, amount, request_id)
@@ -158,6 +133,8 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
         await _answer_error(ex, adaptor, error, request_id)
         return
     ticket = Ticket(gateway, request_id, key, parsed, adaptor.endpoint, hold_id, started)
+    if parsed.notes:
+        log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     try:
         body = parsed.upstream_bytes()
         async with trio.open_nursery() as nursery:
@@ -209,6 +186,7 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
         (b"request-id", ticket.request_id.encode()),
         (b"x-cheaplm-cost-usd", format_usd(cost).encode()),
         (b"x-cheaplm-balance-usd", format_usd(account.balance).encode()),
+        *ticket.parsed.notes,
     ])
 
 
@@ -221,12 +199,23 @@ class _Progress:
         self.tokens = 0
 
 
+def _split_at_stop(events: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """(the events before ``message_stop``, ``message_stop`` and after)."""
+    for i, raw in enumerate(events):
+        if event_name(raw) == "message_stop":
+            return events[:i], events[i:]
+    return events, []
+
+
 async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex: Exchange, ticket: Ticket,
-                idle: float, progress: _Progress) -> None:
-    """Relay upstream chunks to the client as they come, one write per upstream read.
+                idle: float, progress: _Progress) -> list[bytes]:
+    """Relay upstream chunks to the client as they come, one write per upstream read,
+    up to ``message_stop``, which is returned unsent (with anything after it): the
+    stream's charge must be durable before its final event reaches the client.
 
     One idle scope covers the whole stream, its deadline pushed forward at most once a
     second: a new scope per chunk would cost more than the chunk."""
+    held: list[bytes] = []
     with trio.CancelScope(deadline=trio.current_time() + idle) as reading:
         async with aclosing(upstream.chunks()) as chunks:
             async for chunk in chunks:
@@ -236,15 +225,20 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
                 events = tap.events(chunk)
                 if not events:
                     continue
-                out = renderer.render(events)
+                if tap.saw_message_stop:
+                    events, held = _split_at_stop(events)
+                out = renderer.render(events) if events else b""
                 if out:
                     await ex.write(out)
                 if tap.last_delta_tokens:
                     if ticket.ttft_ms is None:
                         ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
                     progress.tokens += tap.last_delta_tokens
+                if held:
+                    break
     if reading.cancelled_caught:
         raise errors.upstream_timeout("stream (no data within the idle timeout)")
+    return held
 
 
 async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket, path: str,
@@ -261,13 +255,15 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 await ticket.release(error.status, error.error_type)
                 raise error
             renderer = adaptor.stream_renderer(ticket.parsed, ticket.request_id)
-            await ex.start_stream([(b"request-id", ticket.request_id.encode())])
+            await ex.start_stream([(b"request-id", ticket.request_id.encode()), *ticket.parsed.notes])
             try:
-                await _pump(upstream, tap, renderer, ex, ticket, gateway.upstream.idle_timeout, progress)
-                tail = renderer.render(tap.close_events())
+                held = await _pump(upstream, tap, renderer, ex, ticket, gateway.upstream.idle_timeout, progress)
+                held += tap.close_events()
                 if tap.truncated and tap.error is None:
                     raise errors.GatewayError(502, "Upstream closed the stream before message_stop", "api_error")
-                await ex.end_stream(tail + renderer.close())
+                if tap.saw_message_stop and tap.error is None:
+                    await _settle_before_end(ticket, tap.usage)
+                await ex.end_stream(renderer.render(held) + renderer.close())
             except errors.GatewayError as error:
                 # Mid-stream failure (idle timeout, dropped connection): the client gets an
                 # error event in its own protocol, then the stream ends.
@@ -283,6 +279,18 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 # returns. The ticket is closed now so that nothing else releases it.
                 ticket.closed = True
                 gateway.after_response.start_soon(_settle_after_response, settle, ticket.request_id)
+
+
+async def _settle_before_end(ticket: Ticket, usage: Usage) -> None:
+    """Settle a complete stream before its final event goes out. When the charge cannot
+    be recorded the client gets an error event instead of ``message_stop``; the hold
+    stays open for recovery to charge or release."""
+    try:
+        await ticket.settle(usage)
+    except Exception:
+        log.exception("settling request %s failed", ticket.request_id)
+        raise errors.GatewayError(503, "The charge for this response could not be recorded; "
+                                       "it is not complete. Retry later.", "api_error") from None
 
 
 async def _settle_after_response(settle, request_id: str) -> None:

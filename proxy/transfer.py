@@ -11,21 +11,36 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Callable
 
+import orjson
 import trio
 
 from quart import Response, request
 
 from . import errors
-from .auth import presented_key
 from .gateway import Gateway
 from .money import format_usd, usd_number
 from .relay import new_request_id
 from storage.base import InsufficientBalance, NotFound, StoreError
 
+PATH = "/api/user/transfer"
+# The documented error word for each status this API answers with.
+ERROR_WORDS = {400: "Invalid request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+               405: "Method not allowed", 408: "Request timeout", 413: "Request too large",
+               429: "Rate limited", 503: "Service unavailable"}
+
 
 def _fail(status: int, error: str, message: str) -> Response:
     return Response(json.dumps({"success": False, "error": error, "message": message}), status=status,
                     content_type="application/json")
+
+
+def error_response(error: errors.GatewayError) -> Response:
+    """A GatewayError in this API's documented shape (the 401/403 of a refused key,
+    the 413/405 Quart raises, a 500)."""
+    response = _fail(error.status, ERROR_WORDS.get(error.status, "Server error"), error.message)
+    for name, value in error.headers:
+        response.headers[name] = value
+    return response
 
 
 def _amount(value) -> int | None:
@@ -66,20 +81,20 @@ class RateLimiter:
 def register(app, gateway: Gateway) -> None:
     limiter = RateLimiter(gateway.config.transfers_per_minute, trio.current_time)
 
-    @app.post("/api/user/transfer")
+    @app.post(PATH)
     async def transfer() -> Response:
         try:
-            key = await gateway.keys.authenticate(presented_key({k.lower(): v for k, v in request.headers.items()}))
+            key = await gateway.authorize({k.lower(): v for k, v in request.headers.items()}, request.remote_addr)
         except errors.GatewayError as error:
-            return _fail(401, "Unauthorized", error.message)
+            return error_response(error)
         wait = limiter.take(key.id)
         if wait:
             response = _fail(429, "Rate limited", f"too many transfers; retry in {wait:.0f} s")
             response.headers["retry-after"] = str(max(1, round(wait)))
             return response
         try:
-            body = json.loads(await request.get_data())
-        except ValueError:
+            body = orjson.loads(await request.get_data())
+        except orjson.JSONDecodeError:
             return _fail(400, "Invalid request", "Body must be JSON: {\"toUsername\": ..., \"amount\": ...}")
         if not isinstance(body, dict) or not isinstance(body.get("toUsername"), str) or not body["toUsername"]:
             return _fail(400, "Invalid request", "toUsername (string) is required")

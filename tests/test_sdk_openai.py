@@ -189,8 +189,10 @@ async def test_chat_disconnect_cancels_upstream_and_charges_partial(alice, gatew
 async def test_models_list_per_endpoint(gateway):
 
     from proxy.catalog import Catalog, apply_overrides, DEFAULT_MODELS
+    from dataclasses import replace
     gateway.gateway.catalog = Catalog.build(apply_overrides(DEFAULT_MODELS, {
         "claude-opus-4": {"endpoints": ["messages"]}}))
+    gateway.gateway.rules = replace(gateway.gateway.rules, catalog=gateway.gateway.catalog)
     account = await make_account(gateway, "lister")
     openai_ids = [m.id for m in (await account.openai().models.list()).data]
     anthropic_ids = [m.id async for m in account.anthropic().models.list()]

@@ -100,16 +100,14 @@ def test_rate_limiter_refills():
     assert limiter.take(1) == 0 and limiter.take(1) > 0
 
 
-async def test_oversized_transfer_body_is_a_json_413(nursery, config):
-    from dataclasses import replace
-
-    from proxy.serve import serve
-
+async def test_oversized_transfer_body_is_a_413_in_the_documented_shape(gateway):
     from .conftest import make_account
 
-    running = await nursery.start(serve, replace(config, max_body_bytes=1000))
-    seller = await make_account(running, "verbose-seller")
+    seller = await make_account(gateway, "verbose-seller")
     async with seller.http() as http:
-        response = await http.post("/api/user/transfer", content=b"{" + b" " * 5000 + b"}",
-                                   headers={"content-type": "application/json", "anthropic-version": "2023-06-01"})
-    assert response.status_code == 413 and response.json()["error"]["type"] == "request_too_large"
+        response = await http.post("/api/user/transfer", content=b"{" + b" " * 70_000 + b"}",
+                                   headers={"content-type": "application/json"})
+        wrong_method = await http.get("/api/user/transfer")
+    assert response.status_code == 413
+    assert response.json() == {"success": False, "error": "Request too large", "message": response.json()["message"]}
+    assert wrong_method.status_code == 405 and wrong_method.json()["success"] is False

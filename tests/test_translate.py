@@ -87,7 +87,6 @@ def test_thinking_drops_temperature_and_low_top_p():
     (dict(n=2), "n"),
     (dict(max_tokens=0), "max_tokens"),
     (dict(max_tokens="5"), "max_tokens"),
-    (dict(max_completion_tokens=9000), "max_completion_tokens"),
     (dict(temperature=3), "temperature"),
     (dict(temperature="hot"), "temperature"),
     (dict(stop=5), "stop"),

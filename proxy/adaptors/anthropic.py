@@ -3,42 +3,19 @@ everything else through untouched (new request fields keep appearing)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .. import errors
-from ..catalog import Catalog, Model
-from ..relay import Parsed
+from ..catalog import Model
+from .base import Parsed, RequestRules, cap_output, decode_json_object, find_model, note_fallback
 
 
-def decode_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise errors.invalid_request(f"Request body is not valid UTF-8 (byte {exc.start})") from None
-    if not text.strip():
-        raise errors.invalid_request("Request body is empty; expected a JSON object")
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise errors.invalid_request(f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                                     f"column {exc.colno}") from None
-    if not isinstance(body, dict):
-        raise errors.invalid_request("Request body must be a JSON object")
-    return body
-
-
-def resolve_model(body: dict[str, Any], catalog: Catalog, endpoint: str) -> Model:
-    model_id = body.get("model")
-    if model_id is None:
-        raise errors.invalid_request("model: Field required", "model")
-    if not isinstance(model_id, str) or not model_id.strip():
-        raise errors.invalid_request("model: Input should be a non-empty string", "model")
-    model = catalog.resolve(model_id)
-    if model is None or endpoint not in model.endpoints:
-        raise errors.GatewayError(404, f"model: {model_id} is not a model this gateway serves; "
+def resolve_model(body: dict[str, Any], rules: RequestRules, endpoint: str = "messages") -> tuple[Model, bool]:
+    model, fell_back = find_model(body, rules, endpoint)
+    if model is None:
+        raise errors.GatewayError(404, f"model: {body['model']} is not a model this gateway serves; "
                                        f"GET /v1/models lists them", param="model", code="model_not_found")
-    return model
+    return model, fell_back
 
 
 def _messages(body: dict[str, Any]) -> None:
@@ -55,7 +32,7 @@ def _messages(body: dict[str, Any]) -> None:
                                          "messages")
 
 
-def _max_tokens(body: dict[str, Any], model: Model) -> int:
+def _max_tokens(body: dict[str, Any]) -> int:
     value = body.get("max_tokens")
     if value is None:
         raise errors.invalid_request("max_tokens: Field required", "max_tokens")
@@ -63,28 +40,29 @@ def _max_tokens(body: dict[str, Any], model: Model) -> int:
         raise errors.invalid_request("max_tokens: Input should be a valid integer", "max_tokens")
     if value < 1:
         raise errors.invalid_request("max_tokens: Input should be greater than or equal to 1", "max_tokens")
-    if value > model.max_output:
-        raise errors.invalid_request(f"max_tokens: {value} > {model.max_output}, which is the maximum allowed "
-                                     f"number of output tokens for {model.id}", "max_tokens")
     return value
 
 
 class AnthropicAdaptor:
     endpoint = "messages"
 
-    def parse(self, raw: bytes, catalog: Catalog) -> Parsed:
+    def parse(self, raw: bytes, rules: RequestRules) -> Parsed:
         body = decode_json_object(raw)
-        model = resolve_model(body, catalog, self.endpoint)
+        model, fell_back = resolve_model(body, rules, self.endpoint)
         _messages(body)
-        max_tokens = _max_tokens(body, model)
+        max_tokens = _max_tokens(body)
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise errors.invalid_request("stream: Input should be a valid boolean", "stream")
         client_model = body["model"]
-        # Pass-through: the client's bytes go upstream untouched unless the model id must change.
+        # Pass-through: the client's bytes go upstream untouched unless something must change.
         raw_body = raw if client_model == model.upstream_id else None
         body["model"] = model.upstream_id
-        return Parsed(body, model, stream, max_tokens, client_model, raw=raw_body)
+        parsed = Parsed(body, model, stream, max_tokens, model.id if fell_back else client_model, raw=raw_body)
+        if fell_back:
+            note_fallback(parsed)
+        cap_output(parsed, rules)
+        return parsed
 
     def keep_thinking(self, configured: bool) -> bool:
         return configured  # filtered by default: Anthropic clients look blocks up by index
@@ -114,9 +92,9 @@ class PassThrough:
         return b""
 
 
-def parse_count_tokens(raw: bytes, catalog: Catalog) -> tuple[dict[str, Any], Model]:
+def parse_count_tokens(raw: bytes, rules: RequestRules) -> tuple[dict[str, Any], Model]:
     body = decode_json_object(raw)
-    model = resolve_model(body, catalog, "messages")
+    model, _ = resolve_model(body, rules)
     _messages(body)
     body["model"] = model.upstream_id
     body.pop("max_tokens", None)

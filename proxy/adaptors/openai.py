@@ -3,27 +3,26 @@ and the answer (whole or streamed) back; errors in the OpenAI shape."""
 
 from __future__ import annotations
 
-import json
 import time
 
+import orjson
+
 from .. import errors
-from ..catalog import Catalog
 from ..protocol.stream_a2o import AnthropicToOpenAIStream, error_line
 from ..protocol.translate import TranslationError, translate_request, translate_response
-from ..relay import Parsed
-from .anthropic import decode_json_object
+from .base import Parsed, RequestRules, cap_output, decode_json_object, find_model, note_fallback
 
 
 class OpenAIAdaptor:
     endpoint = "chat"
 
-    def parse(self, raw: bytes, catalog: Catalog) -> Parsed:
+    def parse(self, raw: bytes, rules: RequestRules) -> Parsed:
         body = decode_json_object(raw)
         model_id = body.get("model")
         if not isinstance(model_id, str) or not model_id.strip():
             raise errors.invalid_request("model: a model id is required", "model")
-        model = catalog.resolve(model_id)
-        if model is None or self.endpoint not in model.endpoints:
+        model, fell_back = find_model(body, rules, self.endpoint)
+        if model is None:
             # The product docs' wording and code for this answer.
             raise errors.GatewayError(400, f'Model "{model_id}" is not available.', param="model", code=400)
         stream = body.get("stream", False)
@@ -41,7 +40,12 @@ class OpenAIAdaptor:
             raise errors.invalid_request(exc.message, exc.param) from None
         if stream:
             upstream["stream"] = True
-        return Parsed(upstream, model, stream, upstream["max_tokens"], model_id, include_usage)
+        parsed = Parsed(upstream, model, stream, upstream["max_tokens"], model.id if fell_back else model_id,
+                        include_usage)
+        if fell_back:
+            note_fallback(parsed)
+        cap_output(parsed, rules, "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens")
+        return parsed
 
     def keep_thinking(self, configured: bool) -> bool:
         return True  # thinking becomes reasoning_content, which OpenAI clients simply read or ignore
@@ -54,8 +58,7 @@ class OpenAIAdaptor:
         return error_line(body["type"], body["message"], body["code"])
 
     def render_message(self, upstream_body: bytes, message: dict, parsed: Parsed) -> bytes:
-        return json.dumps(translate_response(message, parsed.client_model, int(time.time())),
-                          ensure_ascii=False).encode()
+        return orjson.dumps(translate_response(message, parsed.client_model, int(time.time())))
 
     def stream_renderer(self, parsed: Parsed, request_id: str) -> AnthropicToOpenAIStream:
         return AnthropicToOpenAIStream(parsed.client_model, int(time.time()), parsed.include_usage, request_id)

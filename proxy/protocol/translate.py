@@ -227,7 +227,9 @@ def _number(body: dict, name: str, low: float, high: float) -> float | None:
 
 
 def translate_request(body: dict, upstream_model: str, max_output: int, thinking_supported: bool) -> dict:
-    """An OpenAI Chat Completions body -> an Anthropic Messages body."""
+    """An OpenAI Chat Completions body -> an Anthropic Messages body. ``max_output`` is
+    the default ``max_tokens``; a larger value is translated as asked (the caller
+    applies the model's output cap, clamping or refusing it)."""
     n = body.get("n")
     if n is not None and n != 1:
         raise TranslationError("n: only n=1 is supported (one choice per request)", "n")
@@ -242,8 +244,6 @@ def translate_request(body: dict, upstream_model: str, max_output: int, thinking
         limit = max_output
     elif isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise TranslationError(f"{name}: must be a positive integer", name)
-    elif limit > max_output:
-        raise TranslationError(f"{name}: {limit} is more than this model's maximum of {max_output}", name)
     out["max_tokens"] = limit
 
     stop = body.get("stop")

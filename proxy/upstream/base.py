@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import AsyncContextManager, AsyncIterator, Mapping, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,17 @@ FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 # Upstream response headers worth passing back to the client.
 RETURNED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+
+
+def redacted_url(url: str) -> str:
+    """An upstream URL fit to show: no user, password, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparseable URL)"
+    if not parts.scheme:
+        return url.split("@")[-1].split("?")[0]
+    host = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))

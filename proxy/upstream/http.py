@@ -15,7 +15,7 @@ import trio
 
 from .. import errors
 from ..config import UpstreamConfig
-from .base import DEFAULT_ANTHROPIC_VERSION, FORWARDED_HEADERS, UpstreamResponse
+from .base import DEFAULT_ANTHROPIC_VERSION, FORWARDED_HEADERS, UpstreamResponse, redacted_url
 from .transport import TrioHTTP11Transport
 
 
@@ -27,7 +27,7 @@ class HttpUpstream:
     def __init__(self, url: str, config: UpstreamConfig, label: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.config = config
-        self.label = label or self.url
+        self.label = label or redacted_url(self.url)  # shown in /health and the log: no credentials
         # The connect timeout lives in the transport; first-byte and idle timeouts are cancel scopes.
         self._transport = TrioHTTP11Transport(max_connections=config.max_connections,
                                               connect_timeout=config.connect_timeout)
