@@ -7,11 +7,23 @@ so they reach the simulator through any gateway and any translation.
 Knobs: ttft_ms, gap_ms, deltas, delta_bytes, mode (auto|text|tool_use|thinking),
 tools (tool calls per answer), fault (none|429|529|500|error_mid|drop_mid|hang|
 hang_mid), fault_after (deltas before a mid-stream fault), retry_after,
-input_tokens, cache_read, cache_write, cache_write_1h.
+input_tokens, cache_read, cache_write, cache_write_1h, redacted (redacted_thinking
+blocks put before the thinking block of an answer that thinks).
+
+Requests are checked first, as strictly as Anthropic's Messages API checks them
+(``check_request``): thinking configuration, sampling parameters that thinking
+forbids, message shapes, tool_use/tool_result pairing, the thinking block a tool
+loop's last assistant turn must start with, and the signatures of thinking and
+redacted_thinking blocks sent back. Signatures are HMACs under a secret the
+simulator keeps (``thinking_signature``, ``redacted_data``), so a block that was
+edited, re-serialized or made up is refused like Anthropic refuses it.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 from dataclasses import dataclass, fields, replace
@@ -41,6 +53,7 @@ class Knobs:
     cache_read: int = 0
     cache_write: int = 0
     cache_write_1h: int = 0
+    redacted: int = 0        # redacted_thinking blocks before the thinking block (when the answer thinks)
 
     def with_directive(self, text: str) -> "Knobs":
         changes: dict[str, Any] = {}
@@ -82,12 +95,13 @@ def estimate_tokens(body: dict) -> int:
 
 @dataclass
 class Block:
-    kind: str           # text | thinking | tool_use
+    kind: str           # text | thinking | redacted_thinking | tool_use
     pieces: list[str]   # text / thinking deltas, or partial_json fragments
     name: str = ""
     tool_id: str = ""
     input: Any = None
     signature: str = ""
+    data: str = ""      # redacted_thinking only
 
 
 @dataclass
@@ -128,8 +142,282 @@ def _chunks(text: str, size: int) -> list[str]:
     return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 
 
-def plan(body: dict, defaults: Knobs, serial: int) -> Script:
-    """The deterministic answer to one Messages request."""
+# --- Signatures -------------------------------------------------------------------------------------------
+# A thinking block's signature is an HMAC-SHA256 of its text under the simulator's secret, padded with more
+# HMAC output to the length of a real one and base64-encoded; a redacted_thinking block's data is hidden text
+# "encrypted" with an HMAC keystream and sealed with an HMAC tag. Both are opaque and deterministic for one
+# secret and one text, and both verify only under the secret that made them.
+
+DEFAULT_SECRET = b"cheaplm-simulator"  # plan()'s default; a SimulatorState draws a random one
+_SIGNATURE_HEAD = base64.b64decode("EqSigSim")   # 6 bytes: every signature starts "EqSigSim"
+_REDACTED_HEAD = base64.b64decode("EmwKSimR")    # 6 bytes: every redacted data starts "EmwKSimR"
+_NONCE, _TAG = 12, 32
+
+
+def _mac(secret: bytes, *parts: bytes) -> bytes:
+    return hmac.new(secret, b"\0".join(parts), hashlib.sha256).digest()
+
+
+def thinking_signature(secret: bytes, thinking: str) -> str:
+    """The signature the simulator gives a thinking block with this text (264 base64 characters)."""
+    mac = _mac(secret, b"thinking", thinking.encode("utf-8", "surrogatepass"))
+    filler = b"".join(_mac(secret, b"pad", mac, bytes([i])) for i in range(5))
+    return base64.b64encode(_SIGNATURE_HEAD + mac + filler).decode("ascii")
+
+
+def valid_signature(secret: bytes, thinking: Any, signature: Any) -> bool:
+    if not isinstance(thinking, str) or not isinstance(signature, str):
+        return False
+    return hmac.compare_digest(thinking_signature(secret, thinking).encode(), signature.encode("utf-8", "replace"))
+
+
+def _keystream(secret: bytes, nonce: bytes, size: int) -> bytes:
+    blocks = (_mac(secret, b"stream", nonce, i.to_bytes(4, "big")) for i in range(-(-size // 32)))
+    return b"".join(blocks)[:size]
+
+
+def redacted_data(secret: bytes, hidden: str) -> str:
+    """The ``data`` of a redacted_thinking block hiding ``hidden``."""
+    plain = hidden.encode("utf-8", "surrogatepass")
+    nonce = _mac(secret, b"nonce", plain)[:_NONCE]
+    cipher = bytes(a ^ b for a, b in zip(plain, _keystream(secret, nonce, len(plain))))
+    sealed = nonce + cipher
+    return base64.b64encode(_REDACTED_HEAD + sealed + _mac(secret, b"redacted", sealed)).decode("ascii")
+
+
+def valid_redacted(secret: bytes, data: Any) -> bool:
+    if not isinstance(data, str):
+        return False
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        return False
+    if base64.b64encode(raw).decode("ascii") != data:  # not canonical: some bits were changed
+        return False
+    if not raw.startswith(_REDACTED_HEAD) or len(raw) < len(_REDACTED_HEAD) + _NONCE + _TAG:
+        return False
+    sealed, tag = raw[len(_REDACTED_HEAD):-_TAG], raw[-_TAG:]
+    return hmac.compare_digest(tag, _mac(secret, b"redacted", sealed))
+
+
+def _hidden_reasoning(serial: int, index: int) -> str:
+    return f"Reasoning {serial}.{index} flagged by the safety systems and returned encrypted. " * 3
+
+
+# --- Request checks ---------------------------------------------------------------------------------------
+
+MAX_TOKENS_CEILING = 128_000  # no per-model limits: tests use arbitrary model ids
+THINKING_TYPES = ("enabled", "disabled", "adaptive")
+INTERLEAVED_BETA = "interleaved-thinking-2025-05-14"
+_DOCS = "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+_CONSIDERATIONS = f"{_DOCS}#important-considerations-when-using-extended-thinking"
+LOOP_MESSAGE = (
+    "messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. When "
+    "`thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost "
+    "set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To "
+    "avoid this requirement, disable `thinking`. " + _DOCS)
+
+
+class InvalidRequest(ValueError):
+    """A request Anthropic would refuse: HTTP 400, ``invalid_request_error``, with this message."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _blocks(message: dict) -> list:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return content
+
+
+def _thinking_mode(body: dict) -> str:
+    """'enabled', 'adaptive' or 'disabled' (absent), after checking the ``thinking`` object."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return "disabled"
+    if not isinstance(thinking, dict):
+        raise InvalidRequest("thinking: Input should be a valid dictionary or object to extract fields from")
+    kind = thinking.get("type")
+    if kind is None:
+        raise InvalidRequest("thinking: Unable to extract tag using discriminator 'type'")
+    if kind not in THINKING_TYPES:
+        raise InvalidRequest(f"thinking: Input tag '{kind}' found using 'type' does not match any of the expected "
+                             "tags: 'enabled', 'disabled', 'adaptive'")
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if budget is None:
+            raise InvalidRequest("thinking.enabled.budget_tokens: Field required")
+        if not _is_int(budget):
+            raise InvalidRequest("thinking.enabled.budget_tokens: Input should be a valid integer")
+        if budget < 1024:
+            raise InvalidRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    return kind
+
+
+def _check_max_tokens(body: dict) -> int:
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise InvalidRequest("max_tokens: Field required")
+    if not _is_int(max_tokens):
+        raise InvalidRequest("max_tokens: Input should be a valid integer")
+    if max_tokens < 1:
+        raise InvalidRequest("max_tokens: Input should be greater than or equal to 1")
+    if max_tokens > MAX_TOKENS_CEILING:
+        raise InvalidRequest(f"max_tokens: {max_tokens} > {MAX_TOKENS_CEILING}, which is the maximum allowed "
+                             f"number of output tokens for {body.get('model')}")
+    return max_tokens
+
+
+def _check_sampling(body: dict) -> None:
+    """What thinking (enabled or adaptive) forbids: a temperature other than 1, top_k, a top_p below 0.95."""
+    temperature, top_k, top_p = body.get("temperature"), body.get("top_k"), body.get("top_p")
+    if temperature is not None and (not _number(temperature) or temperature != 1):
+        raise InvalidRequest(f"`temperature` may only be set to 1 when thinking is enabled. {_CONSIDERATIONS}")
+    if top_k is not None:
+        raise InvalidRequest(f"`top_k` must be unset when thinking is enabled. {_CONSIDERATIONS}")
+    if top_p is not None and (not _number(top_p) or top_p < 0.95):
+        raise InvalidRequest(f"`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled. "
+                             f"{_CONSIDERATIONS}")
+
+
+def _check_messages(messages: Any, secret: bytes) -> list[tuple[int, dict]]:
+    """Shapes and signatures; returns the conversation (index, message) without role ``system`` messages."""
+    if messages is None:
+        raise InvalidRequest("messages: Field required")
+    if not isinstance(messages, list):
+        raise InvalidRequest("messages: Input should be a valid list")
+    if not messages:
+        raise InvalidRequest("messages: at least one message is required")
+    conversation = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"messages.{i}: Input should be a valid dictionary")
+        role = message.get("role")
+        if role not in ("user", "assistant", "system"):  # recent Claude Code sends mid-conversation system
+            raise InvalidRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = message.get("content")
+        if content is None:
+            raise InvalidRequest(f"messages.{i}.content: Field required")
+        if not isinstance(content, (str, list)):
+            raise InvalidRequest(f"messages.{i}.content: Input should be a valid list")
+        if not content and not (role == "assistant" and i == len(messages) - 1):
+            raise InvalidRequest(f"messages.{i}: all messages must have non-empty content except for the "
+                                 "optional final assistant message")
+        for j, block in enumerate(_blocks(message)):
+            where = f"messages.{i}.content.{j}"
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                raise InvalidRequest(f"{where}: Input should be a valid dictionary with a `type`")
+            kind = block["type"]
+            if kind == "text":
+                text = block.get("text")
+                if not isinstance(text, str):
+                    raise InvalidRequest(f"{where}.text.text: Field required")
+                if not text:
+                    raise InvalidRequest("messages: text content blocks must be non-empty")
+                if not text.strip():
+                    raise InvalidRequest("messages: text content blocks must contain non-whitespace text")
+            elif kind == "thinking":
+                for field in ("thinking", "signature"):
+                    if field not in block:
+                        raise InvalidRequest(f"{where}.thinking.{field}: Field required")
+                if not valid_signature(secret, block["thinking"], block["signature"]):
+                    raise InvalidRequest(f"{where}: Invalid `signature` in `thinking` block")
+            elif kind == "redacted_thinking":
+                if "data" not in block:
+                    raise InvalidRequest(f"{where}.redacted_thinking.data: Field required")
+                if not valid_redacted(secret, block["data"]):
+                    raise InvalidRequest(f"{where}: Invalid `data` in `redacted_thinking` block")
+            elif kind == "tool_use" and not (isinstance(block.get("id"), str) and isinstance(block.get("name"), str)):
+                raise InvalidRequest(f"{where}.tool_use: `id` and `name` are required")
+            elif kind == "tool_result" and not isinstance(block.get("tool_use_id"), str):
+                raise InvalidRequest(f"{where}.tool_result.tool_use_id: Field required")
+        if role != "system":
+            conversation.append((i, message))
+    return conversation
+
+
+def _ids(message: dict, kind: str, key: str) -> list[tuple[int, str]]:
+    return [(j, b[key]) for j, b in enumerate(_blocks(message)) if b["type"] == kind]
+
+
+def _check_tool_pairs(conversation: list[tuple[int, dict]]) -> None:
+    """Every tool_use answered by a tool_result in the next message, and no tool_result without its tool_use
+    (mid-conversation ``system`` messages are skipped)."""
+    for k, (i, message) in enumerate(conversation):
+        if message["role"] == "assistant":
+            uses = [tool_id for _, tool_id in _ids(message, "tool_use", "id")]
+            if uses and k + 1 < len(conversation):
+                following = conversation[k + 1][1]
+                answered = {tool_id for _, tool_id in _ids(following, "tool_result", "tool_use_id")} \
+                    if following["role"] == "user" else set()
+                missing = [tool_id for tool_id in uses if tool_id not in answered]
+                if missing:
+                    raise InvalidRequest(
+                        f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                        f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` "
+                        "block in the next message.")
+        else:
+            previous = conversation[k - 1][1] if k else None
+            asked = {tool_id for _, tool_id in _ids(previous, "tool_use", "id")} \
+                if previous is not None and previous["role"] == "assistant" else set()
+            for j, tool_id in _ids(message, "tool_result", "tool_use_id"):
+                if tool_id not in asked:
+                    raise InvalidRequest(
+                        f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{tool_id}. Each `tool_result` block must have a corresponding `tool_use` block in the "
+                        "previous message.")
+
+
+def _check_tool_loop(conversation: list[tuple[int, dict]]) -> None:
+    """With thinking enabled, a final user message of tool results needs the assistant message before it to
+    start with its (signed) thinking block."""
+    if len(conversation) < 2:
+        return
+    (_, last), (i, before) = conversation[-1], conversation[-2]
+    if last["role"] != "user" or before["role"] != "assistant" or not _ids(last, "tool_result", "tool_use_id"):
+        return
+    blocks = _blocks(before)
+    found = blocks[0]["type"] if blocks else "nothing"
+    if found not in ("thinking", "redacted_thinking"):
+        raise InvalidRequest(LOOP_MESSAGE.format(index=i, found=found))
+
+
+def check_request(body: dict, secret: bytes, *, count_tokens: bool = False, betas: str = "") -> None:
+    """Raise ``InvalidRequest`` for what Anthropic's Messages API (or count_tokens, with ``count_tokens``)
+    refuses. ``betas`` is the anthropic-beta header: interleaved thinking lifts budget_tokens < max_tokens.
+
+    Unknown top-level fields (context_management, output_config, metadata, service_tier, ...), unknown
+    content block types and mid-conversation ``system`` messages pass, as they do upstream."""
+    max_tokens = None if count_tokens else _check_max_tokens(body)
+    mode = _thinking_mode(body)
+    system = body.get("system")
+    if system is not None and not isinstance(system, (str, list)):
+        raise InvalidRequest("system: Input should be a valid list")
+    if mode == "enabled" and max_tokens is not None and max_tokens <= body["thinking"]["budget_tokens"] \
+            and INTERLEAVED_BETA not in (b.strip() for b in betas.split(",")):
+        raise InvalidRequest("`max_tokens` must be greater than `thinking.budget_tokens`. "
+                             f"{_DOCS}#max-tokens-and-context-window-size")
+    if mode != "disabled" and not count_tokens:
+        _check_sampling(body)
+    choice = body.get("tool_choice")
+    if mode == "enabled" and isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        raise InvalidRequest("Thinking may not be enabled when tool_choice forces tool use.")
+    conversation = _check_messages(body.get("messages"), secret)
+    _check_tool_pairs(conversation)
+    if mode == "enabled":  # adaptive thinking may skip thinking at any step, so it cannot require the block
+        _check_tool_loop(conversation)
+
+
+def plan(body: dict, defaults: Knobs, serial: int, secret: bytes = DEFAULT_SECRET) -> Script:
+    """The deterministic answer to one Messages request (checked by ``check_request``
+    beforehand); thinking and redacted_thinking blocks are signed with ``secret``."""
     knobs = defaults.with_directive(request_text(body))
     model = str(body.get("model", "claude-sim"))
     message_id = f"msg_sim{serial:012d}"
@@ -161,7 +449,9 @@ def plan(body: dict, defaults: Knobs, serial: int) -> Script:
         mode = "tool_use" if use_tools else "text"
     blocks: list[Block] = []
     if thinking or knobs.mode == "thinking":
-        blocks.append(Block("thinking", [_THINKING] * 3, signature=f"EqSig{serial:08d}=="))
+        for i in range(max(0, knobs.redacted)):
+            blocks.append(Block("redacted_thinking", [], data=redacted_data(secret, _hidden_reasoning(serial, i))))
+        blocks.append(Block("thinking", [_THINKING] * 3))  # signed below, once its length is final
     text_len = knobs.deltas * knobs.delta_bytes if mode != "tool_use" else knobs.delta_bytes
     text = (_TEXT * (text_len // len(_TEXT) + 1))[:text_len]
     stop_reason, stop_sequence = "end_turn", None
@@ -206,6 +496,9 @@ def plan(body: dict, defaults: Knobs, serial: int) -> Script:
                 block.input = None
             kept.append(block)
         break
+    for block in kept:
+        if block.kind == "thinking":
+            block.signature = thinking_signature(secret, "".join(block.pieces))
     usage["output_tokens"] = max(total, 1)
     return Script(200, knobs, message_id, model, kept, stop_reason, stop_sequence, usage)
 
@@ -222,6 +515,8 @@ def message_body(script: Script, message_id: str | None = None) -> dict:
             content.append({"type": "text", "text": "".join(block.pieces)})
         elif block.kind == "thinking":
             content.append({"type": "thinking", "thinking": "".join(block.pieces), "signature": block.signature})
+        elif block.kind == "redacted_thinking":
+            content.append({"type": "redacted_thinking", "data": block.data})
         else:
             joined = "".join(block.pieces)
             content.append({"type": "tool_use", "id": block.tool_id, "name": block.name,
@@ -252,6 +547,8 @@ def stream_events(script: Script) -> tuple[bytes, list[bytes], bytes]:
         elif block.kind == "thinking":
             start_block, delta_type, field = {"type": "thinking", "thinking": "", "signature": ""}, \
                 "thinking_delta", "thinking"
+        elif block.kind == "redacted_thinking":  # arrives whole in its start event, no deltas
+            start_block, delta_type, field = {"type": "redacted_thinking", "data": block.data}, "", ""
         else:
             start_block = {"type": "tool_use", "id": block.tool_id, "name": block.name, "input": {}}
             delta_type, field = "input_json_delta", "partial_json"

@@ -8,6 +8,12 @@ configured, or in tests) or standalone with ``cheaplm simulator --port P``.
 Test hooks: ``GET /_sim/requests`` lists the requests seen (path, model, the key
 presented, headers, outcome, monotonic start/end times, cancelled flag);
 ``DELETE /_sim/requests`` clears the list.
+
+Requests are checked as strictly as Anthropic checks them (sim_script.check_request)
+and refused with 400 ``invalid_request_error`` (outcome "rejected"). Thinking
+signatures and redacted_thinking data are HMACs under ``SimulatorState.secret``
+(random per state unless given); ``state.sign_thinking(text)`` and
+``state.redacted_data(hidden)`` make blocks the simulator will accept back.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import hmac
 import itertools
 import logging
 import json
+import os
 from collections import deque
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,8 +31,8 @@ from typing import Any
 import h11
 import trio
 
-from .sim_script import (Knobs, Script, error_body, estimate_tokens, message_body, mid_stream_error, plan,
-                         stream_events, stream_head)
+from .sim_script import (InvalidRequest, Knobs, Script, check_request, error_body, estimate_tokens, message_body,
+                         mid_stream_error, plan, redacted_data, stream_events, stream_head, thinking_signature)
 
 log = logging.getLogger("cheaplm.simulator")
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -44,7 +51,7 @@ class Seen:
     anthropic_beta: str | None = None
     started: float = 0.0
     ended: float | None = None
-    outcome: str = "open"   # open | complete | cancelled | fault
+    outcome: str = "open"   # open | complete | cancelled | fault | rejected (a 400 for the request itself)
     status: int = 0
     body: dict | None = None  # the request body, kept only while recording
 
@@ -71,17 +78,35 @@ class SimulatorState:
     seen: deque[Seen] = field(default_factory=lambda: deque(maxlen=10_000))
     record: bool = True
     counter: itertools.count = field(default_factory=itertools.count)
-    plans: dict[bytes, Planned] = field(default_factory=dict)
+    plans: dict[tuple[bytes, str], Planned] = field(default_factory=dict)
+    # Signs thinking blocks and seals redacted_thinking data; set it to sign blocks for a test beforehand.
+    secret: bytes = field(default_factory=lambda: os.urandom(32))
+    _plans_secret: bytes | None = field(default=None, init=False, repr=False)
 
-    def planned(self, raw_body: bytes, body: dict) -> Planned:
-        found = self.plans.get(raw_body)
+    def sign_thinking(self, thinking: str) -> str:
+        """The signature this simulator gives (and accepts back for) a thinking block with this text."""
+        return thinking_signature(self.secret, thinking)
+
+    def redacted_data(self, hidden: str = "hidden reasoning") -> str:
+        """A redacted_thinking ``data`` this simulator accepts back."""
+        return redacted_data(self.secret, hidden)
+
+    def planned(self, raw_body: bytes, body: dict, betas: str = "") -> Planned:
+        """The checked and planned answer; identical requests reuse it (they passed the same checks).
+        Raises InvalidRequest."""
+        if self._plans_secret != self.secret:
+            self.plans.clear()
+            self._plans_secret = self.secret
+        key = (raw_body, betas)
+        found = self.plans.get(key)
         if found is None:
-            script = plan(body, self.knobs, next(self.counter))
+            check_request(body, self.secret, betas=betas)
+            script = plan(body, self.knobs, next(self.counter), self.secret)
             _, deltas, tail = stream_events(script)
             found = Planned(script, [_frame(d) for d in deltas], _frame(tail))
             if len(self.plans) >= 256:
                 self.plans.clear()
-            self.plans[raw_body] = found
+            self.plans[key] = found
         return found
 
 
@@ -193,8 +218,17 @@ async def _stream(conn: _Conn, planned: Planned, message_id: str, seen: Seen) ->
     return seen.outcome == "complete"
 
 
-async def _messages(conn: _Conn, state: SimulatorState, raw_body: bytes, body: dict, seen: Seen) -> bool:
-    planned = state.planned(raw_body, body)
+async def _invalid(conn: _Conn, seen: Seen, message: str) -> bool:
+    """400 invalid_request_error, Anthropic's shape."""
+    seen.outcome, seen.status, seen.ended = "rejected", 400, time.monotonic()
+    await _json(conn, 400, {"type": "error", "error": {"type": "invalid_request_error", "message": message},
+                            "request_id": "req_sim"})
+    return True
+
+
+async def _messages(conn: _Conn, state: SimulatorState, raw_body: bytes, body: dict, seen: Seen,
+                    betas: str) -> bool:
+    planned = state.planned(raw_body, body, betas)
     script = planned.script
     message_id = f"msg_sim{next(state.counter):012d}"
     seen.model, seen.stream = script.model, bool(body.get("stream"))
@@ -268,19 +302,23 @@ async def _handle_request(conn: _Conn, state: SimulatorState, request: h11.Reque
         if not isinstance(body, dict):
             raise ValueError("body must be an object")
     except ValueError as exc:
-        await _json(conn, 400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}})
-        return True
+        return await _invalid(conn, seen, str(exc))
     if state.record:
         seen.body = body
+    seen.model = body.get("model")
+    betas = headers.get("anthropic-beta", "")
     if path.endswith("count_tokens"):
-        seen.model, seen.outcome, seen.status = body.get("model"), "complete", 200
+        try:
+            check_request(body, state.secret, count_tokens=True, betas=betas)
+        except InvalidRequest as exc:
+            return await _invalid(conn, seen, str(exc))
+        seen.outcome, seen.status = "complete", 200
         await _json(conn, 200, {"input_tokens": estimate_tokens(body)})
         return True
     try:
-        return await _messages(conn, state, raw_body, body, seen)
-    except ValueError as exc:
-        await _json(conn, 400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}})
-        return True
+        return await _messages(conn, state, raw_body, body, seen, betas)
+    except ValueError as exc:  # InvalidRequest, or a directive naming an unknown fault or mode
+        return await _invalid(conn, seen, str(exc))
 
 
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError)
