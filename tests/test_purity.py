@@ -10,6 +10,7 @@ def test_protocol_package_imports_no_io_libraries():
     root = Path(__file__).resolve().parent.parent / "proxy" / "protocol"
     files = list(root.glob("*.py"))
     assert len(files) >= 4
+    assert {"sse.py", "stream_filter.py", "translate.py", "thinking.py"} <= {p.name for p in files}
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
