@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from functools import partial
 from typing import Any, Awaitable, Callable
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     usage = sub.add_parser("usage", parents=[common])
     usage.add_argument("username")
     usage.add_argument("--limit", type=int, default=20)
+
+    db = sub.add_parser("db", help="ledger maintenance").add_subparsers(dest="action", required=True)
+    db.add_parser("check", parents=[common], help="verify the ledger's invariants (exit 1 on a problem)")
 
     bench = sub.add_parser("bench", help="run the benchmark suite (see bench/README)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
@@ -150,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             from .serve import serve
             trio.run(serve, config)
             return 0
+        if args.command == "db":
+            return trio.run(_db_check, config)
         trio.run(_with_store, config, partial(_admin, args, config))
         return 0
     except (ConfigError, admin.AdminError, StoreError) as exc:
@@ -157,6 +163,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+async def _db_check(config: Config) -> int:
+    """``cheaplm db check``: one line per broken invariant (exit 1), or a summary (exit 0)."""
+    if config.db_path != ":memory:" and not os.path.exists(config.db_path):
+        raise StoreError(f"no ledger at {config.db_path}")
+    store = await open_store(config.db_path)
+    try:
+        problems = await store.check()
+        stats = await store.stats()
+    finally:
+        await store.aclose()
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"ok: {stats.accounts} accounts, {stats.ledger_entries} ledger entries, {stats.open_holds} open holds")
+    return 1 if problems else 0
 
 
 def _run_simulator(args: argparse.Namespace) -> int:

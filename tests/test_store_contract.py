@@ -1,17 +1,86 @@
-"""The Store contract: every implementation must pass these (SQLite file and :memory: today)."""
+"""The Store contract: every implementation must pass these (SQLite file and :memory:
+today; a PostgreSQL backend joins by adding its Backend to ``backends`` and its name to
+the fixtures' params: ``shared`` for the tests that need two stores on one database)."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 import trio
 
 from storage import open_store
-from storage.base import AlreadyExists, InsufficientBalance, NotFound, StoreError, UsageRow
+from storage.base import (MAX_AMOUNT, MAX_BALANCE, AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound,
+                          Recovery, StoreError, StoreUnavailable, UsageRow)
+
+
+@dataclass
+class Backend:
+    """One way of storing: ``url`` is what open_store takes."""
+
+    name: str
+    url: str
+
+    async def open(self, instance_id: str | None = "inst-a", **kwargs):
+        return await open_store(self.url, instance_id=instance_id, **kwargs)
+
+    def raw(self):
+        """A plain DB-API connection to the same database, for tests that lock or damage it."""
+        return sqlite3.connect(self.url, isolation_level=None)
+
+    @contextmanager
+    def write_locked(self):
+        """Another connection holding the write lock meanwhile."""
+        other = self.raw()
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+
+def backends(tmp_path) -> dict[str, Backend]:
+    return {"file": Backend("file", str(tmp_path / "s.db")), "memory": Backend("memory", ":memory:")}
 
 
 @pytest.fixture(params=["file", "memory"])
-async def store(request, tmp_path):
-    s = await open_store(str(tmp_path / "s.db") if request.param == "file" else ":memory:")
+def backend(request, tmp_path) -> Backend:
+    return backends(tmp_path)[request.param]
+
+
+@pytest.fixture(params=["file"])
+def shared(request, tmp_path) -> Backend:
+    """The backends where several stores (and processes) share one database."""
+    return backends(tmp_path)[request.param]
+
+
+LEASE = 60.0
+
+
+@pytest.fixture
+async def store(backend):
+    s = await backend.open("inst-a")
+    await s.register_instance(LEASE)
     yield s
     await s.aclose()
+
+
+@pytest.fixture
+async def pair(shared):
+    """Two live instances on one database: (a, b)."""
+    a, b = await shared.open("inst-a"), await shared.open("inst-b")
+    await a.register_instance(LEASE)
+    await b.register_instance(LEASE)
+    yield a, b
+    await a.aclose()
+    await b.aclose()
 
 
 def row(request_id: str, key_id: int, cost: int, **kw) -> UsageRow:
@@ -102,17 +171,6 @@ async def test_concurrent_holds_never_exceed_balance(store):
     assert (await store.get_account("u")).held == 14 * 700
 
 
-async def test_recover_open_holds(store):
-    await store.create_user("u")
-    await store.credit("u", 1000, "credit")
-    account = await store.get_account("u")
-    await store.place_hold(account.id, 300, "r1")
-    await store.place_hold(account.id, 200, "r2")
-    assert await store.recover_open_holds() == 2
-    assert (await store.get_account("u")).held == 0
-    assert await store.recover_open_holds() == 0
-
-
 async def test_keys(store):
     await store.create_user("u")
     key = await store.create_key("u", "sk-cl-abcdefgh", "h1", "ci", ("claude-haiku-4.5",), False,
@@ -155,65 +213,346 @@ async def test_transfer(store):
     assert hold
 
 
-async def test_locked_database_never_blocks_the_event_loop(tmp_path):
-    """Another process (the admin CLI) holding the write lock: operations give way to
-    the worker thread, which waits for the lock, while the event loop keeps running."""
-    import sqlite3
-    import time
+# -- hold ownership ------------------------------------------------------------------
 
-    path = str(tmp_path / "locked.db")
-    store = await open_store(path)
-    account = await store.create_user("u")
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
+
+def partial_row(request_id: str, key_id: int, cost: int) -> UsageRow:
+    return row(request_id, key_id, cost, output_tokens=cost, status=499, error_type="client_disconnected",
+               partial=True)
+
+
+async def test_holds_need_an_instance_id(backend):
+    admin = await backend.open(instance_id=None)
+    try:
+        await admin.create_user("u")
+        await admin.credit("u", 1000, "credit")
+        account = await admin.get_account("u")
+        with pytest.raises(StoreError):
+            await admin.place_hold(account.id, 10, "r")
+        with pytest.raises(StoreError):
+            await admin.register_instance(LEASE)
+        assert (await admin.get_account("u")).held == 0
+        assert await admin.recover_orphaned_holds() == Recovery()  # an admin may recover, though
+    finally:
+        await admin.aclose()
+
+
+async def test_recovery_never_touches_its_own_live_holds(store):
+    key, account = await funded(store, 1000)
+    hold = await store.place_hold(account.id, 300, "r1")
+    await store.record_progress([(hold, partial_row("r1", key.id, 100))])
+    assert await store.recover_orphaned_holds() == Recovery()
+    assert (await store.get_account("u")).held == 300
+    after = await store.settle(hold, row("r1", key.id, 120))
+    assert (after.balance, after.held) == (880, 0)
+
+
+async def test_an_unregistered_owners_holds_are_released_and_live_ones_kept(pair):
+    a, b = pair
+    key, account = await funded(a, 1000)
+    kept = await b.place_hold(account.id, 100, "rb")
+    lost = await a.place_hold(account.id, 300, "ra")
+    assert await b.recover_orphaned_holds() == Recovery()    # a is alive: nothing of it touched
+    assert await a.recover_orphaned_holds() == Recovery()    # nor is b
+    await a.unregister_instance()                           # a says it is gone
+    assert await b.recover_orphaned_holds() == Recovery(released=1)
+    after = await b.get_account("u")
+    assert (after.balance, after.held) == (1000, 100)
+    assert [e.kind for e in await b.ledger("u")] == ["credit"]
+    with pytest.raises(NotFound):
+        await a.settle(lost, row("ra", key.id, 1))          # a late settle finds it closed
+    await b.settle(kept, row("rb", key.id, 40))
+    assert await b.check() == []
+
+
+async def test_a_dead_owners_progress_is_charged_once_even_when_two_recoverers_race(shared):
+    a = await shared.open("inst-a")
+    await a.register_instance(LEASE)
+    key, account = await funded(a, 10_000)
+    holds = [await a.place_hold(account.id, 500, f"r{i}") for i in range(6)]
+    await a.record_progress([(holds[0], partial_row("r0", key.id, 120)),
+                             (holds[1], partial_row("r1", key.id, 0)),    # nothing delivered: released
+                             (holds[2], partial_row("r2", key.id, 80))])
+    await a.record_progress([(holds[2], partial_row("r2", key.id, 90))])  # the latest checkpoint counts
+    await a.settle(holds[3], row("r3", key.id, 200))
+    await a.unregister_instance()
+    await a.aclose()
+    recoverers = [await shared.open(f"rec-{i}") for i in range(3)]
     results = []
 
-    async def credit():
-        await store.credit("u", 5, "credit")
-        results.append(await store.place_hold(account.id, 5, "r"))  # the inline path gives way too
+    async def recover(store):
+        results.append(await store.recover_orphaned_holds())
 
+    async with trio.open_nursery() as nursery:
+        for store in recoverers:
+            nursery.start_soon(recover, store)
+    total = sum(results, Recovery())
+    assert total == Recovery(released=3, charged=2, charged_micro=210, instances_removed=0)
+    probe = recoverers[0]
+    account = await probe.get_account("u")
+    assert (account.balance, account.held) == (10_000 - 200 - 120 - 90, 0)
+    charges = [(e.ref, e.delta) for e in await probe.ledger("u") if e.kind == "charge"]
+    assert sorted(charges) == [("r0", -120), ("r2", -90), ("r3", -200)]
+    usage = {u.request_id: u for u in await probe.usage("u")}
+    assert usage["r0"].partial and usage["r0"].cost == 120 and usage["r0"].error_type == "client_disconnected"
+    assert usage["r2"].cost == 90 and "r1" not in usage
+    assert await probe.check() == []
+    for store in recoverers:
+        await store.aclose()
+
+
+async def test_an_expired_lease_frees_its_holds_and_the_owner_comes_back(shared, caplog):
+    a = await shared.open("inst-a")
+    await a.register_instance(30.0)
+    key, account = await funded(a, 1000)
+    hold = await a.place_hold(account.id, 400, "ra")
+    await a.record_progress([(hold, partial_row("ra", key.id, 25))])
+    soon = await shared.open("inst-b", clock=lambda: time.time() + 20)  # within the lease
+    assert await soon.recover_orphaned_holds() == Recovery()
+    later = await shared.open("inst-c", clock=lambda: time.time() + 31)  # past it
+    assert await later.recover_orphaned_holds() == Recovery(charged=1, charged_micro=25, instances_removed=1)
+    assert (await later.get_account("u")).balance == 975
+    with caplog.at_level("WARNING", logger="cheaplm.storage"):
+        await a.heartbeat()                                 # a was only slow: it registers again
+    assert any("taken for dead" in r.getMessage() for r in caplog.records)
+    hold = await a.place_hold(account.id, 100, "ra2")
+    assert await soon.recover_orphaned_holds() == Recovery()
+    await a.release(hold, None)
+    for store in (a, soon, later):
+        await store.aclose()
+
+
+async def test_record_progress_ignores_closed_holds(store):
+    key, account = await funded(store, 1000)
+    settled = await store.place_hold(account.id, 100, "r1")
+    released = await store.place_hold(account.id, 100, "r2")
+    await store.settle(settled, row("r1", key.id, 30))
+    await store.release(released, None)
+    await store.record_progress([(settled, partial_row("r1", key.id, 99)),
+                                 (released, partial_row("r2", key.id, 99)),
+                                 (10_000, partial_row("ghost", key.id, 5))])  # unknown: skipped too
+    await store.record_progress([])
+    account = await store.get_account("u")
+    assert (account.balance, account.held) == (970, 0)
+    assert await store.check() == []
+
+
+async def test_only_open_holds_progress_is_charged_on_recovery(pair):
+    a, b = pair
+    key, account = await funded(a, 1000)
+    settled = await a.place_hold(account.id, 100, "r1")
+    open_ = await a.place_hold(account.id, 100, "r3")
+    await a.settle(settled, row("r1", key.id, 30))
+    await a.record_progress([(settled, partial_row("r1", key.id, 99)), (open_, partial_row("r3", key.id, 10))])
+    await a.unregister_instance()
+    assert await a.recover_orphaned_holds() == Recovery()  # never its own holds, even unregistered
+    assert await b.recover_orphaned_holds() == Recovery(charged=1, charged_micro=10)
+    account = await b.get_account("u")
+    assert (account.balance, account.held) == (960, 0)
+    assert await b.check() == []
+
+
+async def test_a_killed_process_holds_are_recovered(shared, tmp_path):
+    """A second real process places a hold, records progress, and is killed with
+    SIGKILL: its pid is gone, so its lease need not run out."""
+    here = await shared.open("parent")
+    await here.register_instance(LEASE)
+    key, account = await funded(here, 1000)
+    script = textwrap.dedent(f"""
+        import sys, trio
+        from storage import open_store
+        from storage.base import UsageRow
+
+        async def main():
+            store = await open_store({shared.url!r}, instance_id="child")
+            await store.register_instance(600)
+            hold = await store.place_hold({account.id}, 300, "req_child")
+            await store.record_progress([(hold, UsageRow(
+                request_id="req_child", key_id={key.id}, model="m", endpoint="messages", stream=True,
+                status=499, output_tokens=40, cost=40, partial=True, error_type="gateway_lost"))])
+            print(hold, flush=True)
+            await trio.sleep_forever()
+
+        trio.run(main)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=str(tmp_path),
+                             env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(credit)
-            ticks = []
-            for _ in range(10):  # the loop stays responsive while the credit waits for the lock
-                before = time.monotonic()
-                await trio.sleep(0.02)
-                ticks.append(time.monotonic() - before)
-            assert not results and max(ticks) < 0.2
-            other.execute("COMMIT")
+        with trio.fail_after(60):
+            line = await trio.to_thread.run_sync(child.stdout.readline)
+        assert line.strip().isdigit(), line
+        assert await here.recover_orphaned_holds() == Recovery()  # alive: untouched
+        assert (await here.get_account("u")).held == 300
     finally:
-        other.close()
-    assert results[0] > 0
-    assert (await store.get_account("u")).available == 0
+        child.send_signal(signal.SIGKILL)
+        await trio.to_thread.run_sync(child.wait)
+        child.stdout.close()
+    assert await here.recover_orphaned_holds() == Recovery(charged=1, charged_micro=40, instances_removed=1)
+    account = await here.get_account("u")
+    assert (account.balance, account.held) == (960, 0)
+    usage = (await here.usage("u"))[0]
+    assert (usage.request_id, usage.cost, usage.partial, usage.error_type) == ("req_child", 40, True, "gateway_lost")
+    assert await here.check() == []
+    await here.aclose()
+
+
+# -- amount bounds --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.0, "5", None, MAX_AMOUNT + 1])
+async def test_amounts_out_of_range_are_refused(store, bad):
+    key, account = await funded(store, 1000)
+    await store.create_user("v")
+    hold = await store.place_hold(account.id, 100, "r")
+    with pytest.raises(AmountOutOfRange):
+        await store.credit("u", bad, "credit")
+    with pytest.raises(AmountOutOfRange):
+        await store.transfer(account.id, "v", bad, "t")
+    with pytest.raises(AmountOutOfRange):
+        await store.place_hold(account.id, bad, "r2")
+    if bad != 0:  # a charge may be 0
+        with pytest.raises(AmountOutOfRange):
+            await store.settle(hold, row("r", key.id, bad))
+        with pytest.raises(AmountOutOfRange):
+            await store.record_progress([(hold, partial_row("r", key.id, bad))])
+    account = await store.get_account("u")
+    assert (account.balance, account.held) == (1000, 100)
+    assert len(await store.ledger("u")) == 1
+    await store.settle(hold, row("r", key.id, 0))
+    assert await store.check() == []
+
+
+async def test_the_largest_amounts_are_accepted(store):
+    key, account = await funded(store, MAX_AMOUNT)
+    hold = await store.place_hold(account.id, MAX_AMOUNT, "r")
+    after = await store.settle(hold, row("r", key.id, MAX_AMOUNT))
+    assert (after.balance, after.held) == (0, 0)
+
+
+async def test_balances_stay_within_the_bound(store):
+    await store.create_user("rich")
+    await store.create_user("u")
+    steps = MAX_BALANCE // MAX_AMOUNT
+    for _ in range(steps):
+        account = await store.credit("rich", MAX_AMOUNT, "credit")
+    assert account.balance == MAX_BALANCE
+    with pytest.raises(AmountOutOfRange):
+        await store.credit("rich", 1, "credit")
+    await store.credit("u", 5, "credit")
+    u = await store.get_account("u")
+    with pytest.raises(AmountOutOfRange):  # the receiver would pass the bound: nothing moves
+        await store.transfer(u.id, "rich", 1, "t")
+    assert (await store.get_account("u")).balance == 5
+    rich = await store.get_account("rich")
+    assert rich.balance == MAX_BALANCE and len(await store.ledger("rich")) == steps
+    key = await new_key(store, "rich")
+    hold = await store.place_hold(rich.id, MAX_AMOUNT, "r")
+    after = await store.settle(hold, row("r", key.id, MAX_AMOUNT))
+    assert after.balance == MAX_BALANCE - MAX_AMOUNT
+    assert await store.check() == []
+
+
+async def test_a_settle_past_the_negative_bound_is_refused(store):
+    """A settle may exceed its hold (the estimate's error), never past -MAX_BALANCE."""
+    steps = MAX_BALANCE // MAX_AMOUNT
+    key, account = await funded(store, steps + 1)
+    holds = [await store.place_hold(account.id, 1, f"r{i}") for i in range(steps + 1)]
+    for i, hold in enumerate(holds[:steps]):
+        await store.settle(hold, row(f"r{i}", key.id, MAX_AMOUNT))
+    account = await store.get_account("u")
+    assert (account.balance, account.held) == (steps + 1 - MAX_BALANCE, 1)
+    with pytest.raises(AmountOutOfRange):
+        await store.settle(holds[-1], row("last", key.id, MAX_AMOUNT))
+    assert await store.get_account("u") == account  # nothing applied: the hold is still open
+    await store.settle(holds[-1], row("last", key.id, 1))
+    assert await store.check() == []
+
+
+# -- an unavailable store -----------------------------------------------------------
+
+
+async def test_a_write_locked_store_is_unavailable_after_its_busy_timeout(shared):
+    store = await shared.open("inst-a", busy_timeout=0.2)
+    await store.register_instance(LEASE)
+    key, account = await funded(store, 1000)
+    with shared.write_locked():
+        for attempt in (store.credit("u", 5, "credit"), store.place_hold(account.id, 10, "r"),
+                        store.heartbeat()):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as refused:
+                await attempt
+            assert 0.15 < time.monotonic() - started < 5.0
+            assert refused.value.retry_after >= 1 and "\n" not in str(refused.value)
+    account = await store.get_account("u")           # nothing was applied, and the store goes on
+    assert (account.balance, account.held) == (1000, 0)
+    await store.place_hold(account.id, 10, "r")
+    assert await store.check() == []
     await store.aclose()
 
 
-async def test_settles_run_inline_on_a_quiet_lane_and_batch_under_load(tmp_path, monkeypatch):
-    """A settle with nothing batchable around it commits right away on the event loop;
-    settles that come close together go through the worker thread, batched."""
-    from storage import sqlite as sqlite_store
+# -- invariants -------------------------------------------------------------------------
 
-    hops = []
-    real = trio.to_thread.run_sync
 
-    async def counting(fn, *args, **kwargs):
-        hops.append(fn)
-        return await real(fn, *args, **kwargs)
+async def test_check_is_clean_on_a_busy_ledger(store):
+    key, account = await funded(store, 1_000_000)
+    await store.create_user("v")
 
-    store = await open_store(str(tmp_path / "q.db"))
+    async def request(i: int):
+        hold = await store.place_hold(account.id, 1000, f"r{i}")
+        await trio.sleep(0)
+        if i % 3 == 0:
+            await store.release(hold, row(f"r{i}", key.id, 0, status=429))
+        elif i % 3 == 1:
+            await store.settle(hold, row(f"r{i}", key.id, i))
+        else:
+            await store.record_progress([(hold, partial_row(f"r{i}", key.id, i))])
+            await store.settle(hold, row(f"r{i}", key.id, 2 * i))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(60):
+            nursery.start_soon(request, i)
+        nursery.start_soon(store.transfer, account.id, "v", 5000, "t1")
+        nursery.start_soon(store.credit, "v", 7, "credit")
+    assert await store.check() == []
+    stats = await store.stats()
+    assert (stats.accounts, stats.open_holds) == (2, 0)
+    assert stats.ledger_entries == len(await store.ledger("u")) + len(await store.ledger("v"))
+
+
+async def test_check_reports_each_corruption(shared):
+    store = await shared.open("inst-a")
+    await store.register_instance(LEASE)
     key, account = await funded(store, 10_000)
-    holds = [await store.place_hold(account.id, 10, f"r{i}") for i in range(6)]
-    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
-    await trio.sleep(sqlite_store.QUIET * 2)
-    await store.settle(holds[0], row("r0", key.id, 3))
-    assert hops == []                                      # quiet: inline
-    async with trio.open_nursery() as nursery:            # five right after: not quiet any more
-        for i, hold in enumerate(holds[1:], 1):
-            nursery.start_soon(store.settle, hold, row(f"r{i}", key.id, 3))
-    # the first alone (or inline, had the test been descheduled for QUIET), the four that
-    # queued meanwhile together: batched, not a thread hop each
-    assert 1 <= len(hops) <= 2
-    account = await store.get_account("u")
-    assert account.balance == 10_000 - 6 * 3 and account.held == 0
+    for user in ("b", "c", "d", "e"):
+        await store.create_user(user)
+        await store.credit(user, 1000, "credit")
+        await store.credit(user, 500, "credit")
+    for i in range(3):
+        hold = await store.place_hold(account.id, 100, f"r{i}")
+        await store.settle(hold, row(f"r{i}", key.id, 10 + i))
+    await store.place_hold(account.id, 100, "open")
+    assert await store.check() == []
+    raw = shared.raw()
+    raw.execute("UPDATE accounts SET balance = balance + 1 WHERE username = 'b'")       # balance off its ledger
+    raw.execute("UPDATE ledger SET balance_after = balance_after + 7 WHERE id = "      # a broken chain
+                "(SELECT MIN(l.id) FROM ledger l JOIN accounts a ON a.id = l.account_id WHERE a.username = 'c')")
+    raw.execute("UPDATE accounts SET held = held + 3 WHERE username = 'd'")            # held off its holds
+    raw.execute("UPDATE usage SET cost = 99 WHERE request_id = 'r0'")                  # charge != cost
+    raw.execute("INSERT INTO ledger (account_id, delta, balance_after, kind, ref, created_at) "
+                "SELECT account_id, delta, balance_after, kind, ref, created_at FROM ledger WHERE ref = 'r1'")  # twice
+    raw.execute("DELETE FROM ledger WHERE ref = 'r2'")                                 # cost, no charge
+    raw.execute("UPDATE accounts SET held = -5 WHERE username = 'e'")
+    raw.close()
+    problems = await store.check()
+    text = "\n".join(problems)
+    for needle in ("account b: balance 1501 but its ledger entries sum to 1500",
+                   "account b: balance 1501 but its last ledger entry",
+                   "(c): balance_after 1007 but the entry before it left 0 and the delta is 1000",
+                   "account d: held 3 but its open holds add up to 0",
+                   "request r0: charged 10 but its usage row says it cost 99",
+                   "request r1: charged 2 times",
+                   "request r2: its usage row has a cost but no ledger charge",
+                   "account e: held is negative (-5)"):
+        assert needle in text, (needle, problems)
+    assert all("\n" not in p for p in problems)
     await store.aclose()

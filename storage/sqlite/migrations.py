@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from typing import Callable
 
 import sqlite_utils
+
+from .transactions import immediate
 
 
 def _initial(db: sqlite_utils.Database) -> None:
@@ -44,67 +43,42 @@ def _initial(db: sqlite_utils.Database) -> None:
     db["usage"].create_index(["account_id", "created_at"])
 
 
+def _hold_owners(db: sqlite_utils.Database) -> None:
+    """Holds belong to the instance that placed them (leases), and carry the partial
+    charge to apply if that instance dies mid-stream. Holds from before have no owner:
+    recovery treats them as orphaned (their process died before this version)."""
+    db.execute("CREATE TABLE instances (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid_namespace TEXT, "
+               "pid INTEGER NOT NULL, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, "
+               "lease_seconds REAL NOT NULL)")
+    db.execute("ALTER TABLE holds ADD COLUMN owner TEXT")
+    db.execute("ALTER TABLE holds ADD COLUMN progress TEXT")
+    db.execute("ALTER TABLE holds ADD COLUMN progress_at REAL")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
+    ("0002_hold_owners", _hold_owners),
 )
 
 
-class Busy(Exception):
-    """Another connection (the admin CLI, say) holds the write lock."""
-
-
-def begin_immediate(db: sqlite_utils.Database, wait: float) -> None:
-    """BEGIN IMMEDIATE, retrying for up to ``wait`` seconds while another connection
-    holds the write lock (the connection's own busy timeout is 0, so that a caller on
-    the event loop is never blocked by it); raises Busy when the wait is over."""
-    deadline = time.monotonic() + wait
-    pause = 0.001
-    while True:
-        try:
-            db.conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            if time.monotonic() + pause > deadline:
-                raise Busy(str(exc)) from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-
-
-@contextmanager
-def immediate(db: sqlite_utils.Database, wait: float = 30.0) -> Iterator[sqlite_utils.Database]:
-    """A write transaction that takes the write lock up front (BEGIN IMMEDIATE), or
-    a savepoint when a transaction is already open (a group commit's batch).
-
-    sqlite-utils operations inside it nest as savepoints. Taking the lock first
-    means a writer never has to upgrade a read lock, which another process (the
-    admin CLI) could otherwise make fail with SQLITE_BUSY.
-    """
-    if db.conn.in_transaction:
-        with db.atomic():
-            yield db
-        return
-    begin_immediate(db, wait)
-    try:
-        yield db
-    except BaseException:
-        db.rollback()
-        raise
-    db.conn.execute("COMMIT")
-
-
-def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply the migrations not yet recorded; return the names applied."""
+def migrate(db: sqlite_utils.Database, wait: float) -> list[str]:
+    """Apply the migrations not yet recorded, each in its own write transaction
+    (waiting up to ``wait`` seconds for the write lock); return the names applied.
+    Two processes opening one new database at once apply each migration once."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    done = {row["name"] for row in db.query("SELECT name FROM _migrations")}
     applied = []
     for name, step in MIGRATIONS:
-        if name in done:
+        if _done(db, name):
             continue
-        with immediate(db):
+        with immediate(db, wait):
+            if _done(db, name):  # another process got there first
+                continue
             step(db)
             db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
                        (name, datetime.now(timezone.utc).isoformat()))
         applied.append(name)
     return applied
+
+
+def _done(db: sqlite_utils.Database, name: str) -> bool:
+    return db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is not None

@@ -1,0 +1,98 @@
+"""The ledger's invariants, checked in one read snapshot: each broken one becomes a
+line of text for the operator (``cheaplm db check``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable, Iterable
+
+from ..base import StoreStats
+
+Finding = Callable[[sqlite3.Connection], Iterable[str]]
+
+_MONEY_COLUMNS = (("accounts", "balance"), ("accounts", "held"), ("ledger", "delta"),
+                  ("ledger", "balance_after"), ("holds", "amount"), ("usage", "cost"))
+
+
+def _not_integers(conn: sqlite3.Connection) -> Iterable[str]:
+    for table, column in _MONEY_COLUMNS:
+        for key, value, kind in conn.execute(
+                f"SELECT rowid, {column}, typeof({column}) FROM {table} WHERE typeof({column}) != 'integer'"):
+            yield f"{table} row {key}: {column} is stored as {kind} ({value!r}), not an integer"
+
+
+def _balance_is_ledger_sum(conn: sqlite3.Connection) -> Iterable[str]:
+    for username, balance, total in conn.execute(
+            "SELECT a.username, a.balance, COALESCE(SUM(l.delta), 0) AS total FROM accounts a "
+            "LEFT JOIN ledger l ON l.account_id = a.id GROUP BY a.id, a.username, a.balance "
+            "HAVING a.balance != COALESCE(SUM(l.delta), 0) ORDER BY a.username"):
+        yield f"account {username}: balance {balance} but its ledger entries sum to {total}"
+
+
+def _last_entry_matches(conn: sqlite3.Connection) -> Iterable[str]:
+    for username, balance, entry, after in conn.execute(
+            "SELECT a.username, a.balance, l.id, l.balance_after FROM accounts a "
+            "JOIN ledger l ON l.id = (SELECT MAX(id) FROM ledger WHERE account_id = a.id) "
+            "WHERE l.balance_after != a.balance ORDER BY a.username"):
+        yield f"account {username}: balance {balance} but its last ledger entry ({entry}) says {after}"
+
+
+def _chain(conn: sqlite3.Connection) -> Iterable[str]:
+    for entry, username, delta, after, before in conn.execute(
+            "SELECT c.id, a.username, c.delta, c.balance_after, c.before FROM ("
+            "  SELECT id, account_id, delta, balance_after,"
+            "         LAG(balance_after, 1, 0) OVER (PARTITION BY account_id ORDER BY id) AS before"
+            "  FROM ledger) c JOIN accounts a ON a.id = c.account_id "
+            "WHERE c.balance_after != c.before + c.delta ORDER BY c.id"):
+        yield (f"ledger entry {entry} ({username}): balance_after {after} but the entry before it "
+               f"left {before} and the delta is {delta}")
+
+
+def _held_is_open_holds(conn: sqlite3.Connection) -> Iterable[str]:
+    for username, held, total in conn.execute(
+            "SELECT a.username, a.held, COALESCE(SUM(h.amount), 0) FROM accounts a "
+            "LEFT JOIN holds h ON h.account_id = a.id AND h.state = 'open' "
+            "GROUP BY a.id, a.username, a.held HAVING a.held != COALESCE(SUM(h.amount), 0) ORDER BY a.username"):
+        yield f"account {username}: held {held} but its open holds add up to {total}"
+    for username, held in conn.execute("SELECT username, held FROM accounts WHERE held < 0 ORDER BY username"):
+        yield f"account {username}: held is negative ({held})"
+    for hold, amount in conn.execute("SELECT id, amount FROM holds WHERE amount <= 0 ORDER BY id"):
+        yield f"hold {hold}: amount {amount} is not positive"
+
+
+def _charges_match_usage(conn: sqlite3.Connection) -> Iterable[str]:
+    """Every charge is one ledger entry (kind 'charge', ref = the request id, delta =
+    -cost) of the account whose usage row has that request id and a positive cost."""
+    for ref, count, total, cost, same_account in conn.execute(
+            "SELECT l.ref, COUNT(*), SUM(l.delta), u.cost, "
+            "       MIN(CASE WHEN l.account_id = u.account_id THEN 1 ELSE 0 END) "
+            "FROM ledger l LEFT JOIN usage u ON u.request_id = l.ref "
+            "WHERE l.kind = 'charge' GROUP BY l.ref, u.cost ORDER BY l.ref"):
+        if cost is None:
+            yield f"request {ref}: charged ({-total}) but has no usage row"
+        elif count > 1:
+            yield f"request {ref}: charged {count} times ({-total} in all) for a cost of {cost}"
+        elif total != -cost:
+            yield f"request {ref}: charged {-total} but its usage row says it cost {cost}"
+        elif not same_account:
+            yield f"request {ref}: charged to another account than its usage row's"
+    for (request_id,) in conn.execute(
+            "SELECT request_id FROM usage WHERE cost > 0 "
+            "EXCEPT SELECT ref FROM ledger WHERE kind = 'charge' ORDER BY 1"):
+        yield f"request {request_id}: its usage row has a cost but no ledger charge"
+    for request_id, cost in conn.execute("SELECT request_id, cost FROM usage WHERE cost < 0 ORDER BY request_id"):
+        yield f"request {request_id}: negative cost {cost}"
+
+
+FINDINGS: tuple[Finding, ...] = (_not_integers, _balance_is_ledger_sum, _last_entry_matches, _chain,
+                                 _held_is_open_holds, _charges_match_usage)
+
+
+def check(conn: sqlite3.Connection) -> list[str]:
+    return [problem for finding in FINDINGS for problem in finding(conn)]
+
+
+def stats(conn: sqlite3.Connection) -> StoreStats:
+    return StoreStats(*conn.execute(
+        "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM ledger), "
+        "(SELECT COUNT(*) FROM holds WHERE state = 'open')").fetchone())

@@ -1,0 +1,218 @@
+"""The synchronous SQLite operations on accounts, keys, balances and holds.
+
+Each runs inside the writer lane's transaction (see lane.py) and opens a savepoint
+of its own, so that one operation's failure undoes only that operation."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import fields
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import sqlite_utils
+
+from ..base import (Account, AlreadyExists, InsufficientBalance, KeyRecord, LedgerEntry, NotFound, StoreError,
+                    UsageRow, checked_amount, checked_balance)
+from .transactions import savepoint
+
+USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class SqliteLedger:
+    """``instance_id``: the owner recorded on the holds this store places (None: a
+    store that may not place holds). ``clock``: unix time, for leases and progress."""
+
+    def __init__(self, db: sqlite_utils.Database, instance_id: str | None, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.instance_id = instance_id
+        self.clock = clock
+
+    # -- accounts -------------------------------------------------------------------
+    def _account_row(self, where: str, arg: Any) -> Account:
+        rows = list(self.db.query(f"SELECT id, username, balance, held, created_at FROM accounts WHERE {where}",
+                                  (arg,)))
+        if not rows:
+            raise NotFound(f"user not found: {arg}")
+        return Account(**rows[0])
+
+    def create_user(self, username: str) -> Account:
+        try:
+            with savepoint(self.db):
+                self.db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES (?, 0, 0, ?)",
+                                (username, now_iso()))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"user already exists: {username}") from None
+        return self.get_account(username)
+
+    def list_users(self) -> list[Account]:
+        return [Account(**r) for r in self.db.query(
+            "SELECT id, username, balance, held, created_at FROM accounts ORDER BY username")]
+
+    def get_account(self, username: str) -> Account:
+        return self._account_row("username = ?", username)
+
+    def change_balance(self, account_id: int, delta: int, kind: str, ref: str | None,
+                       paid: int | None = None, release: int = 0) -> Account:
+        """Inside a transaction: move the balance by ``delta`` (and drop ``release`` of held),
+        writing the ledger entry when the balance moves. AmountOutOfRange (raised before
+        the caller's savepoint ends, so nothing stays applied) if the balance would leave
+        +-MAX_BALANCE."""
+        row = self.db.execute(
+            "UPDATE accounts SET balance = balance + ?, held = held - ? WHERE id = ? "
+            "RETURNING id, username, balance, held, created_at", (delta, release, account_id)).fetchone()
+        if row is None:
+            raise NotFound(f"account {account_id} not found")
+        account = Account(*row)
+        if delta:
+            checked_balance(account.balance, account.username)
+            self.db.execute(
+                "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, delta, account.balance, kind, ref, paid, now_iso()))
+        return account
+
+    def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None) -> Account:
+        checked_amount(amount, "credit")
+        if paid is not None:
+            checked_amount(paid, "paid", allow_zero=True)
+        with savepoint(self.db):
+            account = self.get_account(username)
+            return self.change_balance(account.id, amount, kind, ref, paid)
+
+    def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str) -> tuple[Account, Account]:
+        checked_amount(amount, "transfer amount")
+        with savepoint(self.db):
+            sender = self._account_row("id = ?", from_account_id)
+            receiver = self.get_account(to_username)
+            if receiver.id == sender.id:
+                raise StoreError("Cannot transfer to yourself")
+            if sender.available < amount:
+                raise InsufficientBalance(sender.available, amount)
+            sender = self.change_balance(sender.id, -amount, "transfer_out", f"{ref}:{receiver.username}")
+            receiver = self.change_balance(receiver.id, amount, "transfer_in", f"{ref}:{sender.username}")
+        return sender, receiver
+
+    # -- keys -------------------------------------------------------------------------
+    _KEY_SELECT = ("SELECT k.id, k.account_id, a.username, k.prefix, k.key_hash, k.name, k.models, "
+                   "k.allow_stream, k.ips, k.pass_thinking, k.created_at, k.last_used_at, k.revoked_at "
+                   "FROM api_keys k JOIN accounts a ON a.id = k.account_id ")
+
+    @staticmethod
+    def _key(row: dict) -> KeyRecord:
+        row = dict(row)
+        row["models"] = tuple(json.loads(row["models"])) if row["models"] is not None else None
+        row["ips"] = tuple(json.loads(row["ips"] or "[]"))
+        row["allow_stream"] = bool(row["allow_stream"])
+        row["pass_thinking"] = None if row["pass_thinking"] is None else bool(row["pass_thinking"])
+        return KeyRecord(**row)
+
+    def create_key(self, username: str, prefix: str, key_hash: str, name: str,
+                   models: tuple[str, ...] | None, allow_stream: bool, ips: tuple[str, ...],
+                   pass_thinking: bool | None) -> KeyRecord:
+        with savepoint(self.db):
+            account = self.get_account(username)
+            try:
+                self.db.execute(
+                    "INSERT INTO api_keys (account_id, prefix, key_hash, name, models, allow_stream, ips, "
+                    "pass_thinking, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (account.id, prefix, key_hash, name, None if models is None else json.dumps(list(models)),
+                     int(allow_stream), json.dumps(list(ips)),
+                     None if pass_thinking is None else int(pass_thinking), now_iso()))
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"key prefix collision: {prefix}") from None
+        found = self.find_key(prefix)
+        assert found is not None
+        return found
+
+    def list_keys(self, username: str) -> list[KeyRecord]:
+        account = self.get_account(username)
+        return [self._key(r) for r in self.db.query(self._KEY_SELECT + "WHERE k.account_id = ? ORDER BY k.id",
+                                                    (account.id,))]
+
+    def find_key(self, prefix: str) -> KeyRecord | None:
+        rows = list(self.db.query(self._KEY_SELECT + "WHERE k.prefix = ?", (prefix,)))
+        return self._key(rows[0]) if rows else None
+
+    def revoke_key(self, prefix: str) -> KeyRecord:
+        with savepoint(self.db):
+            cursor = self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL",
+                                     (now_iso(), prefix))
+            if cursor.rowcount == 0 and self.find_key(prefix) is None:
+                raise NotFound(f"no key with prefix {prefix}")
+        found = self.find_key(prefix)
+        assert found is not None
+        return found
+
+    # -- holds ------------------------------------------------------------------------
+    def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
+        checked_amount(amount, "hold")
+        if self.instance_id is None:
+            raise StoreError("this store was opened without an instance id: it may not place holds")
+        with savepoint(self.db):
+            row = self.db.execute("SELECT balance, held FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"account {account_id} not found")
+            available = row[0] - row[1]
+            if available < amount:
+                raise InsufficientBalance(available, amount)
+            self.db.execute("UPDATE accounts SET held = held + ? WHERE id = ?", (amount, account_id))
+            return self.db.execute(
+                "INSERT INTO holds (account_id, amount, request_id, state, owner, created_at) "
+                "VALUES (?, ?, ?, 'open', ?, ?)",
+                (account_id, amount, request_id, self.instance_id, now_iso())).lastrowid
+
+    def close_hold(self, hold_id: int, state: str) -> tuple[int, int] | None:
+        """Close an open hold: (account_id, amount), or None if it is not open (any
+        more). Conditional on state = 'open', so two closers never both win."""
+        return self.db.execute("UPDATE holds SET state = ? WHERE id = ? AND state = 'open' "
+                               "RETURNING account_id, amount", (state, hold_id)).fetchone()
+
+    def _close_open_hold(self, hold_id: int, state: str) -> tuple[int, int]:
+        closed = self.close_hold(hold_id, state)
+        if closed is None:
+            raise NotFound(f"no open hold {hold_id}")
+        return closed
+
+    def write_usage(self, account_id: int, row: UsageRow) -> None:
+        values = [getattr(row, c) for c in USAGE_COLUMNS]
+        values[USAGE_COLUMNS.index("created_at")] = row.created_at or now_iso()
+        self.db.execute(
+            f"INSERT INTO usage (account_id, {', '.join(USAGE_COLUMNS)}) VALUES (?{', ?' * len(values)})",
+            (account_id, *values))
+        self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now_iso(), row.key_id))
+
+    def settle(self, hold_id: int, row: UsageRow) -> Account:
+        checked_amount(row.cost, "charge", allow_zero=True)
+        with savepoint(self.db):
+            account_id, amount = self._close_open_hold(hold_id, "settled")
+            account = self.change_balance(account_id, -row.cost, "charge", row.request_id, release=amount)
+            self.write_usage(account_id, row)
+        return account
+
+    def release(self, hold_id: int, row: UsageRow | None) -> Account:
+        if row is not None and row.cost != 0:
+            raise StoreError("a released hold charges nothing: settle it to charge")
+        with savepoint(self.db):
+            account_id, amount = self._close_open_hold(hold_id, "released")
+            account = self.change_balance(account_id, 0, "release", None, release=amount)
+            if row is not None:
+                self.write_usage(account_id, row)
+        return account
+
+    # -- reports ----------------------------------------------------------------------
+    def usage(self, username: str, limit: int) -> list[UsageRow]:
+        account = self.get_account(username)
+        rows = self.db.query(f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage WHERE account_id = ? "
+                             "ORDER BY created_at DESC, rowid DESC LIMIT ?", (account.id, limit))
+        return [UsageRow(**{**r, "stream": bool(r["stream"]), "partial": bool(r["partial"])}) for r in rows]
+
+    def ledger(self, username: str) -> list[LedgerEntry]:
+        account = self.get_account(username)
+        return [LedgerEntry(**r) for r in self.db.query(
+            "SELECT id, account_id, delta, balance_after, kind, ref, paid, created_at FROM ledger "
+            "WHERE account_id = ? ORDER BY id", (account.id,))]

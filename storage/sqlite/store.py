@@ -1,0 +1,113 @@
+"""The async SQLite Store: each call runs its synchronous operation (ledger.py,
+owners.py, checks.py) through the one writer lane (lane.py)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import trio
+
+from ..base import Account, KeyRecord, LedgerEntry, Recovery, StoreError, StoreStats, UsageRow
+from . import checks
+from .connection import connect
+from .lane import WriterLane
+from .ledger import SqliteLedger
+from .owners import SqliteOwners
+
+
+class SqliteStore:
+    def __init__(self, lane: WriterLane, ledger: SqliteLedger, owners: SqliteOwners) -> None:
+        self._lane = lane
+        self._ledger = ledger
+        self._owners = owners
+
+    @classmethod
+    async def open(cls, path: str, *, instance_id: str | None = None, busy_timeout: float = 5.0,
+                   clock: Callable[[], float] = time.time) -> "SqliteStore":
+        db = await trio.to_thread.run_sync(connect, path, busy_timeout)
+        ledger = SqliteLedger(db, instance_id, clock)
+        return cls(WriterLane(db, busy_timeout), ledger, SqliteOwners(ledger))
+
+    @property
+    def instance_id(self) -> str | None:
+        return self._ledger.instance_id
+
+    async def create_user(self, username: str) -> Account:
+        return await self._lane.run(self._ledger.create_user, username)
+
+    async def list_users(self) -> Sequence[Account]:
+        return await self._lane.run(self._ledger.list_users)
+
+    async def get_account(self, username: str) -> Account:
+        return await self._lane.run(self._ledger.get_account, username)
+
+    async def create_key(self, username: str, prefix: str, key_hash: str, name: str,
+                         models: tuple[str, ...] | None, allow_stream: bool,
+                         ips: tuple[str, ...], pass_thinking: bool | None) -> KeyRecord:
+        return await self._lane.run(self._ledger.create_key, username, prefix, key_hash, name, models,
+                                    allow_stream, ips, pass_thinking)
+
+    async def list_keys(self, username: str) -> Sequence[KeyRecord]:
+        return await self._lane.run(self._ledger.list_keys, username)
+
+    async def find_key(self, prefix: str) -> KeyRecord | None:
+        return await self._lane.run(self._ledger.find_key, prefix, inline=True)
+
+    async def revoke_key(self, prefix: str) -> KeyRecord:
+        return await self._lane.run(self._ledger.revoke_key, prefix)
+
+    async def credit(self, username: str, amount: int, kind: str, paid: int | None = None,
+                     ref: str | None = None) -> Account:
+        return await self._lane.run(self._ledger.credit, username, amount, kind, paid, ref)
+
+    async def transfer(self, from_account_id: int, to_username: str, amount: int,
+                       ref: str) -> tuple[Account, Account]:
+        return await self._lane.run(self._ledger.transfer, from_account_id, to_username, amount, ref)
+
+    async def register_instance(self, lease_seconds: float) -> None:
+        await self._lane.run(self._owners.register_instance, lease_seconds)
+
+    async def heartbeat(self) -> None:
+        await self._lane.run(self._owners.heartbeat)
+
+    async def unregister_instance(self) -> None:
+        await self._lane.run(self._owners.unregister_instance)
+
+    async def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
+        if self._ledger.instance_id is None:
+            raise StoreError("this store was opened without an instance id: it may not place holds")
+        return await self._lane.run(self._ledger.place_hold, account_id, amount, request_id, inline=True)
+
+    async def settle(self, hold_id: int, row: UsageRow) -> Account:
+        return await self._lane.run(self._ledger.settle, hold_id, row, when_quiet=True)
+
+    async def release(self, hold_id: int, row: UsageRow | None) -> Account:
+        return await self._lane.run(self._ledger.release, hold_id, row, when_quiet=True)
+
+    async def record_progress(self, items: Sequence[tuple[int, UsageRow]]) -> None:
+        if items:
+            await self._lane.run(self._owners.record_progress, list(items))
+
+    async def recover_orphaned_holds(self) -> Recovery:
+        total = Recovery()
+        more = True
+        while more:
+            done, more = await self._lane.run(self._owners.recover_batch)
+            total += done
+        return total
+
+    async def usage(self, username: str, limit: int = 50) -> Sequence[UsageRow]:
+        return await self._lane.run(self._ledger.usage, username, limit)
+
+    async def ledger(self, username: str) -> Sequence[LedgerEntry]:
+        return await self._lane.run(self._ledger.ledger, username)
+
+    async def check(self) -> list[str]:
+        return await self._lane.run(checks.check, self._ledger.db.conn, reads_only=True)
+
+    async def stats(self) -> StoreStats:
+        return await self._lane.run(checks.stats, self._ledger.db.conn, reads_only=True)
+
+    async def aclose(self) -> None:
+        await self._lane.aclose()
