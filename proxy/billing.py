@@ -13,7 +13,10 @@ from .catalog import Model, Prices
 from .money import cost_micro
 from .protocol.usage import Usage
 
-CHARS_PER_TOKEN = 4
+# A conservative ratio: Claude's tokenizer averages about 4 bytes a token on English and
+# code, and about 3 on CJK text (one token a character); 3 keeps the estimate at or
+# above the real count for nearly all text, so the hold covers the real prompt.
+BYTES_PER_TOKEN = 3
 IMAGE_TOKENS = 1600  # Anthropic's ceiling for one image (about 1.15 megapixels)
 DOCUMENT_BYTES_PER_TOKEN = 8  # base64 PDF/text documents, a deliberately rough figure
 
@@ -32,7 +35,7 @@ def usage_cost(usage: Usage, prices: Prices) -> int:
 def estimate_input_tokens(body: dict[str, Any]) -> int:
     """A quick upper-leaning estimate of a Messages request's prompt tokens.
 
-    Text counts one token per four characters; an image counts as the largest
+    Text counts one token per three UTF-8 bytes; an image counts as the largest
     image Anthropic accepts without downscaling; base64 documents by size.
     """
     chars = 0
@@ -41,7 +44,7 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            chars += len(item)
+            chars += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
         elif isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, dict):
@@ -58,7 +61,7 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
             for key, value in item.items():
                 if key not in ("type", "cache_control", "id", "tool_use_id", "input", "signature"):
                     stack.append(value)
-    return tokens + -(-chars // CHARS_PER_TOKEN) + 8
+    return tokens + -(-chars // BYTES_PER_TOKEN) + 8
 
 
 def hold_amount(model: Model, input_estimate: int, max_tokens: int) -> int:

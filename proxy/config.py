@@ -69,6 +69,12 @@ class Config:
     body_timeout: float = 120.0
     body_grace: float = 10.0
     body_min_rate: int = 2048
+    # Money across processes: this process's lease on its holds (a heartbeat every third
+    # of it), how often in-flight streams checkpoint what they delivered, and how long a
+    # store locked by another process is waited for before answering 503.
+    lease_seconds: float = 15.0
+    progress_interval: float = 2.0
+    store_busy_timeout: float = 5.0
 
     def catalog(self) -> Catalog:
         return Catalog.build(apply_overrides(DEFAULT_MODELS, self.model_overrides))
@@ -102,7 +108,8 @@ def _as_number(kind, value: Any, name: str):
 _TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
         "max_body_bytes": int, "pass_thinking": bool, "key_cache_seconds": float, "log_level": str,
         "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
-        "body_timeout": float, "body_grace": float, "body_min_rate": int}
+        "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
+        "progress_interval": float, "store_busy_timeout": float}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
        "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
        "sim_deltas": int}
@@ -184,6 +191,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("max_tokens_policy must be clamp or reject")
     if config.body_timeout <= 0 or config.body_grace < 0 or config.body_min_rate < 0:
         raise ConfigError("body_timeout must be positive; body_grace and body_min_rate not negative")
+    if config.lease_seconds < 1 or config.progress_interval <= 0 or config.store_busy_timeout < 0:
+        raise ConfigError("lease_seconds must be at least 1, progress_interval positive, "
+                          "store_busy_timeout not negative")
 
 
 def with_db(config: Config, db_path: str | None) -> Config:

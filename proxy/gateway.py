@@ -11,6 +11,8 @@ from .adaptors.base import RequestRules
 from .auth import KeyCache, Network, check_address, client_ip, presented_key
 from .catalog import Catalog
 from .config import Config
+from .instance import InFlight
+from .protocol.thinking import ThinkingMemory, ThinkingStore
 from .upstream.base import Upstream
 from storage.base import KeyRecord, Store
 
@@ -29,6 +31,8 @@ class Gateway:
     after_response: trio.Nursery | None = None
     trusted: tuple[Network, ...] = field(init=False, default=())
     rules: RequestRules = field(init=False)
+    in_flight: InFlight = field(init=False, default_factory=InFlight)
+    thinking: ThinkingMemory = field(init=False, default_factory=ThinkingStore)
 
     def __post_init__(self) -> None:
         if self.catalog is None:

@@ -29,6 +29,7 @@ from .gateway import Gateway
 from .money import format_usd
 from .protocol.sse import event_name
 from .protocol.stream_filter import AnthropicStreamTap
+from .protocol.thinking import TurnRecorder, disable_thinking, lookup_ids, restore, turn_from_message
 from .protocol.usage import Usage
 from .upstream.base import RETURNED_HEADERS
 from storage.base import Account, InsufficientBalance, KeyRecord, UsageRow
@@ -79,6 +80,24 @@ class Ticket:
     started: float
     ttft_ms: float | None = None
     closed: bool = field(default=False)
+    # A stream's reader and what it delivered, for progress checkpoints.
+    tap: AnthropicStreamTap | None = None
+    progress: "_Progress | None" = None
+
+    __hash__ = object.__hash__
+
+    def progress_mark(self) -> tuple | None:
+        """What a checkpoint would record, or None while nothing is chargeable."""
+        tap, progress = self.tap, self.progress
+        if tap is None or progress is None or not tap.saw_message_start or progress.tokens == 0:
+            return None
+        return progress.tokens, tap.usage
+
+    def checkpoint_row(self) -> UsageRow:
+        """The partial charge a recovery applies if this process dies now."""
+        assert self.tap is not None and self.progress is not None
+        usage = self.tap.usage.with_output_at_least(self.progress.tokens)
+        return self._row(usage, usage_cost(usage, self.parsed.model.prices), 500, True, "instance_lost")
 
     def _row(self, usage: Usage, cost: int, status: int, partial: bool, error_type: str | None) -> UsageRow:
         return UsageRow(request_id=self.request_id, key_id=self.key.id, model=self.parsed.model.id,
@@ -120,6 +139,7 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
         raw = await read_body(gateway, ex)
         parsed = adaptor.parse(raw, gateway.rules)
         check_request(key, parsed.model, parsed.stream)
+        await _restore_thinking(gateway, key, parsed, request_id)
         amount = hold_amount(parsed.model, estimate_input_tokens(parsed.body), parsed.max_tokens)
         try:
             hold_id = await gateway.store.place_hold(key.account_id, amount, request_id)
@@ -154,6 +174,37 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
             await ticket.release(CLIENT_CLOSED if ex.disconnected else 500, "gateway_error")
 
 
+async def _restore_thinking(gateway: Gateway, key: KeyRecord, parsed: Parsed, request_id: str) -> None:
+    """A tool loop with thinking enabled whose assistant turns lack the thinking blocks
+    the gateway removed (a filtered stream, an OpenAI client): put them back, byte for
+    byte, from this key's memory. When they are gone (a restart, evicted) the request is
+    served without thinking rather than refused by the upstream."""
+    ids = lookup_ids(parsed.body)
+    if not ids:
+        return
+    found = await gateway.thinking.recall(key.id, ids)
+    result = restore(parsed.body, found.get)
+    if result.status == "restored":
+        parsed.body = result.body
+        parsed.changed()
+    elif result.status == "missing" and (parsed.body.get("thinking") or {}).get("type") == "enabled":
+        # (adaptive thinking may skip a block, so the upstream does not require one)
+        log.info("request %s: thinking blocks of the tool loop are not available (%s); served without "
+                 "thinking", request_id, result.reason)
+        parsed.body = disable_thinking(parsed.body)
+        parsed.changed()
+        parsed.notes.append((b"x-cheaplm-thinking", b"disabled"))
+
+
+def _needs_recording(adaptor: Adaptor, parsed: Parsed, filtered: bool) -> bool:
+    """Will the client lose this answer's signed thinking blocks (a filtered stream, or an
+    OpenAI client, whose format has no place for them) in a tool loop?"""
+    body = parsed.body
+    if not body.get("tools") or (body.get("thinking") or {}).get("type") not in ("enabled", "adaptive"):
+        return False
+    return filtered or adaptor.endpoint != "messages"
+
+
 async def _answer_error(ex: Exchange, adaptor: Adaptor, error: errors.GatewayError, request_id: str) -> None:
     headers = [(b"request-id", request_id.encode()), *encode_headers(error.headers)]
     if ex.started:
@@ -181,6 +232,10 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
         raise errors.GatewayError(502, "Upstream sent an unreadable response", "api_error") from None
     ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
     cost, account = await ticket.settle(usage)
+    if _needs_recording(adaptor, ticket.parsed, filtered=False):
+        turn = turn_from_message(message.get("content"))
+        if turn is not None:
+            await gateway.thinking.remember(ticket.key.id, turn)
     rendered = adaptor.render_message(response.body, message, ticket.parsed)
     await ex.respond(200, rendered, [
         (b"request-id", ticket.request_id.encode()),
@@ -245,9 +300,13 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                         body: bytes) -> None:
     pass_thinking = ticket.key.pass_thinking if ticket.key.pass_thinking is not None \
         else gateway.config.pass_thinking
-    tap = AnthropicStreamTap(filter_thinking=not adaptor.keep_thinking(pass_thinking))
+    filtered = not adaptor.keep_thinking(pass_thinking)
+    recorder = TurnRecorder() if _needs_recording(adaptor, ticket.parsed, filtered) else None
+    tap = AnthropicStreamTap(filter_thinking=filtered, observer=recorder.feed if recorder else None)
     progress = _Progress()
+    ticket.tap, ticket.progress = tap, progress
     stream_error: errors.GatewayError | None = None
+    gateway.in_flight.add(ticket)
     try:
         async with gateway.upstream.stream(path, body, ex.headers) as upstream:
             if upstream.status != 200:
@@ -263,6 +322,9 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                     raise errors.GatewayError(502, "Upstream closed the stream before message_stop", "api_error")
                 if tap.saw_message_stop and tap.error is None:
                     await _settle_before_end(ticket, tap.usage)
+                    if recorder is not None and (turn := recorder.turn()) is not None:
+                        # before the end goes out: a fast client's next turn needs it
+                        await gateway.thinking.remember(ticket.key.id, turn)
                 await ex.end_stream(renderer.render(held) + renderer.close())
             except errors.GatewayError as error:
                 # Mid-stream failure (idle timeout, dropped connection): the client gets an
@@ -270,6 +332,7 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 stream_error = error
                 await ex.end_stream(adaptor.error_event(error, ticket.request_id))
     finally:
+        gateway.in_flight.discard(ticket)
         if not ticket.closed:
             settle = partial(_settle_stream, ticket, tap, progress.tokens, ex.disconnected, stream_error)
             if gateway.after_response is None:

@@ -4,6 +4,7 @@ simulator when none is configured), and run hypercorn's trio worker until cancel
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import partial
 
@@ -14,6 +15,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from .app import create_app
 from .config import Config
 from .gateway import Gateway
+from .instance import checkpoint_progress, keep_lease, new_instance_id, recover
 from .upstream.http import HttpUpstream
 from .upstream.sim_script import Knobs
 from .upstream.simulator import SimulatorState, serve_simulator
@@ -42,11 +44,9 @@ def hypercorn_config(host: str, port: int) -> HypercornConfig:
 
 async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
-    store = await open_store(config.db_path)
+    store = await open_store(config.db_path, instance_id=new_instance_id(), busy_timeout=config.store_busy_timeout)
     try:
-        recovered = await store.recover_open_holds()
-        if recovered:
-            log.warning("released %d hold(s) left open by an earlier run that stopped mid-request", recovered)
+        await store.register_instance(config.lease_seconds)
         async with trio.open_nursery() as nursery:
             simulator_url = None
             if config.upstream.simulated:
@@ -67,7 +67,12 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
                 gateway = Gateway(config, store, upstream, after_response=nursery)
                 binds = await nursery.start(partial(hypercorn_serve, create_app(gateway),
                                                     hypercorn_config(config.host, config.port)))
-                log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], config.db_path)
+                # Only once this process owns its address: a start that fails to bind
+                # touches nothing. Recovery takes only holds whose owner is gone.
+                await recover(store)
+                nursery.start_soon(keep_lease, store, config.lease_seconds)
+                nursery.start_soon(checkpoint_progress, store, gateway.in_flight, config.progress_interval)
+                log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], os.path.abspath(config.db_path))
                 task_status.started(Running(binds[0], gateway, simulator_url))
                 await trio.sleep_forever()
             finally:
@@ -75,4 +80,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
                     await upstream.aclose()
     finally:
         with trio.CancelScope(shield=True):
-            await store.aclose()
+            try:
+                await store.unregister_instance()
+            finally:
+                await store.aclose()

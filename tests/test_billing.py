@@ -19,7 +19,9 @@ def test_hold_is_worst_case():
 
 def test_estimate_counts_text_images_and_tools():
     text_only = {"messages": [{"role": "user", "content": "x" * 400}]}
-    assert 100 <= estimate_input_tokens(text_only) <= 120
+    assert 134 <= estimate_input_tokens(text_only) <= 150
+    cjk = {"messages": [{"role": "user", "content": "漢" * 300}]}  # about one token a character
+    assert estimate_input_tokens(cjk) >= 300
     with_image = {"messages": [{"role": "user", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "A" * 1_000_000}},
         {"type": "text", "text": "what is this"}]}]}

@@ -52,7 +52,7 @@ async def test_balance_after_many_requests_is_exact(alice, gateway):
 async def test_concurrent_requests_never_overdraw(gateway):
     model = gateway.gateway.catalog.resolve("claude-haiku-4.5")
     body = {"model": "claude-haiku-4.5", "max_tokens": 1000, "stream": False,
-            "messages": [{"role": "user", "content": "slow [sim ttft_ms=300]"}]}
+            "messages": [{"role": "user", "content": "slow [sim ttft_ms=1500]"}]}
     hold = hold_amount(model, estimate_input_tokens(body), 1000)
     account = await make_account(gateway, "small", credit_micro=3 * hold + hold // 2)
     results = []
@@ -141,7 +141,7 @@ async def test_restart_releases_holds_left_open(tmp_path, config, nursery):
     from proxy.serve import serve
     from storage import open_store
 
-    store = await open_store(config.db_path)
+    store = await open_store(config.db_path, instance_id="a-process-that-died")  # never registered
     await store.create_user("bob")
     await store.credit("bob", 1_000_000, "credit")
     account = await store.get_account("bob")

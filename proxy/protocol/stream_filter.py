@@ -16,6 +16,7 @@ tokens in the delta events it produced, for partial charges on disconnect.
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 from .sse import SSEDecoder, encode_event, event_name, parse_event
 from .usage import Usage
@@ -33,12 +34,13 @@ def delta_tokens(raw: bytes) -> int:
 
 
 class AnthropicStreamTap:
-    __slots__ = ("filter_thinking", "_decoder", "_dropped", "_index_map", "_next_index",
+    __slots__ = ("filter_thinking", "observer", "_decoder", "_dropped", "_index_map", "_next_index",
                  "usage", "saw_message_start", "saw_message_stop", "error", "stop_reason",
                  "last_delta_tokens")
 
-    def __init__(self, filter_thinking: bool) -> None:
+    def __init__(self, filter_thinking: bool, observer: Callable[[bytes], None] | None = None) -> None:
         self.filter_thinking = filter_thinking
+        self.observer = observer  # sees every upstream event as it came, before any filtering
         self._decoder = SSEDecoder()
         self._dropped: set[int] = set()
         self._index_map: dict[int, int] = {}
@@ -55,10 +57,17 @@ class AnthropicStreamTap:
         """The raw events to relay for this chunk (a renderer takes them as they are,
         so nothing downstream splits the stream into events a second time)."""
         self.last_delta_tokens = 0
-        return [kept for raw in self._decoder.feed(chunk) if (kept := self._event(raw))]
+        return self._kept(self._decoder.feed(chunk))
 
     def close_events(self) -> list[bytes]:
-        return [kept for raw in self._decoder.close() if (kept := self._event(raw))]
+        return self._kept(self._decoder.close())
+
+    def _kept(self, raws: list[bytes]) -> list[bytes]:
+        if self.observer is not None:
+            for raw in raws:
+                if not self.saw_message_stop:
+                    self.observer(raw)
+        return [kept for raw in raws if (kept := self._event(raw))]
 
     def feed(self, chunk: bytes) -> bytes:
         return b"".join(self.events(chunk))

@@ -1,0 +1,107 @@
+"""This gateway process as an owner of money in the store: its lease (registration and
+heartbeat), the sweep that recovers holds of owners that are gone, and the checkpoints
+of in-flight streams that let a later recovery charge what a killed process delivered.
+
+Holds belong to the instance that placed them. Start-up and the periodic sweep only
+touch holds whose owner's lease has lapsed (or whose process is gone from this host),
+so a second ``serve``, ``--workers`` and other nodes never touch each other's money.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from typing import TYPE_CHECKING
+
+import trio
+
+from storage.base import StoreError
+
+if TYPE_CHECKING:
+    from .relay import Ticket
+    from storage.base import Store
+
+log = logging.getLogger("cheaplm.instance")
+
+
+def new_instance_id() -> str:
+    return f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+async def recover(store: "Store") -> None:
+    """Charge or release the holds of owners that are gone (once, logged)."""
+    recovery = await store.recover_orphaned_holds()
+    if recovery.released or recovery.charged:
+        log.warning("recovered the holds of %d stopped gateway instance(s): %d charged from their recorded "
+                    "progress (%d micro-USD), %d released", recovery.instances_removed, recovery.charged,
+                    recovery.charged_micro, recovery.released)
+
+
+async def keep_lease(store: "Store", lease_seconds: float) -> None:
+    """Heartbeat at a third of the lease; sweep for dead owners once a lease. A store
+    that is briefly unavailable costs a beat, not the process."""
+    beat = lease_seconds / 3
+    since_sweep = 0.0
+    while True:
+        await trio.sleep(beat)
+        since_sweep += beat
+        try:
+            await store.heartbeat()
+            if since_sweep >= lease_seconds:
+                since_sweep = 0.0
+                await recover(store)
+        except StoreError as exc:
+            log.warning("lease upkeep failed (will retry): %s", exc)
+
+
+class InFlight:
+    """The streams this process is relaying, for progress checkpoints."""
+
+    def __init__(self) -> None:
+        self._tickets: set["Ticket"] = set()
+        self._recorded: dict[int, tuple] = {}  # hold id -> the progress last written
+
+    def add(self, ticket: "Ticket") -> None:
+        self._tickets.add(ticket)
+
+    def discard(self, ticket: "Ticket") -> None:
+        self._tickets.discard(ticket)
+
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def changed(self) -> list[tuple[int, object]]:
+        """(hold id, the partial usage row to charge if this process dies now) for every
+        stream whose progress moved since the last checkpoint."""
+        items: list[tuple[int, object]] = []
+        recorded: dict[int, tuple] = {}
+        for ticket in list(self._tickets):
+            mark = ticket.progress_mark()
+            if mark is None or ticket.closed:
+                continue
+            recorded[ticket.hold_id] = mark
+            if self._recorded.get(ticket.hold_id) != mark:
+                items.append((ticket.hold_id, ticket.checkpoint_row()))
+        self._recorded = recorded
+        return items
+
+    def forget_recorded(self) -> None:
+        """A checkpoint failed: write every stream's progress again next time."""
+        self._recorded = {}
+
+
+async def checkpoint_progress(store: "Store", in_flight: InFlight, interval: float) -> None:
+    """Every ``interval`` seconds, one store transaction records the progress of every
+    stream that moved: a kill -9 loses at most about that window of output."""
+    while True:
+        await trio.sleep(interval)
+        items = in_flight.changed()
+        if not items:
+            continue
+        try:
+            await store.record_progress(items)
+        except StoreError as exc:
+            in_flight.forget_recorded()
+            log.warning("progress checkpoint of %d stream(s) failed (will retry): %s", len(items), exc)

@@ -1,0 +1,143 @@
+"""Tool loops with thinking through a key that filters thinking from streams, and through
+the OpenAI endpoint (whose clients never send reasoning back): the simulator refuses a
+final assistant turn without its signed thinking block, as Anthropic's API does, so
+these pass only if the gateway puts the removed blocks back byte for byte."""
+
+import json
+
+import pytest
+
+from proxy.protocol.thinking import ThinkingStore
+
+from .conftest import make_account
+
+TOOL = {"name": "get_weather", "description": "Weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+THINKING = {"type": "enabled", "budget_tokens": 2048}
+OPENAI_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": TOOL["input_schema"]}}
+
+
+async def first_turn_streamed(account, **extra):
+    client = account.anthropic()
+    async with client.messages.stream(model="claude-sonnet-4.5", max_tokens=4096, thinking=THINKING,
+                                      tools=[TOOL], messages=[{"role": "user", "content": "Weather in Paris?"}],
+                                      **extra) as stream:
+        message = await stream.get_final_message()
+    return message
+
+
+def second_turn(message) -> list[dict]:
+    """What a client sends next: its own view of the assistant turn, and the tool result."""
+    assistant = [block.model_dump(exclude_none=True) for block in message.content]
+    tool_use = next(b for b in message.content if b.type == "tool_use")
+    return [{"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": assistant},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "sunny"}]}]
+
+
+@pytest.mark.parametrize("second_streamed", [True, False], ids=["then-streamed", "then-whole"])
+async def test_filtered_stream_then_tool_result(alice, simulator, second_streamed):
+    message = await first_turn_streamed(alice)
+    assert [b.type for b in message.content] == ["text", "tool_use"]  # the thinking block was filtered
+    client = alice.anthropic()
+    if second_streamed:
+        async with client.messages.stream(model="claude-sonnet-4.5", max_tokens=4096, thinking=THINKING,
+                                          tools=[TOOL], messages=second_turn(message)) as stream:
+            answer = await stream.get_final_message()
+    else:
+        answer = await client.messages.create(model="claude-sonnet-4.5", max_tokens=4096, thinking=THINKING,
+                                              tools=[TOOL], messages=second_turn(message))
+    assert answer.stop_reason == "end_turn"
+    sent = simulator.seen()[-1].body
+    assert sent["thinking"] == THINKING
+    restored = sent["messages"][1]["content"]
+    assert restored[0]["type"] == "thinking" and restored[0]["signature"].startswith("EqSig")
+    assert [b["type"] for b in restored] == ["thinking", "text", "tool_use"]
+
+
+async def test_restored_blocks_never_reach_another_key(alice, gateway, simulator):
+    message = await first_turn_streamed(alice)
+    mallory = await make_account(gateway, "mallory")
+    async with mallory.http() as http:
+        response = await http.post("/v1/messages", json={
+            "model": "claude-sonnet-4.5", "max_tokens": 4096, "thinking": THINKING, "tools": [TOOL],
+            "messages": second_turn(message)})
+    assert response.status_code == 200 and response.headers["x-cheaplm-thinking"] == "disabled"
+    sent = simulator.seen()[-1].body
+    assert "thinking" not in sent and all(b["type"] != "thinking" for b in sent["messages"][1]["content"])
+
+
+async def test_after_a_restart_the_loop_goes_on_without_thinking(alice, simulator):
+    message = await first_turn_streamed(alice)
+    alice.running.gateway.thinking = ThinkingStore()  # what a restarted gateway remembers
+    async with alice.http() as http:
+        response = await http.post("/v1/messages", json={
+            "model": "claude-sonnet-4.5", "max_tokens": 4096, "thinking": THINKING, "tools": [TOOL],
+            "stream": True, "messages": second_turn(message)})
+    assert response.status_code == 200 and "event: message_stop" in response.text
+    assert response.headers["x-cheaplm-thinking"] == "disabled"
+    assert "thinking" not in simulator.seen()[-1].body
+
+
+async def test_a_key_that_passes_thinking_sends_the_blocks_itself(gateway, simulator):
+    keeper = await make_account(gateway, "keeper", pass_thinking=True)
+    message = await first_turn_streamed(keeper)
+    assert message.content[0].type == "thinking"
+    answer = await keeper.anthropic().messages.create(model="claude-sonnet-4.5", max_tokens=4096,
+                                                      thinking=THINKING, tools=[TOOL], messages=second_turn(message))
+    assert answer.stop_reason == "end_turn"
+    assert len(gateway.gateway.thinking) == 0  # nothing needed remembering
+
+
+@pytest.mark.parametrize("first_streamed", [True, False], ids=["stream", "whole"])
+async def test_openai_reasoning_tool_loop(alice, simulator, first_streamed):
+    client = alice.openai()
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    if first_streamed:
+        async with client.chat.completions.stream(model="claude-sonnet-4.5", max_tokens=4096,
+                                                  reasoning_effort="low", tools=[OPENAI_TOOL],
+                                                  messages=messages) as stream:
+            completion = await stream.get_final_completion()
+    else:
+        completion = await client.chat.completions.create(model="claude-sonnet-4.5", max_tokens=4096,
+                                                          reasoning_effort="low", tools=[OPENAI_TOOL],
+                                                          messages=messages)
+    call = completion.choices[0].message.tool_calls[0]
+    messages += [{"role": "assistant", "content": None, "tool_calls": [
+                     {"id": call.id, "type": "function",
+                      "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+                 {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    for stream in (False, True):
+        if stream:
+            async with client.chat.completions.stream(model="claude-sonnet-4.5", max_tokens=4096,
+                                                      reasoning_effort="low", tools=[OPENAI_TOOL],
+                                                      messages=messages) as s:
+                answer = await s.get_final_completion()
+        else:
+            answer = await client.chat.completions.create(model="claude-sonnet-4.5", max_tokens=4096,
+                                                          reasoning_effort="low", tools=[OPENAI_TOOL],
+                                                          messages=messages)
+        assert answer.choices[0].finish_reason == "stop"
+        sent = simulator.seen()[-1].body
+        assert sent["thinking"]["type"] == "enabled"
+        assert [b["type"] for b in sent["messages"][1]["content"]] == ["thinking", "tool_use"]
+    rows = await alice.running.gateway.store.usage("alice", 10)
+    assert len(rows) == 3 and all(r.status == 200 for r in rows)
+
+
+async def test_signatures_go_back_byte_for_byte(gateway, simulator):
+    """The block put back is exactly the one the upstream issued (compared with what a
+    key that passes thinking received for the same answer)."""
+    keeper = await make_account(gateway, "byte-keeper", pass_thinking=True)
+    filtered = await make_account(gateway, "byte-filtered")
+    kept = await first_turn_streamed(keeper)
+    await first_turn_streamed(filtered)
+    issued = kept.content[0].model_dump(exclude_none=True)
+    message = await first_turn_streamed(filtered)
+    await filtered.anthropic().messages.create(model="claude-sonnet-4.5", max_tokens=4096, thinking=THINKING,
+                                               tools=[TOOL], messages=second_turn(message))
+    restored = simulator.seen()[-1].body["messages"][1]["content"][0]
+    assert restored["type"] == "thinking"
+    assert json.dumps(restored, sort_keys=True) == json.dumps(
+        {"type": "thinking", "thinking": issued["thinking"], "signature": restored["signature"]}, sort_keys=True)
+    assert simulator.state.sign_thinking(restored["thinking"]) == restored["signature"]
