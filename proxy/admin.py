@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import re
+from contextlib import asynccontextmanager
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Sequence
+from typing import AsyncIterator, Sequence
 
 from .auth import hash_key, key_prefix, new_key, parse_networks
 from .catalog import Catalog
-from .money import parse_usd
-from storage.base import Account, AlreadyExists, KeyRecord, Store
+from .money import MAX_AMOUNT, format_usd, parse_usd
+from storage import open_store
+from storage.base import Account, AlreadyExists, KeyRecord, Store, UsageRow
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
 class AdminError(ValueError):
     """Bad input to an admin operation (one line, shown to the operator)."""
+
+
+@asynccontextmanager
+async def open_ledger(path: str, create: bool = False) -> AsyncIterator[Store]:
+    """The store at ``path``, closed on exit. Unless ``create``, a ledger file that does not
+    exist is refused rather than created empty (an admin command run in the wrong directory)."""
+    if not create and path != ":memory:" and "://" not in path and not os.path.exists(path):
+        raise AdminError(f"no ledger at {os.path.abspath(path)} (run `cheaplm serve` or `cheaplm user create` "
+                         "first, or pass --db)")
+    store = await open_store(path)
+    try:
+        yield store
+    finally:
+        await store.aclose()
 
 
 def check_username(username: str) -> str:
@@ -27,6 +44,31 @@ def check_username(username: str) -> str:
 
 async def create_user(store: Store, username: str) -> Account:
     return await store.create_user(check_username(username))
+
+
+async def list_users(store: Store) -> Sequence[Account]:
+    return await store.list_users()
+
+
+async def balance(store: Store, username: str) -> Account:
+    return await store.get_account(username)
+
+
+async def list_keys(store: Store, username: str) -> Sequence[KeyRecord]:
+    return await store.list_keys(username)
+
+
+async def revoke_key(store: Store, key_or_prefix: str) -> KeyRecord:
+    """Revoke by prefix. A full key is accepted and cut to its prefix, so that the secret
+    part never reaches a message or a log."""
+    return await store.revoke_key(key_prefix(key_or_prefix.strip()))
+
+
+async def usage(store: Store, username: str, limit: int = 20) -> Sequence[UsageRow]:
+    """The latest ``limit`` usage rows, newest first."""
+    if limit < 1:
+        raise AdminError("--limit must be at least 1")
+    return await store.usage(username, limit)
 
 
 async def create_key(store: Store, catalog: Catalog, username: str, name: str = "default",
@@ -72,6 +114,11 @@ async def topup(store: Store, username: str, multiplier: Decimal, paid_usd: str 
         raise AdminError(str(exc)) from None
     if amount <= 0:
         raise AdminError("the amount must be positive")
+    credit = paid_to_credit(amount, multiplier) if paid_usd is not None else amount
+    for what, value in (("paid", amount), ("credit", credit)):
+        if value > MAX_AMOUNT:
+            raise AdminError(f"{what} of {format_usd(value)} USD is more than the largest single credit, "
+                             f"{format_usd(MAX_AMOUNT)} USD")
     if paid_usd is not None:
-        return await store.credit(username, paid_to_credit(amount, multiplier), "topup", paid=amount)
-    return await store.credit(username, amount, "credit")
+        return await store.credit(username, credit, "topup", paid=amount)
+    return await store.credit(username, credit, "credit")

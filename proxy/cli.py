@@ -1,39 +1,68 @@
-"""The ``cheaplm`` command: serve, simulator, bench, and the admin subcommands."""
+"""The ``cheaplm`` command: serve, simulator, bench, and the admin subcommands.
+
+Each admin command is one small function, a thin call into proxy/admin.py, which words
+its errors. Every failure the operator can act on ends as one line on stderr,
+``cheaplm: ...``, and a non-zero exit; ``_failure`` is the one place that maps them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import socket
+import sqlite3
 import sys
 from functools import partial
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import trio
 
 from . import admin
-from .config import Config, ConfigError, load_config
+from .config import PORTS, Config, ConfigError, load_config
 from .money import format_usd
-from storage import open_store
 from storage.base import StoreError
+
+LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's db_path, else ./cheaplm.db in the current directory"
+EPILOG = (f"The ledger is one SQLite file: --db PATH, else {LEDGER_DEFAULT}. Only `serve` and `user create` "
+          "create a new one. Benchmarks: cheaplm bench --help, and the README's Benchmarks section.")
+_LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other failure."""
+
+    def error(self, message: str):
+        self.exit(2, f"cheaplm: {message} (see `{self.prog} --help`)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if port not in PORTS:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
+    return port
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cheaplm", description="CheapLM gateway and its admin tools")
-    common = argparse.ArgumentParser(add_help=False)
+    parser = _Parser(prog="cheaplm", description="CheapLM gateway and its admin tools", epilog=EPILOG)
+    common = _Parser(add_help=False)
     common.add_argument("--config", help="TOML config file (default: $CHEAPLM_CONFIG)")
-    common.add_argument("--db", help="SQLite ledger path (default: cheaplm.db, or the config's db_path)")
+    common.add_argument("--db", metavar="PATH", help=f"SQLite ledger file (default: {LEDGER_DEFAULT})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="listen address (default: $CHEAPLM_HOST, the config's host, 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="listen port (default: $CHEAPLM_PORT, the config's port, 8080)")
     serve.add_argument("--upstream-url", help="Anthropic-compatible upstream base URL")
 
     sim = sub.add_parser("simulator", help="run the simulated Anthropic-compatible upstream")
     sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8081)
+    sim.add_argument("--port", type=_port, default=8081)
     sim.add_argument("--ttft-ms", type=float, default=0.0)
     sim.add_argument("--gap-ms", type=float, default=0.0)
     sim.add_argument("--deltas", type=int, default=16)
@@ -56,22 +85,24 @@ def _parser() -> argparse.ArgumentParser:
     thinking.add_argument("--pass-thinking", dest="pass_thinking", action="store_const", const=True)
     thinking.add_argument("--filter-thinking", dest="pass_thinking", action="store_const", const=False)
     key.add_parser("list", parents=[common]).add_argument("username")
-    key.add_parser("revoke", parents=[common]).add_argument("prefix")
+    key.add_parser("revoke", parents=[common]).add_argument(
+        "prefix", help="the key's prefix (sk-cl- and 8 more characters) or the whole key; only the prefix is shown")
 
     topup = sub.add_parser("topup", parents=[common], help="credit a balance")
     topup.add_argument("username")
     topup.add_argument("--paid", help="USD paid; credits paid x the value multiplier")
     topup.add_argument("--credit", help="USD of API value to credit directly")
 
-    sub.add_parser("balance", parents=[common]).add_argument("username")
-    usage = sub.add_parser("usage", parents=[common])
+    sub.add_parser("balance", parents=[common], help="a balance, as JSON").add_argument("username")
+    usage = sub.add_parser("usage", parents=[common], help="a user's latest requests")
     usage.add_argument("username")
     usage.add_argument("--limit", type=int, default=20)
 
     db = sub.add_parser("db", help="ledger maintenance").add_subparsers(dest="action", required=True)
     db.add_parser("check", parents=[common], help="verify the ledger's invariants (exit 1 on a problem)")
 
-    bench = sub.add_parser("bench", help="run the benchmark suite (see bench/README)", add_help=False)
+    bench = sub.add_parser("bench", help="run the benchmark suite (options: cheaplm bench --help; the README's "
+                           "Benchmarks section)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
@@ -87,53 +118,104 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
 
 
-async def _with_store(config: Config, action: Callable[[Any], Awaitable[None]]) -> None:
-    store = await open_store(config.db_path)
-    try:
-        await action(store)
-    finally:
-        await store.aclose()
+Ledger = Callable[..., Any]  # admin.open_ledger bound to the configured path
 
 
-async def _admin(args: argparse.Namespace, config: Config, store) -> None:
-    command = args.command if args.command not in ("user", "key") else f"{args.command} {args.action}"
-    if command == "user create":
-        account = await admin.create_user(store, args.username)
+async def _user_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    username = admin.check_username(args.username)  # before a new ledger file is created
+    async with ledger(create=True) as store:
+        account = await admin.create_user(store, username)
         print(f"created user {account.username}")
-    elif command == "user list":
-        _print_table([{"username": a.username, "balance_usd": format_usd(a.balance),
-                       "held_usd": format_usd(a.held), "created": a.created_at} for a in await store.list_users()])
-    elif command == "key create":
-        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+
+
+async def _user_list(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    async with ledger() as store:
+        users = await admin.list_users(store)
+    _print_table([{"username": a.username, "balance_usd": format_usd(a.balance), "held_usd": format_usd(a.held),
+                   "created": a.created_at} for a in users])
+
+
+async def _key_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    async with ledger() as store:
         key, record = await admin.create_key(store, config.catalog(), args.username, args.name, models,
                                              not args.no_stream, args.ip, args.pass_thinking)
         print(key)
         print(f"(shown once; prefix {record.prefix})", file=sys.stderr)
-    elif command == "key list":
-        _print_table([{
-            "prefix": k.prefix, "name": k.name, "models": ",".join(k.models) if k.models else "*",
-            "stream": "yes" if k.allow_stream else "no", "ips": ",".join(k.ips) or "*",
-            "created": k.created_at, "last_used": k.last_used_at or "-",
-            "revoked": k.revoked_at or "-"} for k in await store.list_keys(args.username)])
-    elif command == "key revoke":
-        record = await store.revoke_key(args.prefix)
+
+
+async def _key_list(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    async with ledger() as store:
+        keys = await admin.list_keys(store, args.username)
+    _print_table([{
+        "prefix": k.prefix, "name": k.name, "models": ",".join(k.models) if k.models else "*",
+        "stream": "yes" if k.allow_stream else "no", "ips": ",".join(k.ips) or "*",
+        "created": k.created_at, "last_used": k.last_used_at or "-", "revoked": k.revoked_at or "-"} for k in keys])
+
+
+async def _key_revoke(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    async with ledger() as store:
+        record = await admin.revoke_key(store, args.prefix)
         print(f"revoked {record.prefix} ({record.username})")
-    elif command == "topup":
+
+
+async def _topup(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    async with ledger() as store:
         account = await admin.topup(store, args.username, config.value_multiplier, args.paid, args.credit)
         print(f"{account.username} balance {format_usd(account.balance)} USD")
-    elif command == "balance":
-        account = await store.get_account(args.username)
-        print(json.dumps({"username": account.username, "balance_usd": format_usd(account.balance),
-                          "held_usd": format_usd(account.held), "available_usd": format_usd(account.available)}))
-    elif command == "usage":
-        if args.limit < 1:
-            raise admin.AdminError("--limit must be at least 1")
-        _print_table([{
-            "time": u.created_at, "request": u.request_id, "model": u.model, "endpoint": u.endpoint,
-            "stream": int(u.stream), "status": u.status, "in": u.input_tokens,
-            "cache_w": u.cache_write_5m + u.cache_write_1h, "cache_r": u.cache_read, "out": u.output_tokens,
-            "cost_usd": format_usd(u.cost), "partial": int(u.partial)} for u in await store.usage(args.username,
-                                                                                                 args.limit)])
+
+
+async def _balance(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    async with ledger() as store:
+        account = await admin.balance(store, args.username)
+    print(json.dumps({"username": account.username, "balance_usd": format_usd(account.balance),
+                      "held_usd": format_usd(account.held), "available_usd": format_usd(account.available)}))
+
+
+async def _usage(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    async with ledger() as store:
+        rows = await admin.usage(store, args.username, args.limit)
+    _print_table([{
+        "time": u.created_at, "request": u.request_id, "model": u.model, "endpoint": u.endpoint,
+        "stream": int(u.stream), "status": u.status, "in": u.input_tokens,
+        "cache_w": u.cache_write_5m + u.cache_write_1h, "cache_r": u.cache_read, "out": u.output_tokens,
+        "cost_usd": format_usd(u.cost), "partial": int(u.partial)} for u in rows])
+
+
+_ADMIN: Mapping[str, Callable[[argparse.Namespace, Config, Ledger], Awaitable[None]]] = {
+    "user create": _user_create, "user list": _user_list, "key create": _key_create, "key list": _key_list,
+    "key revoke": _key_revoke, "topup": _topup, "balance": _balance, "usage": _usage,
+}
+
+
+def _listen_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, bare or wrapped by trio's nurseries (serve's, when it stops a running gateway)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[1] is None
+    return isinstance(exc, KeyboardInterrupt)
+
+
+def _failure(exc: BaseException, db_path: str | None, listen: str | None) -> str | None:
+    """The one line for a failure the operator can act on; None for anything else (a bug,
+    which keeps its traceback)."""
+    if isinstance(exc, BaseExceptionGroup):  # trio's nurseries, hypercorn's among them, wrap errors
+        lines = [_failure(e, db_path, listen) for e in exc.exceptions]
+        return lines[0] if all(lines) else None
+    if isinstance(exc, (ConfigError, admin.AdminError, StoreError)):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error) and db_path:
+        where = os.path.abspath(db_path)
+        if "locked" in str(exc):
+            return f"the ledger at {where} is busy: another process holds its write lock ({exc})"
+        return f"cannot open the ledger at {where}: {exc}"
+    if isinstance(exc, OSError) and listen and (isinstance(exc, socket.gaierror) or exc.errno in _LISTEN_ERRNOS):
+        reason = exc.strerror or str(exc)
+        return f"cannot listen on {listen}: {reason[:1].lower()}{reason[1:]}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,38 +225,41 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db_path = listen = None
     try:
         if args.command == "simulator":
+            listen = _listen_address(args.host, args.port)
             return _run_simulator(args)
         config = load_config(args.config, db_path=args.db,
                              **({"host": args.host, "port": args.port, "upstream_url": args.upstream_url}
                                 if args.command == "serve" else {}))
+        db_path = config.db_path
         logging.getLogger().setLevel(config.log_level.upper())
         if args.command == "serve":
             from .serve import serve
+            listen = _listen_address(config.host, config.port)
             trio.run(serve, config)
             return 0
         if args.command == "db":
             return trio.run(_db_check, config)
-        trio.run(_with_store, config, partial(_admin, args, config))
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        trio.run(_ADMIN[command], args, config, partial(admin.open_ledger, config.db_path))
         return 0
-    except (ConfigError, admin.AdminError, StoreError) as exc:
-        print(f"cheaplm: {exc}", file=sys.stderr)
+    except BaseException as exc:
+        if _interrupted(exc):
+            return 130
+        line = _failure(exc, db_path, listen)
+        if line is None:
+            raise
+        print(f"cheaplm: {line}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
 
 
 async def _db_check(config: Config) -> int:
     """``cheaplm db check``: one line per broken invariant (exit 1), or a summary (exit 0)."""
-    if config.db_path != ":memory:" and not os.path.exists(config.db_path):
-        raise StoreError(f"no ledger at {config.db_path}")
-    store = await open_store(config.db_path)
-    try:
+    async with admin.open_ledger(config.db_path) as store:
         problems = await store.check()
         stats = await store.stats()
-    finally:
-        await store.aclose()
     for problem in problems:
         print(problem)
     if not problems:

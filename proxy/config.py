@@ -11,6 +11,8 @@ no URL, the upstream is Anthropic's API.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -18,8 +20,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 from .catalog import DEFAULT_MODELS, Catalog, apply_overrides
+from .money import MAX_AMOUNT, MICRO, parse_usd
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
+PORTS = range(1, 65536)
+MAX_PRICE_USD = 100_000  # per 1M tokens, for any price lane of a [models.ID] table
 
 
 @dataclass(frozen=True)
@@ -150,9 +155,9 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
-    upstream_table = data.pop("upstream", {})
-    models = data.pop("models", {})
-    proxies = data.pop("trusted_proxies", [])
+    upstream_table = _shaped(data.pop("upstream", {}), dict, "upstream", "a table")
+    models = _model_tables(data.pop("models", {}))
+    proxies = _shaped(data.pop("trusted_proxies", []), list, "trusted_proxies", "a list")
     top = _coerce(_TOP, data, "")
     up = _coerce(_UP, upstream_table, "upstream")
     top.update(_coerce(_TOP, {v: env[k] for k, v in _ENV_TOP.items() if env.get(k)}, "env"))
@@ -174,6 +179,27 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     return config
 
 
+def _shaped(value: Any, kind: type, name: str, expected: str) -> Any:
+    if not isinstance(value, kind):
+        raise ConfigError(f"{name}: expected {expected}, got {value!r}")
+    return value
+
+
+def _model_tables(models: Any) -> Mapping[str, Mapping]:
+    """The [models.ID] tables, their prices checked here, where their names are as written."""
+    for model_id, table in _shaped(models, dict, "models", "[models.ID] tables").items():
+        _shaped(table, dict, f"models.{model_id}", "a table")
+        for lane, value in _shaped(table.get("prices", {}), dict, f"models.{model_id}.prices", "a table").items():
+            name = f"models.{model_id}.prices.{lane}"
+            try:
+                micro = parse_usd(value)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+            if not 0 <= micro <= MAX_PRICE_USD * MICRO:
+                raise ConfigError(f"{name}: must be 0 to {MAX_PRICE_USD} USD per 1M tokens, got {value!r}")
+    return models
+
+
 def _validate(config: Config) -> None:
     try:
         config.trusted_networks()
@@ -183,10 +209,26 @@ def _validate(config: Config) -> None:
         config.catalog()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if config.value_multiplier <= 0:
-        raise ConfigError("value_multiplier must be positive")
-    if config.max_body_bytes <= 0:
-        raise ConfigError("max_body_bytes must be positive")
+    up = config.upstream
+    multiplier = config.value_multiplier
+    for ok, message in (
+        (config.db_path != "", "db_path must not be empty"),
+        (config.port in PORTS, f"port must be 1-65535, got {config.port}"),
+        (multiplier.is_finite() and 0 < multiplier <= MAX_AMOUNT,
+         f"value_multiplier must be a positive number up to {MAX_AMOUNT}, got {multiplier}"),
+        (config.max_body_bytes > 0, "max_body_bytes must be positive"),
+        (config.log_level.upper() in logging.getLevelNamesMapping(),
+         f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {config.log_level!r}"),
+        (0 <= config.key_cache_seconds < math.inf,
+         f"key_cache_seconds must be a number of seconds, 0 or more, got {config.key_cache_seconds}"),
+        (config.transfers_per_minute >= 1,
+         f"transfers_per_minute must be at least 1, got {config.transfers_per_minute}"),
+        *((getattr(up, name) > 0, f"upstream.{name} must be positive (seconds), got {getattr(up, name)}")
+          for name in ("connect_timeout", "first_byte_timeout", "idle_timeout")),
+        (up.max_connections >= 1, f"upstream.max_connections must be at least 1, got {up.max_connections}"),
+    ):
+        if not ok:  # written so that NaN fails every check
+            raise ConfigError(message)
     if config.max_tokens_policy not in ("clamp", "reject"):
         raise ConfigError("max_tokens_policy must be clamp or reject")
     if config.body_timeout <= 0 or config.body_grace < 0 or config.body_min_rate < 0:

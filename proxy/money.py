@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 MICRO = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000
+MAX_AMOUNT = 10**15  # micro-USD ($1,000,000,000): the largest single credit, transfer or hold
 
 
 def round_half_up(numerator: int, denominator: int) -> int:
@@ -33,7 +34,8 @@ def cost_micro(tokens_and_prices: "list[tuple[int, int]]") -> int:
 def parse_usd(value: "str | int | float | Decimal") -> int:
     """Parse a USD amount ("12.5", 12.5, "0.000001") into micro-USD exactly.
 
-    Refuses more precision than a micro-dollar rather than rounding silently.
+    Refuses more precision than a micro-dollar rather than rounding silently, and
+    magnitudes beyond ``MAX_AMOUNT`` (before converting, so ``1e999999`` costs nothing).
     """
     try:
         amount = Decimal(str(value).strip().lstrip("$"))
@@ -41,6 +43,8 @@ def parse_usd(value: "str | int | float | Decimal") -> int:
         raise ValueError(f"not a USD amount: {value!r}") from None
     if not amount.is_finite():
         raise ValueError(f"not a USD amount: {value!r}")
+    if amount.copy_abs() > Decimal(MAX_AMOUNT) / MICRO:  # copy_abs: exact, never overflows
+        raise ValueError(f"more than {format_usd(MAX_AMOUNT)} USD, the largest amount: {value!r}")
     micro = amount * MICRO
     if micro != micro.to_integral_value():
         raise ValueError(f"more precise than a micro-dollar: {value!r}")

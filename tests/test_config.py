@@ -39,6 +39,7 @@ max_output = 64000
 @pytest.mark.parametrize("text", [
     "port = 'abc'", "colour = 1", "[upstream]\nspeed = 3", "trusted_proxies = ['nonsense']",
     "value_multiplier = -1", "[models.x]\nmax_output = 1", "not toml at all [",
+    "upstream = 5", "models = 3", "[models]\nx = 1", "[models.x]\nprices = 5", "trusted_proxies = '10.0.0.0/8'",
 ])
 def test_bad_config(tmp_path, text):
     path = tmp_path / "c.toml"
@@ -50,3 +51,50 @@ def test_bad_config(tmp_path, text):
 def test_missing_file():
     with pytest.raises(ConfigError):
         load_config("/nonexistent/cheaplm.toml", env={})
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("transfers_per_minute = 0", "transfers_per_minute"),
+    ("transfers_per_minute = -5", "transfers_per_minute"),
+    ("key_cache_seconds = -1", "key_cache_seconds"),
+    ("key_cache_seconds = nan", "key_cache_seconds"),
+    ("key_cache_seconds = inf", "key_cache_seconds"),
+    ("port = 0", "port"),
+    ("port = 65536", "port"),
+    ("port = -80", "port"),
+    ("value_multiplier = 'nan'", "value_multiplier"),
+    ("value_multiplier = 'inf'", "value_multiplier"),
+    ("db_path = ''", "db_path"),
+    ("log_level = 'LOUD'", "log_level"),
+    ("[upstream]\nconnect_timeout = 0", "upstream.connect_timeout"),
+    ("[upstream]\nfirst_byte_timeout = -1", "upstream.first_byte_timeout"),
+    ("[upstream]\nidle_timeout = nan", "upstream.idle_timeout"),
+    ("[upstream]\nmax_connections = 0", "upstream.max_connections"),
+    ("[models.claude-sonnet-4-5]\nprices = { output = '100000.000001' }", "models.claude-sonnet-4-5.prices.output"),
+    ("[models.claude-sonnet-4-5]\nprices = { input = '-1' }", "models.claude-sonnet-4-5.prices.input"),
+    ("[models.claude-sonnet-4-5]\nprices = { input = 'abc' }", "models.claude-sonnet-4-5.prices.input"),
+    ("[models.claude-sonnet-4-5]\nprices = { input = '1e30' }", "models.claude-sonnet-4-5.prices.input"),
+    ("[models.m]\nupstream_id = 'm'\nmax_output = 1\nprices = { input = '1', output = '1e9' }", "models.m.prices.output"),
+])
+def test_out_of_range_settings(tmp_path, text, needle):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(str(path), env={})
+    assert needle in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("env", [{"CHEAPLM_PORT": "99999"}, {"CHEAPLM_PORT": "0"},
+                                 {"CHEAPLM_VALUE_MULTIPLIER": "Infinity"}])
+def test_out_of_range_environment(env):
+    with pytest.raises(ConfigError):
+        load_config(env=env)
+
+
+def test_edges_of_the_ranges_are_accepted(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("port = 65535\nkey_cache_seconds = 0\ntransfers_per_minute = 1\n"
+                    "[models.claude-haiku-4-5]\nprices = { output = '100000', input = '0' }\n")
+    config = load_config(str(path), env={})
+    assert config.port == 65535 and config.catalog().resolve("claude-haiku-4.5").prices.output == 10**11
+    assert load_config(env={}, port=1).port == 1

@@ -170,7 +170,7 @@ async def test_an_unopenable_ledger_is_one_line(tmp_path, where):
     with pytest.raises(StoreUnavailable) as refused:
         await open_store(path)
     message = str(refused.value)
-    assert message.startswith(f"cannot open the ledger {path}: ") and "\n" not in message
+    assert message.startswith(f"cannot open the ledger at {path}: ") and "\n" not in message
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
 
 

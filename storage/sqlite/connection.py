@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import sqlite_utils
@@ -35,11 +36,23 @@ def connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
         mapped = unavailable(exc)
         if mapped is None:
             raise
-        raise StoreUnavailable(f"cannot open the ledger {path}: {_reason(exc)}", mapped.retry_after) from None
+        where = os.path.abspath(path) if path != ":memory:" else path
+        raise StoreUnavailable(f"cannot open the ledger at {where}: {_reason(exc, where)}",
+                               mapped.retry_after) from None
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, path: str) -> str:
+    """Why the ledger could not be opened, in the operator's terms."""
     text = str(exc).removeprefix("the ledger is unavailable: ").removeprefix("the ledger is busy: ")
-    if "unable to open" in text or "readonly" in text:
-        text += " (does its directory exist, and may this user write there?)"
-    return text
+    if "unable to open" not in text:
+        return text
+    parent = os.path.dirname(path)
+    if os.path.isdir(path):
+        return "it is a directory"
+    if not os.path.exists(parent):
+        return f"directory {parent} does not exist"
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory"
+    if os.path.exists(path):
+        return "unable to open database file (check its permissions)"
+    return f"unable to create a database file in {parent} (check that directory's permissions)"
