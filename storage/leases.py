@@ -92,14 +92,14 @@ async def keep_lease(store: Store, lease_seconds: float, *, sweep_every: float |
     _log_recovery(recovery)
     task_status.started(recovery)
     beat = lease_seconds / 3
-    sweep_every = lease_seconds if sweep_every is None else sweep_every
-    next_sweep = trio.current_time() + sweep_every
+    beats_per_sweep = max(1, round((lease_seconds if sweep_every is None else sweep_every) / beat))
+    beats = 0
     while True:
         await trio.sleep(beat)
+        beats += 1
         try:
             await store.heartbeat()
-            if trio.current_time() >= next_sweep:
-                next_sweep = trio.current_time() + sweep_every
+            if beats % beats_per_sweep == 0:
                 _log_recovery(await store.recover_orphaned_holds())
         except StoreError as exc:
             log.warning("instance lease: %s (trying again in %.1f s)", exc, beat)

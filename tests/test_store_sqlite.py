@@ -146,7 +146,7 @@ async def test_holds_from_before_owners_are_recovered_as_orphans(tmp_path):
     await store.aclose()
 
 
-async def test_two_processes_opening_a_new_ledger_migrate_it_once(tmp_path):
+async def test_connections_opening_a_new_ledger_at_once_migrate_it_once(tmp_path):
     path = str(tmp_path / "new.db")
     stores = []
 
