@@ -24,6 +24,7 @@ from .auth import check_request, presented_key
 from .catalog import Model
 from .gateway import Gateway
 from .relay import handle, new_request_id, read_body, upstream_error
+from storage.base import StoreUnavailable
 
 VERSION = "0.1.0"
 QUART_MAX_BODY = 64 * 1024
@@ -126,6 +127,10 @@ def create_app(gateway: Gateway) -> QuartTrio:
     async def _gateway_error(error: errors.GatewayError) -> Response:
         return error_response(error)
 
+    @app.errorhandler(StoreUnavailable)
+    async def _store_unavailable(exc: StoreUnavailable) -> Response:
+        return error_response(errors.store_unavailable(exc.retry_after))
+
     @app.errorhandler(404)
     async def _not_found(_exc) -> Response:
         return error_response(errors.not_found(f"No route for {request.method} {request.path}"))
@@ -158,6 +163,11 @@ def create_app(gateway: Gateway) -> QuartTrio:
         if record is not None and record.models is not None:
             models = [m for m in models if m.id in record.models]
         return models
+
+    @app.route("/api/hello", methods=["GET", "HEAD"])
+    async def hello() -> Response:
+        """Claude Code's start-up reachability probe (HEAD /api/hello, no key)."""
+        return Response(json.dumps({"ok": True}), content_type="application/json")
 
     @app.route("/", methods=["GET", "HEAD"])
     async def root() -> Response:

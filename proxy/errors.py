@@ -132,3 +132,9 @@ def upstream_timeout(what: str) -> GatewayError:
 
 def upstream_unreachable(detail: str) -> GatewayError:
     return GatewayError(502, f"Upstream unreachable: {detail}", error_type="api_error")
+
+
+def store_unavailable(retry_after: int) -> GatewayError:
+    """The ledger is locked by another process, read-only or full: nothing was applied."""
+    return GatewayError(503, f"The billing ledger is temporarily unavailable; nothing was charged. Retry in "
+                             f"{retry_after} s.", "api_error", headers=(("retry-after", str(retry_after)),))

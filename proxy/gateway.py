@@ -14,7 +14,8 @@ from .config import Config
 from .instance import InFlight
 from .protocol.thinking import ThinkingMemory, ThinkingStore
 from .upstream.base import Upstream
-from storage.base import KeyRecord, Store
+from . import errors
+from storage.base import KeyRecord, Store, StoreUnavailable
 
 
 @dataclass
@@ -46,7 +47,10 @@ class Gateway:
         """The key a request presents (``headers`` lower-cased), accepted, with the
         restrictions that need no body applied: every route that takes a key calls this
         before it reads anything else."""
-        record = await self.keys.authenticate(presented_key(headers))
+        try:
+            record = await self.keys.authenticate(presented_key(headers))
+        except StoreUnavailable as exc:
+            raise errors.store_unavailable(exc.retry_after) from None
         check_address(record, client_ip(peer, headers.get("x-forwarded-for"), self.trusted))
         return record
 

@@ -1,10 +1,7 @@
-"""This gateway process as an owner of money in the store: its lease (registration and
-heartbeat), the sweep that recovers holds of owners that are gone, and the checkpoints
-of in-flight streams that let a later recovery charge what a killed process delivered.
-
-Holds belong to the instance that placed them. Start-up and the periodic sweep only
-touch holds whose owner's lease has lapsed (or whose process is gone from this host),
-so a second ``serve``, ``--workers`` and other nodes never touch each other's money.
+"""This gateway process as an owner of money in the store: its identity, and the
+checkpoints of in-flight streams that let a later recovery charge what a killed
+process delivered. (The lease itself, and the sweep that recovers the holds of owners
+that are gone, are storage.leases.keep_lease.)
 """
 
 from __future__ import annotations
@@ -28,32 +25,6 @@ log = logging.getLogger("cheaplm.instance")
 
 def new_instance_id() -> str:
     return f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-async def recover(store: "Store") -> None:
-    """Charge or release the holds of owners that are gone (once, logged)."""
-    recovery = await store.recover_orphaned_holds()
-    if recovery.released or recovery.charged:
-        log.warning("recovered the holds of %d stopped gateway instance(s): %d charged from their recorded "
-                    "progress (%d micro-USD), %d released", recovery.instances_removed, recovery.charged,
-                    recovery.charged_micro, recovery.released)
-
-
-async def keep_lease(store: "Store", lease_seconds: float) -> None:
-    """Heartbeat at a third of the lease; sweep for dead owners once a lease. A store
-    that is briefly unavailable costs a beat, not the process."""
-    beat = lease_seconds / 3
-    since_sweep = 0.0
-    while True:
-        await trio.sleep(beat)
-        since_sweep += beat
-        try:
-            await store.heartbeat()
-            if since_sweep >= lease_seconds:
-                since_sweep = 0.0
-                await recover(store)
-        except StoreError as exc:
-            log.warning("lease upkeep failed (will retry): %s", exc)
 
 
 class InFlight:

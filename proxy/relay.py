@@ -15,7 +15,6 @@ import logging
 import secrets
 import time
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from functools import partial
 
 import trio
@@ -24,15 +23,16 @@ from . import errors
 from .adaptors.base import Adaptor, Parsed, StreamRenderer
 from .asgi import Exchange, encode_headers
 from .auth import check_request
-from .billing import estimate_input_tokens, hold_amount, usage_cost
+from .billing import estimate_input_tokens, hold_amount
 from .gateway import Gateway
+from .metering import Progress, Ticket, settle_after_response
 from .money import format_usd
 from .protocol.sse import event_name
 from .protocol.stream_filter import AnthropicStreamTap
 from .protocol.thinking import TurnRecorder, disable_thinking, lookup_ids, restore, turn_from_message
 from .protocol.usage import Usage
 from .upstream.base import RETURNED_HEADERS
-from storage.base import Account, InsufficientBalance, KeyRecord, UsageRow
+from storage.base import InsufficientBalance, KeyRecord, StoreError, StoreUnavailable
 
 log = logging.getLogger("cheaplm.relay")
 
@@ -67,63 +67,6 @@ def upstream_error(status: int, body: bytes, headers: tuple[tuple[str, str], ...
     return errors.GatewayError(status, message, kind, headers=passed)
 
 
-@dataclass
-class Ticket:
-    """One request's hold, settled or released exactly once."""
-
-    gateway: Gateway
-    request_id: str
-    key: KeyRecord
-    parsed: Parsed
-    endpoint: str
-    hold_id: int
-    started: float
-    ttft_ms: float | None = None
-    closed: bool = field(default=False)
-    # A stream's reader and what it delivered, for progress checkpoints.
-    tap: AnthropicStreamTap | None = None
-    progress: "_Progress | None" = None
-
-    __hash__ = object.__hash__
-
-    def progress_mark(self) -> tuple | None:
-        """What a checkpoint would record, or None while nothing is chargeable."""
-        tap, progress = self.tap, self.progress
-        if tap is None or progress is None or not tap.saw_message_start or progress.tokens == 0:
-            return None
-        return progress.tokens, tap.usage
-
-    def checkpoint_row(self) -> UsageRow:
-        """The partial charge a recovery applies if this process dies now."""
-        assert self.tap is not None and self.progress is not None
-        usage = self.tap.usage.with_output_at_least(self.progress.tokens)
-        return self._row(usage, usage_cost(usage, self.parsed.model.prices), 500, True, "instance_lost")
-
-    def _row(self, usage: Usage, cost: int, status: int, partial: bool, error_type: str | None) -> UsageRow:
-        return UsageRow(request_id=self.request_id, key_id=self.key.id, model=self.parsed.model.id,
-                        endpoint=self.endpoint, stream=self.parsed.stream, status=status, cost=cost,
-                        partial=partial, error_type=error_type,
-                        latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-                        ttft_ms=self.ttft_ms, **usage.as_dict())
-
-    async def settle(self, usage: Usage, status: int = 200, partial: bool = False,
-                     error_type: str | None = None) -> tuple[int, Account]:
-        cost = usage_cost(usage, self.parsed.model.prices)
-        self.closed = True
-        with trio.CancelScope(shield=True):
-            account = await self.gateway.store.settle(self.hold_id, self._row(usage, cost, status, partial, error_type))
-        log.debug("request %s key=%s model=%s status=%s cost=%s partial=%s", self.request_id, self.key.prefix,
-                 self.parsed.model.id, status, format_usd(cost), partial)
-        return cost, account
-
-    async def release(self, status: int, error_type: str | None) -> None:
-        self.closed = True
-        with trio.CancelScope(shield=True):
-            await self.gateway.store.release(self.hold_id, self._row(Usage(), 0, status, False, error_type))
-        log.debug("request %s key=%s model=%s status=%s released", self.request_id, self.key.prefix,
-                 self.parsed.model.id, status)
-
-
 async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
     config = gateway.config
     return await ex.read_body(config.max_body_bytes, config.body_timeout, config.body_grace, config.body_min_rate)
@@ -149,6 +92,9 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
                 f"${format_usd(max(short.available, 0))} is available. Top up, or lower max_tokens.") from None
     except trio.BrokenResourceError:
         return  # the client left while sending its body
+    except StoreUnavailable as exc:
+        await _answer_error(ex, adaptor, errors.store_unavailable(exc.retry_after), request_id)
+        return
     except errors.GatewayError as error:
         await _answer_error(ex, adaptor, error, request_id)
         return
@@ -171,7 +117,7 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
                 nursery.cancel_scope.cancel()
     finally:
         if not ticket.closed:
-            await ticket.release(CLIENT_CLOSED if ex.disconnected else 500, "gateway_error")
+            await ticket.close(None, CLIENT_CLOSED if ex.disconnected else 500, error_type="gateway_error")
 
 
 async def _restore_thinking(gateway: Gateway, key: KeyRecord, parsed: Parsed, request_id: str) -> None:
@@ -218,20 +164,29 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
     try:
         response = await gateway.upstream.send(path, body, ex.headers)
     except errors.GatewayError as error:
-        await ticket.release(error.status, error.error_type)
+        await ticket.close(None, error.status, error_type=error.error_type)
         raise
     if response.status != 200:
         error = upstream_error(response.status, response.body, response.headers)
-        await ticket.release(error.status, error.error_type)
+        await ticket.close(None, error.status, error_type=error.error_type)
         raise error
     try:
         message = json.loads(response.body)
         usage = Usage().merged(message["usage"])
     except (ValueError, KeyError, TypeError):
-        await ticket.release(502, "api_error")
+        await ticket.close(None, 502, error_type="api_error")
         raise errors.GatewayError(502, "Upstream sent an unreadable response", "api_error") from None
     ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
-    cost, account = await ticket.settle(usage)
+    try:
+        cost, account = await ticket.settle(usage)
+    except StoreError as exc:
+        # Not recorded, so not delivered: the client is told to retry and is not charged.
+        log.error("settling request %s failed: %s", ticket.request_id, exc)
+        if isinstance(exc, StoreUnavailable):
+            ticket.release_later(503, "ledger_unavailable")
+            raise errors.store_unavailable(exc.retry_after) from None
+        raise errors.GatewayError(503, "The charge for this response could not be recorded; retry later",
+                                  "api_error") from None
     if _needs_recording(adaptor, ticket.parsed, filtered=False):
         turn = turn_from_message(message.get("content"))
         if turn is not None:
@@ -245,15 +200,6 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
     ])
 
 
-class _Progress:
-    """What a stream has delivered so far (read by the settlement, even after a cancel)."""
-
-    __slots__ = ("tokens",)
-
-    def __init__(self) -> None:
-        self.tokens = 0
-
-
 def _split_at_stop(events: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     """(the events before ``message_stop``, ``message_stop`` and after)."""
     for i, raw in enumerate(events):
@@ -263,7 +209,7 @@ def _split_at_stop(events: list[bytes]) -> tuple[list[bytes], list[bytes]]:
 
 
 async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex: Exchange, ticket: Ticket,
-                idle: float, progress: _Progress) -> list[bytes]:
+                idle: float, progress: Progress) -> list[bytes]:
     """Relay upstream chunks to the client as they come, one write per upstream read,
     up to ``message_stop``, which is returned unsent (with anything after it): the
     stream's charge must be durable before its final event reaches the client.
@@ -303,7 +249,7 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
     filtered = not adaptor.keep_thinking(pass_thinking)
     recorder = TurnRecorder() if _needs_recording(adaptor, ticket.parsed, filtered) else None
     tap = AnthropicStreamTap(filter_thinking=filtered, observer=recorder.feed if recorder else None)
-    progress = _Progress()
+    progress = Progress()
     ticket.tap, ticket.progress = tap, progress
     stream_error: errors.GatewayError | None = None
     gateway.in_flight.add(ticket)
@@ -311,7 +257,7 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
         async with gateway.upstream.stream(path, body, ex.headers) as upstream:
             if upstream.status != 200:
                 error = upstream_error(upstream.status, await upstream.read(), upstream.headers)
-                await ticket.release(error.status, error.error_type)
+                await ticket.close(None, error.status, error_type=error.error_type)
                 raise error
             renderer = adaptor.stream_renderer(ticket.parsed, ticket.request_id)
             await ex.start_stream([(b"request-id", ticket.request_id.encode()), *ticket.parsed.notes])
@@ -341,34 +287,29 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 # The response is complete (or its client gone): settle after the handler
                 # returns. The ticket is closed now so that nothing else releases it.
                 ticket.closed = True
-                gateway.after_response.start_soon(_settle_after_response, settle, ticket.request_id)
+                gateway.after_response.start_soon(settle_after_response, settle, ticket.request_id)
 
 
 async def _settle_before_end(ticket: Ticket, usage: Usage) -> None:
     """Settle a complete stream before its final event goes out. When the charge cannot
-    be recorded the client gets an error event instead of ``message_stop``; the hold
-    stays open for recovery to charge or release."""
+    be recorded the client gets an error event instead of ``message_stop``, and the
+    charge is retried in the background (the client has the content)."""
     try:
         await ticket.settle(usage)
-    except Exception:
-        log.exception("settling request %s failed", ticket.request_id)
+    except StoreError as exc:
+        log.error("settling request %s failed: %s", ticket.request_id, exc)
+        if isinstance(exc, StoreUnavailable):
+            ticket.settle_later(usage, 503, partial=True, error_type="ledger_unavailable")
         raise errors.GatewayError(503, "The charge for this response could not be recorded; "
                                        "it is not complete. Retry later.", "api_error") from None
 
 
-async def _settle_after_response(settle, request_id: str) -> None:
-    """Runs in the gateway's after-response nursery: a failure is logged, never allowed
-    to take the server down with it."""
-    try:
-        await settle()
-    except Exception:
-        log.exception("settling request %s failed", request_id)
-
-
 async def _settle_stream(ticket: Ticket, tap: AnthropicStreamTap, delivered: int, disconnected: bool,
                          stream_error: errors.GatewayError | None) -> None:
+    """A stream that did not end in a recorded settlement: charge what it delivered
+    (partial), or release when nothing was."""
     if tap.saw_message_stop and tap.error is None:
-        await ticket.settle(tap.usage)
+        await ticket.close(tap.usage, 200)
         return
     if tap.error is not None:
         status, kind = 200, str(tap.error.get("type", "api_error"))
@@ -379,6 +320,6 @@ async def _settle_stream(ticket: Ticket, tap: AnthropicStreamTap, delivered: int
     else:
         status, kind = 500, "gateway_error"
     if not tap.saw_message_start or delivered == 0:
-        await ticket.release(status, kind)
+        await ticket.close(None, status, error_type=kind)
         return
-    await ticket.settle(tap.usage.with_output_at_least(delivered), status, partial=True, error_type=kind)
+    await ticket.close(tap.usage.with_output_at_least(delivered), status, partial=True, error_type=kind)

@@ -15,11 +15,13 @@ from hypercorn.trio import serve as hypercorn_serve
 from .app import create_app
 from .config import Config
 from .gateway import Gateway
-from .instance import checkpoint_progress, keep_lease, new_instance_id, recover
+from .instance import checkpoint_progress, new_instance_id
 from .upstream.http import HttpUpstream
 from .upstream.sim_script import Knobs
 from .upstream.simulator import SimulatorState, serve_simulator
 from storage import open_store
+from storage.base import StoreError
+from storage.leases import keep_lease
 
 log = logging.getLogger("cheaplm")
 
@@ -46,8 +48,11 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
     store = await open_store(config.db_path, instance_id=new_instance_id(), busy_timeout=config.store_busy_timeout)
     try:
-        await store.register_instance(config.lease_seconds)
         async with trio.open_nursery() as nursery:
+            # Registers this instance (its holds are its own), then recovers only the holds
+            # of owners that are gone: a second serve on this ledger, even one that then
+            # fails to bind, never touches a live gateway's money.
+            await nursery.start(keep_lease, store, config.lease_seconds)
             simulator_url = None
             if config.upstream.simulated:
                 knobs = Knobs(ttft_ms=config.upstream.sim_ttft_ms, gap_ms=config.upstream.sim_gap_ms,
@@ -67,10 +72,6 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
                 gateway = Gateway(config, store, upstream, after_response=nursery)
                 binds = await nursery.start(partial(hypercorn_serve, create_app(gateway),
                                                     hypercorn_config(config.host, config.port)))
-                # Only once this process owns its address: a start that fails to bind
-                # touches nothing. Recovery takes only holds whose owner is gone.
-                await recover(store)
-                nursery.start_soon(keep_lease, store, config.lease_seconds)
                 nursery.start_soon(checkpoint_progress, store, gateway.in_flight, config.progress_interval)
                 log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], os.path.abspath(config.db_path))
                 task_status.started(Running(binds[0], gateway, simulator_url))
@@ -82,5 +83,8 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
         with trio.CancelScope(shield=True):
             try:
                 await store.unregister_instance()
+            except StoreError as exc:
+                log.warning("could not unregister this instance (its holds will be recovered when "
+                            "its lease lapses): %s", exc)
             finally:
                 await store.aclose()

@@ -20,7 +20,7 @@ from . import errors
 from .gateway import Gateway
 from .money import format_usd, usd_number
 from .relay import new_request_id
-from storage.base import InsufficientBalance, NotFound, StoreError
+from storage.base import InsufficientBalance, NotFound, StoreError, StoreUnavailable
 
 PATH = "/api/user/transfer"
 # The documented error word for each status this API answers with.
@@ -111,6 +111,8 @@ def register(app, gateway: Gateway) -> None:
                          f"available ${format_usd(max(short.available, 0))}, asked ${format_usd(amount)}")
         except NotFound:
             return _fail(404, "User not found", f"no user {body['toUsername']!r}")
+        except StoreUnavailable as exc:
+            return error_response(errors.store_unavailable(exc.retry_after))
         except StoreError as exc:
             return _fail(400, "Invalid request", str(exc))
         return Response(json.dumps({

@@ -143,7 +143,8 @@ async def test_base_url_probes_and_paths_without_v1(alice):
     async with httpx.AsyncClient(base_url=alice.running.url) as http:
         head = await http.head("/")
         root = await http.get("/")
-    assert head.status_code == 200 and root.status_code == 200 and root.json()["service"] == "CheapLM gateway"
+        probe = await http.head("/api/hello")
+    assert head.status_code == 200 and probe.status_code == 200 and root.status_code == 200 and root.json()["service"] == "CheapLM gateway"
     async with alice.http() as http:
         messages = await http.post("/messages", json={"model": "claude-haiku-4.5", "max_tokens": 10,
                                                       "messages": MESSAGE})

@@ -1,0 +1,177 @@
+"""A request's money life: its hold, settled or released exactly once.
+
+Every metered request owns one ``Ticket``. The store call that closes it is shielded
+from cancellation (a disconnect must not leave money held), and the ticket counts as
+closed only once the store has recorded it. When the store cannot be reached
+(``StoreError``: locked by another process, read-only, full), the close is retried in
+the background by the gateway's after-response nursery; a hold that still cannot be
+closed stays open, owned by this instance, and is charged from its recorded progress
+or released when the instance's lease lapses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from .adaptors.base import Parsed
+from .billing import usage_cost
+from .money import format_usd
+from .protocol.usage import Usage
+from storage.base import Account, AmountOutOfRange, KeyRecord, NotFound, StoreError, StoreUnavailable, UsageRow
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .protocol.stream_filter import AnthropicStreamTap
+
+log = logging.getLogger("cheaplm.metering")
+
+RETRY_PAUSES = (0.5, 1, 2, 4, 8, 15, 30, 30, 30, 30, 60, 60, 60, 60, 60, 60, 60, 60)  # about 10 minutes
+
+
+class Progress:
+    """What a stream has delivered so far (read by the settlement, even after a cancel)."""
+
+    __slots__ = ("tokens",)
+
+    def __init__(self) -> None:
+        self.tokens = 0
+
+
+@dataclass
+class Ticket:
+    """One request's hold, settled or released exactly once."""
+
+    gateway: "Gateway"
+    request_id: str
+    key: KeyRecord
+    parsed: Parsed
+    endpoint: str
+    hold_id: int
+    started: float
+    ttft_ms: float | None = None
+    closed: bool = field(default=False)
+    # A stream's reader and what it delivered, for progress checkpoints.
+    tap: "AnthropicStreamTap | None" = None
+    progress: Progress | None = None
+
+    __hash__ = object.__hash__
+
+    def progress_mark(self) -> tuple | None:
+        """What a checkpoint would record, or None while nothing is chargeable."""
+        tap, progress = self.tap, self.progress
+        if tap is None or progress is None or not tap.saw_message_start or progress.tokens == 0:
+            return None
+        return progress.tokens, tap.usage
+
+    def checkpoint_row(self) -> UsageRow:
+        """The partial charge a recovery applies if this process dies now."""
+        assert self.tap is not None and self.progress is not None
+        usage = self.tap.usage.with_output_at_least(self.progress.tokens)
+        return self.row(usage, 500, True, "instance_lost")
+
+    def row(self, usage: Usage, status: int, partial: bool, error_type: str | None) -> UsageRow:
+        return UsageRow(request_id=self.request_id, key_id=self.key.id, model=self.parsed.model.id,
+                        endpoint=self.endpoint, stream=self.parsed.stream, status=status,
+                        cost=usage_cost(usage, self.parsed.model.prices), partial=partial, error_type=error_type,
+                        latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+                        ttft_ms=self.ttft_ms, **usage.as_dict())
+
+    async def settle(self, usage: Usage, status: int = 200, partial: bool = False,
+                     error_type: str | None = None) -> tuple[int, Account]:
+        """Charge ``usage``; raises StoreError (the ticket stays open) when it cannot be recorded."""
+        row = self.row(usage, status, partial, error_type)
+        with trio.CancelScope(shield=True):
+            try:
+                account = await self.gateway.store.settle(self.hold_id, row)
+            except AmountOutOfRange as exc:
+                # A charge the ledger refuses (above the bound): never retried; the hold goes.
+                log.error("request %s: charge of %s refused (%s); hold released", self.request_id,
+                          format_usd(row.cost), exc)
+                account = await self.gateway.store.release(self.hold_id, self.row(Usage(), status, partial,
+                                                                                  "charge_refused"))
+            except NotFound:
+                # Another instance took this one for dead and recovered the hold.
+                log.error("request %s: its hold was recovered by another instance (this one's lease "
+                          "lapsed); not charged twice", self.request_id)
+                self.closed = True
+                raise
+        self.closed = True
+        log.debug("request %s key=%s model=%s status=%s cost=%s partial=%s", self.request_id, self.key.prefix,
+                  self.parsed.model.id, status, format_usd(row.cost), partial)
+        return row.cost, account
+
+    async def release(self, status: int, error_type: str | None) -> None:
+        """Release the hold, nothing charged; raises StoreError when it cannot be recorded."""
+        with trio.CancelScope(shield=True):
+            try:
+                await self.gateway.store.release(self.hold_id, self.row(Usage(), status, False, error_type))
+            except NotFound:
+                log.error("request %s: its hold was already recovered by another instance", self.request_id)
+        self.closed = True
+        log.debug("request %s key=%s model=%s status=%s released", self.request_id, self.key.prefix,
+                  self.parsed.model.id, status)
+
+    async def close(self, usage: Usage | None, status: int, partial: bool = False,
+                    error_type: str | None = None) -> None:
+        """Settle ``usage`` (release when None), retrying in the background if the store
+        cannot record it now. Never raises StoreError."""
+        try:
+            if usage is None:
+                await self.release(status, error_type)
+            else:
+                await self.settle(usage, status, partial, error_type)
+        except StoreUnavailable as exc:
+            log.warning("request %s: the ledger is unavailable (%s); retrying in the background",
+                        self.request_id, exc)
+            if usage is None:
+                self.release_later(status, error_type)
+            else:
+                self.settle_later(usage, status, partial, error_type)
+        except StoreError as exc:
+            log.error("request %s: closing its hold failed: %s", self.request_id, exc)
+            self.closed = True
+
+    def settle_later(self, usage: Usage, status: int, partial: bool, error_type: str | None) -> None:
+        """The store failed to record this settlement: retry it in the background."""
+        self._later(lambda: self.settle(usage, status, partial, error_type))
+
+    def release_later(self, status: int, error_type: str | None) -> None:
+        self._later(lambda: self.release(status, error_type))
+
+    def _later(self, close) -> None:
+        self.closed = True  # nothing else closes it from here on
+        nursery = self.gateway.after_response
+        if nursery is None:
+            log.error("request %s: hold %s left open (no background nursery to retry in)", self.request_id,
+                      self.hold_id)
+            return
+        nursery.start_soon(_retry, close, self.request_id, self.hold_id)
+
+
+async def _retry(close, request_id: str, hold_id: int) -> None:
+    for pause in RETRY_PAUSES:
+        await trio.sleep(pause)
+        try:
+            await close()
+            log.info("request %s: its hold was closed after the store came back", request_id)
+            return
+        except StoreUnavailable:
+            continue
+        except (StoreError, NotFound):
+            break
+    log.error("request %s: hold %s left open; it is recovered (charged from its recorded progress, or "
+              "released) when this instance's lease lapses", request_id, hold_id)
+
+
+async def settle_after_response(settle, request_id: str) -> None:
+    """Runs in the gateway's after-response nursery: a failure is logged, never allowed
+    to take the server down with it."""
+    try:
+        await settle()
+    except Exception:
+        log.exception("settling request %s failed", request_id)
