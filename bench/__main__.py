@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from . import loadgen, metrics, procs, report, scenarios
+from . import claude_code, loadgen, metrics, procs, report, scenarios
 from .metrics import Phase
 
 DEFAULT_SWEEP = (1, 8, 32, 128, 256, 512, 1024)
@@ -29,8 +29,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default=",".join(scenarios.SCENARIOS),
-                        help=f"comma list of {', '.join(scenarios.SCENARIOS)}")
+    parser.add_argument("--scenario", default=",".join(scenarios.DEFAULT_SCENARIOS),
+                        help=f"comma list of {', '.join(scenarios.SCENARIOS)} "
+                             f"(default {','.join(scenarios.DEFAULT_SCENARIOS)})")
     parser.add_argument("--concurrency", help="comma list (default 1,8,32,128,256,512,1024)")
     parser.add_argument("--rate", type=float, help="open loop: requests per second instead of a concurrency sweep")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per phase (in-flight requests finish)")
@@ -42,6 +43,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--delta-bytes", type=int, default=16)
     parser.add_argument("--gap-ms", type=float, default=20.0)
     parser.add_argument("--ttft-ms", type=float, default=0.0)
+    parser.add_argument("--cc-max-tokens", type=int, default=claude_code.MAX_TOKENS,
+                        help="claude-code scenario: max_tokens (thinking budget: one less; default 32000)")
+    parser.add_argument("--cc-model", default=claude_code.MODEL,
+                        help=f"claude-code scenario: model id (default {claude_code.MODEL})")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
     parser.add_argument("--gateway-url", help="bench a running gateway instead of starting one")
     parser.add_argument("--gateway-key", help="its key (with --gateway-url)")
@@ -62,6 +67,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = set(args.scenarios) - set(scenarios.SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if args.cc_max_tokens <= 1024:
+        parser.error("--cc-max-tokens must be above 1024 (the thinking budget, max_tokens - 1, must be >= 1024)")
     if bool(args.gateway_url) != bool(args.gateway_key):
         parser.error("--gateway-url and --gateway-key go together")
     return args
@@ -204,7 +211,8 @@ async def run_all(args: argparse.Namespace, harness: Harness, urls: tuple[str, s
         if index:
             harness.fresh_gateway()
         arms = scenarios.targets(scenario, shape, simulator_url, gateway_url, key, args.peer, args.peer_key,
-                                 harness.floor.url if harness.floor else None)
+                                 harness.floor.url if harness.floor else None, cc_max_tokens=args.cc_max_tokens,
+                                 cc_model=args.cc_model)
         for target in arms:  # warm up: connections, caches, code paths
             await loadgen.closed_loop(target, 4, 0.2, [])
         idle = {t.name: procs.process_rss(pid) for t in arms if (pid := harness.relay_pid(t.name))}

@@ -118,20 +118,21 @@ class Connection:
         self.buffer = b""
         result.status = int(head[9:12])
         lowered = head.lower()
+        answer = b""
         if b"transfer-encoding: chunked" in lowered:
             await self._chunked(rest, result)
         else:
             length = _content_length(lowered)
             while len(rest) < length:
                 rest += await self._read()
-            self.buffer = rest[length:]
+            self.buffer, answer = rest[length:], rest[:length]
             result.end = time.perf_counter()
             if result.first_delta is None:
                 result.first_delta = result.end
         if b"connection: close" in lowered:
             await self.aclose()
         if result.status != 200 and result.error is None:
-            result.error = f"HTTP {result.status}"
+            result.error = f"HTTP {result.status} {answer[:160].decode('utf-8', 'replace')}".rstrip()
 
     async def _chunked(self, data: bytes, result: Result) -> None:
         target = self.target
@@ -142,7 +143,8 @@ class Connection:
         last = None
         while True:
             window = tail + data
-            count = window.count(target.delta_marker)
+            # A marker wholly inside the carried-over tail was counted with the last read.
+            count = window.count(target.delta_marker) - tail.count(target.delta_marker)
             if count:
                 if result.first_delta is None:
                     result.first_delta = now

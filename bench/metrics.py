@@ -13,6 +13,8 @@ Definitions (README "Benchmarks"):
   delta / the window's length (closed loop: ramp end -> ramp end + duration; open loop:
   first request -> last completion). Requests/s likewise, from completions.
 - CPU per relayed event: gateway CPU seconds in the phase / content deltas it relayed.
+- CPU per request: gateway CPU seconds in the phase / requests sent in it (warm-up,
+  failed and streamed ones included).
 - RSS per open stream: (peak RSS in the phase - idle RSS) / concurrent streams.
 - stream capacity: the highest concurrency at which an arm delivered every expected
   delta, with no stall and errors under 0.1%.
@@ -95,6 +97,7 @@ class Stats:
     expected_deltas: int
     stalls: int
     cpu_us_per_event: float | None
+    cpu_ms_per_request: float | None
     rss_mib: float | None
     rss_kib_per_stream: float | None
     loadgen_core: float
@@ -130,6 +133,9 @@ def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, ga
     cpu = None
     if phase.relay_cpu is not None and delivered:
         cpu = round(phase.relay_cpu / delivered * 1e6, 2)
+    cpu_request = None
+    if phase.relay_cpu is not None and results:
+        cpu_request = round(phase.relay_cpu / len(results) * 1e3, 3)
     rss = None if phase.relay_rss_peak is None else round(phase.relay_rss_peak / 2**20, 1)
     per_stream = None
     if phase.relay_rss_peak is not None and phase.relay_rss_idle is not None and phase.mode == "closed" \
@@ -144,7 +150,8 @@ def summarize(phase: Phase, *, deltas_per_stream: int, tokens_per_delta: int, ga
         e2e_p99_ms=ms(percentile([r.end - r.start for r in measured], 99)),
         tokens_per_s=round(tokens_per_s, 1), requests_per_s=round(phase.window_completions / wall, 1),
         deltas=delivered, expected_deltas=len(results) * deltas_per_stream, stalls=stalls,
-        cpu_us_per_event=cpu, rss_mib=rss, rss_kib_per_stream=per_stream, loadgen_core=round(loadgen_core, 2),
+        cpu_us_per_event=cpu, cpu_ms_per_request=cpu_request, rss_mib=rss, rss_kib_per_stream=per_stream,
+        loadgen_core=round(loadgen_core, 2),
         simulator_core=None if simulator_core is None else round(simulator_core, 2), flags=flags)
 
 

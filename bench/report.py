@@ -24,8 +24,8 @@ def markdown(stats: Sequence[Stats], machine: str) -> str:
         direct = {s.load: s for s in rows if s.arm == "direct"}
         lines += [f"### {scenario}", "",
                   "| arm | load | req | err | TTFT p50 ms | TTFT p99 ms | added TTFT p50/p99 ms | gap p50/p99 ms "
-                  "| stalls | tok/s | vs direct | req/s | CPU µs/event | RSS MiB | KiB/stream | flags |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| stalls | tok/s | vs direct | req/s | CPU µs/event | CPU ms/req | RSS MiB | KiB/stream | flags |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in rows:
             base = direct.get(s.load)
             extra, ratio = "-", "-"
@@ -37,10 +37,11 @@ def markdown(stats: Sequence[Stats], machine: str) -> str:
                 f"| {s.arm} | {s.load}{'/s' if s.mode == 'open' else ''} | {s.requests} | {s.errors} "
                 f"| {_fmt(s.ttft_p50_ms)} | {_fmt(s.ttft_p99_ms)} | {extra} "
                 f"| {_fmt(s.gap_p50_ms)} / {_fmt(s.gap_p99_ms)} | {s.stalls} | {_fmt(s.tokens_per_s)} | {ratio} "
-                f"| {_fmt(s.requests_per_s)} | {_fmt(s.cpu_us_per_event)} | {_fmt(s.rss_mib)} "
+                f"| {_fmt(s.requests_per_s)} | {_fmt(s.cpu_us_per_event)} | {_fmt(s.cpu_ms_per_request)} "
+                f"| {_fmt(s.rss_mib)} "
                 f"| {_fmt(s.rss_kib_per_stream)} | {', '.join(s.flags) or '-'} |")
         caps = {arm: capacity([s for s in rows if s.arm == arm]) for arm in dict.fromkeys(s.arm for s in rows)}
-        if any(s.scenario.startswith("stream") for s in rows):
+        if scenario != "nonstream":
             lines += ["", "Stream capacity: " + ", ".join(f"{arm} {_fmt(c)}" for arm, c in caps.items())]
         lines.append("")
     return "\n".join(lines)
