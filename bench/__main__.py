@@ -109,7 +109,8 @@ class Harness:
         simulator_url = args.simulator_url
         if not simulator_url:
             port = procs.free_port()
-            child = procs.spawn("simulator", ["simulator", "--port", str(port)], port, self.harness_cores,
+            child = procs.spawn("simulator", ["simulator", "--port", str(port), "--secret",
+                                              claude_code.SIGNING_SECRET], port, self.harness_cores,
                                 self.workdir / "simulator.log")
             self.children.append(child)
             procs.wait_ready(child, "/v1/models")

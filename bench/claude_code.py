@@ -17,12 +17,13 @@ and the bytes it has to parse, rewrite or forward.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import random
 import uuid
 from typing import Any, Sequence
+
+from proxy.upstream.sim_script import thinking_signature
 
 MODEL = "claude-sonnet-4-5-20250929"
 MAX_TOKENS = 32000
@@ -488,8 +489,14 @@ def _code(rng: random.Random, lines: int, start: int = 1) -> str:
     return "\n".join(f"{n:6}\t{rng.choice(_CODE)}" for n in range(start, start + lines))
 
 
-def _signature(rng: random.Random) -> str:
-    return base64.b64encode(rng.randbytes(rng.randrange(200, 400))).decode()
+# The bench starts its simulator with this signing secret (`cheaplm simulator --secret`),
+# so the conversation's thinking blocks carry signatures it accepts, as a real
+# conversation's do upstream.
+SIGNING_SECRET = "cheaplm-bench-signing-secret"
+
+
+def _signature(thinking: str) -> str:
+    return thinking_signature(SIGNING_SECRET.encode(), thinking)
 
 
 def _tool_id(rng: random.Random) -> str:
@@ -500,8 +507,8 @@ def _tool_id(rng: random.Random) -> str:
 def _round(rng: random.Random, n: int, kind: str | None = None) -> tuple[dict, dict, list[dict]]:
     """One step of the tool loop: the assistant's turn (signed thinking, sometimes a
     sentence, one or two tool calls) and the user's turn with their results."""
-    content: list[dict] = [{"type": "thinking", "signature": _signature(rng),
-                            "thinking": " ".join(rng.choice(_GUIDANCE) for _ in range(rng.randrange(1, 4)))}]
+    thought = " ".join(rng.choice(_GUIDANCE) for _ in range(rng.randrange(1, 4)))
+    content: list[dict] = [{"type": "thinking", "signature": _signature(thought), "thinking": thought}]
     if rng.random() < 0.5:
         content.append({"type": "text", "text": rng.choice(_GUIDANCE)})
     results: list[dict] = []

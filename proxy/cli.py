@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--delta-bytes", type=int, default=16)
     sim.add_argument("--api-key", help="require this key from clients")
     sim.add_argument("--record", action="store_true", help="keep the last 10,000 requests for GET /_sim/requests")
+    sim.add_argument("--secret", help="the key its thinking signatures are made with (default: random), so that "
+                                      "prepared conversations (the bench's) carry signatures it accepts")
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
     user.add_parser("create", parents=[common]).add_argument("username")
@@ -273,6 +275,8 @@ def _run_simulator(args: argparse.Namespace) -> int:
 
     state = SimulatorState(knobs=Knobs(ttft_ms=args.ttft_ms, gap_ms=args.gap_ms, deltas=args.deltas,
                                        delta_bytes=args.delta_bytes), api_key=args.api_key, record=args.record)
+    if args.secret:
+        state.secret = args.secret.encode()
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:
