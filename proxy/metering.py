@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import trio
 
+from . import errors
 from .adaptors.base import Parsed
 from .billing import usage_cost
 from .money import format_usd
 from .protocol.usage import Usage
-from storage.base import Account, AmountOutOfRange, KeyRecord, NotFound, StoreError, StoreUnavailable, UsageRow
+from storage.base import (Account, AmountOutOfRange, InsufficientBalance, KeyRecord, NotFound, StoreError,
+                          StoreUnavailable, UsageRow)
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -55,6 +57,7 @@ class Ticket:
     started: float
     ttft_ms: float | None = None
     closed: bool = field(default=False)
+    held: int = 0  # the hold's amount
     # A stream's reader and what it delivered, for progress checkpoints.
     tap: "AnthropicStreamTap | None" = None
     progress: Progress | None = None
@@ -73,6 +76,28 @@ class Ticket:
         assert self.tap is not None and self.progress is not None
         usage = self.tap.usage.with_output_at_least(self.progress.tokens)
         return self.row(usage, 500, True, "instance_lost")
+
+    async def cover_real_input(self, usage: Usage) -> None:
+        """At ``message_start`` the real prompt size is known: when it costs more than the
+        estimate the hold was sized on, grow the hold to cover it, or end the stream here
+        (a 402 ``billing_error`` event, nothing delivered, nothing charged) when the
+        balance cannot. So concurrent streams never take a balance below zero."""
+        prices = self.parsed.model.prices
+        needed = usage_cost(replace(usage, output_tokens=0), prices) + usage_cost(
+            Usage(output_tokens=self.parsed.max_tokens), prices)
+        extra = needed - self.held
+        if extra <= 0:
+            return
+        try:
+            await self.gateway.store.extend_hold(self.hold_id, extra)
+        except InsufficientBalance as short:
+            raise errors.billing(
+                f"Insufficient balance: this prompt is {usage.prompt_tokens} tokens, more than estimated, and "
+                f"${format_usd(max(short.available, 0))} is available for the ${format_usd(extra)} more it may "
+                f"cost. Top up, or lower max_tokens.") from None
+        except StoreUnavailable as exc:
+            raise errors.store_unavailable(exc.retry_after) from None
+        self.held = needed
 
     def row(self, usage: Usage, status: int, partial: bool, error_type: str | None) -> UsageRow:
         return UsageRow(request_id=self.request_id, key_id=self.key.id, model=self.parsed.model.id,

@@ -98,7 +98,7 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
     except errors.GatewayError as error:
         await _answer_error(ex, adaptor, error, request_id)
         return
-    ticket = Ticket(gateway, request_id, key, parsed, adaptor.endpoint, hold_id, started)
+    ticket = Ticket(gateway, request_id, key, parsed, adaptor.endpoint, hold_id, started, held=amount)
     if parsed.notes:
         log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     try:
@@ -217,6 +217,7 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
     One idle scope covers the whole stream, its deadline pushed forward at most once a
     second: a new scope per chunk would cost more than the chunk."""
     held: list[bytes] = []
+    input_checked = False
     with trio.CancelScope(deadline=trio.current_time() + idle) as reading:
         async with aclosing(upstream.chunks()) as chunks:
             async for chunk in chunks:
@@ -226,6 +227,9 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
                 events = tap.events(chunk)
                 if not events:
                     continue
+                if not input_checked and tap.saw_message_start:
+                    input_checked = True
+                    await ticket.cover_real_input(tap.usage)
                 if tap.saw_message_stop:
                     events, held = _split_at_stop(events)
                 out = renderer.render(events) if events else b""

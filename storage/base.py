@@ -188,6 +188,9 @@ class Store(Protocol):
     # would leave |balance| > MAX_BALANCE raises AmountOutOfRange and applies nothing.
     async def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
         """Hold ``amount`` of the available balance, owned by this instance."""
+    async def extend_hold(self, hold_id: int, extra: int) -> None:
+        """Grow an open hold by ``extra`` (InsufficientBalance when the available balance
+        cannot cover it; nothing changes then)."""
     async def settle(self, hold_id: int, row: UsageRow) -> Account:
         """Close an open hold: charge ``row.cost`` (a 'charge' ledger entry, ref = the
         request id) and write its usage row. NotFound if the hold is not open."""

@@ -166,6 +166,20 @@ class SqliteLedger:
                 "VALUES (?, ?, ?, 'open', ?, ?)",
                 (account_id, amount, request_id, self.instance_id, now_iso())).lastrowid
 
+    def extend_hold(self, hold_id: int, extra: int) -> None:
+        """Grow an open hold by ``extra`` when the available balance covers it."""
+        checked_amount(extra, "hold")
+        with savepoint(self.db):
+            row = self.db.execute("SELECT a.id, a.balance - a.held FROM holds h JOIN accounts a ON a.id = h.account_id "
+                                  "WHERE h.id = ? AND h.state = 'open'", (hold_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no open hold {hold_id}")
+            account_id, available = row
+            if available < extra:
+                raise InsufficientBalance(available, extra)
+            self.db.execute("UPDATE accounts SET held = held + ? WHERE id = ?", (extra, account_id))
+            self.db.execute("UPDATE holds SET amount = amount + ? WHERE id = ?", (extra, hold_id))
+
     def close_hold(self, hold_id: int, state: str) -> tuple[int, int] | None:
         """Close an open hold: (account_id, amount), or None if it is not open (any
         more). Conditional on state = 'open', so two closers never both win."""

@@ -79,6 +79,9 @@ class SqliteStore:
             raise StoreError("this store was opened without an instance id: it may not place holds")
         return await self._lane.run(self._ledger.place_hold, account_id, amount, request_id, inline=True)
 
+    async def extend_hold(self, hold_id: int, extra: int) -> None:
+        await self._lane.run(self._ledger.extend_hold, hold_id, extra, inline=True)
+
     async def settle(self, hold_id: int, row: UsageRow) -> Account:
         return await self._lane.run(self._ledger.settle, hold_id, row, when_quiet=True)
 
