@@ -312,7 +312,9 @@ async def _settle_stream(ticket: Ticket, tap: AnthropicStreamTap, delivered: int
                          stream_error: errors.GatewayError | None) -> None:
     """A stream that did not end in a recorded settlement: charge what it delivered
     (partial), or release when nothing was."""
-    if tap.saw_message_stop and tap.error is None:
+    # (The tap may have read past what reached the client: a stream cut at message_start
+    # can arrive whole in one read. Only what was delivered counts.)
+    if tap.saw_message_stop and tap.error is None and stream_error is None and not disconnected:
         await ticket.close(tap.usage, 200)
         return
     if tap.error is not None:
