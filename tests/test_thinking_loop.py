@@ -90,33 +90,27 @@ async def test_a_key_that_passes_thinking_sends_the_blocks_itself(gateway, simul
 
 
 @pytest.mark.parametrize("first_streamed", [True, False], ids=["stream", "whole"])
+async def openai_turn(client, messages, stream: bool):
+    ask = dict(model="claude-sonnet-4.5", max_tokens=4096, reasoning_effort="low", tools=[OPENAI_TOOL],
+               messages=messages)
+    if not stream:
+        return await client.chat.completions.create(**ask)
+    async with client.chat.completions.stream(**ask) as s:
+        return await s.get_final_completion()
+
+
+@pytest.mark.parametrize("first_streamed", [True, False], ids=["stream", "whole"])
 async def test_openai_reasoning_tool_loop(alice, simulator, first_streamed):
     client = alice.openai()
     messages = [{"role": "user", "content": "Weather in Paris?"}]
-    if first_streamed:
-        async with client.chat.completions.stream(model="claude-sonnet-4.5", max_tokens=4096,
-                                                  reasoning_effort="low", tools=[OPENAI_TOOL],
-                                                  messages=messages) as stream:
-            completion = await stream.get_final_completion()
-    else:
-        completion = await client.chat.completions.create(model="claude-sonnet-4.5", max_tokens=4096,
-                                                          reasoning_effort="low", tools=[OPENAI_TOOL],
-                                                          messages=messages)
+    completion = await openai_turn(client, messages, first_streamed)
     call = completion.choices[0].message.tool_calls[0]
     messages += [{"role": "assistant", "content": None, "tool_calls": [
                      {"id": call.id, "type": "function",
                       "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
                  {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
     for stream in (False, True):
-        if stream:
-            async with client.chat.completions.stream(model="claude-sonnet-4.5", max_tokens=4096,
-                                                      reasoning_effort="low", tools=[OPENAI_TOOL],
-                                                      messages=messages) as s:
-                answer = await s.get_final_completion()
-        else:
-            answer = await client.chat.completions.create(model="claude-sonnet-4.5", max_tokens=4096,
-                                                          reasoning_effort="low", tools=[OPENAI_TOOL],
-                                                          messages=messages)
+        answer = await openai_turn(client, list(messages), stream)
         assert answer.choices[0].finish_reason == "stop"
         sent = simulator.seen()[-1].body
         assert sent["thinking"]["type"] == "enabled"
