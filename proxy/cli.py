@@ -44,7 +44,7 @@ def _port(text: str) -> int:
     except ValueError:
         port = 0
     if port not in PORTS:
-        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535 (0: any free port), got {text!r}")
     return port
 
 

@@ -23,7 +23,7 @@ from .catalog import DEFAULT_MODELS, Catalog, apply_overrides
 from .money import MAX_AMOUNT, MICRO, parse_usd
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
-PORTS = range(1, 65536)
+PORTS = range(0, 65536)  # 0: any free port (the one bound is logged)
 MAX_PRICE_USD = 100_000  # per 1M tokens, for any price lane of a [models.ID] table
 
 
@@ -213,7 +213,7 @@ def _validate(config: Config) -> None:
     multiplier = config.value_multiplier
     for ok, message in (
         (config.db_path != "", "db_path must not be empty"),
-        (config.port in PORTS, f"port must be 1-65535, got {config.port}"),
+        (config.port in PORTS, f"port must be 0-65535 (0: any free port), got {config.port}"),
         (multiplier.is_finite() and 0 < multiplier <= MAX_AMOUNT,
          f"value_multiplier must be a positive number up to {MAX_AMOUNT}, got {multiplier}"),
         (config.max_body_bytes > 0, "max_body_bytes must be positive"),

@@ -84,7 +84,7 @@ def test_out_of_range_settings(tmp_path, text, needle):
     assert needle in str(raised.value) and "\n" not in str(raised.value)
 
 
-@pytest.mark.parametrize("env", [{"CHEAPLM_PORT": "99999"}, {"CHEAPLM_PORT": "0"},
+@pytest.mark.parametrize("env", [{"CHEAPLM_PORT": "99999"}, {"CHEAPLM_PORT": "-1"},
                                  {"CHEAPLM_VALUE_MULTIPLIER": "Infinity"}])
 def test_out_of_range_environment(env):
     with pytest.raises(ConfigError):
