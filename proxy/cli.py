@@ -42,7 +42,7 @@ def _port(text: str) -> int:
     try:
         port = int(text)
     except ValueError:
-        port = 0
+        port = -1
     if port not in PORTS:
         raise argparse.ArgumentTypeError(f"must be a port number 0-65535 (0: any free port), got {text!r}")
     return port
