@@ -77,6 +77,8 @@ async def create_key(store: Store, catalog: Catalog, username: str, name: str = 
     """Create a key; returns (the full key, shown once; its stored record)."""
     canonical = None
     if models is not None:
+        if not models:  # an empty --models (an unset $VAR) must not mint an unrestricted key
+            raise AdminError("--models is empty: name at least one model, or leave --models out for every model")
         canonical = []
         for model_id in models:
             model = catalog.resolve(model_id)

@@ -18,6 +18,7 @@ from quart_trio import QuartTrio
 
 from . import errors, transfer
 from .adaptors.anthropic import AnthropicAdaptor, parse_count_tokens
+from .adaptors.base import encode_json
 from .adaptors.openai import OpenAIAdaptor
 from .asgi import Exchange, canonical_path, encode_headers
 from .auth import check_request, presented_key
@@ -71,8 +72,7 @@ class RelayRoutes:
             raw = await read_body(gateway, ex)
             body, model = parse_count_tokens(raw, gateway.rules)
             check_request(key, model, False)
-            response = await gateway.upstream.send("/v1/messages/count_tokens", json.dumps(body).encode(),
-                                                   ex.headers)
+            response = await gateway.upstream.send("/v1/messages/count_tokens", encode_json(body), ex.headers)
             if response.status != 200:
                 raise upstream_error(response.status, response.body, response.headers)
         except errors.GatewayError as error:
@@ -98,6 +98,7 @@ def _model_info(model: Model) -> dict[str, Any]:
 
 def create_app(gateway: Gateway) -> QuartTrio:
     app = QuartTrio("cheaplm", static_folder=None)
+    app.url_map.merge_slashes = False  # "/v1/models//x" is a 404 in JSON, not an HTML redirect
     # Quart reads a request's body as it arrives, before the route runs: the routes it
     # serves take small bodies (the metered routes, with big ones, bypass it).
     app.config["MAX_CONTENT_LENGTH"] = QUART_MAX_BODY
@@ -211,8 +212,10 @@ def create_app(gateway: Gateway) -> QuartTrio:
 
     @app.get("/v1/models/<path:model_id>")
     async def model(model_id: str) -> Response:
-        await presented_record()
+        record = await presented_record()
         found = gateway.catalog.resolve(model_id)
+        if found is not None and record is not None and record.models is not None and found.id not in record.models:
+            found = None  # as /v1/models does not list it for this key
         if found is None:
             raise errors.GatewayError(404, f"model: {model_id} is not a model this gateway serves",
                                       code="model_not_found")

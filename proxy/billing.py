@@ -6,7 +6,6 @@ that calls both lives in relay.py.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .catalog import Model, Prices
@@ -56,10 +55,9 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
             if kind == "document" and isinstance(source, dict) and isinstance(source.get("data"), str):
                 tokens += len(source["data"]) // DOCUMENT_BYTES_PER_TOKEN
                 continue
-            if kind == "tool_use":
-                chars += len(json.dumps(item.get("input", {})))
             for key, value in item.items():
-                if key not in ("type", "cache_control", "id", "tool_use_id", "input", "signature"):
+                if key not in ("type", "cache_control", "id", "tool_use_id", "signature"):
+                    chars += len(key)  # (a tool's input counts by its keys too)
                     stack.append(value)
     return tokens + -(-chars // BYTES_PER_TOKEN) + 8
 

@@ -91,9 +91,11 @@ _WORD = re.compile(r"[a-z]+")
 
 
 def family_of(model_id: str) -> str | None:
-    """The model family an id names (``claude-sonnet-5`` -> ``sonnet``), if any."""
+    """The model family an id names (``claude-sonnet-5`` -> ``sonnet``); None for none,
+    or for an id naming two (``opus-haiku``: which one the client meant is not known)."""
     words = set(_WORD.findall(model_id.lower()))
-    return next((f for f in FAMILIES if f in words), None)
+    named = [f for f in FAMILIES if f in words]
+    return named[0] if len(named) == 1 else None
 
 
 def normalize(model_id: str) -> str:

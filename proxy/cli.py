@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import socket
 import sqlite3
 import sys
@@ -138,7 +139,7 @@ async def _user_list(args: argparse.Namespace, config: Config, ledger: Ledger) -
 
 
 async def _key_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    models = None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
     async with ledger() as store:
         key, record = await admin.create_key(store, config.catalog(), args.username, args.name, models,
                                              not args.no_stream, args.ip, args.pass_thinking)
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from .serve import serve
             listen = _listen_address(config.host, config.port)
-            trio.run(serve, config)
+            trio.run(partial(serve, config, shutdown_signals=(signal.SIGTERM,)))
             return 0
         if args.command == "db":
             return trio.run(_db_check, config)

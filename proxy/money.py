@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from storage.base import MAX_AMOUNT  # the one bound on an amount (the store enforces it too)
+
 MICRO = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000
-MAX_AMOUNT = 10**15  # micro-USD ($1,000,000,000): the largest single credit, transfer or hold
 
 
 def round_half_up(numerator: int, denominator: int) -> int:

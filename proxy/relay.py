@@ -29,7 +29,8 @@ from .metering import Progress, Ticket, settle_after_response
 from .money import format_usd
 from .protocol.sse import event_name
 from .protocol.stream_filter import AnthropicStreamTap
-from .protocol.thinking import TurnRecorder, disable_thinking, lookup_ids, restore, turn_from_message
+from .protocol.thinking import (TurnRecorder, disable_thinking, lookup_ids, restore, thinking_enabled,
+                                turn_from_message)
 from .protocol.usage import Usage
 from .upstream.base import RETURNED_HEADERS
 from storage.base import InsufficientBalance, KeyRecord, StoreError, StoreUnavailable
@@ -83,6 +84,7 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
         parsed = adaptor.parse(raw, gateway.rules)
         check_request(key, parsed.model, parsed.stream)
         await _restore_thinking(gateway, key, parsed, request_id)
+        body = parsed.upstream_bytes()
         amount = hold_amount(parsed.model, estimate_input_tokens(parsed.body), parsed.max_tokens)
         try:
             hold_id = await gateway.store.place_hold(key.account_id, amount, request_id)
@@ -102,7 +104,6 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
     if parsed.notes:
         log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     try:
-        body = parsed.upstream_bytes()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ex.watch_disconnect, nursery.cancel_scope)
             try:
@@ -133,7 +134,7 @@ async def _restore_thinking(gateway: Gateway, key: KeyRecord, parsed: Parsed, re
     if result.status == "restored":
         parsed.body = result.body
         parsed.changed()
-    elif result.status == "missing" and (parsed.body.get("thinking") or {}).get("type") == "enabled":
+    elif result.status == "missing" and parsed.body["thinking"].get("type") == "enabled":
         # (adaptive thinking may skip a block, so the upstream does not require one)
         log.info("request %s: thinking blocks of the tool loop are not available (%s); served without "
                  "thinking", request_id, result.reason)
@@ -146,7 +147,7 @@ def _needs_recording(adaptor: Adaptor, parsed: Parsed, filtered: bool) -> bool:
     """Will the client lose this answer's signed thinking blocks (a filtered stream, or an
     OpenAI client, whose format has no place for them) in a tool loop?"""
     body = parsed.body
-    if not body.get("tools") or (body.get("thinking") or {}).get("type") not in ("enabled", "adaptive"):
+    if not body.get("tools") or not thinking_enabled(body):
         return False
     return filtered or adaptor.endpoint != "messages"
 

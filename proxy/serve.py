@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from functools import partial
 
@@ -24,6 +25,7 @@ from storage.base import StoreError
 from storage.leases import keep_lease
 
 log = logging.getLogger("cheaplm")
+HYPERCORN_GRACE_SECONDS = 30.0  # how long streams in flight may go on after SIGTERM
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,23 @@ def hypercorn_config(host: str, port: int) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75.0
-    config.graceful_timeout = 5.0
+    config.graceful_timeout = HYPERCORN_GRACE_SECONDS
     config.backlog = 4096
     return config
 
 
-async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def _signalled(signals: tuple[int, ...]) -> None:
+    with trio.open_signal_receiver(*signals) as received:
+        async for number in received:
+            log.warning("received %s: no new connections; requests in flight get up to %g s to finish",
+                        signal.Signals(number).name, HYPERCORN_GRACE_SECONDS)
+            return
+
+
+async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
+                shutdown_signals: tuple[int, ...] = ()) -> None:
+    """Serve until cancelled or, gracefully, until one of ``shutdown_signals`` arrives
+    (``cheaplm serve`` passes SIGTERM: what docker, systemd and Kubernetes send)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
     store = await open_store(config.db_path, instance_id=new_instance_id(), busy_timeout=config.store_busy_timeout)
     try:
@@ -70,8 +83,14 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
                 # keep-alive connection's next request is served only once the previous
                 # handler is done, and settling (a ledger transaction) need not hold it up.
                 gateway = Gateway(config, store, upstream, after_response=nursery)
-                binds = await nursery.start(partial(hypercorn_serve, create_app(gateway),
-                                                    hypercorn_config(config.host, config.port)))
+                trigger = partial(_signalled, shutdown_signals) if shutdown_signals else None
+
+                async def http(task_status=trio.TASK_STATUS_IGNORED) -> None:
+                    await hypercorn_serve(create_app(gateway), hypercorn_config(config.host, config.port),
+                                          shutdown_trigger=trigger, task_status=task_status)
+                    nursery.cancel_scope.cancel()  # a graceful shutdown has finished
+
+                binds = await nursery.start(http)
                 nursery.start_soon(checkpoint_progress, store, gateway.in_flight, config.progress_interval)
                 log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], os.path.abspath(config.db_path))
                 task_status.started(Running(binds[0], gateway, simulator_url))

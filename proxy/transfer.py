@@ -8,7 +8,8 @@ ledger entry on each side. Answers in the documented shape; errors as
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from typing import Callable
 
 import orjson
@@ -18,7 +19,7 @@ from quart import Response, request
 
 from . import errors
 from .gateway import Gateway
-from .money import format_usd, usd_number
+from .money import MAX_AMOUNT, MICRO, format_usd, usd_number
 from .relay import new_request_id
 from storage.base import InsufficientBalance, NotFound, StoreError, StoreUnavailable
 
@@ -43,16 +44,28 @@ def error_response(error: errors.GatewayError) -> Response:
     return response
 
 
+_DOLLARS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?")
+
+
 def _amount(value) -> int | None:
-    """Dollars as a JSON number (or numeric string) -> micro-USD; None if not a positive
-    amount with at most six decimals."""
+    """Dollars as a JSON number (or a plain decimal string such as "12.50") -> micro-USD;
+    None unless positive, at most six decimals and at most MAX_AMOUNT. A string must be
+    plain digits (no exponent, separators or spaces): nothing huge is ever built."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    try:
-        micro = Decimal(str(value)) * 1_000_000
-    except InvalidOperation:
-        return None
-    if not micro.is_finite() or micro <= 0 or micro != micro.to_integral_value():
+    if isinstance(value, str):
+        if not _DOLLARS.fullmatch(value):
+            return None
+        micro = Decimal(value) * MICRO
+    elif isinstance(value, int):
+        if not 0 < value <= MAX_AMOUNT // MICRO:
+            return None
+        micro = Decimal(value) * MICRO
+    else:
+        if not (0 < value <= MAX_AMOUNT / MICRO):  # NaN fails too
+            return None
+        micro = Decimal(repr(value)) * MICRO
+    if micro <= 0 or micro > MAX_AMOUNT or micro != micro.to_integral_value():
         return None
     return int(micro)
 
@@ -100,7 +113,8 @@ def register(app, gateway: Gateway) -> None:
             return _fail(400, "Invalid request", "toUsername (string) is required")
         amount = _amount(body.get("amount"))
         if amount is None:
-            return _fail(400, "Invalid amount", "amount must be a positive number of dollars, at most 6 decimals")
+            return _fail(400, "Invalid amount", "amount must be a positive number of dollars, at most 6 decimals and at most "
+                                                   "1,000,000,000")
         if body["toUsername"] == key.username:
             return _fail(400, "Cannot transfer to yourself", "toUsername matches your own username")
         try:

@@ -203,7 +203,7 @@ def test_ctrl_c_on_serve_is_a_quiet_exit(capsys, tmp_path, monkeypatch):
 
     import proxy.serve
 
-    async def interrupted(config):
+    async def interrupted(config, **_):
         async with trio.open_nursery():  # as serve's nursery wraps it: BaseExceptionGroup([KeyboardInterrupt])
             raise KeyboardInterrupt
 

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+from functools import partial
 
 import httpx
 import trio
@@ -75,3 +76,42 @@ async def test_standalone_simulator_behind_the_gateway(tmp_path, nursery, capsys
             "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 200 and response.text.count("event: content_block_delta") == 5
     nursery.cancel_scope.cancel()
+
+
+async def test_sigterm_lets_streams_finish_then_stops_cleanly(tmp_path, nursery):
+    """docker stop / systemctl stop send SIGTERM: no new connections, streams in flight
+    finish and are charged, the instance leaves the ledger, exit 0."""
+    import signal
+    import sqlite3
+
+    port = free_port()
+    db = str(tmp_path / "term.db")
+    assert await cli("user", "create", "t", "--db", db) == 0
+    assert await cli("topup", "t", "--credit", "5", "--db", db) == 0
+    from proxy.admin import create_key, open_ledger
+    from proxy.catalog import default_catalog
+    async with open_ledger(db) as store:
+        key, _ = await create_key(store, default_catalog(), "t")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
+    process = await nursery.start(partial(trio.run_process, [sys.executable, "-m", "proxy", "serve", "--port",
+                                                             str(port), "--db", db], env=env, check=False,
+                                          stderr=subprocess.DEVNULL))
+    await wait_http(f"http://127.0.0.1:{port}/health")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": key},
+                                 timeout=20) as http:
+        async with http.stream("POST", "/v1/messages", json={
+                "model": "claude-haiku-4.5", "max_tokens": 500, "stream": True,
+                "messages": [{"role": "user", "content": "long [sim deltas=30 gap_ms=50]"}]}) as response:
+            chunks = response.aiter_text()
+            text = await chunks.__anext__()
+            process.send_signal(signal.SIGTERM)
+            async for chunk in chunks:
+                text += chunk
+    assert "event: message_stop" in text and text.count("event: content_block_delta") == 30
+    with trio.fail_after(20):
+        await process.wait()
+    assert process.returncode == 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM instances").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM holds WHERE state = 'open'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*), min(partial) FROM usage").fetchone() == (1, 0)

@@ -27,9 +27,15 @@ def _messages(body: dict[str, Any]) -> None:
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise errors.invalid_request(f"messages.{i}: each message needs a role and content", "messages")
-        if not isinstance(message.get("content"), (str, list)):
+        content = message.get("content")
+        if not isinstance(content, (str, list)):
             raise errors.invalid_request(f"messages.{i}.content: Input should be a string or a list of blocks",
                                          "messages")
+        if isinstance(content, list):
+            for j, block in enumerate(content):
+                if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                    raise errors.invalid_request(f"messages.{i}.content.{j}: each block needs a string type",
+                                                 "messages")
 
 
 def _max_tokens(body: dict[str, Any]) -> int:
@@ -51,12 +57,17 @@ class AnthropicAdaptor:
         model, fell_back = resolve_model(body, rules, self.endpoint)
         _messages(body)
         max_tokens = _max_tokens(body)
+        thinking = body.get("thinking")
+        if thinking is not None and not (isinstance(thinking, dict) and isinstance(thinking.get("type"), str)):
+            raise errors.invalid_request("thinking: Input should be an object with a type", "thinking")
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise errors.invalid_request("stream: Input should be a valid boolean", "stream")
         client_model = body["model"]
         # Pass-through: the client's bytes go upstream untouched unless something must change.
-        raw_body = raw if client_model == model.upstream_id else None
+        # (A body with "model" twice is written anew: a parser that takes the first one
+        # must not see another model than the one checked and billed here.)
+        raw_body = raw if client_model == model.upstream_id and raw.count(b'"model"') == 1 else None
         body["model"] = model.upstream_id
         parsed = Parsed(body, model, stream, max_tokens, model.id if fell_back else client_model, raw=raw_body)
         if fell_back:

@@ -41,7 +41,7 @@ class Parsed:
     notes: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-cheaplm-* response headers
 
     def upstream_bytes(self) -> bytes:
-        return self.raw if self.raw is not None else orjson.dumps(self.body)
+        return self.raw if self.raw is not None else encode_json(self.body)
 
     def changed(self) -> None:
         """The body was edited: the client's bytes can no longer go upstream as they are."""
@@ -62,6 +62,15 @@ class Adaptor(Protocol):
     def error_event(self, error: errors.GatewayError, request_id: str) -> bytes: ...
     def render_message(self, upstream_body: bytes, message: dict, parsed: Parsed) -> bytes: ...
     def stream_renderer(self, parsed: Parsed, request_id: str) -> StreamRenderer: ...
+
+
+def encode_json(body: Any) -> bytes:
+    """A body the gateway changed, as JSON; a 400 for what cannot be written back (nesting
+    deeper than orjson writes, 254 levels, though it reads 1024)."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise errors.invalid_request(f"Request body cannot be forwarded: {exc}") from None
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:

@@ -111,7 +111,7 @@ class Turn:
         if isinstance(content, str):
             client: list = [{"type": "text", "text": content}] if content else []
         else:
-            client = [b for b in content if not (isinstance(b, dict) and b.get("type") in THINKING_TYPES)]
+            client = [b for b in content if not (isinstance(b, dict) and _kind(b) in THINKING_TYPES)]
         slots = self._placeholders
         matches = len(slots) == len(client)
         if matches:
@@ -166,7 +166,7 @@ def turn_from_message(content: Any) -> Turn | None:
     no thinking block or no tool_use block."""
     if not isinstance(content, list):
         return None
-    layout = [_thinking_block(b) if b.get("type") in THINKING_TYPES else _placeholder(b)
+    layout = [_thinking_block(b) if _kind(b) in THINKING_TYPES else _placeholder(b)
               for b in content if isinstance(b, dict)]
     return Turn(tuple(layout)) if _worth_keeping(layout) else None
 
@@ -303,9 +303,15 @@ class RestoreResult:
     reason: str = ""
 
 
+def _kind(item: dict) -> str | None:
+    """An object's ``type`` when it is a string (clients send anything)."""
+    kind = item.get("type")
+    return kind if isinstance(kind, str) else None
+
+
 def thinking_enabled(body: dict[str, Any]) -> bool:
     thinking = body.get("thinking")
-    return isinstance(thinking, dict) and thinking.get("type") in THINKING_ON
+    return isinstance(thinking, dict) and _kind(thinking) in THINKING_ON
 
 
 def _has_tool_result(message: Any) -> bool:
@@ -321,7 +327,7 @@ def _has_tool_result(message: Any) -> bool:
 
 def _starts_with_thinking(content: Any) -> bool:
     return isinstance(content, list) and bool(content) and isinstance(content[0], dict) \
-        and content[0].get("type") in THINKING_TYPES
+        and _kind(content[0]) in THINKING_TYPES
 
 
 def _tool_use_ids(content: Any) -> list[str]:

@@ -14,6 +14,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from .usage import Usage
 
 FINISH_REASONS = {
@@ -107,14 +109,18 @@ def _content_blocks(content: Any, where: str, images: bool) -> list[dict]:
 
 def _assistant_blocks(message: dict, where: str) -> list[dict]:
     blocks = _content_blocks(message.get("content"), where, images=False)
-    for j, call in enumerate(message.get("tool_calls") or []):
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise TranslationError(f"{where}.tool_calls must be a list", "messages")
+    for j, call in enumerate(calls):
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not call.get("id"):
             raise TranslationError(f"{where}.tool_calls.{j}: needs id and function.name", "messages")
         arguments = function.get("arguments") or "{}"
         try:
-            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except ValueError:
+            # orjson: what it reads it can write back (no lone surrogates, no NaN, bounded depth)
+            parsed = orjson.loads(arguments) if isinstance(arguments, str) else arguments
+        except orjson.JSONDecodeError:
             raise TranslationError(f"{where}.tool_calls.{j}.function.arguments is not valid JSON",
                                    "messages") from None
         if not isinstance(parsed, dict):
@@ -275,6 +281,8 @@ def translate_request(body: dict, upstream_model: str, max_output: int, thinking
         out["metadata"] = {"user_id": user}
 
     effort = body.get("reasoning_effort")
+    if effort is not None and not isinstance(effort, str):
+        raise TranslationError("reasoning_effort: must be a string", "reasoning_effort")
     if effort is not None and effort != "none":
         if effort not in THINKING_BUDGETS:
             raise TranslationError(f"reasoning_effort: expected one of {', '.join(THINKING_BUDGETS)}",

@@ -133,9 +133,10 @@ def _sample_input(schema: Any) -> Any:
     kind = schema.get("type")
     if kind == "object" or "properties" in schema:
         return {k: _sample_input(v) for k, v in (schema.get("properties") or {}).items()}
-    if "enum" in schema and schema["enum"]:
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
-    return {"string": "sim", "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind, "sim")
+    samples = {"string": "sim", "integer": 1, "number": 1.5, "boolean": True, "array": []}
+    return samples.get(kind, "sim") if isinstance(kind, str) else "sim"
 
 
 def _chunks(text: str, size: int) -> list[str]:
@@ -389,6 +390,25 @@ def _check_tool_loop(conversation: list[tuple[int, dict]]) -> None:
         raise InvalidRequest(LOOP_MESSAGE.format(index=i, found=found))
 
 
+def _check_tools(tools: Any) -> None:
+    """A list of tools; a custom tool (no versioned ``type``) needs a name and an object
+    ``input_schema`` whose ``properties``, if any, is an object."""
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise InvalidRequest("tools: Input should be a valid list")
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise InvalidRequest(f"tools.{i}: Input should be a valid dictionary")
+        if isinstance(tool.get("type"), str) and tool["type"] != "custom":
+            continue  # a server tool (web_search_20250305, ...)
+        schema = tool.get("input_schema")
+        if not isinstance(tool.get("name"), str) or not isinstance(schema, dict):
+            raise InvalidRequest(f"tools.{i}: a custom tool needs a name and an input_schema object")
+        if not isinstance(schema.get("properties", {}), dict):
+            raise InvalidRequest(f"tools.{i}.input_schema.properties: Input should be a valid dictionary")
+
+
 def check_request(body: dict, secret: bytes, *, count_tokens: bool = False, betas: str = "") -> None:
     """Raise ``InvalidRequest`` for what Anthropic's Messages API (or count_tokens, with ``count_tokens``)
     refuses. ``betas`` is the anthropic-beta header: interleaved thinking lifts budget_tokens < max_tokens.
@@ -406,6 +426,7 @@ def check_request(body: dict, secret: bytes, *, count_tokens: bool = False, beta
                              f"{_DOCS}#max-tokens-and-context-window-size")
     if mode != "disabled" and not count_tokens:
         _check_sampling(body)
+    _check_tools(body.get("tools"))
     choice = body.get("tool_choice")
     if mode == "enabled" and isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
         raise InvalidRequest("Thinking may not be enabled when tool_choice forces tool use.")

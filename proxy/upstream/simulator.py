@@ -301,8 +301,8 @@ async def _handle_request(conn: _Conn, state: SimulatorState, request: h11.Reque
         body = json.loads(raw_body)
         if not isinstance(body, dict):
             raise ValueError("body must be an object")
-    except ValueError as exc:
-        return await _invalid(conn, seen, str(exc))
+    except (ValueError, RecursionError) as exc:
+        return await _invalid(conn, seen, str(exc) or "body is nested too deeply")
     if state.record:
         seen.body = body
     seen.model = body.get("model")
