@@ -43,3 +43,39 @@ async def test_health_never_shows_upstream_credentials(nursery, config):
         health = (await http.get("/health")).text
     assert "s3cret" not in health and "hunter2" not in health and "admin" not in health
     assert config.upstream.url.removeprefix("http://") in health
+
+
+async def test_a_ledger_locked_by_another_process_is_a_503_with_retry_after(nursery, config):
+    """Another process (an admin's sqlite3 shell, a backup) holds the write lock: requests
+    get 503 with retry-after in their endpoint's shape, nothing is applied, and all is
+    well once the lock goes."""
+    import sqlite3
+    from dataclasses import replace
+
+    from proxy.serve import serve
+
+    from .conftest import make_account
+
+    running = await nursery.start(serve, replace(config, store_busy_timeout=0.2, key_cache_seconds=60))
+    account = await make_account(running, "locked")
+    body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    async with account.http() as http:
+        assert (await http.post("/v1/messages", json=body)).status_code == 200  # the key is cached now
+        other = sqlite3.connect(config.db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            anthropic_shape = await http.post("/v1/messages", json=body)
+            openai_shape = await http.post("/v1/chat/completions", json=body)
+            transfer = await http.post("/api/user/transfer", json={"toUsername": "x", "amount": 1})
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        after = await http.post("/v1/messages", json=body)
+    assert anthropic_shape.status_code == 503 and anthropic_shape.headers["retry-after"]
+    assert anthropic_shape.json()["type"] == "error" and anthropic_shape.json()["error"]["type"] == "api_error"
+    assert openai_shape.status_code == 503 and set(openai_shape.json()["error"]) == {"message", "type", "param",
+                                                                                      "code"}
+    assert transfer.status_code == 503 and transfer.json()["success"] is False
+    assert after.status_code == 200
+    final = await account.settled(2)
+    assert final.held == 0 and len(await running.gateway.store.usage("locked", 10)) == 2

@@ -157,9 +157,11 @@ def test_claude_code_requests_are_what_claude_code_sends():
 
 
 def test_claude_code_bench_runs_clean(tmp_path):
-    """The scenario end to end at one load, with a body today's gateway accepts."""
+    """The scenario end to end at one load, as Claude Code sends it (max_tokens 32000 with
+    a budget of 31999, above Sonnet 4.5's cap: the gateway clamps it; the simulator checks
+    the conversation's thinking signatures)."""
     run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--scenario", "claude-code", "--concurrency",
-                          "4", "--cc-max-tokens", "8192", "--out", str(tmp_path), "--label", "cc"],
+                          "4", "--out", str(tmp_path), "--label", "cc"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     data = json.loads((tmp_path / "bench-cc-quick.json").read_text())
