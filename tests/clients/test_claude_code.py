@@ -33,6 +33,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -359,11 +360,21 @@ async def test_tool_loop_with_thinking(stack, claude_bin, pinned):
     if not follow_ups:
         found.append("no request carried a tool_result: the tool loop did not complete")
     else:
-        messages = follow_ups[-1].body["messages"]
+        # The client's view of the turn has no thinking (the gateway filters it from
+        # streams); what the upstream receives must start with its signed thinking block,
+        # put back by the gateway.
+        async with httpx.AsyncClient() as http:
+            seen = (await http.get(stack.simulator_url + "/_sim/requests")).json()["data"]
+        upstream = [s["body"] for s in seen if s["path"] == "/v1/messages" and s.get("body")
+                    and s["body"]["messages"][-1]["role"] == "user"
+                    and isinstance(s["body"]["messages"][-1]["content"], list)
+                    and any(isinstance(b, dict) and b.get("type") == "tool_result"
+                            for b in s["body"]["messages"][-1]["content"])]
+        messages = upstream[-1]["messages"] if upstream else follow_ups[-1].body["messages"]
         assistant, last = messages[-2], messages[-1]
         kinds = [b["type"] for b in assistant["content"]] if assistant["role"] == "assistant" else []
         if not kinds or kinds[0] != "thinking" or not assistant["content"][0].get("signature", "").startswith("EqSig"):
-            found.append(f"the assistant turn sent back with the tool_result does not start with the upstream's "
+            found.append(f"the assistant turn the upstream got with the tool_result does not start with its "
                          f"signed thinking block (blocks: {kinds})")
         tool_ids = [b["id"] for b in assistant["content"] if b["type"] == "tool_use"] if kinds else []
         if [b["tool_use_id"] for b in last["content"] if b.get("type") == "tool_result"] != tool_ids:
