@@ -621,6 +621,27 @@ def test_store_lru_by_count_evicts_all_ids_of_a_turn():
     assert len(store) == 2 and store.bytes == small_turn("d").size + small_turn("e").size
 
 
+def test_one_key_cannot_evict_every_other_keys_turns():
+    """The probe's finding: one key looping through thousands of tool turns evicted
+    another key's conversation from a shared LRU. Each key now has its own share."""
+    store = ThinkingStore(max_turns=100, max_turns_per_key=10, clock=Clock())
+    store.put(1, small_turn("carol"))
+    for i in range(1_000):
+        store.put(2, small_turn(f"dave-{i}"))
+    assert store.get(1, "carol") is not None
+    assert store.get(2, "dave-999") is not None and store.get(2, "dave-989") is None
+    assert len(store) == 11 and store.bytes == small_turn("carol").size + 10 * small_turn("dave-999").size
+
+
+def test_a_keys_byte_share_is_bounded_too():
+    a, b = small_turn("a", "a" * 1000), small_turn("b", "b" * 1000)
+    store = ThinkingStore(max_bytes_per_key=a.size + b.size - 1, clock=Clock())
+    store.put(7, a)
+    store.put(7, b)
+    store.put(8, small_turn("other"))
+    assert store.get(7, "a") is None and store.get(7, "b") is b and store.get(8, "other") is not None
+
+
 def test_store_byte_budget():
     a, b, c = small_turn("a", "a" * 1000), small_turn("b", "b" * 1000), small_turn("c", "c" * 1000)
     store = ThinkingStore(max_bytes=a.size + b.size + c.size - 1, clock=Clock())
