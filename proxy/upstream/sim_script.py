@@ -248,28 +248,27 @@ def _thinking_mode(body: dict) -> str:
     kind = thinking.get("type")
     if kind is None:
         raise InvalidRequest("thinking: Unable to extract tag using discriminator 'type'")
-    if kind not in THINKING_TYPES:
+    if not isinstance(kind, str) or kind not in THINKING_TYPES:
         raise InvalidRequest(f"thinking: Input tag '{kind}' found using 'type' does not match any of the expected "
                              "tags: 'enabled', 'disabled', 'adaptive'")
     if kind == "enabled":
-        budget = thinking.get("budget_tokens")
-        if budget is None:
-            raise InvalidRequest("thinking.enabled.budget_tokens: Field required")
-        if not _is_int(budget):
-            raise InvalidRequest("thinking.enabled.budget_tokens: Input should be a valid integer")
-        if budget < 1024:
-            raise InvalidRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        _required_int(thinking.get("budget_tokens"), "thinking.enabled.budget_tokens", 1024)
     return kind
 
 
+def _required_int(value: Any, where: str, minimum: int) -> int:
+    """A required integer field at least ``minimum``, refused in Anthropic's words."""
+    if value is None:
+        raise InvalidRequest(f"{where}: Field required")
+    if not _is_int(value):
+        raise InvalidRequest(f"{where}: Input should be a valid integer")
+    if value < minimum:
+        raise InvalidRequest(f"{where}: Input should be greater than or equal to {minimum}")
+    return value
+
+
 def _check_max_tokens(body: dict) -> int:
-    max_tokens = body.get("max_tokens")
-    if max_tokens is None:
-        raise InvalidRequest("max_tokens: Field required")
-    if not _is_int(max_tokens):
-        raise InvalidRequest("max_tokens: Input should be a valid integer")
-    if max_tokens < 1:
-        raise InvalidRequest("max_tokens: Input should be greater than or equal to 1")
+    max_tokens = _required_int(body.get("max_tokens"), "max_tokens", 1)
     if max_tokens > MAX_TOKENS_CEILING:
         raise InvalidRequest(f"max_tokens: {max_tokens} > {MAX_TOKENS_CEILING}, which is the maximum allowed "
                              f"number of output tokens for {body.get('model')}")

@@ -544,3 +544,12 @@ async def test_count_tokens_applies_the_rules_that_concern_it(simulator):
     assert_refused(await post(simulator, second_turn(tampered, **no_max), path),
                    "messages.1.content.0: Invalid `signature` in `thinking` block")
     assert simulator.seen(path)[-1].outcome == "rejected"
+
+
+def test_a_thinking_type_that_is_not_a_string_is_refused_not_a_crash():
+    from proxy.upstream.sim_script import InvalidRequest, check_request
+    import pytest as _pytest
+    for kind in ([], {"x": 1}, 5):
+        with _pytest.raises(InvalidRequest, match="thinking: Input tag"):
+            check_request({"model": "m", "max_tokens": 10, "thinking": {"type": kind},
+                           "messages": [{"role": "user", "content": "hi"}]}, b"secret")
