@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 from contextlib import asynccontextmanager
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import AsyncIterator, Sequence
 
 from .auth import hash_key, key_prefix, new_key, parse_networks
 from .catalog import Catalog
-from .money import MAX_AMOUNT, format_usd, parse_usd
+from .money import MAX_AMOUNT, format_usd, parse_usd, scale
 from storage import open_store
 from storage.base import Account, AlreadyExists, KeyRecord, Store, UsageRow
 
@@ -102,8 +102,8 @@ async def create_key(store: Store, catalog: Catalog, username: str, name: str = 
 
 
 def paid_to_credit(paid: int, multiplier: Decimal) -> int:
-    """Micro-USD of API value for ``paid`` micro-USD, rounded half up once."""
-    return int((Decimal(paid) * multiplier).to_integral_value(rounding=ROUND_HALF_UP))
+    """Micro-USD of API value for ``paid`` micro-USD (money's one rounding rule)."""
+    return scale(paid, multiplier)
 
 
 async def topup(store: Store, username: str, multiplier: Decimal, paid_usd: str | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from quart import Response, g, request
@@ -18,13 +19,15 @@ from quart_trio import QuartTrio
 
 from . import errors, transfer
 from .adaptors.anthropic import AnthropicAdaptor, parse_count_tokens
-from .adaptors.base import encode_json
+from .adaptors.base import with_model
 from .adaptors.openai import OpenAIAdaptor
 from .asgi import Exchange, canonical_path, encode_headers
 from .auth import check_request, presented_key
 from .catalog import Model
 from .gateway import Gateway
-from .relay import handle, new_request_id, read_body, upstream_error
+from .relay import handle, new_request_id, read_body
+from .upstream.base import UpstreamRequest
+from .upstream.status import upstream_error
 from storage.base import StoreUnavailable
 
 VERSION = "0.1.0"
@@ -72,7 +75,8 @@ class RelayRoutes:
             raw = await read_body(gateway, ex)
             body, model = parse_count_tokens(raw, gateway.rules)
             check_request(key, model, False)
-            response = await gateway.upstream.send("/v1/messages/count_tokens", encode_json(body), ex.headers)
+            request = UpstreamRequest("/v1/messages/count_tokens", model, ex.headers, partial(with_model, body))
+            response = await gateway.upstream.send(request)
             if response.status != 200:
                 raise upstream_error(response.status, response.body, response.headers)
         except errors.GatewayError as error:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Iterable, Mapping
 
-from .money import parse_usd
+from .money import parse_usd, scale
 
 LANES = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
 ENDPOINTS = ("messages", "chat")
 
+CACHE_READ_FACTOR = Decimal("0.1")  # cache reads cost a tenth of the input price
 _DATE_SUFFIX = re.compile(r"-(\d{8}|latest)$")
 
 
@@ -62,7 +64,7 @@ def _prices(input_usd: str, output_usd: str, cache_write_usd: str | None = None)
     inp = parse_usd(input_usd)
     write = parse_usd(cache_write_usd) if cache_write_usd is not None else inp
     return Prices(input=inp, cache_write_5m=write, cache_write_1h=write,
-                  cache_read=inp // 10, output=parse_usd(output_usd))
+                  cache_read=scale(inp, CACHE_READ_FACTOR), output=parse_usd(output_usd))
 
 
 DEFAULT_MODELS: tuple[Model, ...] = (

@@ -39,6 +39,9 @@ class UpstreamConfig:
     sim_ttft_ms: float = 0.0
     sim_gap_ms: float = 0.0
     sim_deltas: int = 16
+    # The provider's own id for a catalog model, where it differs from the catalog's
+    # upstream id (``[upstream.model_ids]``: "claude-sonnet-4.5" = "provider-id").
+    model_ids: tuple[tuple[str, str], ...] = ()
 
     @property
     def simulated(self) -> bool:
@@ -155,7 +158,8 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
-    upstream_table = _shaped(data.pop("upstream", {}), dict, "upstream", "a table")
+    upstream_table = dict(_shaped(data.pop("upstream", {}), dict, "upstream", "a table"))
+    model_ids = _model_ids(upstream_table.pop("model_ids", {}))
     models = _model_tables(data.pop("models", {}))
     proxies = _shaped(data.pop("trusted_proxies", []), list, "trusted_proxies", "a list")
     top = _coerce(_TOP, data, "")
@@ -173,7 +177,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
             top[key] = value
         else:
             raise ConfigError(f"unknown override {key!r}")
-    config = Config(upstream=UpstreamConfig(**up), trusted_proxies=tuple(str(p).strip() for p in proxies),
+    config = Config(upstream=UpstreamConfig(**up, model_ids=model_ids), trusted_proxies=tuple(str(p).strip() for p in proxies),
                     model_overrides=models, **top)
     _validate(config)
     return config
@@ -183,6 +187,16 @@ def _shaped(value: Any, kind: type, name: str, expected: str) -> Any:
     if not isinstance(value, kind):
         raise ConfigError(f"{name}: expected {expected}, got {value!r}")
     return value
+
+
+def _model_ids(table: Any) -> tuple[tuple[str, str], ...]:
+    """``[upstream.model_ids]``: catalog model id -> the provider's id (checked against
+    the catalog in ``_validate``)."""
+    pairs = _shaped(table, dict, "upstream.model_ids", "a table of model id = provider id")
+    for model_id, provider_id in pairs.items():
+        if not isinstance(provider_id, str) or not provider_id.strip():
+            raise ConfigError(f"upstream.model_ids.{model_id}: expected a non-empty string, got {provider_id!r}")
+    return tuple(pairs.items())
 
 
 def _model_tables(models: Any) -> Mapping[str, Mapping]:
@@ -206,9 +220,12 @@ def _validate(config: Config) -> None:
     except ValueError as exc:
         raise ConfigError(f"trusted_proxies: {exc}") from None
     try:
-        config.catalog()
+        catalog = config.catalog()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for model_id, _ in config.upstream.model_ids:
+        if catalog.resolve(model_id) is None:
+            raise ConfigError(f"upstream.model_ids: {model_id!r} is not a model of the catalog")
     up = config.upstream
     multiplier = config.value_multiplier
     for ok, message in (

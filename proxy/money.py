@@ -3,10 +3,14 @@
 All amounts are ``int`` micro-USD (1 USD = 1_000_000). Prices are integer
 micro-USD per one million tokens, so ``$3.00 / 1M tokens`` is ``3_000_000``.
 
-The rounding rule (the only one in the code base): the exact cost of a request
-is ``sum(tokens_lane * price_lane) / 1_000_000`` micro-USD, a rational number;
-it is rounded **once**, half up (``.5`` goes up), to a whole micro-USD. Nothing
-is rounded per lane or per event.
+The rounding rule (the only one in the code base): an amount that is not a whole
+micro-USD is rounded **once**, half up (``.5`` goes up), by ``round_half_up``:
+- a request's cost, ``sum(tokens_lane * price_lane) / 1_000_000`` micro-USD, rounded
+  once for the whole request (nothing per lane or per event): ``cost_micro``;
+- a payment's API value, paid x the value multiplier: ``scale``;
+- a derived price (the cache-read lane, a tenth of the input price): ``scale``.
+Amounts that come in from people (the CLI, the transfer API, the config) are never
+rounded: more precision than a micro-dollar is refused (``parse_usd``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ def round_half_up(numerator: int, denominator: int) -> int:
     if numerator < 0 or denominator <= 0:
         raise ValueError("round_half_up takes a non-negative numerator and a positive denominator")
     return (2 * numerator + denominator) // (2 * denominator)
+
+
+def scale(micro: int, factor: "Decimal | int") -> int:
+    """``micro`` x ``factor`` (a non-negative exact decimal), rounded half up once."""
+    numerator, denominator = Decimal(factor).as_integer_ratio()
+    return round_half_up(micro * numerator, denominator)
 
 
 def cost_micro(tokens_and_prices: "list[tuple[int, int]]") -> int:

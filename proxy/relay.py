@@ -15,7 +15,6 @@ import logging
 import secrets
 import time
 from contextlib import aclosing
-from functools import partial
 
 import trio
 
@@ -25,47 +24,21 @@ from .asgi import Exchange, encode_headers
 from .auth import check_request
 from .billing import estimate_input_tokens, hold_amount
 from .gateway import Gateway
-from .metering import Progress, Ticket, settle_after_response
+from .metering import CLIENT_CLOSED, Progress, Ticket, settle_answer, settle_stream_end, settle_unfinished
 from .money import format_usd
 from .protocol.sse import event_name
 from .protocol.stream_filter import AnthropicStreamTap
 from .protocol.thinking import (TurnRecorder, disable_thinking, lookup_ids, restore, thinking_enabled,
                                 turn_from_message)
 from .protocol.usage import Usage
-from .upstream.base import RETURNED_HEADERS
-from storage.base import InsufficientBalance, KeyRecord, StoreError, StoreUnavailable
+from .upstream.base import UpstreamRequest
+from .upstream.status import upstream_error
+from storage.base import InsufficientBalance, KeyRecord, StoreUnavailable
 
 log = logging.getLogger("cheaplm.relay")
 
-CLIENT_CLOSED = 499  # nginx's convention for "client closed the request"
-
-
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
-
-
-def upstream_error(status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> errors.GatewayError:
-    """An upstream non-200 answer as the error our client sees.
-
-    The status and error type carry over (429 stays 429, 529 stays 529, other
-    5xx are api_error). An upstream 401/403 means the gateway's own upstream
-    credentials were refused: the client gets a 502, not a misleading 401.
-    """
-    kind, message = None, f"Upstream answered HTTP {status}"
-    try:
-        error = json.loads(body).get("error") or {}
-        if isinstance(error, dict):
-            kind = error.get("type") if isinstance(error.get("type"), str) else None
-            message = str(error.get("message") or message)
-    except (ValueError, AttributeError):
-        pass
-    passed = tuple((k, v) for k, v in headers if k.lower() in RETURNED_HEADERS)
-    if status in (401, 403):
-        log.error("upstream refused the gateway's credentials (HTTP %s)", status)
-        return errors.GatewayError(502, "The gateway's upstream credentials were refused", "api_error")
-    if status >= 500 and status != 529:
-        kind = "api_error"
-    return errors.GatewayError(status, message, kind, headers=passed)
 
 
 async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
@@ -84,7 +57,8 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
         parsed = adaptor.parse(raw, gateway.rules)
         check_request(key, parsed.model, parsed.stream)
         await _restore_thinking(gateway, key, parsed, request_id)
-        body = parsed.upstream_bytes()
+        request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded)
+        request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
         amount = hold_amount(parsed.model, estimate_input_tokens(parsed.body), parsed.max_tokens)
         try:
             hold_id = await gateway.store.place_hold(key.account_id, amount, request_id)
@@ -108,9 +82,9 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
             nursery.start_soon(ex.watch_disconnect, nursery.cancel_scope)
             try:
                 if parsed.stream:
-                    await _relay_stream(gateway, ex, adaptor, ticket, upstream_path, body)
+                    await _relay_stream(gateway, ex, adaptor, ticket, request)
                 else:
-                    await _relay_whole(gateway, ex, adaptor, ticket, upstream_path, body)
+                    await _relay_whole(gateway, ex, adaptor, ticket, request)
             except errors.GatewayError as error:
                 if not ex.disconnected:
                     await _answer_error(ex, adaptor, error, request_id)
@@ -160,10 +134,10 @@ async def _answer_error(ex: Exchange, adaptor: Adaptor, error: errors.GatewayErr
         await ex.respond_json(error.status, adaptor.error_body(error, request_id), headers)
 
 
-async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket, path: str,
-                       body: bytes) -> None:
+async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket,
+                       request: UpstreamRequest) -> None:
     try:
-        response = await gateway.upstream.send(path, body, ex.headers)
+        response = await gateway.upstream.send(request)
     except errors.GatewayError as error:
         await ticket.close(None, error.status, error_type=error.error_type)
         raise
@@ -178,16 +152,7 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
         await ticket.close(None, 502, error_type="api_error")
         raise errors.GatewayError(502, "Upstream sent an unreadable response", "api_error") from None
     ticket.ttft_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
-    try:
-        cost, account = await ticket.settle(usage)
-    except StoreError as exc:
-        # Not recorded, so not delivered: the client is told to retry and is not charged.
-        log.error("settling request %s failed: %s", ticket.request_id, exc)
-        if isinstance(exc, StoreUnavailable):
-            ticket.release_later(503, "ledger_unavailable")
-            raise errors.store_unavailable(exc.retry_after) from None
-        raise errors.GatewayError(503, "The charge for this response could not be recorded; retry later",
-                                  "api_error") from None
+    cost, account = await settle_answer(ticket, usage)
     if _needs_recording(adaptor, ticket.parsed, filtered=False):
         turn = turn_from_message(message.get("content"))
         if turn is not None:
@@ -247,8 +212,8 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
     return held
 
 
-async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket, path: str,
-                        body: bytes) -> None:
+async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket,
+                        request: UpstreamRequest) -> None:
     pass_thinking = ticket.key.pass_thinking if ticket.key.pass_thinking is not None \
         else gateway.config.pass_thinking
     filtered = not adaptor.keep_thinking(pass_thinking)
@@ -259,7 +224,7 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
     stream_error: errors.GatewayError | None = None
     gateway.in_flight.add(ticket)
     try:
-        async with gateway.upstream.stream(path, body, ex.headers) as upstream:
+        async with gateway.upstream.stream(request) as upstream:
             if upstream.status != 200:
                 error = upstream_error(upstream.status, await upstream.read(), upstream.headers)
                 await ticket.close(None, error.status, error_type=error.error_type)
@@ -272,7 +237,7 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 if tap.truncated and tap.error is None:
                     raise errors.GatewayError(502, "Upstream closed the stream before message_stop", "api_error")
                 if tap.saw_message_stop and tap.error is None:
-                    await _settle_before_end(ticket, tap.usage)
+                    await settle_stream_end(ticket, tap.usage)
                     if recorder is not None and (turn := recorder.turn()) is not None:
                         # before the end goes out: a fast client's next turn needs it
                         await gateway.thinking.remember(ticket.key.id, turn)
@@ -285,48 +250,4 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
     finally:
         gateway.in_flight.discard(ticket)
         if not ticket.closed:
-            settle = partial(_settle_stream, ticket, tap, progress.tokens, ex.disconnected, stream_error)
-            if gateway.after_response is None:
-                await settle()
-            else:
-                # The response is complete (or its client gone): settle after the handler
-                # returns. The ticket is closed now so that nothing else releases it.
-                ticket.closed = True
-                gateway.after_response.start_soon(settle_after_response, settle, ticket.request_id)
-
-
-async def _settle_before_end(ticket: Ticket, usage: Usage) -> None:
-    """Settle a complete stream before its final event goes out. When the charge cannot
-    be recorded the client gets an error event instead of ``message_stop``, and the
-    charge is retried in the background (the client has the content)."""
-    try:
-        await ticket.settle(usage)
-    except StoreError as exc:
-        log.error("settling request %s failed: %s", ticket.request_id, exc)
-        if isinstance(exc, StoreUnavailable):
-            ticket.settle_later(usage, 503, partial=True, error_type="ledger_unavailable")
-        raise errors.GatewayError(503, "The charge for this response could not be recorded; "
-                                       "it is not complete. Retry later.", "api_error") from None
-
-
-async def _settle_stream(ticket: Ticket, tap: AnthropicStreamTap, delivered: int, disconnected: bool,
-                         stream_error: errors.GatewayError | None) -> None:
-    """A stream that did not end in a recorded settlement: charge what it delivered
-    (partial), or release when nothing was."""
-    # (The tap may have read past what reached the client: a stream cut at message_start
-    # can arrive whole in one read. Only what was delivered counts.)
-    if tap.saw_message_stop and tap.error is None and stream_error is None and not disconnected:
-        await ticket.close(tap.usage, 200)
-        return
-    if tap.error is not None:
-        status, kind = 200, str(tap.error.get("type", "api_error"))
-    elif stream_error is not None:
-        status, kind = stream_error.status, stream_error.error_type
-    elif disconnected:
-        status, kind = CLIENT_CLOSED, "client_disconnected"
-    else:
-        status, kind = 500, "gateway_error"
-    if not tap.saw_message_start or delivered == 0:
-        await ticket.close(None, status, error_type=kind)
-        return
-    await ticket.close(tap.usage.with_output_at_least(delivered), status, partial=True, error_type=kind)
+            await settle_unfinished(ticket, tap, progress.tokens, ex.disconnected, stream_error)

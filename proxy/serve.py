@@ -17,7 +17,7 @@ from .app import create_app
 from .config import Config
 from .gateway import Gateway
 from .instance import checkpoint_progress, new_instance_id
-from .upstream.http import HttpUpstream
+from .upstream.channels import open_upstream
 from .upstream.sim_script import Knobs
 from .upstream.simulator import SimulatorState, serve_simulator
 from storage import open_store
@@ -67,6 +67,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
             # fails to bind, never touches a live gateway's money.
             await nursery.start(keep_lease, store, config.lease_seconds)
             simulator_url = None
+            catalog = config.catalog()
             if config.upstream.simulated:
                 knobs = Knobs(ttft_ms=config.upstream.sim_ttft_ms, gap_ms=config.upstream.sim_gap_ms,
                               deltas=config.upstream.sim_deltas)
@@ -74,15 +75,14 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                     partial(serve_simulator, "127.0.0.1", 0, state=SimulatorState(knobs=knobs, record=False)))
                 log.warning("no upstream configured: answering from the built-in SIMULATED upstream (%s). "
                             "Set CHEAPLM_UPSTREAM_URL / CHEAPLM_UPSTREAM_API_KEY for real answers.", simulator_url)
-                upstream = HttpUpstream(simulator_url, config.upstream, label="simulator")
-            else:
-                upstream = HttpUpstream(config.upstream.effective_url, config.upstream)
+            upstream = open_upstream(config.upstream, catalog, simulator_url)
+            if simulator_url is None:
                 log.info("upstream: %s", upstream.label)
             try:
                 # Streams are settled in this nursery, after their handler has returned: a
                 # keep-alive connection's next request is served only once the previous
                 # handler is done, and settling (a ledger transaction) need not hold it up.
-                gateway = Gateway(config, store, upstream, after_response=nursery)
+                gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery)
                 trigger = partial(_signalled, shutdown_signals) if shutdown_signals else None
 
                 async def http(task_status=trio.TASK_STATUS_IGNORED) -> None:

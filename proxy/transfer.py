@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
 from typing import Callable
 
 import orjson
@@ -19,7 +18,7 @@ from quart import Response, request
 
 from . import errors
 from .gateway import Gateway
-from .money import MAX_AMOUNT, MICRO, format_usd, usd_number
+from .money import MAX_AMOUNT, MICRO, format_usd, parse_usd, usd_number
 from .relay import new_request_id
 from storage.base import InsufficientBalance, NotFound, StoreError, StoreUnavailable
 
@@ -53,21 +52,15 @@ def _amount(value) -> int | None:
     plain digits (no exponent, separators or spaces): nothing huge is ever built."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, str):
-        if not _DOLLARS.fullmatch(value):
-            return None
-        micro = Decimal(value) * MICRO
-    elif isinstance(value, int):
-        if not 0 < value <= MAX_AMOUNT // MICRO:
-            return None
-        micro = Decimal(value) * MICRO
-    else:
-        if not (0 < value <= MAX_AMOUNT / MICRO):  # NaN fails too
-            return None
-        micro = Decimal(repr(value)) * MICRO
-    if micro <= 0 or micro > MAX_AMOUNT or micro != micro.to_integral_value():
+    if isinstance(value, str) and not _DOLLARS.fullmatch(value):
         return None
-    return int(micro)
+    if isinstance(value, float) and not 0 < value <= MAX_AMOUNT / MICRO:  # NaN fails too
+        return None
+    try:  # exact or refused, bounded before anything is built (money.parse_usd)
+        micro = parse_usd(repr(value) if isinstance(value, float) else value)
+    except ValueError:
+        return None
+    return micro if 0 < micro <= MAX_AMOUNT else None
 
 
 class RateLimiter:

@@ -11,7 +11,7 @@ BODY = (b'{"model": "MODEL", "max_tokens": 10,\n  "messages": [{"role": "user", 
 def test_upstream_id_is_forwarded_byte_for_byte():
     raw = BODY.replace(b"MODEL", b"claude-sonnet-4-5-20250929")
     parsed = AnthropicAdaptor().parse(raw, RequestRules(default_catalog()))
-    assert parsed.upstream_bytes() == raw
+    assert parsed.encoded(parsed.model.upstream_id) == raw
 
 
 def test_alias_is_rewritten_and_unknown_fields_kept():
@@ -19,7 +19,7 @@ def test_alias_is_rewritten_and_unknown_fields_kept():
 
     raw = BODY.replace(b"MODEL", b"claude-sonnet-4.5")
     parsed = AnthropicAdaptor().parse(raw, RequestRules(default_catalog()))
-    sent = json.loads(parsed.upstream_bytes())
+    sent = json.loads(parsed.encoded(parsed.model.upstream_id))
     assert sent["model"] == "claude-sonnet-4-5-20250929" and parsed.client_model == "claude-sonnet-4.5"
     assert sent["output_config"] == {"effort": "low"} and sent["some_future_field"] == [1.5, 2000.0]
     assert sent["messages"][0]["content"] == "hi ☃"

@@ -603,7 +603,7 @@ def _deep_alias_messages() -> bytes:
 # Bugs these tests found, each fixed: its reproduction must pass (a regression test).
 FIXED_BUGS: dict[str, Bug] = {
     "messages-orjson-dumps-depth": Bug(
-        "proxy/adaptors/base.py Parsed.upstream_bytes: orjson.dumps refuses more than 254 levels of nesting while "
+        "proxy/adaptors/base.py Parsed.encoded: orjson.dumps refuses more than 254 levels of nesting while "
         "decode_json_object (orjson.loads) accepts 1024; a re-serialised body (model alias, clamped max_tokens) "
         "nested 255..1024 deep raises TypeError('Recursion limit reached') -> bare 500, empty body",
         MESSAGES, _deep_alias_messages(),

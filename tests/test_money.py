@@ -44,3 +44,37 @@ def test_format_usd():
     assert format_usd(-1_500_000) == "-1.500000"
     assert format_usd(123_456_789) == "123.456789"
     assert usd_number(450_500_000) == 450.5
+
+
+@pytest.mark.parametrize("micro, factor, expected", [
+    (1, 30, 30), (1, "2.5", 3), (5, "0.1", 1), (4, "0.1", 0), (15, "0.1", 2), (3_000_000, "0.1", 300_000),
+    (333_333, "0.3", 100_000), (1, "0.5", 1), (0, "7", 0), (10**15, "1", 10**15),
+])
+def test_scale_rounds_half_up_once(micro, factor, expected):
+    from decimal import Decimal
+
+    from proxy.money import scale
+    assert scale(micro, Decimal(factor)) == expected
+
+
+def test_paid_to_credit_and_derived_prices_use_the_one_rule():
+    from decimal import Decimal
+
+    from proxy.admin import paid_to_credit
+    from proxy.catalog import _prices
+    assert paid_to_credit(1, Decimal("2.5")) == 3 and paid_to_credit(1_000_000, Decimal(30)) == 30_000_000
+    # A tenth of 0.000015 USD is 1.5 micro-USD: half up, as every other rounding (floor said 1).
+    assert _prices("0.000015", "1").cache_read == 2
+
+
+def test_nothing_outside_money_py_rounds_money_on_its_own():
+    """The one rounding rule: no Decimal rounding modes, quantize or to_integral elsewhere."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r"ROUND_[A-Z_]+|\.quantize\(|to_integral")
+    offenders = [str(path.relative_to(root)) for folder in ("proxy", "storage")
+                 for path in (root / folder).rglob("*.py")
+                 if path.name != "money.py" and pattern.search(path.read_text())]
+    assert offenders == []

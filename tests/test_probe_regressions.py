@@ -80,7 +80,8 @@ def test_deeply_nested_body_with_alias_serializes_or_is_refused_as_400():
            '"messages":[{"role":"user","content":"hi"}]}' % ("[" * depth, "]" * depth)).encode()
     from proxy import errors
     try:
-        AnthropicAdaptor().parse(raw, RequestRules(default_catalog())).upstream_bytes()
+        parsed = AnthropicAdaptor().parse(raw, RequestRules(default_catalog()))
+        parsed.encoded(parsed.model.upstream_id)
     except errors.GatewayError as error:
         assert error.status == 400
 

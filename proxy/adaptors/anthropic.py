@@ -64,11 +64,11 @@ class AnthropicAdaptor:
         if not isinstance(stream, bool):
             raise errors.invalid_request("stream: Input should be a valid boolean", "stream")
         client_model = body["model"]
-        # Pass-through: the client's bytes go upstream untouched unless something must change.
-        # (A body with "model" twice is written anew: a parser that takes the first one
-        # must not see another model than the one checked and billed here.)
-        raw_body = raw if client_model == model.upstream_id and raw.count(b'"model"') == 1 else None
-        body["model"] = model.upstream_id
+        # Pass-through: the client's bytes go upstream untouched unless something must change
+        # (the upstream names the model otherwise, a field is clamped, thinking restored).
+        # A body with "model" twice is written anew: a parser that takes the first one
+        # must not see another model than the one checked and billed here.
+        raw_body = raw if raw.count(b'"model"') == 1 else None
         parsed = Parsed(body, model, stream, max_tokens, model.id if fell_back else client_model, raw=raw_body)
         if fell_back:
             note_fallback(parsed)
@@ -104,10 +104,10 @@ class PassThrough:
 
 
 def parse_count_tokens(raw: bytes, rules: RequestRules) -> tuple[dict[str, Any], Model]:
+    """(the body to forward, its model); the upstream sets the model id it knows."""
     body = decode_json_object(raw)
     model, _ = resolve_model(body, rules)
     _messages(body)
-    body["model"] = model.upstream_id
     body.pop("max_tokens", None)
     body.pop("stream", None)
     return body, model

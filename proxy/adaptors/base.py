@@ -29,7 +29,8 @@ class RequestRules:
 
 @dataclass
 class Parsed:
-    """A validated request, already in the upstream's (Anthropic) shape."""
+    """A validated request, already in the upstream's (Anthropic) shape but for its
+    ``model``, which the upstream channel sets when it sends (``encoded``)."""
 
     body: dict[str, Any]
     model: Model
@@ -37,11 +38,15 @@ class Parsed:
     max_tokens: int
     client_model: str            # the id the answer names (the serving model's after a fallback)
     include_usage: bool = False  # OpenAI stream_options.include_usage
-    raw: bytes | None = None     # the client's exact bytes, when they can go upstream unchanged
+    raw: bytes | None = None     # the client's exact bytes, while nothing in them had to change
     notes: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-cheaplm-* response headers
 
-    def upstream_bytes(self) -> bytes:
-        return self.raw if self.raw is not None else encode_json(self.body)
+    def encoded(self, model_id: str) -> bytes:
+        """The body for an upstream that calls this model ``model_id``: the client's own
+        bytes when they already say so and nothing else changed, else written anew."""
+        if self.raw is not None and self.body.get("model") == model_id:
+            return self.raw
+        return with_model(self.body, model_id)
 
     def changed(self) -> None:
         """The body was edited: the client's bytes can no longer go upstream as they are."""
@@ -71,6 +76,11 @@ def encode_json(body: Any) -> bytes:
         return orjson.dumps(body)
     except orjson.JSONEncodeError as exc:
         raise errors.invalid_request(f"Request body cannot be forwarded: {exc}") from None
+
+
+def with_model(body: dict[str, Any], model_id: str) -> bytes:
+    """``body`` naming ``model_id``, as JSON (``body`` itself is left as it is)."""
+    return encode_json({**body, "model": model_id})
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:

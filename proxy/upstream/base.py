@@ -1,10 +1,18 @@
-"""The Upstream protocol: what the relay needs from an Anthropic-compatible provider."""
+"""The Upstream protocol: what the relay needs from an Anthropic-compatible provider,
+and the request it hands over.
+
+The relay talks to one ``Upstream`` whether it is one channel or, later, a router over
+several: each channel names models its own way, so the request carries the catalog
+model and an encoder, and the channel sets the model id when it sends.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import AsyncContextManager, AsyncIterator, Mapping, Protocol
+from dataclasses import dataclass, field
+from typing import AsyncContextManager, AsyncIterator, Callable, Mapping, Protocol
 from urllib.parse import urlsplit, urlunsplit
+
+from ..catalog import Model
 
 
 @dataclass(frozen=True)
@@ -12,6 +20,28 @@ class UpstreamResponse:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+
+
+@dataclass
+class UpstreamRequest:
+    """One request for the upstream. ``encode(model_id)`` gives the body naming that
+    model; bodies are encoded once per id (the relay encodes the catalog's id before
+    placing the hold, so a body that cannot be written back is a 400 with nothing held,
+    and a channel using the same id reuses those bytes)."""
+
+    path: str
+    model: Model
+    headers: Mapping[str, str]  # the client's, lower-cased; a channel forwards only what it should
+    encode: Callable[[str], bytes]
+    _bodies: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def body(self, model_id: str | None = None) -> bytes:
+        """The body naming ``model_id`` (default: the catalog's upstream id)."""
+        model_id = model_id or self.model.upstream_id
+        body = self._bodies.get(model_id)
+        if body is None:
+            body = self._bodies[model_id] = self.encode(model_id)
+        return body
 
 
 class UpstreamStream(Protocol):
@@ -29,17 +59,15 @@ class Upstream(Protocol):
     label: str
     idle_timeout: float  # longest silence allowed in a streamed body
 
-    async def send(self, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse: ...
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
 
-    def stream(self, path: str, body: bytes, headers: Mapping[str, str]) -> AsyncContextManager[UpstreamStream]: ...
+    def stream(self, request: UpstreamRequest) -> AsyncContextManager[UpstreamStream]: ...
 
     async def aclose(self) -> None: ...
 
 
 # Headers a client may send that the upstream should see unchanged.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
-# Upstream response headers worth passing back to the client.
-RETURNED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 
 

@@ -15,7 +15,7 @@ import trio
 
 from .. import errors
 from ..config import UpstreamConfig
-from .base import DEFAULT_ANTHROPIC_VERSION, FORWARDED_HEADERS, UpstreamResponse, redacted_url
+from .base import DEFAULT_ANTHROPIC_VERSION, FORWARDED_HEADERS, UpstreamRequest, UpstreamResponse, redacted_url
 from .transport import TrioHTTP11Transport
 
 
@@ -24,10 +24,13 @@ class HttpUpstream:
     directly: AsyncClient's layers (URL merging, cookies, auth and redirect
     handling) do nothing this relay needs and cost a tenth of a request."""
 
-    def __init__(self, url: str, config: UpstreamConfig, label: str | None = None) -> None:
+    def __init__(self, url: str, config: UpstreamConfig, label: str | None = None,
+                 model_ids: Mapping[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
         self.config = config
         self.label = label or redacted_url(self.url)  # shown in /health and the log: no credentials
+        # This provider's name for a catalog model, where it is not the catalog's upstream id.
+        self.model_ids = dict(model_ids or {})
         # The connect timeout lives in the transport; first-byte and idle timeouts are cancel scopes.
         self._transport = TrioHTTP11Transport(max_connections=config.max_connections,
                                               connect_timeout=config.connect_timeout)
@@ -48,20 +51,21 @@ class HttpUpstream:
             headers["x-api-key"] = self.config.api_key
         return headers
 
-    def _request(self, path: str, body: bytes, headers: Mapping[str, str]) -> httpx.Request:
-        url = self._urls.get(path)
+    def _request(self, request: UpstreamRequest) -> httpx.Request:
+        url = self._urls.get(request.path)
         if url is None:
-            url = self._urls[path] = httpx.URL(self.url + path)
-        return httpx.Request("POST", url, content=body, headers=self._headers(headers))
+            url = self._urls[request.path] = httpx.URL(self.url + request.path)
+        body = request.body(self.model_ids.get(request.model.id))  # the model id set at send time
+        return httpx.Request("POST", url, content=body, headers=self._headers(request.headers))
 
-    async def _open(self, path: str, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
-        request = self._request(path, body, headers)
+    async def _open(self, request: UpstreamRequest) -> httpx.Response:
+        outgoing = self._request(request)
         with _mapped_errors():
             with trio.fail_after(self.config.first_byte_timeout):
-                return await self._transport.handle_async_request(request)
+                return await self._transport.handle_async_request(outgoing)
 
-    async def send(self, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
-        response = await self._open(path, body, headers)
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        response = await self._open(request)
         try:
             with _mapped_errors():
                 with trio.fail_after(self.config.first_byte_timeout):
@@ -72,8 +76,8 @@ class HttpUpstream:
         return UpstreamResponse(response.status_code, tuple(response.headers.items()), content)
 
     @asynccontextmanager
-    async def stream(self, path: str, body: bytes, headers: Mapping[str, str]) -> AsyncIterator["HttpStream"]:
-        response = await self._open(path, body, headers)
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator["HttpStream"]:
+        response = await self._open(request)
         try:
             yield HttpStream(response, self.config.idle_timeout)
         finally:
