@@ -55,11 +55,39 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True)
+class ChannelConfig:
+    """One ``[[upstreams]]`` table: an upstream channel and how the router uses it."""
+
+    name: str
+    upstream: UpstreamConfig          # url, key, timeouts (from [upstream] unless set here), model ids
+    priority: int = 0                 # lower is preferred
+    weight: float = 1.0
+    models: tuple[str, ...] | None = None  # catalog model ids it serves; None: every model ("*")
+    max_concurrency: int | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """``[routing]``: failover bounds, cooldowns and circuits, prompt-cache affinity."""
+
+    max_attempts: int = 3
+    deadline: float = 30.0
+    affinity: bool = True
+    cooldown: float = 30.0
+    failures_to_open: int = 3
+    open_base: float = 5.0
+    open_max: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     db_path: str = "cheaplm.db"
     host: str = "127.0.0.1"
     port: int = 8080
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    channels: tuple[ChannelConfig, ...] = ()  # [[upstreams]]; none: [upstream] (or the simulator) alone
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     value_multiplier: Decimal = Decimal(30)
     max_body_bytes: int = 32 * 1024 * 1024
     trusted_proxies: tuple[str, ...] = ()
@@ -83,6 +111,11 @@ class Config:
     lease_seconds: float = 15.0
     progress_interval: float = 2.0
     store_busy_timeout: float = 5.0
+
+    @property
+    def simulated(self) -> bool:
+        """No upstream configured: the built-in simulator answers."""
+        return not self.channels and self.upstream.simulated
 
     def catalog(self) -> Catalog:
         return Catalog.build(apply_overrides(DEFAULT_MODELS, self.model_overrides))
@@ -122,6 +155,12 @@ _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout
        "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
        "sim_deltas": int}
 
+_CHANNEL = {"name": str, "url": str, "api_key": str, "api_key_env": str, "priority": int, "weight": float,
+            "models": list, "model_ids": dict, "max_concurrency": int, "enabled": bool,
+            "connect_timeout": float, "first_byte_timeout": float, "idle_timeout": float, "max_connections": int}
+_ROUTING = {"max_attempts": int, "deadline": float, "affinity": bool, "cooldown": float, "failures_to_open": int,
+            "open_base": float, "open_max": float}
+
 _ENV_TOP = {"CHEAPLM_DB": "db_path", "CHEAPLM_HOST": "host", "CHEAPLM_PORT": "port",
             "CHEAPLM_VALUE_MULTIPLIER": "value_multiplier", "CHEAPLM_MAX_BODY_BYTES": "max_body_bytes",
             "CHEAPLM_PASS_THINKING": "pass_thinking", "CHEAPLM_LOG_LEVEL": "log_level"}
@@ -137,6 +176,8 @@ def _coerce(schema: Mapping[str, type], values: Mapping[str, Any], where: str) -
         name = f"{where}.{key}" if where else key
         if kind is bool:
             out[key] = _as_bool(value, name)
+        elif kind in (list, dict):
+            out[key] = _shaped(value, kind, name, "a list" if kind is list else "a table")
         elif kind is str:
             out[key] = str(value)
         else:
@@ -161,6 +202,9 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     upstream_table = dict(_shaped(data.pop("upstream", {}), dict, "upstream", "a table"))
     model_ids = _model_ids(upstream_table.pop("model_ids", {}))
     models = _model_tables(data.pop("models", {}))
+    channel_tables = _shaped(data.pop("upstreams", []), list, "upstreams", "[[upstreams]] tables")
+    routing = RoutingConfig(**_coerce(_ROUTING, _shaped(data.pop("routing", {}), dict, "routing", "a table"),
+                                      "routing"))
     proxies = _shaped(data.pop("trusted_proxies", []), list, "trusted_proxies", "a list")
     top = _coerce(_TOP, data, "")
     up = _coerce(_UP, upstream_table, "upstream")
@@ -177,7 +221,9 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
             top[key] = value
         else:
             raise ConfigError(f"unknown override {key!r}")
-    config = Config(upstream=UpstreamConfig(**up, model_ids=model_ids), trusted_proxies=tuple(str(p).strip() for p in proxies),
+    upstream = UpstreamConfig(**up, model_ids=model_ids)
+    channels = tuple(_channel(table, i, upstream, env) for i, table in enumerate(channel_tables))
+    config = Config(upstream=upstream, channels=channels, routing=routing, trusted_proxies=tuple(str(p).strip() for p in proxies),
                     model_overrides=models, **top)
     _validate(config)
     return config
@@ -189,13 +235,39 @@ def _shaped(value: Any, kind: type, name: str, expected: str) -> Any:
     return value
 
 
-def _model_ids(table: Any) -> tuple[tuple[str, str], ...]:
+def _channel(table: Any, index: int, defaults: UpstreamConfig, env: Mapping[str, str]) -> ChannelConfig:
+    """One [[upstreams]] table; transport settings it does not give come from [upstream]."""
+    where = f"upstreams[{index}]"
+    values = _coerce(_CHANNEL, _shaped(table, dict, where, "a table"), where)
+    name = values.pop("name", "").strip()
+    url = values.pop("url", "").strip()
+    if not name or not url:
+        raise ConfigError(f"{where}: a channel needs a name and a url")
+    key = values.pop("api_key", None)
+    key_env = values.pop("api_key_env", None)
+    if key_env is not None:
+        key = env.get(key_env)
+        if not key:
+            raise ConfigError(f"upstreams.{name}: api_key_env {key_env} is not set in the environment")
+    models = values.pop("models", None)
+    if models is not None:
+        if not all(isinstance(m, str) and m.strip() for m in models):
+            raise ConfigError(f"upstreams.{name}.models: expected model ids or \"*\", got {models!r}")
+        models = None if "*" in models else tuple(m.strip() for m in models)
+    upstream = replace(defaults, url=url, api_key=key, model_ids=_model_ids(values.pop("model_ids", {}), name),
+                       **{k: values.pop(k) for k in ("connect_timeout", "first_byte_timeout", "idle_timeout",
+                                                     "max_connections") if k in values})
+    return ChannelConfig(name=name, upstream=upstream, models=models, **values)
+
+
+def _model_ids(table: Any, channel: str | None = None) -> tuple[tuple[str, str], ...]:
     """``[upstream.model_ids]``: catalog model id -> the provider's id (checked against
     the catalog in ``_validate``)."""
-    pairs = _shaped(table, dict, "upstream.model_ids", "a table of model id = provider id")
+    where = f"upstreams.{channel}.model_ids" if channel else "upstream.model_ids"
+    pairs = _shaped(table, dict, where, "a table of model id = provider id")
     for model_id, provider_id in pairs.items():
         if not isinstance(provider_id, str) or not provider_id.strip():
-            raise ConfigError(f"upstream.model_ids.{model_id}: expected a non-empty string, got {provider_id!r}")
+            raise ConfigError(f"{where}.{model_id}: expected a non-empty string, got {provider_id!r}")
     return tuple(pairs.items())
 
 
@@ -226,6 +298,7 @@ def _validate(config: Config) -> None:
     for model_id, _ in config.upstream.model_ids:
         if catalog.resolve(model_id) is None:
             raise ConfigError(f"upstream.model_ids: {model_id!r} is not a model of the catalog")
+    _validate_channels(config, catalog)
     up = config.upstream
     multiplier = config.value_multiplier
     for ok, message in (
@@ -253,6 +326,35 @@ def _validate(config: Config) -> None:
     if config.lease_seconds < 1 or config.progress_interval <= 0 or config.store_busy_timeout < 0:
         raise ConfigError("lease_seconds must be at least 1, progress_interval positive, "
                           "store_busy_timeout not negative")
+
+
+def _validate_channels(config: Config, catalog: Catalog) -> None:
+    names = [c.name for c in config.channels]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"upstreams: channel names must be unique, got {names}")
+    if config.channels and (config.upstream.url or config.upstream.api_key):
+        raise ConfigError("give either [upstream] url/api_key (one channel) or [[upstreams]] tables, not both")
+    for channel in config.channels:
+        where = f"upstreams.{channel.name}"
+        for model_id in (*(channel.models or ()), *(m for m, _ in channel.upstream.model_ids)):
+            if catalog.resolve(model_id) is None:
+                raise ConfigError(f"{where}: {model_id!r} is not a model of the catalog")
+        up = channel.upstream
+        for ok, message in (
+            (channel.weight >= 0 and channel.weight < math.inf, f"{where}.weight must be 0 or more"),
+            (channel.max_concurrency is None or channel.max_concurrency >= 1,
+             f"{where}.max_concurrency must be at least 1"),
+            (all(getattr(up, n) > 0 for n in ("connect_timeout", "first_byte_timeout", "idle_timeout")),
+             f"{where}: timeouts must be positive (seconds)"),
+            (up.max_connections >= 1, f"{where}.max_connections must be at least 1"),
+        ):
+            if not ok:
+                raise ConfigError(message)
+    routing = config.routing
+    if not (routing.max_attempts >= 1 and routing.failures_to_open >= 1 and routing.deadline > 0
+            and routing.cooldown >= 0 and 0 < routing.open_base <= routing.open_max < math.inf):
+        raise ConfigError("routing: max_attempts and failures_to_open must be at least 1, deadline positive, "
+                          "cooldown not negative, and 0 < open_base <= open_max")
 
 
 def with_db(config: Config, db_path: str | None) -> Config:

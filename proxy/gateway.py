@@ -56,7 +56,7 @@ class Gateway:
 
     @property
     def simulated(self) -> bool:
-        return self.config.upstream.simulated
+        return self.config.simulated
 
     def client_ip(self, ex) -> str | None:
         return client_ip(ex.peer, ex.headers.get("x-forwarded-for"), self.trusted)

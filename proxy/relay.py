@@ -57,7 +57,7 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
         parsed = adaptor.parse(raw, gateway.rules)
         check_request(key, parsed.model, parsed.stream)
         await _restore_thinking(gateway, key, parsed, request_id)
-        request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded)
+        request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded, parsed.body)
         request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
         amount = hold_amount(parsed.model, estimate_input_tokens(parsed.body), parsed.max_tokens)
         try:

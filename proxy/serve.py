@@ -68,14 +68,14 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
             await nursery.start(keep_lease, store, config.lease_seconds)
             simulator_url = None
             catalog = config.catalog()
-            if config.upstream.simulated:
+            if config.simulated:
                 knobs = Knobs(ttft_ms=config.upstream.sim_ttft_ms, gap_ms=config.upstream.sim_gap_ms,
                               deltas=config.upstream.sim_deltas)
                 simulator_url, _ = await nursery.start(
                     partial(serve_simulator, "127.0.0.1", 0, state=SimulatorState(knobs=knobs, record=False)))
                 log.warning("no upstream configured: answering from the built-in SIMULATED upstream (%s). "
                             "Set CHEAPLM_UPSTREAM_URL / CHEAPLM_UPSTREAM_API_KEY for real answers.", simulator_url)
-            upstream = open_upstream(config.upstream, catalog, simulator_url)
+            upstream = open_upstream(config, catalog, simulator_url)
             if simulator_url is None:
                 log.info("upstream: %s", upstream.label)
             try:

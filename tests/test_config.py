@@ -97,3 +97,63 @@ def test_edges_of_the_ranges_are_accepted(tmp_path):
     config = load_config(str(path), env={})
     assert config.port == 65535 and config.catalog().resolve("claude-haiku-4.5").prices.output == 10**11
     assert load_config(env={}, port=1).port == 1
+
+
+def test_upstream_channels_and_routing(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('''
+[upstream]
+idle_timeout = 40
+
+[routing]
+max_attempts = 2
+cooldown = 12
+
+[[upstreams]]
+name = "primary"
+url = "https://one.example/"
+api_key_env = "ONE_KEY"
+models = ["claude-sonnet-4-5", "claude-haiku-4.5"]
+model_ids = { "claude-sonnet-4.5" = "their-sonnet" }
+max_concurrency = 50
+
+[[upstreams]]
+name = "backup"
+url = "http://two.example"
+api_key = "k2"
+priority = 1
+weight = 2.5
+models = ["*"]
+idle_timeout = 9
+enabled = false
+''')
+    config = load_config(str(path), env={"ONE_KEY": "k1"})
+    primary, backup = config.channels
+    assert (primary.name, primary.upstream.effective_url, primary.upstream.api_key) == (
+        "primary", "https://one.example", "k1")
+    assert primary.models == ("claude-sonnet-4-5", "claude-haiku-4.5") and primary.max_concurrency == 50
+    assert primary.upstream.model_ids == (("claude-sonnet-4.5", "their-sonnet"),)
+    assert primary.upstream.idle_timeout == 40 and backup.upstream.idle_timeout == 9  # [upstream]'s unless set
+    assert (backup.priority, backup.weight, backup.models, backup.enabled) == (1, 2.5, None, False)
+    assert (config.routing.max_attempts, config.routing.cooldown) == (2, 12)
+    assert not config.simulated
+
+
+@pytest.mark.parametrize("table, words", [
+    ('[[upstreams]]\nurl = "http://x"', "needs a name and a url"),
+    ('[[upstreams]]\nname = "a"\nurl = "http://x"\n[[upstreams]]\nname = "a"\nurl = "http://y"', "unique"),
+    ('[[upstreams]]\nname = "a"\nurl = "http://x"\nmodels = ["gpt-4"]', "not a model of the catalog"),
+    ('[[upstreams]]\nname = "a"\nurl = "http://x"\napi_key_env = "MISSING"', "MISSING is not set"),
+    ('[[upstreams]]\nname = "a"\nurl = "http://x"\nweight = -1', "weight"),
+    ('[[upstreams]]\nname = "a"\nurl = "http://x"\nmax_concurrency = 0', "max_concurrency"),
+    ('[[upstreams]]\nname = "a"\nurl = "http://x"\nmodels = "*"', "expected a list"),
+    ('[[upstreams]]\nname = "a"\nurl = "http://x"\nsurprise = 1', "unknown setting"),
+    ('[upstream]\nurl = "http://x"\n[[upstreams]]\nname = "a"\nurl = "http://y"', "not both"),
+    ('[routing]\nmax_attempts = 0', "routing"),
+    ('[routing]\nopen_base = 10\nopen_max = 5', "routing"),
+])
+def test_bad_channel_tables_are_refused_with_their_name(tmp_path, table, words):
+    path = tmp_path / "c.toml"
+    path.write_text(table)
+    with pytest.raises(ConfigError, match=words):
+        load_config(str(path), env={})

@@ -15,11 +15,13 @@ from urllib.parse import urlsplit, urlunsplit
 from ..catalog import Model
 
 
-@dataclass(frozen=True)
+@dataclass
 class UpstreamResponse:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    channel: str = ""   # the channel that answered, and the attempts it took to get here
+    attempts: int = 1
 
 
 @dataclass
@@ -33,6 +35,8 @@ class UpstreamRequest:
     model: Model
     headers: Mapping[str, str]  # the client's, lower-cased; a channel forwards only what it should
     encode: Callable[[str], bytes]
+    payload: dict | None = field(default=None, repr=False)  # the body as parsed (routing reads its prefix)
+    affinity: str | None = None  # the prompt prefix the router matched, once it has looked
     _bodies: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def body(self, model_id: str | None = None) -> bytes:
@@ -47,6 +51,8 @@ class UpstreamRequest:
 class UpstreamStream(Protocol):
     status: int
     headers: tuple[tuple[str, str], ...]
+    channel: str
+    attempts: int
 
     def chunks(self) -> AsyncIterator[bytes]:
         """Raw body bytes as they arrive (idle timeout applied between chunks)."""

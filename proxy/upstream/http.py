@@ -94,6 +94,7 @@ class HttpStream:
         self._idle = idle_timeout
         self.status = response.status_code
         self.headers = tuple(response.headers.items())
+        self.channel, self.attempts = "", 1
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive. No timeout here: the reader's idle scope covers it."""

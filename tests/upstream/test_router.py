@@ -1,0 +1,227 @@
+"""Several simulators as channels, over real HTTP, behind the gateway: failover before
+the first byte, cooldowns, circuits, disabled credentials, weights and cache affinity.
+Every request is billed once, and never for a failure."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import replace
+from functools import partial
+
+import anthropic
+import pytest
+import trio
+
+from proxy.catalog import default_catalog
+from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+from proxy.serve import serve
+from proxy.upstream.base import UpstreamRequest
+from proxy.upstream.router import Channel, Router, RoutingPolicy, prompt_prefix, weighted_order
+from proxy.upstream.sim_script import Knobs
+from proxy.upstream.simulator import SimulatorState, serve_simulator
+from tests.conftest import UPSTREAM_KEY, Sim, make_account
+
+MODEL = "claude-haiku-4.5"
+
+
+async def _simulator(nursery, **knobs) -> Sim:
+    state = SimulatorState(api_key=UPSTREAM_KEY, knobs=Knobs(**knobs))
+    url, state = await nursery.start(partial(serve_simulator, "127.0.0.1", 0, state=state))
+    return Sim(url, state)
+
+
+def _channel(name: str, url: str, key: str = UPSTREAM_KEY, **options) -> ChannelConfig:
+    return ChannelConfig(name, UpstreamConfig(url=url, api_key=key, first_byte_timeout=5, idle_timeout=5), **options)
+
+
+async def _gateway(nursery, config, channels, **routing):
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=tuple(channels),
+                                                 routing=RoutingConfig(**routing)))
+    return running, await make_account(running)
+
+
+def _ask(client, text: str = "hi", stream: bool = False, max_tokens: int = 20):
+    kwargs = dict(model=MODEL, max_tokens=max_tokens, messages=[{"role": "user", "content": text}])
+    if stream:
+        return client.messages.create(stream=True, **kwargs)
+    return client.messages.create(**kwargs)
+
+
+async def _rows(running, n):
+    with trio.fail_after(10):
+        while len(rows := await running.gateway.store.usage("alice", 1000)) < n:
+            await trio.sleep(0.01)
+    return rows
+
+
+async def test_a_529_on_the_primary_is_served_by_the_backup_and_billed_once(nursery, config):
+    primary = await _simulator(nursery, fault="529", retry_after=30)
+    backup = await _simulator(nursery)
+    running, alice = await _gateway(nursery, config, [_channel("primary", primary.url, priority=0),
+                                                      _channel("backup", backup.url, priority=1)])
+    before = await alice.balance()
+    answer = await _ask(alice.anthropic())
+    assert answer.content[0].text
+    rows = await _rows(running, 1)
+    assert len(rows) == 1 and rows[0].status == 200 and rows[0].cost > 0
+    assert await alice.balance() == before - rows[0].cost
+    assert len(primary.seen()) == 1 and len(backup.seen()) == 1
+    # The primary rests for its retry-after: the next requests go straight to the backup.
+    for i in range(3):
+        await _ask(alice.anthropic(), f"again {i}")
+    assert len(primary.seen()) == 1 and len(backup.seen()) == 4
+
+
+async def test_a_stream_fails_over_before_its_first_byte_and_not_after(nursery, config):
+    primary = await _simulator(nursery, fault="500")
+    backup = await _simulator(nursery)
+    running, alice = await _gateway(nursery, config, [_channel("primary", primary.url),
+                                                      _channel("backup", backup.url, priority=1)])
+    text = ""
+    async for event in await _ask(alice.anthropic(), stream=True):
+        if event.type == "content_block_delta":
+            text += event.delta.text
+    assert text and len(primary.seen()) == 1 and len(backup.seen()) == 1
+    # An error in the middle of a stream is the client's answer: never retried elsewhere.
+    # (The directive overrides the primary's own fault: it answers 200, then fails.)
+    with pytest.raises(anthropic.APIStatusError):
+        async for _ in await _ask(alice.anthropic(), "[sim fault=error_mid fault_after=2]", stream=True):
+            pass
+    rows = await _rows(running, 2)
+    assert len(primary.seen()) == 2 and len(backup.seen()) == 1
+    assert primary.seen()[-1].outcome != "complete"
+    cut = [r for r in rows if r.status != 200 or r.partial or r.error_type]
+    assert len(rows) == 2 and len(cut) == 1 and cut[0].partial and cut[0].cost > 0
+
+
+async def test_a_dead_primary_fails_over_on_connect(nursery, config):
+    with trio.socket.socket() as sock:  # a port nobody listens on
+        await sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    backup = await _simulator(nursery)
+    running, alice = await _gateway(nursery, config, [_channel("dead", dead), _channel("backup", backup.url,
+                                                                                          priority=1)])
+    for i in range(4):
+        await _ask(alice.anthropic(), f"q{i}")
+    assert len(backup.seen()) == 4
+    # Three connect failures opened the dead channel's circuit: it is no longer tried.
+    health = running.gateway.upstream.state.health("dead")
+    assert health.state(trio.current_time()) == "open"
+
+
+async def test_every_channel_down_gives_the_most_informative_error_and_charges_nothing(nursery, config):
+    a = await _simulator(nursery, fault="529", retry_after=9)
+    b = await _simulator(nursery, fault="429", retry_after=4)
+    running, alice = await _gateway(nursery, config, [_channel("a", a.url), _channel("b", b.url)])
+    before = await alice.account()
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        await _ask(alice.anthropic())
+    assert refused.value.status_code == 429 and refused.value.response.headers["retry-after"] == "4"
+    # Both rest now: the next request is refused without trying either, with the shortest wait.
+    with pytest.raises(anthropic.APIStatusError) as resting:
+        await _ask(alice.anthropic(), "again")
+    assert resting.value.status_code == 529 and int(resting.value.response.headers["retry-after"]) <= 4
+    assert len(a.seen()) == 1 and len(b.seen()) == 1
+    after = await alice.account()
+    assert (after.balance, after.held) == (before.balance, 0)
+    rows = await running.gateway.store.usage("alice", 10)
+    assert all(r.cost == 0 for r in rows)
+
+
+async def test_a_refused_credential_disables_the_channel_and_another_serves(nursery, config, caplog):
+    bad = await _simulator(nursery)
+    good = await _simulator(nursery)
+    running, alice = await _gateway(nursery, config, [_channel("bad", bad.url, key="sk-wrong"),
+                                                      _channel("good", good.url, priority=1)])
+    for i in range(3):
+        await _ask(alice.anthropic(), f"q{i}")
+    assert len(bad.seen()) == 1 and len(good.seen()) == 3
+    assert running.gateway.upstream.state.health("bad").state(0) == "disabled"
+    assert "upstream channel bad DISABLED" in caplog.text and "sk-wrong" not in caplog.text
+
+
+async def test_a_single_channel_with_a_refused_credential_is_a_502(nursery, config):
+    bad = await _simulator(nursery)
+    running, alice = await _gateway(nursery, config, [_channel("bad", bad.url, key="sk-wrong")])
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        await _ask(alice.anthropic())
+    assert refused.value.status_code == 502
+    with pytest.raises(anthropic.APIStatusError) as again:
+        await _ask(alice.anthropic(), "again")
+    assert again.value.status_code == 502 and len(bad.seen()) == 1
+
+
+async def test_a_channel_only_serves_its_models(nursery, config):
+    haiku = await _simulator(nursery)
+    rest = await _simulator(nursery)
+    running, alice = await _gateway(nursery, config, [_channel("haiku", haiku.url, models=("claude-haiku-4.5",)),
+                                                      _channel("rest", rest.url, priority=1)])
+    await _ask(alice.anthropic())
+    await alice.anthropic().messages.create(model="claude-sonnet-4.5", max_tokens=20,
+                                            messages=[{"role": "user", "content": "hi"}])
+    assert [s.model for s in haiku.seen()] == ["claude-haiku-4-5-20251001"]
+    assert [s.model for s in rest.seen()] == ["claude-sonnet-4-5-20250929"]
+
+
+async def test_the_circuit_lets_one_probe_through_and_closes_on_success(nursery, config, autojump_clock=None):
+    flaky = await _simulator(nursery, fault="500")
+    backup = await _simulator(nursery)
+    running, alice = await _gateway(nursery, config, [_channel("flaky", flaky.url), _channel("backup", backup.url,
+                                                                                              priority=1)],
+                                    failures_to_open=2, open_base=0.3, open_max=1)
+    for i in range(4):
+        await _ask(alice.anthropic(), f"q{i}")
+    assert len(flaky.seen()) == 2  # opened after two failures
+    flaky.state.knobs = Knobs()  # it recovers
+    await trio.sleep(0.35)
+    await _ask(alice.anthropic(), "probe")
+    await _ask(alice.anthropic(), "after")
+    assert len(flaky.seen()) == 4
+    assert running.gateway.upstream.state.health("flaky").state(trio.current_time()) == "healthy"
+
+
+# -- choice, without the network --------------------------------------------------------------------
+
+class _Nowhere:
+    idle_timeout = 1.0
+
+
+def _request(text: str = "hi", system: str | None = None) -> UpstreamRequest:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 5}
+    if system is not None:
+        body["system"] = system
+    return UpstreamRequest("/v1/messages", default_catalog().resolve(MODEL), {}, lambda m: b"", body)
+
+
+def test_weights_spread_traffic_within_statistical_bounds():
+    rng = random.Random(1234)
+    channels = [Channel("a", _Nowhere(), weight=1), Channel("b", _Nowhere(), weight=3), Channel("z", _Nowhere(),
+                                                                                                weight=0)]
+    firsts = Counter(weighted_order(channels, rng)[0].name for _ in range(20_000))
+    # b first with probability 3/4: 15,000 expected, sd about 61; six sd either side.
+    assert 14_630 <= firsts["b"] <= 15_370 and firsts["a"] + firsts["b"] == 20_000
+
+
+def test_lower_priority_first_and_the_sticky_channel_leads_its_priority():
+    channels = [Channel("p0a", _Nowhere()), Channel("p0b", _Nowhere()), Channel("p1", _Nowhere(), priority=1)]
+    router = Router(channels, RoutingPolicy(), rng=random.Random(7))
+    request = _request("first message", system="a long system prompt")
+    order = [c.name for c in router.plan(request, 0.0)]
+    assert order[-1] == "p1" and set(order[:2]) == {"p0a", "p0b"}
+    router.state.stick(request.affinity, "p0b")
+    for _ in range(50):  # a later turn of the same conversation
+        later = _request("first message", system="a long system prompt")
+        later.payload["messages"].append({"role": "assistant", "content": "x"})
+        assert [c.name for c in router.plan(later, 0.0)][0] == "p0b"
+    # A conversation never seen is spread by weight as usual.
+    assert {router.plan(_request(f"other {i}"), 0.0)[0].name for i in range(50)} == {"p0a", "p0b"}
+
+
+def test_the_prompt_prefix_is_the_system_and_first_message_only():
+    a = _request("hello", system="s")
+    b = _request("hello", system="s")
+    b.payload["messages"].append({"role": "assistant", "content": "later turns do not count"})
+    assert prompt_prefix(a.payload) == prompt_prefix(b.payload)
+    assert prompt_prefix(_request("hello", system="t").payload) != prompt_prefix(a.payload)
+    assert prompt_prefix({"messages": []}) is None
