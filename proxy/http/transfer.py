@@ -22,7 +22,7 @@ from ..relay import new_request_id
 from . import error_shapes
 from .context import authorize, current_gateway, gateway_of
 from .responses import json_response
-from storage.base import InsufficientBalance, KeyRecord, NotFound
+from storage.base import Account, InsufficientBalance, KeyRecord, NotFound
 
 PATH = "/api/user/transfer"
 LIMITER = "cheaplm.transfer_limiter"
@@ -133,7 +133,7 @@ def _order(raw: bytes) -> tuple[str, int]:
     return body["toUsername"], amount
 
 
-async def _move(key: KeyRecord, to_username: str, amount: int):
+async def _move(key: KeyRecord, to_username: str, amount: int) -> tuple[Account, Account]:
     """The store's transfer; its expected refusals in this API's words. Any other storage
     error goes to the app's one storage mapping (errors.from_store)."""
     try:
