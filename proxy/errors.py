@@ -1,8 +1,11 @@
-"""The gateway's error tree and its renderings in both wire shapes.
+"""The gateway's error tree, the one status -> wire type table, the renderings of an
+error in the Anthropic and OpenAI shapes, and the storage edge's error mapping.
 
-Every error the gateway produces is a ``GatewayError``; adaptors render it as
-Anthropic JSON, OpenAI JSON, or an SSE error event. One table maps each kind to
-its HTTP status and both wire ``type`` strings.
+Every error the gateway produces is a ``GatewayError``. Its Anthropic rendering
+(JSON body, ``event: error``) and its OpenAI rendering (JSON body, ``data:`` error
+chunk) are its four ``*_body``/``*_sse`` methods, and nothing else writes those
+shapes. The transfer API's own shape is in proxy/http/transfer.py. Pure: imported
+by the adaptors.
 """
 
 from __future__ import annotations
@@ -10,40 +13,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-# status -> Anthropic error.type (protocol.md section 1)
-ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    408: "timeout_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
+from .money import format_usd
+from .protocol.stream_a2o import error_line
+from storage.base import AlreadyExists, InsufficientBalance, NotFound, StoreError, StoreUnavailable
 
-# status -> OpenAI error.type
-OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "insufficient_quota",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    408: "timeout_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
+# status -> (Anthropic error.type (protocol.md section 1), OpenAI error.type)
+TYPES = {
+    400: ("invalid_request_error", "invalid_request_error"),
+    401: ("authentication_error", "authentication_error"),
+    402: ("billing_error", "insufficient_quota"),
+    403: ("permission_error", "permission_error"),
+    404: ("not_found_error", "not_found_error"),
+    405: ("invalid_request_error", "invalid_request_error"),
+    408: ("timeout_error", "timeout_error"),
+    413: ("request_too_large", "invalid_request_error"),
+    429: ("rate_limit_error", "rate_limit_error"),
+    500: ("api_error", "api_error"),
+    502: ("api_error", "api_error"),
+    503: ("api_error", "api_error"),
+    504: ("timeout_error", "timeout_error"),
+    529: ("overloaded_error", "overloaded_error"),
 }
 
 
@@ -67,6 +56,7 @@ class GatewayError(Exception):
         if self.error_type is None:
             self.error_type = anthropic_type_for(self.status)
 
+    # The Anthropic shape
     def anthropic_body(self, request_id: str) -> dict:
         return {
             "type": "error",
@@ -74,29 +64,38 @@ class GatewayError(Exception):
             "request_id": request_id,
         }
 
-    def openai_body(self) -> dict:
-        # A type that is just the status's default maps to OpenAI's word for that
-        # status; a specific upstream type (e.g. overloaded_error) is kept as is.
-        default = self.error_type == anthropic_type_for(self.status)
-        openai_type = OPENAI_TYPES.get(self.status, self.error_type) if default else self.error_type
-        return {
-            "error": {
-                "message": self.message,
-                "type": openai_type,
-                "param": self.param,
-                "code": self.code if self.code is not None else self.error_type,
-            }
-        }
-
     def anthropic_sse(self, request_id: str) -> bytes:
         """The mid-stream form: ``event: error``."""
         body = {"type": "error", "error": {"type": self.error_type, "message": self.message}}
         return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
 
+    # The OpenAI shape
+    def openai_body(self) -> dict:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.openai_type(),
+                "param": self.param,
+                "code": self.code if self.code is not None else self.error_type,
+            }
+        }
+
+    def openai_sse(self) -> bytes:
+        """The mid-stream form: a ``data: {"error": ...}`` chunk (the SDK raises on it)."""
+        error = self.openai_body()["error"]
+        return error_line(error["type"], error["message"], error["code"])
+
+    def openai_type(self) -> str:
+        """A type that is just the status's default maps to OpenAI's word for that
+        status; a specific upstream type (e.g. overloaded_error) is kept as is."""
+        if self.error_type != anthropic_type_for(self.status) or self.status not in TYPES:
+            return self.error_type
+        return TYPES[self.status][1]
+
 
 def anthropic_type_for(status: int) -> str:
-    if status in ANTHROPIC_TYPES:
-        return ANTHROPIC_TYPES[status]
+    if status in TYPES:
+        return TYPES[status][0]
     if status >= 500:
         return "api_error"
     return "invalid_request_error"
@@ -138,3 +137,22 @@ def store_unavailable(retry_after: int) -> GatewayError:
     """The ledger is locked by another process, read-only or full: nothing was applied."""
     return GatewayError(503, f"The billing ledger is temporarily unavailable; nothing was charged. Retry in "
                              f"{retry_after} s.", "api_error", headers=(("retry-after", str(retry_after)),))
+
+
+def from_store(exc: StoreError) -> GatewayError:
+    """The storage edge's one mapping: a StoreError as the error a client sees. In
+    every case nothing was applied. A caller with more to say about an expected outcome
+    (a request's hold that the balance cannot cover, a transfer to an unknown user)
+    catches that subclass itself and raises its own GatewayError; everything else
+    comes here."""
+    if isinstance(exc, StoreUnavailable):
+        return store_unavailable(exc.retry_after)
+    if isinstance(exc, InsufficientBalance):
+        return billing(f"Insufficient balance: ${format_usd(max(exc.available, 0))} is available, "
+                       f"${format_usd(exc.needed)} is needed")
+    if isinstance(exc, NotFound):
+        return not_found(str(exc))
+    if isinstance(exc, AlreadyExists):
+        return GatewayError(409, str(exc))
+    # AmountOutOfRange, or an operation the store refuses as asked
+    return invalid_request(str(exc))

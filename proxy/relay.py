@@ -20,7 +20,7 @@ import trio
 
 from . import errors
 from .adaptors.base import Adaptor, Parsed, StreamRenderer
-from .asgi import Exchange, encode_headers
+from .http.exchange import Exchange, encode_headers
 from .auth import check_request
 from .billing import estimate_input_tokens, hold_amount
 from .gateway import Gateway

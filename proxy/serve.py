@@ -13,7 +13,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from .app import create_app
+from .http.app import create_app
 from .config import Config
 from .gateway import Gateway
 from .instance import checkpoint_progress, new_instance_id

@@ -13,7 +13,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from proxy import direct_body
-from proxy.asgi import Exchange
+from proxy.http.exchange import Exchange
 
 BIG = 16 * 1024 * 1024  # more than loopback's socket buffers hold: the write must wait
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from proxy.app import create_app
+from proxy.http.app import create_app
 
 from .conftest import make_account
 

@@ -12,7 +12,7 @@ import trio
 
 from proxy import errors
 from proxy.adaptors.anthropic import PassThrough
-from proxy.asgi import Exchange
+from proxy.http.exchange import Exchange
 from proxy.metering import Progress
 from proxy.protocol.stream_filter import AnthropicStreamTap
 from proxy.relay import _pump

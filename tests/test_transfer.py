@@ -90,7 +90,7 @@ async def test_transfers_are_rate_limited_per_key(nursery, config):
 
 
 def test_rate_limiter_refills():
-    from proxy.transfer import RateLimiter
+    from proxy.http.transfer import RateLimiter
 
     now = [0.0]
     limiter = RateLimiter(2, lambda: now[0])

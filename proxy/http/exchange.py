@@ -2,17 +2,17 @@
 
 ``Exchange`` wraps one HTTP request's scope/receive/send: read the body with a
 size limit, answer whole, or stream; ``watch_disconnect`` cancels a scope when
-the client goes away.
+the client goes away. ``canonical_path`` is the path a request is routed by.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Awaitable, Callable, Iterable
 
 import trio
 
-from . import direct_body, errors
+from .. import direct_body, errors
+from .responses import JSON_TYPE, json_bytes
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -20,7 +20,7 @@ Send = Callable[[dict], Awaitable[None]]
 
 SSE_HEADERS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no"))
-JSON_TYPE = (b"content-type", b"application/json")
+JSON_HEADER = (b"content-type", JSON_TYPE.encode())
 
 
 # API paths also served without their /v1 prefix (a client given a base URL without /v1
@@ -94,11 +94,17 @@ class Exchange:
     async def respond(self, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         self.finished = True
         await self.send({"type": "http.response.start", "status": status,
-                         "headers": [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers]})
+                         "headers": [JSON_HEADER, (b"content-length", str(len(body)).encode()), *headers]})
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def respond_json(self, status: int, payload: Any, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-        await self.respond(status, json.dumps(payload).encode(), headers)
+        await self.respond(status, json_bytes(payload), headers)
+
+    async def respond_error(self, error: errors.GatewayError, body: dict, request_id: str) -> None:
+        """``error`` answered whole: ``body`` (the route's shape of it), the request id and
+        the error's own headers (``retry-after``)."""
+        await self.respond_json(error.status, body, [(b"request-id", request_id.encode()),
+                                                     *encode_headers(error.headers)])
 
     async def start_stream(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         self.started = True

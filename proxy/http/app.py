@@ -1,0 +1,41 @@
+"""create_app(gateway) -> QuartTrio: the relay routes (raw ASGI, the metered hot path)
+in front of Quart, which serves the blueprints (probes and health, models, transfer)."""
+
+from __future__ import annotations
+
+from quart import Response, g
+from quart_trio import QuartTrio
+
+from ..gateway import Gateway
+from ..relay import new_request_id
+from . import context, error_shapes, models, public, transfer
+from .relay_routes import RelayRoutes
+
+# Quart reads a request's body as it arrives, before the route runs: the routes it
+# serves take small bodies (the metered routes, with big ones, bypass it).
+QUART_MAX_BODY = 64 * 1024
+QUART_BODY_TIMEOUT = 10
+
+
+def create_app(gateway: Gateway) -> QuartTrio:
+    app = QuartTrio("cheaplm", static_folder=None)
+    app.url_map.merge_slashes = False  # "/v1/models//x" is a 404 in JSON, not an HTML redirect
+    app.config["MAX_CONTENT_LENGTH"] = QUART_MAX_BODY
+    app.config["BODY_TIMEOUT"] = QUART_BODY_TIMEOUT
+    context.attach(app, gateway)
+    app.before_request(_new_request_id)
+    app.after_request(_add_request_id)
+    error_shapes.install(app)
+    for blueprint in (public.blueprint(), models.blueprint(), transfer.blueprint()):
+        app.register_blueprint(blueprint)
+    app.asgi_app = RelayRoutes(app.asgi_app, gateway)  # type: ignore[method-assign]
+    return app
+
+
+async def _new_request_id() -> None:
+    g.request_id = new_request_id()
+
+
+async def _add_request_id(response: Response) -> Response:
+    response.headers.setdefault("request-id", g.get("request_id") or new_request_id())
+    return response

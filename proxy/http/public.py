@@ -1,0 +1,39 @@
+"""The routes anyone may call without a key: the base URL and the reachability probes
+clients send at start-up, and the health check."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+
+from .context import current_gateway
+from .responses import json_response
+
+VERSION = "0.1.0"
+
+
+def blueprint() -> Blueprint:
+    bp = Blueprint("public", __name__)
+    bp.route("/", methods=["GET", "HEAD"])(root)
+    bp.route("/api/hello", methods=["GET", "HEAD"])(hello)
+    bp.get("/health")(health)
+    return bp
+
+
+async def root() -> Response:
+    """Clients probe the base URL (Claude Code sends HEAD /)."""
+    return json_response({"service": "CheapLM gateway", "version": VERSION,
+                          "endpoints": ["/v1/messages", "/v1/chat/completions", "/v1/models"]})
+
+
+async def hello() -> Response:
+    """Claude Code's start-up reachability probe (HEAD /api/hello, no key)."""
+    return json_response({"ok": True})
+
+
+async def health() -> Response:
+    gateway = current_gateway()
+    return json_response({
+        "status": "ok", "version": VERSION,
+        "upstream": {"url": gateway.upstream.label, "simulated": gateway.simulated},
+        "models": len(gateway.catalog.models),
+    })

@@ -1,0 +1,34 @@
+"""create_app: the pieces it assembles, and nothing shared between two apps."""
+
+from proxy.http import context, error_shapes, transfer
+from proxy.http.app import create_app
+from proxy.http.exchange import canonical_path
+from proxy.http.relay_routes import RelayRoutes
+
+
+async def test_the_app_is_the_relay_routes_in_front_of_the_blueprints(gateway):
+    app = create_app(gateway.gateway)
+    assert isinstance(app.asgi_app, RelayRoutes)
+    assert set(app.asgi_app.routes) == {"/v1/messages", "/v1/chat/completions", "/v1/messages/count_tokens"}
+    assert set(app.blueprints) == {"public", "models", "transfer"}
+    assert context.gateway_of(app) is gateway.gateway
+    assert app.extensions[error_shapes.CLAIMS] == {transfer.PATH: transfer.error_body}
+
+
+async def test_two_apps_share_no_state(gateway):
+    one, two = create_app(gateway.gateway), create_app(gateway.gateway)
+    assert one.extensions[transfer.LIMITER] is not two.extensions[transfer.LIMITER]
+    assert one.extensions[error_shapes.CLAIMS] is not two.extensions[error_shapes.CLAIMS]
+    one.extensions[transfer.LIMITER].take(1)
+    assert two.extensions[transfer.LIMITER].buckets == {}
+
+
+def test_canonical_paths():
+    assert canonical_path("/v1/v1/messages") == "/v1/messages"
+    assert canonical_path("/v1/v1/v1/models/x") == "/v1/models/x"
+    assert canonical_path("/messages/count_tokens/") == "/v1/messages/count_tokens"
+    assert canonical_path("/chat/completions") == "/v1/chat/completions"
+    assert canonical_path("/models") == "/v1/models"
+    assert canonical_path("/modelsx") == "/modelsx"
+    assert canonical_path("/api/user/transfer/") == "/api/user/transfer"
+    assert canonical_path("/") == "/" and canonical_path("/v1/v1") == "/v1"
