@@ -50,7 +50,7 @@ class Gateway:
         try:
             record = await self.keys.authenticate(presented_key(headers))
         except StoreUnavailable as exc:
-            raise errors.store_unavailable(exc.retry_after) from None
+            raise errors.from_store(exc) from None
         check_address(record, client_ip(peer, headers.get("x-forwarded-for"), self.trusted))
         return record
 

@@ -99,7 +99,7 @@ class Ticket:
                 f"${format_usd(max(short.available, 0))} is available for the ${format_usd(extra)} more it may "
                 f"cost. Top up, or lower max_tokens.") from None
         except StoreUnavailable as exc:
-            raise errors.store_unavailable(exc.retry_after) from None
+            raise errors.from_store(exc) from None
         self.held = needed
 
     def row(self, usage: Usage, status: int, partial: bool, error_type: str | None) -> UsageRow:
@@ -206,7 +206,7 @@ async def settle_answer(ticket: Ticket, usage: Usage) -> tuple[int, Account]:
         log.error("settling request %s failed: %s", ticket.request_id, exc)
         if isinstance(exc, StoreUnavailable):
             ticket.release_later(503, "ledger_unavailable")
-            raise errors.store_unavailable(exc.retry_after) from None
+            raise errors.from_store(exc) from None
         raise errors.GatewayError(503, "The charge for this response could not be recorded; retry later",
                                   "api_error") from None
 

@@ -20,7 +20,7 @@ import trio
 
 from . import errors
 from .adaptors.base import Adaptor, Parsed, StreamRenderer
-from .http.exchange import Exchange, encode_headers
+from .http.exchange import Exchange
 from .auth import check_request
 from .billing import estimate_input_tokens, hold_amount
 from .gateway import Gateway
@@ -33,7 +33,7 @@ from .protocol.thinking import (TurnRecorder, disable_thinking, lookup_ids, rest
 from .protocol.usage import Usage
 from .upstream.base import UpstreamRequest
 from .upstream.status import upstream_error
-from storage.base import InsufficientBalance, KeyRecord, StoreUnavailable
+from storage.base import InsufficientBalance, KeyRecord, StoreError
 
 log = logging.getLogger("cheaplm.relay")
 
@@ -68,8 +68,8 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
                 f"${format_usd(max(short.available, 0))} is available. Top up, or lower max_tokens.") from None
     except trio.BrokenResourceError:
         return  # the client left while sending its body
-    except StoreUnavailable as exc:
-        await _answer_error(ex, adaptor, errors.store_unavailable(exc.retry_after), request_id)
+    except StoreError as exc:  # (a hold the balance cannot cover was worded above)
+        await _answer_error(ex, adaptor, errors.from_store(exc), request_id)
         return
     except errors.GatewayError as error:
         await _answer_error(ex, adaptor, error, request_id)
@@ -127,11 +127,10 @@ def _needs_recording(adaptor: Adaptor, parsed: Parsed, filtered: bool) -> bool:
 
 
 async def _answer_error(ex: Exchange, adaptor: Adaptor, error: errors.GatewayError, request_id: str) -> None:
-    headers = [(b"request-id", request_id.encode()), *encode_headers(error.headers)]
     if ex.started:
         await ex.end_stream(adaptor.error_event(error, request_id))
     else:
-        await ex.respond_json(error.status, adaptor.error_body(error, request_id), headers)
+        await ex.respond_error(error, adaptor.error_body(error, request_id), request_id)
 
 
 async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket,

@@ -8,7 +8,7 @@ import time
 import orjson
 
 from .. import errors
-from ..protocol.stream_a2o import AnthropicToOpenAIStream, error_line
+from ..protocol.stream_a2o import AnthropicToOpenAIStream
 from ..protocol.translate import TranslationError, translate_request, translate_response
 from .base import Parsed, RequestRules, cap_output, decode_json_object, find_model, note_fallback
 
@@ -54,8 +54,7 @@ class OpenAIAdaptor:
         return error.openai_body()
 
     def error_event(self, error: errors.GatewayError, request_id: str) -> bytes:
-        body = error.openai_body()["error"]
-        return error_line(body["type"], body["message"], body["code"])
+        return error.openai_sse()
 
     def render_message(self, upstream_body: bytes, message: dict, parsed: Parsed) -> bytes:
         return orjson.dumps(translate_response(message, parsed.client_model, int(time.time())))
