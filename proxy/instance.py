@@ -17,7 +17,7 @@ import trio
 from storage.base import StoreError
 
 if TYPE_CHECKING:
-    from .relay import Ticket
+    from .metering import Ticket
     from storage.base import Store
 
 log = logging.getLogger("cheaplm.instance")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
 from contextlib import aclosing
 
@@ -24,6 +23,7 @@ from .http.exchange import Exchange
 from .auth import check_request
 from .billing import estimate_input_tokens, hold_amount
 from .gateway import Gateway
+from .ids import new_request_id
 from .metering import CLIENT_CLOSED, Progress, Ticket, settle_answer, settle_stream_end, settle_unfinished
 from .money import format_usd
 from .protocol.sse import event_name
@@ -36,10 +36,6 @@ from .upstream.status import upstream_error
 from storage.base import InsufficientBalance, KeyRecord, StoreError
 
 log = logging.getLogger("cheaplm.relay")
-
-def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
-
 
 async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
     config = gateway.config

@@ -7,7 +7,7 @@ from quart import Response, g
 from quart_trio import QuartTrio
 
 from ..gateway import Gateway
-from ..relay import new_request_id
+from ..ids import new_request_id
 from . import context, error_shapes, models, public, transfer
 from .relay_routes import RelayRoutes
 

@@ -16,7 +16,7 @@ from quart import Quart, Response, current_app, g, request
 
 from .. import errors
 from ..errors import GatewayError
-from ..relay import new_request_id
+from ..ids import new_request_id
 from .responses import json_response
 from storage.base import StoreError
 

@@ -13,7 +13,8 @@ from ..adaptors.openai import OpenAIAdaptor
 from ..auth import check_request
 from ..errors import GatewayError
 from ..gateway import Gateway
-from ..relay import handle, new_request_id, read_body
+from ..ids import new_request_id
+from ..relay import handle, read_body
 from ..upstream.base import UpstreamRequest
 from ..upstream.status import upstream_error
 from .exchange import Exchange, canonical_path

@@ -18,7 +18,7 @@ from quart.blueprints import BlueprintSetupState
 
 from ..errors import GatewayError
 from ..money import MAX_AMOUNT, MICRO, format_usd, parse_usd, usd_number
-from ..relay import new_request_id
+from ..ids import new_request_id
 from . import error_shapes
 from .context import authorize, current_gateway, gateway_of
 from .responses import json_response
