@@ -3,6 +3,7 @@ clients send at start-up, and the health check."""
 
 from __future__ import annotations
 
+import trio
 from quart import Blueprint, Response
 
 from .context import current_gateway
@@ -32,8 +33,11 @@ async def hello() -> Response:
 
 async def health() -> Response:
     gateway = current_gateway()
-    return json_response({
-        "status": "ok", "version": VERSION,
-        "upstream": {"url": gateway.upstream.label, "simulated": gateway.simulated},
-        "models": len(gateway.catalog.models),
-    })
+    upstream = gateway.upstream
+    body = {"status": "ok", "version": VERSION,
+            "upstream": {"url": upstream.label, "simulated": gateway.simulated},
+            "models": len(gateway.catalog.models)}
+    describe = getattr(upstream, "describe", None)  # several channels: each one's state (never a key)
+    if describe is not None:
+        body["upstream"]["channels"] = describe(trio.current_time())
+    return json_response(body)

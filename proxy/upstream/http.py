@@ -29,6 +29,7 @@ class HttpUpstream:
         self.url = url.rstrip("/")
         self.config = config
         self.label = label or redacted_url(self.url)  # shown in /health and the log: no credentials
+        self.url_label = redacted_url(self.url)
         # This provider's name for a catalog model, where it is not the catalog's upstream id.
         self.model_ids = dict(model_ids or {})
         # The connect timeout lives in the transport; first-byte and idle timeouts are cancel scopes.

@@ -290,6 +290,18 @@ class Router:
         channel.in_flight -= 1
         health.ended()
 
+    def describe(self, now: float) -> list[dict]:
+        """Each channel as an operator sees it (/health, ``cheaplm upstream list``): never its key."""
+        rows = []
+        for c in self.channels:
+            health = self.state.health(c.name)
+            until = health.until(now)
+            rows.append({"name": c.name, "url": getattr(c.upstream, "url_label", c.upstream.label), "priority": c.priority, "weight": c.weight,
+                         "state": health.state(now), "resting_seconds": None if until is None else round(until - now, 3),
+                         "disabled_reason": health.disabled_reason or None, "in_flight": c.in_flight,
+                         "requests": c.requests, "failures": c.failures})
+        return rows
+
     async def aclose(self) -> None:
         for channel in self.channels:
             with trio.CancelScope(shield=True):

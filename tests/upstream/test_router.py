@@ -4,6 +4,7 @@ Every request is billed once, and never for a failure."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from dataclasses import replace
@@ -139,6 +140,12 @@ async def test_a_refused_credential_disables_the_channel_and_another_serves(nurs
     assert len(bad.seen()) == 1 and len(good.seen()) == 3
     assert running.gateway.upstream.state.health("bad").state(0) == "disabled"
     assert "upstream channel bad DISABLED" in caplog.text and "sk-wrong" not in caplog.text
+    async with alice.http() as http:
+        health = (await http.get("/health")).text
+    channels = {c["name"]: c for c in json.loads(health)["upstream"]["channels"]}
+    assert channels["bad"]["state"] == "disabled" and channels["good"]["state"] == "healthy"
+    assert (channels["bad"]["requests"], channels["bad"]["failures"], channels["good"]["requests"]) == (1, 1, 3)
+    assert channels["good"]["url"] == good.url and "sk-wrong" not in health and UPSTREAM_KEY not in health
 
 
 async def test_a_single_channel_with_a_refused_credential_is_a_502(nursery, config):
