@@ -1,6 +1,6 @@
 """The direct body path: chunks written to the client's socket under hypercorn's trio
-worker must be byte for byte what h11 would have written, keep the connection
-reusable, survive a full receive window, and step aside wherever it can't apply."""
+worker keep the connection reusable, survive a full receive window, and step aside
+wherever they can't apply (their frames are h11's: tests/protocol/test_http1.py)."""
 
 from __future__ import annotations
 
@@ -16,20 +16,6 @@ from proxy import direct_body
 from proxy.asgi import Exchange
 
 BIG = 16 * 1024 * 1024  # more than loopback's socket buffers hold: the write must wait
-
-
-def h11_chunk(data: bytes) -> bytes:
-    conn = h11.Connection(h11.SERVER)
-    conn.receive_data(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-    conn.next_event()
-    conn.send(h11.Response(status_code=200, headers=[]))
-    return conn.send(h11.Data(data=data))
-
-
-@pytest.mark.parametrize("size", [1, 9, 15, 16, 255, 256, 4096, 65537])
-def test_frame_is_what_h11_writes(size):
-    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    assert direct_body.chunk_frame(data) == h11_chunk(data)
 
 
 def test_not_found_outside_hypercorn():
