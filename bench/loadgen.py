@@ -18,6 +18,7 @@ import trio
 
 from proxy import netio
 from proxy.protocol import http1
+from proxy.protocol.http1 import ProtocolError  # a malformed response, or the server gone mid-way
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,6 @@ def build_request(method: str, host: str, port: int, path: str, headers: dict[st
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
              f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
     return "\r\n".join(lines).encode("latin-1") + body
-
-
-ProtocolError = http1.ProtocolError  # a malformed response, or the server gone mid-way
 
 
 class Connection:
