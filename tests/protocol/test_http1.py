@@ -89,6 +89,20 @@ def test_bad_chunk_framing_is_a_protocol_error(body):
         reader.read_payload()
 
 
+def test_a_bad_chunk_size_is_an_error_at_every_split():
+    wire = CHUNKED + chunk_frame(b"abc") + b"zz\r\nabc\r\n0\r\n\r\n"
+    for pieces in [[wire]] + [[wire[:i], wire[i:]] for i in range(1, len(wire))]:
+        reader, head, payload = ResponseReader(), None, b""
+        with pytest.raises(ProtocolError, match="chunk"):
+            for piece in pieces:
+                reader.feed(piece)
+                head = head or reader.read_head()
+                if head:
+                    payload += reader.read_payload()[0]
+        # What came in earlier reads was delivered; the read holding the bad size raises.
+        assert b"abc".startswith(payload)
+
+
 @pytest.mark.parametrize("cut", [len(CHUNKED) + 2, len(CHUNKED) + 10, len(CHUNKED) + 40])
 def test_the_peer_closing_mid_body_is_a_protocol_error(cut):
     reader = ResponseReader()
