@@ -61,9 +61,9 @@ class Result:
 
 
 def build_request(method: str, host: str, port: int, path: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
-    return "\r\n".join(lines).encode("latin-1") + body
+    pairs = [("Host", f"{host}:{port}"), ("Content-Type", "application/json"), *headers.items()]
+    encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
+    return http1.request_head(method.encode(), path.encode("latin-1"), encoded, len(body)) + body
 
 
 class Connection:

@@ -1,4 +1,5 @@
-"""HTTP/1.1 bytes, pure: a response read through h11, and the chunk frame we write.
+"""HTTP/1.1 bytes, pure: a response read through h11; the request head and the chunk
+frame we write.
 
 ``ResponseReader`` is fed what a connection reads and hands back the response head,
 then the body's payload, with whatever came after the response kept for the next
@@ -16,6 +17,7 @@ hand-written split did, once per request.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import h11
 
@@ -33,6 +35,16 @@ class ResponseHead:
     framing: str     # "chunked", "length" or "close" (the body ends when the connection does)
     length: int      # the body's size with "length" framing, else -1
     keep_alive: bool  # the connection may carry another request after this response
+
+
+def request_head(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]], body_length: int) -> bytes:
+    """A request head framed by Content-Length: ``headers`` as given (a Host among
+    them), less any framing header of their own."""
+    lines = [method + b" " + target + b" HTTP/1.1"]
+    lines.extend(name + b": " + value for name, value in headers
+                 if name.lower() not in (b"transfer-encoding", b"content-length"))
+    lines.append(b"Content-Length: %d" % body_length)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 def chunk_frame(data: bytes) -> bytes:

@@ -23,7 +23,7 @@ import trio
 
 from .. import netio
 from ..netio import READ_SIZE, SOCKET_ERRORS
-from ..protocol.http1 import ProtocolError, ResponseHead, ResponseReader
+from ..protocol.http1 import ProtocolError, ResponseHead, ResponseReader, request_head
 
 RECENT = 2.0  # seconds an idle connection is trusted without a liveness check
 
@@ -167,15 +167,9 @@ class TrioHTTP11Transport(httpx.AsyncBaseTransport):
                               extensions={"http_version": b"HTTP/1.1"})
 
     async def _send_request(self, connection: _Connection, request: httpx.Request) -> None:
-        target = request.url.raw_path
-        lines = [request.method.encode() + b" " + target + b" HTTP/1.1"]
         body = b"".join([part async for part in request.stream])
-        for name, value in request.headers.raw:
-            if name.lower() in (b"transfer-encoding", b"content-length"):
-                continue
-            lines.append(name + b": " + value)
-        lines.append(b"content-length: " + str(len(body)).encode())
-        await connection.stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        head = request_head(request.method.encode(), request.url.raw_path, request.headers.raw, len(body))
+        await connection.stream.send_all(head + body)
 
     async def _read_head(self, connection: _Connection, reader: ResponseReader) -> ResponseHead:
         """The response head, from what the connection holds and reads; the body's first

@@ -7,7 +7,7 @@ from __future__ import annotations
 import h11
 import pytest
 
-from proxy.protocol.http1 import ProtocolError, ResponseReader, chunk_frame
+from proxy.protocol.http1 import ProtocolError, ResponseReader, chunk_frame, request_head
 from tests.splits import every_split, golden
 
 SSE = golden("thinking_text_tool.sse")
@@ -188,3 +188,15 @@ def test_chunk_frame_is_what_h11_writes(size):
     assert chunk_frame(data) == h11_chunk(data)
     _, payloads, _ = read([CHUNKED + chunk_frame(data) + b"0\r\n\r\n"])
     assert b"".join(payloads) == data
+
+
+def test_request_head_is_framed_by_content_length_alone():
+    head = request_head(b"POST", b"/v1/messages?beta=true", [(b"Host", b"x:1"), (b"X-Api-Key", b"k"),
+                                                             (b"Transfer-Encoding", b"chunked"),
+                                                             (b"content-length", b"99")], 5)
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(head + b"hello")
+    request, data, end = server.next_event(), server.next_event(), server.next_event()
+    assert (request.method, request.target) == (b"POST", b"/v1/messages?beta=true")
+    assert list(request.headers.raw_items()) == [(b"Host", b"x:1"), (b"X-Api-Key", b"k"), (b"Content-Length", b"5")]
+    assert data.data == b"hello" and type(end) is h11.EndOfMessage
