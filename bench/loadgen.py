@@ -1,4 +1,4 @@
-"""The load generator: trio sockets and a minimal HTTP/1.1 reader, nothing else.
+"""The load generator: trio sockets and the gateway's HTTP/1.1 byte layer, nothing else.
 
 Each virtual user keeps one keep-alive connection and sends requests back to back
 (closed loop), or requests are started on a fixed schedule (open loop, latencies
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from proxy.upstream.transport import receive
-
-READ_SIZE = 65536
+from proxy import netio
+from proxy.protocol import http1
+from proxy.protocol.http1 import ProtocolError  # a malformed response, or the server gone mid-way
 
 
 @dataclass(frozen=True)
@@ -61,21 +61,9 @@ class Result:
 
 
 def build_request(method: str, host: str, port: int, path: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
-    return "\r\n".join(lines).encode("latin-1") + body
-
-
-class ProtocolError(Exception):
-    pass
-
-
-def _content_length(head: bytes) -> int:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip() == b"content-length":
-            return int(value)
-    raise ProtocolError("response with neither content-length nor chunked encoding")
+    pairs = [("Host", f"{host}:{port}"), ("Content-Type", "application/json"), *headers.items()]
+    encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
+    return http1.request_head(method.encode(), path.encode("latin-1"), encoded, len(body)) + body
 
 
 class Connection:
@@ -99,8 +87,8 @@ class Connection:
             self.stream = None
 
     async def _read(self) -> bytes:
-        """The next bytes, read into the run's shared buffer (see ``receive``)."""
-        data = await receive(self.stream.socket._sock, self.receive_buffer)
+        """The next bytes, read into the run's shared buffer (see ``netio.receive``)."""
+        data = await netio.receive(netio.raw_socket(self.stream), self.receive_buffer)
         if not data:
             raise ProtocolError("connection closed by server")
         return data
@@ -109,27 +97,32 @@ class Connection:
         if self.stream is None:
             await self.open()
         await self.stream.send_all(self.target.request)
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            self.buffer += await self._read()
-        head, rest = self.buffer[:end], self.buffer[end + 4:]
-        self.buffer = b""
-        result.status = int(head[9:12])
-        lowered = head.lower()
+        reader = http1.ResponseReader(self.target.request.split(b" ", 1)[0])
+        if self.buffer:
+            reader.feed(self.buffer)
+        while (head := reader.read_head()) is None:
+            reader.feed(await self._read())
+        result.status = head.status
         answer = b""
-        if b"transfer-encoding: chunked" in lowered:
-            await self._chunked(rest, result)
-        else:
-            length = _content_length(lowered)
-            while len(rest) < length:
-                rest += await self._read()
-            self.buffer, answer = rest[length:], rest[:length]
+        if head.framing == "chunked":
+            # Streams are not decoded: markers are counted in the bytes as they arrive.
+            await self._chunked(reader.unread(), result)
+            self.buffer = b""
+        elif head.framing == "length":
+            parts = []
+            while True:
+                payload, done = reader.read_payload()
+                parts.append(payload)
+                if done:
+                    break
+                reader.feed(await self._read())
+            self.buffer, answer = reader.unread(), b"".join(parts)
             result.end = time.perf_counter()
             if result.first_delta is None:
                 result.first_delta = result.end
-        if b"connection: close" in lowered:
+        else:
+            raise ProtocolError("response with neither content-length nor chunked encoding")
+        if not head.keep_alive:
             await self.aclose()
         if result.status != 200 and result.error is None:
             result.error = f"HTTP {result.status} {answer[:160].decode('utf-8', 'replace')}".rstrip()
@@ -179,7 +172,7 @@ async def closed_loop(target: Target, users: int, duration: float, results: list
     Returns the measurement window (start, end)."""
     started = time.perf_counter()
     window = (started + ramp, started + ramp + duration)
-    receive_buffer = memoryview(bytearray(READ_SIZE))
+    receive_buffer = netio.receive_buffer()
 
     async def user(index: int) -> None:
         await trio.sleep(ramp * index / users)
@@ -190,7 +183,7 @@ async def closed_loop(target: Target, users: int, duration: float, results: list
                 result.warmup = result.start < window[0]
                 try:
                     await connection.exchange(result)
-                except (OSError, trio.BrokenResourceError, ProtocolError, ValueError) as exc:
+                except (*netio.SOCKET_ERRORS, ProtocolError, ValueError) as exc:
                     result.error = f"{type(exc).__name__}: {exc}"[:120]
                     result.end = time.perf_counter()
                     await connection.aclose()
@@ -212,7 +205,7 @@ async def open_loop(target: Target, rate: float, duration: float, results: list[
     (start, last completion): everything sent is measured."""
     started = time.perf_counter()
     idle: list[Connection] = []
-    receive_buffer = memoryview(bytearray(READ_SIZE))
+    receive_buffer = netio.receive_buffer()
     count = max(1, math.floor(rate * duration))
 
     async def one(due: float) -> None:
@@ -221,7 +214,7 @@ async def open_loop(target: Target, rate: float, duration: float, results: list[
         try:
             await connection.exchange(result)
             idle.append(connection)
-        except (OSError, trio.BrokenResourceError, ProtocolError, ValueError) as exc:
+        except (*netio.SOCKET_ERRORS, ProtocolError, ValueError) as exc:
             result.error = f"{type(exc).__name__}: {exc}"[:120]
             result.end = time.perf_counter()
             await connection.aclose()

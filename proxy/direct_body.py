@@ -16,25 +16,24 @@ None and the caller keeps to plain ASGI messages.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import socket
+from typing import Callable
 
 import trio
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.trio.tcp_server import TCPServer
 
-
-def chunk_frame(data: bytes) -> bytes:
-    """One HTTP/1.1 chunk, as h11's chunked writer frames it."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
+from . import netio
+from .protocol.http1 import chunk_frame
 
 
 class DirectBody:
-    __slots__ = ("_http_stream", "_sock", "_lock")
+    __slots__ = ("_http_stream", "_socket", "_lock")
 
-    def __init__(self, http_stream: HTTPStream, sock: Any, lock: trio.Lock) -> None:
+    def __init__(self, http_stream: HTTPStream, client_socket: socket.socket, lock: trio.Lock) -> None:
         self._http_stream = http_stream
-        self._sock = sock
+        self._socket = client_socket
         self._lock = lock
 
     async def write(self, data: bytes) -> bool:
@@ -47,9 +46,7 @@ class DirectBody:
             return False
         frame = chunk_frame(data)
         try:
-            sent = self._sock.send(frame)
-        except BlockingIOError:
-            sent = 0
+            sent = netio.send_nowait(self._socket, frame)
         except OSError:
             return False  # nothing was written; hypercorn's own send sees the broken connection
         if sent < len(frame):
@@ -63,14 +60,10 @@ class DirectBody:
         self._lock.acquire_nowait()  # free: checked in write() with no await since
         try:
             with trio.CancelScope(shield=True):
-                while rest:
-                    await trio.lowlevel.wait_writable(self._sock)
-                    try:
-                        rest = rest[self._sock.send(rest):]
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        return  # the peer is gone; hypercorn's reader reports the disconnect
+                try:
+                    await netio.send_rest(self._socket, rest)
+                except OSError:
+                    return  # the peer is gone; hypercorn's reader reports the disconnect
         finally:
             self._lock.release()
 
@@ -87,10 +80,10 @@ def find(send: Callable, scope: dict) -> DirectBody | None:
     if not isinstance(protocol, H11Protocol):
         return None
     server = getattr(protocol.send, "__self__", None)
-    if not isinstance(server, TCPServer) or type(server.stream) is not trio.SocketStream:
+    if not isinstance(server, TCPServer):
         return None
-    sock = getattr(server.stream.socket, "_sock", None)
+    client_socket = netio.raw_socket(getattr(server, "stream", None))  # None under TLS
     lock = getattr(server, "send_lock", None)
-    if sock is None or not isinstance(lock, trio.Lock) or not hasattr(http_stream, "closed"):
+    if client_socket is None or not isinstance(lock, trio.Lock) or not hasattr(http_stream, "closed"):
         return None
-    return DirectBody(http_stream, sock, lock)
+    return DirectBody(http_stream, client_socket, lock)

@@ -1,5 +1,5 @@
-"""The floor relay (bench/floor.py): its chunk tracker over every split of a golden
-stream, and the relay itself between an SDK client and the simulator."""
+"""The floor relay (bench/floor.py) between an SDK client and the simulator: streams and
+whole answers, several on one connection, bytes piped unchanged."""
 
 from __future__ import annotations
 
@@ -7,35 +7,10 @@ from functools import partial
 
 import anthropic
 import pytest
+import trio
 
-from bench.floor import ChunkTracker, serve_floor
+from bench.floor import serve_floor
 from proxy.upstream.simulator import SimulatorState, serve_simulator
-from tests.splits import every_split, golden
-
-
-def chunked(payload: bytes, sizes=(7, 100, 1, 4096)) -> bytes:
-    out, position, i = [], 0, 0
-    while position < len(payload):
-        size = sizes[i % len(sizes)]
-        out.append(b"%x\r\n%b\r\n" % (len(payload[position:position + size]), payload[position:position + size]))
-        position += size
-        i += 1
-    return b"".join(out) + b"0\r\n\r\n"
-
-
-@pytest.mark.parametrize("name", ["text_only.sse", "two_tools_no_args.sse"])
-def test_tracker_finds_the_end_of_the_body_at_every_split(name):
-    body = chunked(golden(name))
-    wire = body + b"HTTP/1.1 200 OK\r\n"  # the next response's first bytes must not be counted
-    for pieces in every_split(wire):
-        tracker, consumed = ChunkTracker(), 0
-        for piece in pieces:
-            used = tracker.feed(piece)
-            if used >= 0:
-                consumed += used
-                break
-            consumed += len(piece)
-        assert consumed == len(body)
 
 
 @pytest.fixture
@@ -58,3 +33,19 @@ async def test_the_floor_relays_streams_and_whole_answers_on_one_connection(floo
     direct = anthropic.AsyncAnthropic(api_key="unused", base_url=sim_url, max_retries=0)
     assert (await direct.messages.create(model="claude-sonnet-4.5", max_tokens=100, messages=prompt)
             ).content[0].text == text
+
+
+async def test_the_floor_pipes_bytes_unchanged_and_ends_both_sides_together(floor):
+    """Pipelined requests too (it does not parse): the floor ends the client's
+    connection when the upstream ends its own."""
+    floor_url, _ = floor
+    port = int(floor_url.rsplit(":", 1)[1])
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    request = b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
+    await stream.send_all(request * 2 + b"GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    received = b""
+    with trio.fail_after(5):
+        while data := await stream.receive_some(65536):
+            received += data
+    assert received.count(b"HTTP/1.1 200 ") == 3 and received.count(b"claude-opus-4-6") >= 3
+    await stream.aclose()

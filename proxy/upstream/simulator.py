@@ -31,6 +31,8 @@ from typing import Any
 import h11
 import trio
 
+from .. import netio
+from ..protocol.http1 import chunk_frame
 from .sim_script import (InvalidRequest, Knobs, Script, check_request, error_body, estimate_tokens, message_body,
                          mid_stream_error, plan, redacted_data, stream_events, stream_head, thinking_signature)
 
@@ -54,11 +56,6 @@ class Seen:
     outcome: str = "open"   # open | complete | cancelled | fault | rejected (a 400 for the request itself)
     status: int = 0
     body: dict | None = None  # the request body, kept only while recording
-
-
-def _frame(data: bytes) -> bytes:
-    """One HTTP/1.1 chunk."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 @dataclass
@@ -103,7 +100,7 @@ class SimulatorState:
             check_request(body, self.secret, betas=betas)
             script = plan(body, self.knobs, next(self.counter), self.secret)
             _, deltas, tail = stream_events(script)
-            found = Planned(script, [_frame(d) for d in deltas], _frame(tail))
+            found = Planned(script, [chunk_frame(d) for d in deltas], chunk_frame(tail))
             if len(self.plans) >= 256:
                 self.plans.clear()
             self.plans[key] = found
@@ -132,17 +129,17 @@ class _Conn:
 
 
 async def _send_paced(stream: trio.SocketStream, data: bytes) -> None:
-    """A paced event: one ``send`` straight to the socket (the task has just slept, so
-    trio's extra checkpoint would only cost a scheduler round trip per event); whatever
-    the socket does not take goes through ``send_all``."""
+    """A paced event: straight to the socket, one ``send`` when it fits (the task has
+    just slept, so trio's extra checkpoint would only cost a scheduler round trip per
+    event)."""
+    sock = netio.raw_socket(stream)
+    if sock is None:
+        await stream.send_all(data)
+        return
     try:
-        sent = stream.socket._sock.send(data)
-    except BlockingIOError:
-        sent = 0
+        await netio.send_all(sock, data)
     except OSError as exc:
         raise trio.BrokenResourceError(f"client connection failed: {exc}") from exc
-    if sent < len(data):
-        await stream.send_all(data[sent:])
 
 
 def _headers(content_type: str, extra: tuple[tuple[str, str], ...] = (), length: int | None = None):
@@ -193,7 +190,7 @@ async def _stream(conn: _Conn, planned: Planned, message_id: str, seen: Seen) ->
         head = conn.h11.send(h11.Response(status_code=200, headers=[
             ("content-type", "text/event-stream"), ("cache-control", "no-cache"), ("request-id", "req_sim"),
             ("transfer-encoding", "chunked")]))
-        await send_all(head + _frame(stream_head(planned.script, message_id)))
+        await send_all(head + chunk_frame(stream_head(planned.script, message_id)))
         if knobs.fault == "hang_mid":
             await trio.sleep_forever()
         # Absolute pacing: event i is due at start + i * gap, so time spent sending (or
@@ -208,7 +205,7 @@ async def _stream(conn: _Conn, planned: Planned, message_id: str, seen: Seen) ->
                     await conn.stream.aclose()
                     nursery.cancel_scope.cancel()
                     return False
-                await send_all(_frame(mid_stream_error()) + conn.h11.send(h11.EndOfMessage()))
+                await send_all(chunk_frame(mid_stream_error()) + conn.h11.send(h11.EndOfMessage()))
                 nursery.cancel_scope.cancel()
                 return True
             await _send_paced(conn.stream, event)

@@ -8,38 +8,24 @@ and each body chunk climbs five async-generator layers and h11.
 
 Here: an idle-connection stack per origin (O(1) take and give back, one
 readability check on the connection taken), a connection limit, TLS through
-trio's SSLStream, and a chunked-body decoder that hands back every complete chunk
-payload of one socket read as one bytes object.
+trio's SSLStream. Responses are read through ``protocol.http1`` (h11), which hands
+back every payload byte of one socket read as one bytes object; raw socket reads go
+through ``netio``.
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import httpx
 import trio
 
-READ_SIZE = 65536
-MAX_HEAD = 64 * 1024
+from .. import netio
+from ..netio import READ_SIZE, SOCKET_ERRORS
+from ..protocol.http1 import ProtocolError, ResponseHead, ResponseReader, request_head
+
 RECENT = 2.0  # seconds an idle connection is trusted without a liveness check
-
-
-SOCKET_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-async def receive(sock: Any, buffer: memoryview) -> bytes:
-    """Wait for ``sock`` (a non-blocking stdlib socket) to be readable, then one
-    ``recv_into`` the shared ``buffer``, returning a copy of what arrived (b"" at EOF).
-    Nothing awaits between the recv and the copy, so one buffer serves every
-    connection of a trio process; ``recv(65536)`` would allocate and shrink 64 KiB per
-    read instead."""
-    while True:
-        await trio.lowlevel.wait_readable(sock)
-        try:
-            return buffer[:sock.recv_into(buffer)].tobytes()
-        except BlockingIOError:
-            continue
 
 
 def read_error(exc: BaseException) -> httpx.ReadError:
@@ -58,26 +44,25 @@ class _Connection:
         self.reusable = True
         self.idle_since = 0.0
         self._raw: object = None
-        self._receive_buffer = receive_buffer if receive_buffer is not None else memoryview(bytearray(READ_SIZE))
+        self._receive_buffer = receive_buffer if receive_buffer is not None else netio.receive_buffer()
 
-    async def read(self) -> bytes:
-        """The next bytes from the server. On plain TCP: wait for readability first, then
-        one recv (a paced stream is almost never readable on arrival here, so trio's
-        try-recv-first would cost a failed syscall and an exception per event), into the
-        transport's receive buffer, copying out only what arrived: ``recv(65536)`` would
-        allocate 64 KiB and shrink it on every read, which costs CPU and, with many
-        streams, fragments the heap (RSS per stream 105 -> 61 KiB, measured)."""
+    async def receive(self) -> bytes:
+        """The next bytes from the server, b"" when it closed the connection. On plain
+        TCP through ``netio.receive`` (readable first, then one recv into the transport's
+        shared buffer); TLS through the stream."""
         raw = self._raw
         if raw is None:
-            sock = getattr(self.stream, "socket", None)
-            raw = self._raw = getattr(sock, "_sock", False) if isinstance(self.stream, trio.SocketStream) else False
+            raw = self._raw = netio.raw_socket(self.stream) or False
         try:
             if raw:
-                data = await receive(raw, self._receive_buffer)
-            else:
-                data = await self.stream.receive_some(READ_SIZE)
+                return await netio.receive(raw, self._receive_buffer)
+            return await self.stream.receive_some(READ_SIZE)
         except SOCKET_ERRORS as exc:
             raise read_error(exc) from None
+
+    async def read(self) -> bytes:
+        """The next bytes from the server, which must not have closed the connection."""
+        data = await self.receive()
         if not data:
             raise httpx.RemoteProtocolError("upstream closed the connection")
         return data
@@ -96,7 +81,7 @@ class _Connection:
         with trio.CancelScope(shield=True):
             try:
                 await self.stream.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            except SOCKET_ERRORS:
                 pass
 
 
@@ -110,7 +95,7 @@ class TrioHTTP11Transport(httpx.AsyncBaseTransport):
         self._closed = False
         # One receive buffer for every connection: a read copies out what arrived before
         # any other task runs (trio runs one at a time, and a read never awaits after recv).
-        self._receive_buffer = memoryview(bytearray(READ_SIZE))
+        self._receive_buffer = netio.receive_buffer()
 
     def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -171,59 +156,34 @@ class TrioHTTP11Transport(httpx.AsyncBaseTransport):
         connection = await self._take(origin)
         try:
             await self._send_request(connection, request)
-            status, headers, framing, length = await self._read_head(connection)
+            reader = ResponseReader(request.method.encode())
+            head = await self._read_head(connection, reader)
         except BaseException as exc:
             await self._discard(connection)
             if isinstance(exc, SOCKET_ERRORS):
                 raise read_error(exc) from None
             raise
-        return httpx.Response(status, headers=headers, stream=_Body(self, connection, framing, length),
+        return httpx.Response(head.status, headers=head.headers, stream=_Body(self, connection, reader),
                               extensions={"http_version": b"HTTP/1.1"})
 
     async def _send_request(self, connection: _Connection, request: httpx.Request) -> None:
-        target = request.url.raw_path
-        lines = [request.method.encode() + b" " + target + b" HTTP/1.1"]
         body = b"".join([part async for part in request.stream])
-        for name, value in request.headers.raw:
-            if name.lower() in (b"transfer-encoding", b"content-length"):
-                continue
-            lines.append(name + b": " + value)
-        lines.append(b"content-length: " + str(len(body)).encode())
-        await connection.stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        head = request_head(request.method.encode(), request.url.raw_path, request.headers.raw, len(body))
+        await connection.stream.send_all(head + body)
 
-    async def _read_head(self, connection: _Connection) -> tuple[int, list[tuple[bytes, bytes]], str, int]:
-        buffer = connection.buffer
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(buffer) > MAX_HEAD:
-                raise httpx.RemoteProtocolError("upstream response head too large")
-            buffer += await connection.read()
-        head, connection.buffer = buffer[:end], buffer[end + 4:]
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise httpx.RemoteProtocolError(f"malformed upstream status line {lines[0][:80]!r}")
-        status = int(parts[1])
-        headers: list[tuple[bytes, bytes]] = []
-        framing, length = "close", -1
-        keep_alive = parts[0] == b"HTTP/1.1"
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name, value = name.strip(), value.strip()
-            headers.append((name, value))
-            lowered = name.lower()
-            if lowered == b"content-length" and framing != "chunked":
-                framing, length = "length", int(value)
-            elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
-                framing = "chunked"
-            elif lowered == b"connection":
-                keep_alive = b"close" not in value.lower() and (keep_alive or b"keep-alive" in value.lower())
-        if status in (204, 304) or 100 <= status < 200:
-            framing, length = "length", 0
-        connection.reusable = keep_alive and framing != "close"
-        return status, headers, framing, length
+    async def _read_head(self, connection: _Connection, reader: ResponseReader) -> ResponseHead:
+        """The response head, from what the connection holds and reads; the body's first
+        bytes stay in ``reader``."""
+        if connection.buffer:
+            reader.feed(connection.buffer)
+            connection.buffer = b""
+        try:
+            while (head := reader.read_head()) is None:
+                reader.feed(await connection.read())
+        except ProtocolError as exc:
+            raise httpx.RemoteProtocolError(f"malformed upstream response: {exc}") from None
+        connection.reusable = head.keep_alive and head.framing != "close"
+        return head
 
     async def aclose(self) -> None:
         self._closed = True
@@ -237,97 +197,36 @@ class _Body(httpx.AsyncByteStream):
     """A response body: yields payload bytes as they arrive; gives the connection back
     to the pool when the body was read to its end, closes it otherwise."""
 
-    __slots__ = ("transport", "connection", "framing", "remaining", "done")
+    __slots__ = ("transport", "connection", "reader", "done")
 
-    def __init__(self, transport: TrioHTTP11Transport, connection: _Connection, framing: str, length: int) -> None:
+    def __init__(self, transport: TrioHTTP11Transport, connection: _Connection, reader: ResponseReader) -> None:
         self.transport = transport
         self.connection = connection
-        self.framing = framing
-        self.remaining = length
+        self.reader = reader
         self.done = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        """The framing's own generator, not one that re-yields it: a layer per relayed
+        """The payload generator itself, not one that re-yields it: a layer per relayed
         event costs more than the event's own parsing."""
-        if self.framing == "length":
-            return self._by_length()
-        if self.framing == "chunked":
-            return self._chunked()
-        return self._until_close()
+        return self._payload()
 
-    async def _by_length(self) -> AsyncIterator[bytes]:
-        connection = self.connection
-        while self.remaining > 0:
-            data = connection.buffer or await connection.read()
-            connection.buffer = b""
-            if len(data) > self.remaining:
-                data, connection.buffer = data[:self.remaining], data[self.remaining:]
-            self.remaining -= len(data)
-            yield data
-        self.done = True
-
-    async def _until_close(self) -> AsyncIterator[bytes]:
-        connection = self.connection
-        if connection.buffer:
-            data, connection.buffer = connection.buffer, b""
-            yield data
-        while True:
-            try:
-                data = await connection.stream.receive_some(READ_SIZE)
-            except SOCKET_ERRORS as exc:
-                raise read_error(exc) from None
-            if not data:
-                self.done = True
-                return
-            yield data
-
-    async def _chunked(self) -> AsyncIterator[bytes]:
-        """Chunked transfer decoding: every payload byte in the buffer is yielded
-        together, a chunk cut by the socket read as far as it came."""
-        connection = self.connection
-        buffer, connection.buffer = connection.buffer, b""
-        payload_left = 0  # bytes of the current chunk's payload still to come
-        crlf_left = 0     # bytes of the CRLF after a payload still to skip
-        while True:
-            out = []
-            position, size = 0, len(buffer)
+    async def _payload(self) -> AsyncIterator[bytes]:
+        """One read, one feed, every payload byte it completed yielded together (a chunk
+        cut by the read as far as it came). b"" from the connection tells the reader the
+        server closed it: the end of a read-until-close body, an error for the others."""
+        connection, reader = self.connection, self.reader
+        try:
             while True:
-                if payload_left:
-                    take = min(payload_left, size - position)
-                    if take:
-                        out.append(buffer[position:position + take])
-                        position += take
-                        payload_left -= take
-                    if payload_left:
-                        break
-                    crlf_left = 2
-                if crlf_left:
-                    skip = min(crlf_left, size - position)
-                    position += skip
-                    crlf_left -= skip
-                    if crlf_left:
-                        break
-                line_end = buffer.find(b"\r\n", position)
-                if line_end < 0:
+                data, done = reader.read_payload()
+                if data:
+                    yield data
+                if done:
                     break
-                field = buffer[position:line_end].split(b";", 1)[0].strip()
-                try:
-                    chunk = int(field, 16)
-                except ValueError:
-                    raise httpx.RemoteProtocolError(f"bad chunk size {field[:20]!r}") from None
-                if chunk == 0:  # last chunk: optional trailers, then a blank line
-                    while (end := buffer.find(b"\r\n\r\n", line_end)) < 0:
-                        buffer += await connection.read()
-                    if out:
-                        yield b"".join(out)
-                    connection.buffer = buffer[end + 4:]
-                    self.done = True
-                    return
-                position = line_end + 2
-                payload_left = chunk
-            if out:
-                yield out[0] if len(out) == 1 else b"".join(out)
-            buffer = buffer[position:] + await connection.read()
+                reader.feed(await connection.receive())
+        except ProtocolError as exc:
+            raise httpx.RemoteProtocolError(f"malformed upstream body: {exc}") from None
+        connection.buffer = reader.unread()
+        self.done = True
 
     async def aclose(self) -> None:
         connection, self.connection = self.connection, None

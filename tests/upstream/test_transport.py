@@ -1,13 +1,14 @@
-"""The lean upstream transport: chunked decoding for every split of golden bodies,
-length and close framing, head parsing, connection reuse and discard."""
+"""The lean upstream transport: bodies of every framing read through it (chunked at
+every split of golden bodies), heads, connection reuse and discard. The parsing itself
+is protocol.http1's, tested on its own in tests/protocol/test_http1.py."""
 
 import httpx
 import pytest
 import trio
 
+from proxy.protocol.http1 import ResponseReader
 from proxy.upstream.transport import TrioHTTP11Transport, _Body, _Connection
-
-from .splits import every_split, golden
+from tests.splits import every_split, golden
 
 
 class FakeStream:
@@ -36,11 +37,24 @@ def chunked(payloads, trailers=b"", extension=b""):
     return out + b"0\r\n" + trailers + b"\r\n"
 
 
-async def decode(pieces, framing="chunked", length=-1):
+HEADS = {"chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+         "length": b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n",
+         "close": b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"}
+
+
+async def body_of(pieces, framing="chunked", length=-1):
+    """A body as the transport hands it out once a head with this framing was read."""
     transport = TrioHTTP11Transport()
     connection = _Connection((b"http", "x", 80), FakeStream(pieces))
     await transport._limit.acquire_on_behalf_of(connection)
-    body = _Body(transport, connection, framing, length)
+    reader = ResponseReader(b"POST")
+    reader.feed(HEADS[framing] % length if framing == "length" else HEADS[framing])
+    await transport._read_head(connection, reader)
+    return _Body(transport, connection, reader), connection, transport
+
+
+async def decode(pieces, framing="chunked", length=-1):
+    body, connection, transport = await body_of(pieces, framing, length)
     out = [part async for part in body]
     return b"".join(out), body, connection, transport
 
@@ -100,11 +114,19 @@ async def test_close_framing_reads_to_eof():
     assert connection.stream.closed and not transport._idle
 
 
+async def test_every_read_yields_what_it_completed_as_one_bytes_object():
+    """The hot path's contract: one read, at most one payload object (SSE events whole
+    when the server sent one per chunk), and a chunk cut by a read as far as it came."""
+    wire = chunked(EVENTS)
+    pieces = [wire[:150], wire[150:151], wire[151:900], wire[900:]]
+    body, _, _ = await body_of(pieces)
+    payloads = [part async for part in body]
+    assert len(payloads) == 4 and all(type(p) is bytes for p in payloads)
+    assert b"".join(payloads) == SSE
+
+
 async def test_abandoned_body_closes_its_connection():
-    transport = TrioHTTP11Transport()
-    connection = _Connection((b"http", "x", 80), FakeStream([chunked([b"abc"]) + NEXT]))
-    await transport._limit.acquire_on_behalf_of(connection)
-    body = _Body(transport, connection, "chunked", -1)
+    body, connection, transport = await body_of([chunked([b"abc"]) + NEXT])
     await body.aclose()  # never read: the connection cannot be reused
     assert connection.stream.closed and not transport._idle
     assert transport._limit.borrowed_tokens == 0
@@ -121,12 +143,22 @@ async def test_abandoned_body_closes_its_connection():
 async def test_head_parsing(head, status, framing, reusable):
     transport = TrioHTTP11Transport()
     connection = _Connection((b"http", "x", 80), FakeStream([head[:10], head[10:] + b"ok"]))
-    got_status, headers, got_framing, _ = await transport._read_head(connection)
-    assert (got_status, got_framing, connection.reusable) == (status, framing, reusable)
-    assert connection.buffer.startswith(b"ok") or connection.buffer == b""
+    reader = ResponseReader(b"POST")
+    got = await transport._read_head(connection, reader)
+    assert (got.status, got.framing, connection.reusable) == (status, framing, reusable)
+    assert reader.unread() in (b"ok", b"")
 
 
-async def test_malformed_status_line():
+async def test_head_after_bytes_kept_from_the_last_response():
+    transport = TrioHTTP11Transport()
+    connection = _Connection((b"http", "x", 80), FakeStream([b"-length: 0\r\n\r\n"]))
+    connection.buffer = b"HTTP/1.1 204 No Content\r\ncontent"
+    head = await transport._read_head(connection, ResponseReader(b"GET"))
+    assert head.status == 204 and connection.buffer == b""
+
+
+@pytest.mark.parametrize("pieces", [[b"SMTP ready\r\n\r\n"], [b"HTTP/1.1 200 OK\r\ncontent-len"], [b"x" * 70000]])
+async def test_malformed_cut_or_oversized_head(pieces):
     transport = TrioHTTP11Transport()
     with pytest.raises(httpx.RemoteProtocolError):
-        await transport._read_head(_Connection((b"http", "x", 80), FakeStream([b"SMTP ready\r\n\r\n"])))
+        await transport._read_head(_Connection((b"http", "x", 80), FakeStream(pieces)), ResponseReader(b"GET"))
