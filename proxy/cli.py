@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import trio
 
-from . import admin
+from . import admin, logs
 from .config import PORTS, Config, ConfigError, load_config
 from .money import format_usd
 from storage.base import StoreError
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                              **({"host": args.host, "port": args.port, "upstream_url": args.upstream_url}
                                 if args.command == "serve" else {}))
         db_path = config.db_path
-        logging.getLogger().setLevel(config.log_level.upper())
+        logs.configure(config.log_format, config.log_level)
         if args.command == "serve":
             from .serve import serve
             listen = _listen_address(config.host, config.port)

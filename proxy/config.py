@@ -111,6 +111,11 @@ class Config:
     lease_seconds: float = 15.0
     progress_interval: float = 2.0
     store_busy_timeout: float = 5.0
+    # Observability: the log's format (one JSON object a line, or text), and who may read
+    # /metrics besides loopback: these networks, or anyone presenting the token.
+    log_format: str = "text"
+    metrics_networks: tuple[str, ...] = ()
+    metrics_token: str | None = None
 
     @property
     def simulated(self) -> bool:
@@ -119,6 +124,9 @@ class Config:
 
     def catalog(self) -> Catalog:
         return Catalog.build(apply_overrides(DEFAULT_MODELS, self.model_overrides))
+
+    def metrics_allowed(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in self.metrics_networks)
 
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted_proxies)
@@ -150,7 +158,7 @@ _TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
         "max_body_bytes": int, "pass_thinking": bool, "key_cache_seconds": float, "log_level": str,
         "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
         "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
-        "progress_interval": float, "store_busy_timeout": float}
+        "progress_interval": float, "store_busy_timeout": float, "log_format": str, "metrics_token": str}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
        "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
        "sim_deltas": int}
@@ -163,7 +171,8 @@ _ROUTING = {"max_attempts": int, "deadline": float, "affinity": bool, "cooldown"
 
 _ENV_TOP = {"CHEAPLM_DB": "db_path", "CHEAPLM_HOST": "host", "CHEAPLM_PORT": "port",
             "CHEAPLM_VALUE_MULTIPLIER": "value_multiplier", "CHEAPLM_MAX_BODY_BYTES": "max_body_bytes",
-            "CHEAPLM_PASS_THINKING": "pass_thinking", "CHEAPLM_LOG_LEVEL": "log_level"}
+            "CHEAPLM_PASS_THINKING": "pass_thinking", "CHEAPLM_LOG_LEVEL": "log_level",
+            "CHEAPLM_LOG_FORMAT": "log_format", "CHEAPLM_METRICS_TOKEN": "metrics_token"}
 _ENV_UP = {"CHEAPLM_UPSTREAM_URL": "url", "CHEAPLM_UPSTREAM_API_KEY": "api_key"}
 
 
@@ -206,6 +215,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     routing = RoutingConfig(**_coerce(_ROUTING, _shaped(data.pop("routing", {}), dict, "routing", "a table"),
                                       "routing"))
     proxies = _shaped(data.pop("trusted_proxies", []), list, "trusted_proxies", "a list")
+    metrics_networks = _shaped(data.pop("metrics_networks", []), list, "metrics_networks", "a list")
     top = _coerce(_TOP, data, "")
     up = _coerce(_UP, upstream_table, "upstream")
     top.update(_coerce(_TOP, {v: env[k] for k, v in _ENV_TOP.items() if env.get(k)}, "env"))
@@ -223,7 +233,8 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
             raise ConfigError(f"unknown override {key!r}")
     upstream = UpstreamConfig(**up, model_ids=model_ids)
     channels = tuple(_channel(table, i, upstream, env) for i, table in enumerate(channel_tables))
-    config = Config(upstream=upstream, channels=channels, routing=routing, trusted_proxies=tuple(str(p).strip() for p in proxies),
+    config = Config(upstream=upstream, channels=channels, routing=routing,
+                    metrics_networks=tuple(str(n).strip() for n in metrics_networks), trusted_proxies=tuple(str(p).strip() for p in proxies),
                     model_overrides=models, **top)
     _validate(config)
     return config
@@ -319,6 +330,14 @@ def _validate(config: Config) -> None:
     ):
         if not ok:  # written so that NaN fails every check
             raise ConfigError(message)
+    if config.log_format not in ("text", "json"):
+        raise ConfigError(f"log_format must be text or json, got {config.log_format!r}")
+    try:
+        config.metrics_allowed()
+    except ValueError as exc:
+        raise ConfigError(f"metrics_networks: {exc}") from None
+    if config.metrics_token is not None and len(config.metrics_token) < 16:
+        raise ConfigError("metrics_token must be at least 16 characters")
     if config.max_tokens_policy not in ("clamp", "reject"):
         raise ConfigError("max_tokens_policy must be clamp or reject")
     if config.body_timeout <= 0 or config.body_grace < 0 or config.body_min_rate < 0:

@@ -3,6 +3,8 @@ upstream and key cache. Built by serve.py; handed to the app and the relay."""
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 
 import trio
@@ -12,6 +14,10 @@ from .auth import KeyCache, Network, check_address, client_ip, presented_key
 from .catalog import Catalog
 from .config import Config
 from .instance import InFlight
+from .limits import Limiter
+from .logs import REQUESTS, log_request
+from .metrics import Metrics
+from .outcome import Outcome
 from .protocol.thinking import ThinkingMemory, ThinkingStore
 from .upstream.base import Upstream
 from . import errors
@@ -34,6 +40,10 @@ class Gateway:
     rules: RequestRules = field(init=False)
     in_flight: InFlight = field(init=False, default_factory=InFlight)
     thinking: ThinkingMemory = field(init=False, default_factory=ThinkingStore)
+    metrics: Metrics = field(init=False, default_factory=Metrics)
+    limiter: Limiter = field(init=False)
+    request_log: logging.Logger = field(init=False, default_factory=lambda: logging.getLogger(REQUESTS))
+    holds_open: int = field(init=False, default=0)  # this process's requests whose hold is not closed yet
 
     def __post_init__(self) -> None:
         if self.catalog is None:
@@ -42,6 +52,12 @@ class Gateway:
             self.keys = KeyCache(self.store.find_key, self.config.key_cache_seconds, trio.current_time)
         self.trusted = self.config.trusted_networks()
         self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
+        self.limiter = Limiter(trio.current_time, time.time)
+
+    def record(self, outcome: Outcome) -> None:
+        """Every request's outcome, once: the metrics and the request log."""
+        self.metrics.record(outcome)
+        log_request(self.request_log, outcome)
 
     async def authorize(self, headers, peer: str | None) -> KeyRecord:
         """The key a request presents (``headers`` lower-cased), accepted, with the

@@ -23,12 +23,14 @@ from . import errors
 from .adaptors.base import Parsed
 from .billing import usage_cost
 from .money import format_usd
+from .outcome import Outcome
 from .protocol.usage import Usage
 from storage.base import (Account, AmountOutOfRange, InsufficientBalance, KeyRecord, NotFound, StoreError,
                           StoreUnavailable, UsageRow)
 
 if TYPE_CHECKING:
     from .gateway import Gateway
+    from .limits import Admission
     from .protocol.stream_filter import AnthropicStreamTap
 
 log = logging.getLogger("cheaplm.metering")
@@ -64,8 +66,28 @@ class Ticket:
     # A stream's reader and what it delivered, for progress checkpoints.
     tap: "AnthropicStreamTap | None" = None
     progress: Progress | None = None
+    channel: str | None = None   # the upstream channel that answered, and the attempts it took
+    attempts: int = 0
+    admission: "Admission | None" = None  # the key's rate-limit slot, when it has limits
+    ended: bool = False          # the outcome has been recorded (metrics, log, rate window)
 
     __hash__ = object.__hash__
+
+    def end(self, row: UsageRow) -> None:
+        """The one hook every metered outcome passes, once: the key's rate window learns
+        the tokens really used, and the metrics and the request log the outcome."""
+        if self.ended:
+            return
+        self.ended = True
+        self.gateway.holds_open -= 1
+        if self.admission is not None:
+            self.admission.finish(row.input_tokens + row.cache_write_5m + row.cache_write_1h + row.cache_read
+                                  + row.output_tokens)
+        key = self.key
+        self.gateway.record(Outcome(
+            row.request_id, self.endpoint, row.status, key.username, key.prefix, row.model, row.stream,
+            self.channel, self.attempts, row.error_type, row.partial, row.input_tokens, row.cache_write_5m,
+            row.cache_write_1h, row.cache_read, row.output_tokens, row.cost, row.ttft_ms, row.latency_ms))
 
     def progress_mark(self) -> tuple | None:
         """What a checkpoint would record, or None while nothing is chargeable."""
@@ -112,7 +134,7 @@ class Ticket:
     async def settle(self, usage: Usage, status: int = 200, partial: bool = False,
                      error_type: str | None = None) -> tuple[int, Account]:
         """Charge ``usage``; raises StoreError (the ticket stays open) when it cannot be recorded."""
-        row = self.row(usage, status, partial, error_type)
+        row = recorded = self.row(usage, status, partial, error_type)
         with trio.CancelScope(shield=True):
             try:
                 account = await self.gateway.store.settle(self.hold_id, row)
@@ -120,27 +142,31 @@ class Ticket:
                 # A charge the ledger refuses (above the bound): never retried; the hold goes.
                 log.error("request %s: charge of %s refused (%s); hold released", self.request_id,
                           format_usd(row.cost), exc)
-                account = await self.gateway.store.release(self.hold_id, self.row(Usage(), status, partial,
-                                                                                  "charge_refused"))
+                recorded = self.row(Usage(), status, partial, "charge_refused")
+                account = await self.gateway.store.release(self.hold_id, recorded)
             except NotFound:
                 # Another instance took this one for dead and recovered the hold.
                 log.error("request %s: its hold was recovered by another instance (this one's lease "
                           "lapsed); not charged twice", self.request_id)
                 self.closed = True
+                self.end(replace(row, cost=0, error_type="instance_lost"))
                 raise
         self.closed = True
+        self.end(recorded)
         log.debug("request %s key=%s model=%s status=%s cost=%s partial=%s", self.request_id, self.key.prefix,
                   self.parsed.model.id, status, format_usd(row.cost), partial)
         return row.cost, account
 
     async def release(self, status: int, error_type: str | None) -> None:
         """Release the hold, nothing charged; raises StoreError when it cannot be recorded."""
+        row = self.row(Usage(), status, False, error_type)
         with trio.CancelScope(shield=True):
             try:
-                await self.gateway.store.release(self.hold_id, self.row(Usage(), status, False, error_type))
+                await self.gateway.store.release(self.hold_id, row)
             except NotFound:
                 log.error("request %s: its hold was already recovered by another instance", self.request_id)
         self.closed = True
+        self.end(row)
         log.debug("request %s key=%s model=%s status=%s released", self.request_id, self.key.prefix,
                   self.parsed.model.id, status)
 
@@ -163,16 +189,19 @@ class Ticket:
         except StoreError as exc:
             log.error("request %s: closing its hold failed: %s", self.request_id, exc)
             self.closed = True
+            self.end(self.row(usage or Usage(), status, partial, error_type or "ledger_error"))
 
     def settle_later(self, usage: Usage, status: int, partial: bool, error_type: str | None) -> None:
         """The store failed to record this settlement: retry it in the background."""
-        self._later(lambda: self.settle(usage, status, partial, error_type))
+        self._later(lambda: self.settle(usage, status, partial, error_type), self.row(usage, status, partial,
+                                                                                    error_type))
 
     def release_later(self, status: int, error_type: str | None) -> None:
-        self._later(lambda: self.release(status, error_type))
+        self._later(lambda: self.release(status, error_type), self.row(Usage(), status, False, error_type))
 
-    def _later(self, close) -> None:
+    def _later(self, close, row: UsageRow) -> None:
         self.closed = True  # nothing else closes it from here on
+        self.end(row)  # the request is over for the client and its key, whatever the ledger says
         nursery = self.gateway.after_response
         if nursery is None:
             log.error("request %s: hold %s left open (no background nursery to retry in)", self.request_id,

@@ -51,15 +51,15 @@ class Metrics:
         self.ledger_latency = Histogram("cheaplm_ledger_batch_seconds", "Ledger write batch latency",
                                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
                                         registry=registry)
-        self._present: list[Callable[[], Iterable[GaugeMetricFamily]]] = []
+        self._present: dict[str, Callable[[], Iterable[GaugeMetricFamily]]] = {}
         registry.register(_Present(self._collect_present))
 
-    def watch(self, read: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
-        """Add gauges read at scrape time (open streams, holds, channel states)."""
-        self._present.append(read)
+    def watch(self, name: str, read: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+        """Gauges read at scrape time (open streams, holds, channel states), once per name."""
+        self._present[name] = read
 
     def _collect_present(self) -> Iterable[GaugeMetricFamily]:
-        for read in self._present:
+        for read in self._present.values():
             yield from read()
 
     def record(self, outcome: Outcome) -> None:

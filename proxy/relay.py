@@ -26,6 +26,7 @@ from .gateway import Gateway
 from .ids import new_request_id
 from .metering import CLIENT_CLOSED, Progress, Ticket, settle_answer, settle_stream_end, settle_unfinished
 from .money import format_usd
+from .outcome import Outcome
 from .protocol.sse import event_name
 from .protocol.stream_filter import AnthropicStreamTap
 from .protocol.thinking import (TurnRecorder, disable_thinking, lookup_ids, restore, thinking_enabled,
@@ -37,6 +38,7 @@ from storage.base import InsufficientBalance, KeyRecord, StoreError
 
 log = logging.getLogger("cheaplm.relay")
 
+
 async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
     config = gateway.config
     return await ex.read_body(config.max_body_bytes, config.body_timeout, config.body_grace, config.body_min_rate)
@@ -45,39 +47,23 @@ async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
 async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str) -> None:
     request_id = new_request_id()
     started = time.perf_counter()
+    known = _Known()
     try:
-        # The key and the restrictions that need no body first: nothing is read for a
-        # request that will be refused anyway.
-        key = await gateway.authorize(ex.headers, ex.peer)
-        raw = await read_body(gateway, ex)
-        parsed = adaptor.parse(raw, gateway.rules)
-        check_request(key, parsed.model, parsed.stream)
-        await _restore_thinking(gateway, key, parsed, request_id)
-        request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded, parsed.body)
-        request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
-        amount = hold_amount(parsed.model, estimate_input_tokens(parsed.body), parsed.max_tokens)
-        try:
-            hold_id = await gateway.store.place_hold(key.account_id, amount, request_id)
-        except InsufficientBalance as short:
-            raise errors.billing(
-                f"Insufficient balance: this request may cost up to ${format_usd(amount)} and "
-                f"${format_usd(max(short.available, 0))} is available. Top up, or lower max_tokens.") from None
-    except trio.BrokenResourceError:
-        return  # the client left while sending its body
-    except StoreError as exc:  # (a hold the balance cannot cover was worded above)
-        await _answer_error(ex, adaptor, errors.from_store(exc), request_id)
+        ticket, request = await _admit(gateway, ex, adaptor, upstream_path, request_id, started, known)
+    except trio.BrokenResourceError:  # the client left while sending its body
+        _record_refusal(gateway, adaptor, request_id, started, known,
+                        errors.GatewayError(CLIENT_CLOSED, "client disconnected", "client_disconnected"))
         return
-    except errors.GatewayError as error:
+    except (StoreError, errors.GatewayError) as exc:  # (a hold the balance cannot cover was worded in _admit)
+        error = errors.from_store(exc) if isinstance(exc, StoreError) else exc
+        _record_refusal(gateway, adaptor, request_id, started, known, error)
         await _answer_error(ex, adaptor, error, request_id)
         return
-    ticket = Ticket(gateway, request_id, key, parsed, adaptor.endpoint, hold_id, started, held=amount)
-    if parsed.notes:
-        log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ex.watch_disconnect, nursery.cancel_scope)
             try:
-                if parsed.stream:
+                if ticket.parsed.stream:
                     await _relay_stream(gateway, ex, adaptor, ticket, request)
                 else:
                     await _relay_whole(gateway, ex, adaptor, ticket, request)
@@ -89,6 +75,50 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
     finally:
         if not ticket.closed:
             await ticket.close(None, CLIENT_CLOSED if ex.disconnected else 500, error_type="gateway_error")
+
+
+class _Known:
+    """What is known of a request refused before its hold: its key and model, if that far."""
+
+    __slots__ = ("key", "parsed")
+
+    def __init__(self) -> None:
+        self.key: KeyRecord | None = None
+        self.parsed: Parsed | None = None
+
+
+async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str, request_id: str,
+                 started: float, known: _Known) -> tuple[Ticket, UpstreamRequest]:
+    """Everything before the upstream: the key and the restrictions that need no body
+    first (nothing is read for a request refused anyway), the body, its checks, then
+    the hold. Raises the refusal."""
+    known.key = key = await gateway.authorize(ex.headers, ex.peer)
+    raw = await read_body(gateway, ex)
+    known.parsed = parsed = adaptor.parse(raw, gateway.rules)
+    check_request(key, parsed.model, parsed.stream)
+    await _restore_thinking(gateway, key, parsed, request_id)
+    request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded, parsed.body)
+    request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
+    amount = hold_amount(parsed.model, estimate_input_tokens(parsed.body), parsed.max_tokens)
+    try:
+        hold_id = await gateway.store.place_hold(key.account_id, amount, request_id)
+    except InsufficientBalance as short:
+        raise errors.billing(
+            f"Insufficient balance: this request may cost up to ${format_usd(amount)} and "
+            f"${format_usd(max(short.available, 0))} is available. Top up, or lower max_tokens.") from None
+    gateway.holds_open += 1  # (until the ticket's outcome is recorded)
+    if parsed.notes:
+        log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
+    return Ticket(gateway, request_id, key, parsed, adaptor.endpoint, hold_id, started, held=amount), request
+
+
+def _record_refusal(gateway: Gateway, adaptor: Adaptor, request_id: str, started: float, known: _Known,
+                    error: errors.GatewayError) -> None:
+    key, parsed = known.key, known.parsed
+    gateway.record(Outcome(
+        request_id, adaptor.endpoint, error.status, key.username if key else None, key.prefix if key else None,
+        parsed.model.id if parsed else None, parsed.stream if parsed else False, error_type=error.error_type,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3)))
 
 
 async def _restore_thinking(gateway: Gateway, key: KeyRecord, parsed: Parsed, request_id: str) -> None:
@@ -136,6 +166,7 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
     except errors.GatewayError as error:
         await ticket.close(None, error.status, error_type=error.error_type)
         raise
+    ticket.channel, ticket.attempts = response.channel or None, response.attempts
     if response.status != 200:
         error = upstream_error(response.status, response.body, response.headers)
         await ticket.close(None, error.status, error_type=error.error_type)
@@ -220,6 +251,7 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
     gateway.in_flight.add(ticket)
     try:
         async with gateway.upstream.stream(request) as upstream:
+            ticket.channel, ticket.attempts = upstream.channel or None, upstream.attempts
             if upstream.status != 200:
                 error = upstream_error(upstream.status, await upstream.read(), upstream.headers)
                 await ticket.close(None, error.status, error_type=error.error_type)

@@ -13,7 +13,8 @@ from proxy.http.app import create_app
 from .conftest import make_account
 
 # Routes that take no key at all (a key presented there is ignored).
-PUBLIC = {"/", "/health", "/v1/models/info", "/api/hello"}
+PUBLIC = {"/", "/health", "/v1/models/info", "/api/hello",
+          "/metrics"}  # (no key: loopback, metrics_networks or the metrics token; tests/http/test_metrics.py)
 SAMPLE_PATH = {"/v1/models/<path:model_id>": "/v1/models/claude-sonnet-4.5"}
 SAMPLE_BODY = {"model": "claude-sonnet-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 

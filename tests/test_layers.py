@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pure request rules, configuration, keys, storage backends",
      ("proxy.adaptors.", "proxy.config", "proxy.auth", "storage.", "storage")),
     ("edges: sockets, upstream, ASGI plumbing, metrics", ("proxy.netio", "proxy.direct_body", "proxy.upstream.",
-                                                           "proxy.http.exchange", "proxy.metrics")),
+                                                           "proxy.http.exchange", "proxy.metrics", "proxy.logs")),
     ("a request's state, limits and money", ("proxy.gateway", "proxy.limits", "proxy.metering", "proxy.instance")),
     ("the request flow", ("proxy.relay",)),
     ("the web side and the admin library", ("proxy.http.", "proxy.admin")),

@@ -57,7 +57,8 @@ def _ticket(store, nursery=None, stream=True, max_tokens=1000):
     raw = (b'{"model":"claude-sonnet-4.5","max_tokens":%d,"stream":%s,"messages":[{"role":"user","content":"hi"}]}'
            % (max_tokens, b"true" if stream else b"false"))
     parsed = AnthropicAdaptor().parse(raw, RequestRules(default_catalog()))
-    gateway = SimpleNamespace(store=store, after_response=nursery)
+    gateway = SimpleNamespace(store=store, after_response=nursery, outcomes=[], holds_open=1)
+    gateway.record = gateway.outcomes.append
     return Ticket(gateway, "req_1", KEY, parsed, "messages", hold_id=7, started=0.0, held=100_000)
 
 
@@ -296,3 +297,40 @@ async def test_a_prompt_the_balance_or_ledger_cannot_cover_ends_the_stream(failu
     with pytest.raises(errors.GatewayError) as refused:
         await ticket.cover_real_input(Usage(input_tokens=100_000))
     assert refused.value.status == status and ticket.held == 1 and not ticket.closed
+
+
+# -- the one hook: every way a ticket closes records exactly one outcome -------------------------
+
+@pytest.mark.parametrize("failures, usage, expect", [
+    ({}, USAGE, (200, None, True)),
+    ({}, None, (502, "api_error", False)),
+    ({"settle": [AmountOutOfRange("x")]}, USAGE, (200, "charge_refused", False)),
+    ({"settle": [StoreError("corrupt")]}, USAGE, (200, None, True)),
+    ({"release": [StoreError("corrupt")]}, None, (502, "api_error", False)),
+    ({"settle": [StoreUnavailable("locked")] * 3}, USAGE, (200, None, True)),
+    ({"release": [NotFound("gone")]}, None, (502, "api_error", False)),
+])
+async def test_every_close_records_one_outcome(autojump_clock, failures, usage, expect):
+    store = FakeStore(**failures)
+    async with trio.open_nursery() as nursery:
+        ticket = _ticket(store, nursery)
+        ticket.channel, ticket.attempts = "backup", 2
+        await ticket.close(usage, 200 if usage else 502, error_type=None if usage else "api_error")
+    outcomes = ticket.gateway.outcomes
+    assert len(outcomes) == 1, outcomes
+    outcome = outcomes[0]
+    status, error_type, charged = expect
+    assert (outcome.status, outcome.channel, outcome.attempts, outcome.key_prefix) == (status, "backup", 2,
+                                                                                      KEY.prefix)
+    assert outcome.error_type in (error_type, "ledger_error")
+    assert (outcome.cost > 0) == charged and outcome.username == "alice"
+
+
+async def test_the_outcome_tells_the_rate_window_what_was_really_used():
+    finished = []
+    store = FakeStore()
+    ticket = _ticket(store)
+    ticket.admission = SimpleNamespace(finish=finished.append)
+    await ticket.close(USAGE, 200)
+    await ticket.close(USAGE, 200)  # (a second close is a bug elsewhere; the hook still runs once)
+    assert finished == [1500]

@@ -8,7 +8,7 @@ from quart_trio import QuartTrio
 
 from ..gateway import Gateway
 from ..ids import new_request_id
-from . import context, error_shapes, models, public, transfer
+from . import context, error_shapes, metrics, models, public, transfer
 from .relay_routes import RelayRoutes
 
 # Quart reads a request's body as it arrives, before the route runs: the routes it
@@ -26,7 +26,7 @@ def create_app(gateway: Gateway) -> QuartTrio:
     app.before_request(_new_request_id)
     app.after_request(_add_request_id)
     error_shapes.install(app)
-    for blueprint in (public.blueprint(), models.blueprint(), transfer.blueprint()):
+    for blueprint in (public.blueprint(), models.blueprint(), transfer.blueprint(), metrics.blueprint(gateway)):
         app.register_blueprint(blueprint)
     app.asgi_app = RelayRoutes(app.asgi_app, gateway)  # type: ignore[method-assign]
     return app
