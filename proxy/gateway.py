@@ -53,6 +53,8 @@ class Gateway:
         self.trusted = self.config.trusted_networks()
         self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
         self.limiter = Limiter(trio.current_time, time.time)
+        if hasattr(self.upstream, "observe"):  # a router over channels reports every attempt
+            self.upstream.observe = self.metrics.attempt
 
     def record(self, outcome: Outcome) -> None:
         """Every request's outcome, once: the metrics and the request log."""

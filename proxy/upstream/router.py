@@ -23,7 +23,7 @@ import random
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Iterator, Protocol
+from typing import AsyncIterator, Callable, Iterator, Protocol
 
 import orjson
 import trio
@@ -133,6 +133,20 @@ class Attempts:
         return self.errors[-1][0]
 
 
+def _ignore(channel: str, outcome: str) -> None:
+    return None
+
+
+def _attempt_outcome(status: int) -> str:
+    if status == 200:
+        return "ok"
+    if status in CREDENTIAL_REFUSED:
+        return "credential_refused"
+    if status in RATE_LIMITED:
+        return "rate_limited"
+    return "server_error" if status >= 500 else "client_error"
+
+
 def _retry_after(headers: tuple[tuple[str, str], ...]) -> float | None:
     for name, value in headers:
         lowered = name.lower()
@@ -156,6 +170,7 @@ class Router:
         self.state = state if state is not None else LocalRoutingState(policy.health)
         self._rng = rng or random.Random()
         self.label = f"{len(channels)} channels"
+        self.observe: Callable[[str, str], None] = _ignore  # (channel, outcome) per attempt: the metrics
         self.idle_timeout = max(c.upstream.idle_timeout for c in channels)
 
     # -- choice ----------------------------------------------------------------------------------
@@ -196,6 +211,7 @@ class Router:
         """Record an answer's meaning for its channel; True when another channel should try."""
         health = self.state.health(channel.name)
         now = trio.current_time()
+        self.observe(channel.name, _attempt_outcome(status))
         if status in CREDENTIAL_REFUSED:
             health.disable(f"upstream answered {status}: its credential was refused")
             log.error("upstream channel %s DISABLED: it answered HTTP %s (its credential was refused); "
@@ -212,6 +228,7 @@ class Router:
         return True
 
     def _transport_failed(self, channel: Channel, error: errors.GatewayError, attempts: Attempts) -> None:
+        self.observe(channel.name, "timeout" if error.status == 504 else "connect_error")
         self.state.health(channel.name).failed(trio.current_time())
         channel.failures += 1
         attempts.errors.append((error, None))
@@ -272,6 +289,7 @@ class Router:
                         answer = _ReadError(answer, body)
                     else:
                         health.succeeded()
+                        self.observe(channel.name, "ok")
                     self._served(channel, request, attempts, answer)
                     committed = True  # from here on nothing is retried: the client is being answered
                     yield answer

@@ -22,6 +22,7 @@ from proxy.upstream.router import Channel, Router, RoutingPolicy, prompt_prefix,
 from proxy.upstream.sim_script import Knobs
 from proxy.upstream.simulator import SimulatorState, serve_simulator
 from tests.conftest import UPSTREAM_KEY, Sim, make_account
+from tests.http.test_metrics import _samples
 
 MODEL = "claude-haiku-4.5"
 
@@ -72,6 +73,15 @@ async def test_a_529_on_the_primary_is_served_by_the_backup_and_billed_once(nurs
     for i in range(3):
         await _ask(alice.anthropic(), f"again {i}")
     assert len(primary.seen()) == 1 and len(backup.seen()) == 4
+    # The operator sees it all: attempts by channel and outcome, the failover, who served.
+    async with alice.http() as http:
+        samples = _samples((await http.get("/metrics")).text)
+    assert samples[("cheaplm_upstream_attempts_total", (("channel", "primary"), ("outcome", "rate_limited")))] == 1
+    assert samples[("cheaplm_upstream_attempts_total", (("channel", "backup"), ("outcome", "ok")))] == 4
+    assert samples[("cheaplm_upstream_failovers_total", (("channel", "backup"),))] == 1
+    assert samples[("cheaplm_channel_state", (("channel", "primary"), ("state", "cooling")))] == 1
+    assert sum(v for (n, labels), v in samples.items()
+               if n == "cheaplm_requests_total" and ("channel", "backup") in labels) == 4
 
 
 async def test_a_stream_fails_over_before_its_first_byte_and_not_after(nursery, config):
