@@ -1,4 +1,5 @@
-"""Opening a SQLite ledger: the connection's settings and its migrations."""
+"""Opening a SQLite ledger: the writer connection (its settings and migrations) and
+the event loop's read-only connection."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sqlite3
 
 import sqlite_utils
 
-from ..base import StoreUnavailable
+from ..errors import StoreUnavailable
 from .migrations import migrate
 from .transactions import unavailable
 
@@ -26,8 +27,7 @@ def connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
         db.execute("PRAGMA foreign_keys=ON")
         migrate(db, busy_timeout)
         # From here on a locked database never blocks a statement: writers wait in
-        # begin_immediate (in the worker thread), and an operation run inline on the
-        # event loop gives way to the thread instead of waiting.
+        # begin_immediate, in the worker thread, where they can be retried.
         db.execute("PRAGMA busy_timeout=0")
         return db
     except Exception as exc:
@@ -39,6 +39,22 @@ def connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
         where = os.path.abspath(path) if path != ":memory:" else path
         raise StoreUnavailable(f"cannot open the ledger at {where}: {_reason(exc, where)}",
                                mapped.retry_after) from None
+
+
+def connect_reader(path: str) -> sqlite_utils.Database:
+    """A connection that can only read, for the event loop's thread (reader.py): it
+    never writes, so it never commits frames, never runs an auto-checkpoint (off here
+    as well, in case) and never fsyncs; it never waits for a lock (busy timeout 0: a
+    busy database raises at once). Opened after ``connect`` has migrated the file."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=0)
+    try:
+        conn.execute("PRAGMA busy_timeout=0")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA query_only=1")
+        return sqlite_utils.Database(conn)
+    except BaseException:
+        conn.close()
+        raise
 
 
 def _reason(exc: BaseException, path: str) -> str:

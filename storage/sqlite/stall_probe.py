@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import trio
 
 from storage import open_store
-from storage.base import UsageRow
+from storage.records import UsageRow
 
 WRITER = textwrap.dedent("""
     import os, sqlite3, sys, time
