@@ -1,24 +1,48 @@
 """The one kind of SQLite transaction that runs on the event loop's thread: a small
 indexed read (the key lookup of a key-cache miss), on a connection of its own that
-cannot write. Everything else goes through the writer lane's thread (lane.py).
+cannot write. Every write goes through the writer lane's thread (lane.py).
 
-Why (measured with ``python -m storage.sqlite.stall_probe``; figures in FIGURES below):
-before this split, key lookups, holds and quiet settles ran inline on the one
-connection that also writes, with SQLite's auto-checkpoint on. A commit there may
-run the checkpoint: with another process's 128 MB backlog in the WAL (a long reader
-had held checkpoints back), one inline ``place_hold`` stalled the event loop for
-150 ms; with no other process at all, inline settles reached 4-7 ms (a 1,000-page
-checkpoint and its fsync, or the fsync of the WAL header after a reset). A
-connection that only reads does none of that: it commits no frames, so no
-auto-checkpoint runs on it (and ``wal_autocheckpoint=0`` is set on it besides); it
-never fsyncs; in WAL mode a reader takes no lock that a writer or a checkpointer
-holds, and with a busy timeout of 0 SQLite's rare "busy" for a reader (a WAL being
-recovered) raises at once, and the read goes to the lane instead. What is left inline
-is reading a few pages, from the page cache or the WAL.
+The decision, measured with ``python -m storage.sqlite.stall_probe --dir DIR`` (a
+quiet gateway: a key lookup, a hold and a settle every ~9 ms; another process writes
+100 MB over 5 s while a long reader holds checkpoints back, a 125-130 MB WAL; a 1 ms
+ticker measures the loop's lag; figures p50 / p99 / max ms, two runs each, 2026-11-26,
+2 cores shared with other test runs):
 
-The writes pay a thread round trip (about 0.05 ms bare on this machine; FIGURES), which
-group commit already paid under load. An in-memory store has no second connection
-(``:memory:`` is private to its connection): its reads go through the lane.
+- before (key lookups, holds and quiet settles inline, on the one connection, which
+  also writes and auto-checkpoints): the first inline hold after the reader let go ran
+  the whole checkpoint on the loop: ``place_hold`` inline 0.10 / 3.1 / **255.7** and
+  0.10 / 4.2 / **176.5**, the loop's lag max **254.9** and **176.7**; with no other
+  process at all, inline settles reached 5.1 and 8.2 (checkpoints of 1,000 pages and
+  their fsyncs).
+- after (this module): inline lookups 0.06-0.11 / 0.11-0.52 / 0.13-3.1 (the 3.1, once
+  in 1,000 calls, in a phase whose ticker lag, with no SQLite in it, reached 5.8: the
+  shared machine), never above 0.56 while the other process wrote or after; the
+  checkpoint ran in the lane's thread (a ``place_hold`` of 148.8 and 157.2 there) and
+  the loop's lag stayed at max 4.5-6.8 in every phase, what it is without the store.
+
+Why a read-only connection cannot stall: it commits no frames, so SQLite's
+auto-checkpoint (which runs on the committing connection) never runs on it, and
+``wal_autocheckpoint=0`` is set on it besides; it never writes or fsyncs; in WAL mode
+a reader waits for no lock a writer or checkpointer holds, and with a busy timeout of
+0 SQLite's rare "busy" for a reader (a WAL being recovered after a crash) raises at
+once and the read goes to the lane. What is left is reading a few pages from the page
+cache or the WAL file.
+
+Writes stay off the loop because a write cannot be made safe there: even without
+auto-checkpoint, the first commit after a checkpoint (by any process) restarts the
+WAL and fsyncs its header (wal.c: "Sync the header ... Otherwise an out-of-order
+write following a WAL restart could result in database corruption"). The price,
+measured by the same probe on an idle store, p50: a hold 0.07-0.09 -> 0.27-0.29 ms, a
+settle 0.14-0.15 -> 0.35-0.38 ms (a bare thread round trip is 0.043 ms; the rest is
+the worker handing the GIL back); a key lookup would pay it too (0.017 ms on the
+loop, 0.076 through the lane). In the bench
+(``python -m bench --scenario nonstream --concurrency 1,32 --duration 4``, three
+interleaved runs each): non-streaming at 1 client 816 / 797 / 514 -> 688 / 777 / 736
+req/s, 0.96-1.03 -> 1.06-1.10 ms CPU per request; at 32 clients no change (1,414 /
+1,462 / 1,422 -> 1,497 / 1,446 / 1,334: batched anyway).
+
+An in-memory store has no second connection (``:memory:`` is private to its
+connection): its reads go through the lane.
 """
 
 from __future__ import annotations
@@ -32,12 +56,6 @@ from .lane import WriterLane
 from .transactions import snapshot, unavailable
 
 T = TypeVar("T")
-
-FIGURES = """\
-python -m storage.sqlite.stall_probe --dir DIR (100 MB written by another process over
-5 s while a long reader holds checkpoints back; a key lookup, a hold and a settle every
-~9 ms with 3 ms pauses; a 1 ms ticker measures the loop's lag). p50 / p99 / max ms.
-"""
 
 
 class LoopReader:

@@ -136,6 +136,20 @@ async def roundtrip(calls: int) -> tuple[float, float]:
     return statistics.median(hop) * 1e3, statistics.median(sleep0) * 1e3
 
 
+async def lookup_costs(store, prefix: str, calls: int) -> tuple[float, float]:
+    """The median ms of a key lookup on the loop (as the store runs it) and of the same
+    lookup through the writer lane's thread (what moving it off the loop would cost)."""
+    here, there = [], []
+    for _ in range(calls):
+        started = time.perf_counter()
+        await store.find_key(prefix)
+        here.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await store._lane.run(store._ledger.find_key, prefix, reads_only=True)
+        there.append(time.perf_counter() - started)
+    return statistics.median(here) * 1e3, statistics.median(there) * 1e3
+
+
 async def probe(args: argparse.Namespace) -> None:
     directory = args.dir or tempfile.mkdtemp(prefix="cheaplm-stall-", dir=os.getcwd())
     path = os.path.join(directory, "probe.db")
@@ -146,15 +160,24 @@ async def probe(args: argparse.Namespace) -> None:
     key = await store.create_key("probe", "sk-cl-probe000", "hash", "probe", None, True, (), None)
     account = await store.get_account("probe")
     hops = HopCounter()
-    trio.to_thread.run_sync = hops.run_sync  # this process only, for the probe's count
+    trio.to_thread.run_sync = hops.run_sync  # this process only, for the probe's count (restored below)
     phases = ("idle", "writer", "after")
     samples = {name: Samples() for name in phases}
     phase = ["idle"]
-    writer_report = ""
     hop_ms, sleep0_ms = await roundtrip(args.roundtrips)
+    on_loop_ms, in_lane_ms = await lookup_costs(store, key.prefix, args.roundtrips)
+    try:
+        writer_report = await run_phases(args, path, store, key, account.id, samples, phase, hops)
+    finally:
+        trio.to_thread.run_sync = hops._real
+    await store.aclose()
+    report(path, writer_report, hop_ms, sleep0_ms, on_loop_ms, in_lane_ms, samples)
+
+
+async def run_phases(args, path, store, key, account_id, samples, phase, hops) -> str:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ticker, samples, phase)
-        nursery.start_soon(drive, store, key, account.id, samples, phase, hops, args.pause)
+        nursery.start_soon(drive, store, key, account_id, samples, phase, hops, args.pause)
         await trio.sleep(args.idle_seconds)
         phase[0] = "writer"
         writer = await trio.lowlevel.open_process(
@@ -170,13 +193,18 @@ async def probe(args: argparse.Namespace) -> None:
         phase[0] = "after"
         await trio.sleep(args.after_seconds)
         nursery.cancel_scope.cancel()
-    trio.to_thread.run_sync = hops._real
-    await store.aclose()
+    return writer_report
+
+
+def report(path, writer_report, hop_ms, sleep0_ms, on_loop_ms, in_lane_ms, samples) -> None:
+    phases = tuple(samples)
     wal_path = path + "-wal"
     print(f"database: {path}; {writer_report}; WAL at the end "
           f"{os.path.getsize(wal_path) / 1e6 if os.path.exists(wal_path) else 0:.1f} MB")
     print(f"bare thread round trip (trio.to_thread.run_sync): median {hop_ms:.3f} ms; "
           f"trio.sleep(0): {sleep0_ms:.3f} ms")
+    print(f"key lookup, idle store: on the loop {on_loop_ms:.3f} ms, through the lane's thread {in_lane_ms:.3f} ms "
+          "(medians)")
     print("| phase | what | calls | p50 / p99 / max ms |")
     print("|---|---|---|---|")
     for name in phases:
