@@ -9,7 +9,7 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator
 
 from storage import open_store, parse_location
 
@@ -29,11 +29,9 @@ class Backend:
         that damage it (its ``execute`` takes SQL that every backend understands)."""
         raise NotImplementedError
 
-    @contextmanager
-    def write_locked(self) -> Iterator[None]:
+    def write_locked(self) -> ContextManager[None]:
         """Another connection holding the write lock (or the rows' locks) meanwhile."""
         raise NotImplementedError
-        yield
 
 
 class SqliteBackend(Backend):
