@@ -9,13 +9,38 @@ import sys
 import textwrap
 import time
 
+import inspect
+
 import pytest
 import trio
 
+from storage import base
 from storage.base import (MAX_AMOUNT, MAX_BALANCE, AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound,
                           Recovery, StoreError, StoreUnavailable)
 
 from .helpers import LEASE, funded, new_key, partial_row, row
+
+
+CONCERNS = (base.KeyStore, base.LedgerStore, base.HoldStore, base.UsageStore, base.InstanceStore,
+            base.MaintenanceStore)
+
+
+def operations(protocol) -> set[str]:
+    return {name for name, value in vars(protocol).items() if inspect.iscoroutinefunction(value)}
+
+
+async def test_the_store_is_every_concern_and_nothing_is_left_out(store):
+    """Store is the union of the concerns (no operation outside them but aclose), and
+    the backend has each operation, with the protocol's parameters."""
+    every = set().union(*(operations(p) for p in CONCERNS))
+    assert sum(len(operations(p)) for p in CONCERNS) == len(every)          # no operation in two concerns
+    assert {n for c in base.Store.__mro__ if c is not object for n in operations(c)} == every | {"aclose"}
+    for name in every | {"aclose"}:
+        protocol = next(c for c in base.Store.__mro__ if name in vars(c))
+        implemented = getattr(store, name)
+        assert inspect.iscoroutinefunction(implemented), name
+        assert list(inspect.signature(implemented).parameters) == list(
+            inspect.signature(getattr(protocol, name)).parameters)[1:], name
 
 
 async def test_users(store):
