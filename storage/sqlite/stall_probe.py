@@ -16,14 +16,16 @@ Phases: ``idle`` (no writer), ``writer`` (while it writes), ``after`` (a few sec
 after it exits, the backlog in the WAL). For each: the p50 / p99 / max latency of each
 operation, apart for the calls that ran inline (on the event loop's thread: these are
 the loop's stalls) and those that went through the worker thread; and the loop's lag.
-The database goes in --dir (default: a new directory in the current one, which should
-be on a real disk: fsync and page-cache writeback are part of what is measured).
+The database goes in --dir, kept afterwards (default: a new directory in /var/tmp,
+removed afterwards). It should be on a real disk, not a tmpfs: fsync and page-cache
+writeback are part of what is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -151,8 +153,16 @@ async def lookup_costs(store, prefix: str, calls: int) -> tuple[float, float]:
 
 
 async def probe(args: argparse.Namespace) -> None:
-    directory = args.dir or tempfile.mkdtemp(prefix="cheaplm-stall-", dir=os.getcwd())
-    path = os.path.join(directory, "probe.db")
+    directory = args.dir or tempfile.mkdtemp(prefix="cheaplm-stall-", dir="/var/tmp" if os.path.isdir("/var/tmp")
+                                             else None)
+    try:
+        await probe_in(args, os.path.join(directory, "probe.db"))
+    finally:
+        if not args.dir:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+async def probe_in(args: argparse.Namespace, path: str) -> None:
     store = await open_store(path, instance_id="probe")
     await store.register_instance(600)
     await store.create_user("probe")
@@ -218,7 +228,8 @@ def report(path, writer_report, hop_ms, sleep0_ms, on_loop_ms, in_lane_ms, sampl
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m storage.sqlite.stall_probe", description=__doc__.split("\n")[0])
-    parser.add_argument("--dir", help="where the probe's database goes (default: a new directory here)")
+    parser.add_argument("--dir", help="where the probe's database goes, kept afterwards (default: a new directory "
+                                      "in /var/tmp, removed afterwards)")
     parser.add_argument("--wal-mb", type=int, default=100, help="MB the other process writes")
     parser.add_argument("--writer-autocheckpoint", type=int, default=1000,
                         help="the other process's wal_autocheckpoint (SQLite's default; 0: it never checkpoints)")
