@@ -14,11 +14,12 @@ ticker measures the loop's lag; figures p50 / p99 / max ms, two runs each, 2026-
   0.10 / 4.2 / **176.5**, the loop's lag max **254.9** and **176.7**; with no other
   process at all, inline settles reached 5.1 and 8.2 (checkpoints of 1,000 pages and
   their fsyncs).
-- after (this module): inline lookups 0.06-0.11 / 0.11-0.52 / 0.13-3.1 (the 3.1, once
-  in 1,000 calls, in a phase whose ticker lag, with no SQLite in it, reached 5.8: the
-  shared machine), never above 0.56 while the other process wrote or after; the
-  checkpoint ran in the lane's thread (a ``place_hold`` of 148.8 and 157.2 there) and
-  the loop's lag stayed at max 4.5-6.8 in every phase, what it is without the store.
+- after (this module), four runs: inline lookups p50 0.06-0.11, p99 0.11-0.52, max
+  0.13-0.56 in every phase but one (a 3.1 once in 1,000 calls, at a load average of
+  2 from other sessions' tests); the checkpoint ran in the lane's thread (a hold or
+  settle of 148.8-157.2 there) and the loop's lag had no spike of that kind: max
+  1.1-8.1 ms per phase, none over 10 ms, not lined up with the lookups (whose max was
+  0.23 in the phase of the 8.1); a ticker alone on this shared machine reached 2.4.
 
 Why a read-only connection cannot stall: it commits no frames, so SQLite's
 auto-checkpoint (which runs on the committing connection) never runs on it, and
@@ -29,17 +30,19 @@ once and the read goes to the lane. What is left is reading a few pages from the
 cache or the WAL file.
 
 Writes stay off the loop because a write cannot be made safe there: even without
-auto-checkpoint, the first commit after a checkpoint (by any process) restarts the
-WAL and fsyncs its header (wal.c: "Sync the header ... Otherwise an out-of-order
+auto-checkpoint, the first commit after a checkpoint that copied the whole WAL (run
+by any process) restarts the WAL and fsyncs its header (wal.c: "Sync the header ... Otherwise an out-of-order
 write following a WAL restart could result in database corruption"). The price,
-measured by the same probe on an idle store, p50: a hold 0.07-0.09 -> 0.27-0.29 ms, a
-settle 0.14-0.15 -> 0.35-0.38 ms (a bare thread round trip is 0.043 ms; the rest is
-the worker handing the GIL back); a key lookup would pay it too (0.017 ms on the
-loop, 0.076 through the lane). In the bench
-(``python -m bench --scenario nonstream --concurrency 1,32 --duration 4``, three
-interleaved runs each): non-streaming at 1 client 816 / 797 / 514 -> 688 / 777 / 736
-req/s, 0.96-1.03 -> 1.06-1.10 ms CPU per request; at 32 clients no change (1,414 /
-1,462 / 1,422 -> 1,497 / 1,446 / 1,334: batched anyway).
+measured by the same probe on an idle store, p50: a hold 0.07-0.09 -> 0.17-0.29 ms, a
+settle 0.14-0.15 -> 0.24-0.38 ms; a bare thread round trip costs 0.043 ms back to back
+and 0.08 after a 3 ms pause (the worker thread and then the loop are woken from
+sleep); a key lookup would pay it too (0.017 ms on the loop, 0.076 through the lane).
+In the bench (``python -m bench --scenario nonstream --concurrency 1,32 --duration 4``
+and ``--scenario stream --concurrency 1 --duration 8``, three interleaved runs each):
+non-streaming at 1 client 816 / 797 / 514 -> 688 / 777 / 736 req/s, 0.96-1.03 ->
+1.06-1.10 ms CPU per request; at 32 clients no change (1,414 / 1,462 / 1,422 -> 1,497 /
+1,446 / 1,334: batched anyway); added TTFT p50 at 1 stream 1.33 / 1.54 / 1.38 -> 1.55
+/ 1.81 / 1.07 ms (8 streams a run: within its noise).
 
 An in-memory store has no second connection (``:memory:`` is private to its
 connection): its reads go through the lane.
