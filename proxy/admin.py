@@ -11,7 +11,7 @@ from typing import AsyncIterator, Sequence
 from .auth import hash_key, key_prefix, new_key, parse_networks
 from .catalog import Catalog
 from .money import MAX_AMOUNT, format_usd, parse_usd, scale
-from storage import open_store
+from storage import open_store, parse_location
 from storage.base import Account, AlreadyExists, KeyRecord, Store, UsageRow
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -23,10 +23,12 @@ class AdminError(ValueError):
 
 @asynccontextmanager
 async def open_ledger(path: str, create: bool = False) -> AsyncIterator[Store]:
-    """The store at ``path``, closed on exit. Unless ``create``, a ledger file that does not
-    exist is refused rather than created empty (an admin command run in the wrong directory)."""
-    if not create and path != ":memory:" and "://" not in path and not os.path.exists(path):
-        raise AdminError(f"no ledger at {os.path.abspath(path)} (run `cheaplm serve` or `cheaplm user create` "
+    """The store at ``path`` (a file path or a ledger URL: storage.open_store), closed on
+    exit. Unless ``create``, a ledger file that does not exist is refused rather than
+    created empty (an admin command run in the wrong directory)."""
+    location = parse_location(path)
+    if not create and location.file is not None and not os.path.exists(location.file):
+        raise AdminError(f"no ledger at {location.shown} (run `cheaplm serve` or `cheaplm user create` "
                          "first, or pass --db)")
     store = await open_store(path)
     try:

@@ -11,7 +11,6 @@ import argparse
 import errno
 import json
 import logging
-import os
 import signal
 import socket
 import sqlite3
@@ -24,11 +23,13 @@ import trio
 from . import admin, logs
 from .config import PORTS, Config, ConfigError, load_config
 from .money import format_usd
+from storage import describe_location
 from storage.base import StoreError
 
 LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's db_path, else ./cheaplm.db in the current directory"
-EPILOG = (f"The ledger is one SQLite file: --db PATH, else {LEDGER_DEFAULT}. Only `serve` and `user create` "
-          "create a new one. Benchmarks: cheaplm bench --help, and the README's Benchmarks section.")
+EPILOG = (f"The ledger is one SQLite file: --db PATH (or a sqlite:///PATH URL), else {LEDGER_DEFAULT}. Only "
+          "`serve` and `user create` create a new one. Benchmarks: cheaplm bench --help, and the README's "
+          "Benchmarks section.")
 _LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
@@ -53,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cheaplm", description="CheapLM gateway and its admin tools", epilog=EPILOG)
     common = _Parser(add_help=False)
     common.add_argument("--config", help="TOML config file (default: $CHEAPLM_CONFIG)")
-    common.add_argument("--db", metavar="PATH", help=f"SQLite ledger file (default: {LEDGER_DEFAULT})")
+    common.add_argument("--db", metavar="PATH", help=f"SQLite ledger file, or a sqlite:///PATH URL "
+                                                     f"(default: {LEDGER_DEFAULT})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
@@ -211,7 +213,7 @@ def _failure(exc: BaseException, db_path: str | None, listen: str | None) -> str
     if isinstance(exc, (ConfigError, admin.AdminError, StoreError)):
         return str(exc)
     if isinstance(exc, sqlite3.Error) and db_path:
-        where = os.path.abspath(db_path)
+        where = describe_location(db_path)
         if "locked" in str(exc):
             return f"the ledger at {where} is busy: another process holds its write lock ({exc})"
         return f"cannot open the ledger at {where}: {exc}"

@@ -4,7 +4,6 @@ simulator when none is configured), and run hypercorn's trio worker until cancel
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +19,7 @@ from .instance import checkpoint_progress, new_instance_id
 from .upstream.channels import open_upstream
 from .upstream.sim_script import Knobs
 from .upstream.simulator import SimulatorState, serve_simulator
-from storage import open_store
+from storage import describe_location, open_store
 from storage.base import StoreError
 from storage.leases import keep_lease
 
@@ -92,7 +91,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
 
                 binds = await nursery.start(http)
                 nursery.start_soon(checkpoint_progress, store, gateway.in_flight, config.progress_interval)
-                log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], os.path.abspath(config.db_path))
+                log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], describe_location(config.db_path))
                 task_status.started(Running(binds[0], gateway, simulator_url))
                 await trio.sleep_forever()
             finally:

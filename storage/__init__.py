@@ -1,25 +1,71 @@
-"""Storage: the Store protocol (base), hold ownership rules (leases) and the SQLite
-implementation (sqlite/)."""
+"""Storage: ``open_store(url)`` picks the backend by the location's scheme.
+
+base.py holds the Store protocols (split by concern), errors.py and records.py what they
+raise and return, location.py how a path or URL is read, leases.py the hold-ownership
+rule every backend shares, and one package per backend (sqlite/).
+
+A backend joins by one entry in ``OPENERS``: its scheme and an async opener taking
+the parsed Location and the options below.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from types import MappingProxyType
+from typing import Awaitable, Callable, Mapping
 
 from .base import Store
+from .errors import StoreConfigError
+from .location import Location, parse_location
+
+__all__ = ["OPENERS", "Location", "Store", "StoreConfigError", "describe_location", "open_store", "parse_location"]
+
+Opener = Callable[..., Awaitable[Store]]  # (location, *, instance_id, busy_timeout, clock) -> Store
 
 
-async def open_store(path: str, *, instance_id: str | None = None, busy_timeout: float = 5.0,
+async def _open_sqlite(location: Location, **options) -> Store:
+    from .sqlite import SqliteStore
+
+    return await SqliteStore.open(location.target, **options)
+
+
+def _not_in_this_build(name: str) -> Opener:
+    async def refuse(location: Location, **options) -> Store:
+        raise StoreConfigError(f"the ledger {location.shown} needs the {name} store, which is not available in "
+                               "this build of CheapLM: use a SQLite path (sqlite:///path/to/ledger.db)")
+    return refuse
+
+
+OPENERS: Mapping[str, Opener] = MappingProxyType({
+    "sqlite": _open_sqlite,
+    "postgresql": _not_in_this_build("PostgreSQL"),  # postgres:// is an alias (location.SCHEME_ALIASES)
+})
+
+
+async def open_store(url: str, *, instance_id: str | None = None, busy_timeout: float = 5.0,
                      clock: Callable[[], float] = time.time) -> Store:
-    """The store for a path: a SQLite file (``:memory:`` for throwaway use).
+    """The store at ``url``: a bare path or ``sqlite:///path`` (a SQLite file;
+    ``:memory:`` for throwaway use), ``postgresql://...`` later (location.py).
+    StoreConfigError for a scheme no backend serves.
 
     ``instance_id``: the identity of the process that places holds through this store
     (a gateway draws one with ``secrets`` at start-up, then ``register_instance``);
     None for the admin CLI and tools, which may not place holds. ``busy_timeout``:
     how long an operation waits for another process's write lock before raising
-    StoreUnavailable. ``clock``: unix time (tests move it to expire leases).
+    StoreUnavailable. ``clock``: unix time (tests move it to expire leases)."""
+    location = parse_location(url)
+    opener = OPENERS.get(location.backend)
+    if opener is None:
+        known = ", ".join(f"{scheme}://" for scheme in OPENERS)
+        raise StoreConfigError(f"the ledger {location.shown} has an unknown scheme {location.backend!r} "
+                               f"(known: a file path, {known})")
+    return await opener(location, instance_id=instance_id, busy_timeout=busy_timeout, clock=clock)
 
-    PostgreSQL DSNs will be recognised here when that store lands."""
-    from .sqlite import SqliteStore
 
-    return await SqliteStore.open(path, instance_id=instance_id, busy_timeout=busy_timeout, clock=clock)
+def describe_location(url: str) -> str:
+    """The ledger's location for messages and logs: an absolute file path, or the URL
+    without its password; the text as given if it is not a location at all."""
+    try:
+        return parse_location(url).shown
+    except StoreConfigError:
+        return url if "://" not in url else url.split("://", 1)[0] + "://..."

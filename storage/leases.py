@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import trio
 
-from .base import Store, StoreError
+from .base import InstanceStore
+from .errors import StoreError
 
 log = logging.getLogger("cheaplm.storage")
 
@@ -80,7 +81,7 @@ def orphaned(owner: str | None, live: set[str], me: str | None) -> bool:
     return owner is None or (owner != me and owner not in live)
 
 
-async def keep_lease(store: Store, lease_seconds: float, *, sweep_every: float | None = None,
+async def keep_lease(store: InstanceStore, lease_seconds: float, *, sweep_every: float | None = None,
                      task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Register this store's instance, recover the holds of dead instances, report
     started; then renew the lease every lease/3 seconds and sweep orphaned holds every

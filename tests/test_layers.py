@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # (layer, what it holds): the first pattern a module name matches (exact, or a package prefix ending in ".").
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("pure leaves", ("storage.base", "proxy.protocol.", "proxy.upstream.health", "proxy.http.responses",
+    ("pure leaves", ("storage.base", "storage.errors", "storage.records", "proxy.protocol.", "proxy.upstream.health", "proxy.http.responses",
                      "proxy.ids", "proxy.outcome")),
     ("core", ("proxy.money", "proxy.catalog", "proxy.errors", "proxy.billing")),
     ("pure request rules, configuration, keys, storage backends",

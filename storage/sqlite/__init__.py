@@ -1,6 +1,6 @@
-"""The SQLite Store: one file (or ``:memory:``), one connection, one writer lane."""
+"""The SQLite Store: one file (or ``:memory:``), one writer connection behind one
+writer lane (its thread), and a read-only connection for key lookups on the loop."""
 
-from .lane import QUIET
 from .store import SqliteStore
 
-__all__ = ["QUIET", "SqliteStore"]
+__all__ = ["SqliteStore"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable, Iterable
 
-from ..base import StoreStats
+from ..records import StoreStats
 
 Finding = Callable[[sqlite3.Connection], Iterable[str]]
 

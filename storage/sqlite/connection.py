@@ -1,13 +1,15 @@
-"""Opening a SQLite ledger: the connection's settings and its migrations."""
+"""Opening a SQLite ledger: the writer connection (its settings and migrations) and
+the event loop's read-only connection."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+from typing import Callable
 
 import sqlite_utils
 
-from ..base import StoreUnavailable
+from ..errors import StoreUnavailable
 from .migrations import migrate
 from .transactions import unavailable
 
@@ -15,10 +17,7 @@ from .transactions import unavailable
 def connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
     """The migrated database at ``path``; StoreUnavailable (one line) if it cannot be
     opened or written: a missing or read-only directory, a locked or damaged file."""
-    conn = None
-    try:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
-        db = sqlite_utils.Database(conn)
+    def setup(db: sqlite_utils.Database) -> None:
         db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         if path != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
@@ -26,9 +25,31 @@ def connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
         db.execute("PRAGMA foreign_keys=ON")
         migrate(db, busy_timeout)
         # From here on a locked database never blocks a statement: writers wait in
-        # begin_immediate (in the worker thread), and an operation run inline on the
-        # event loop gives way to the thread instead of waiting.
+        # begin_immediate, in the worker thread, where they can be retried.
         db.execute("PRAGMA busy_timeout=0")
+
+    return _open(path, busy_timeout, setup)
+
+
+def connect_reader(path: str) -> sqlite_utils.Database:
+    """A connection that can only read, for the event loop's thread (reader.py): it
+    never writes, so it never commits frames, never runs an auto-checkpoint (off here
+    as well, in case) and never fsyncs; it never waits for a lock (busy timeout 0: a
+    busy database raises at once). Opened after ``connect`` has migrated the file."""
+    def setup(db: sqlite_utils.Database) -> None:
+        db.execute("PRAGMA busy_timeout=0")
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        db.execute("PRAGMA query_only=1")
+
+    return _open(path, 0, setup)
+
+
+def _open(path: str, busy_timeout: float, setup: Callable[[sqlite_utils.Database], None]) -> sqlite_utils.Database:
+    conn = None
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
+        db = sqlite_utils.Database(conn)
+        setup(db)
         return db
     except Exception as exc:
         if conn is not None:

@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 import sqlite_utils
 
-from ..base import (Account, AlreadyExists, InsufficientBalance, KeyRecord, LedgerEntry, NotFound, StoreError,
-                    UsageRow, checked_amount, checked_balance)
+from ..errors import AlreadyExists, InsufficientBalance, NotFound, StoreError
+from ..records import Account, KeyRecord, LedgerEntry, UsageRow, checked_amount, checked_balance
 from .transactions import savepoint
 
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))

@@ -12,7 +12,8 @@ import sqlite3
 from dataclasses import replace
 from typing import Sequence
 
-from ..base import Recovery, StoreError, UsageRow, checked_amount
+from ..errors import StoreError
+from ..records import Recovery, UsageRow, checked_amount
 from ..leases import Host, InstanceRow, dead_instances, orphaned
 from .ledger import USAGE_COLUMNS, SqliteLedger
 from .transactions import savepoint

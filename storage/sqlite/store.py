@@ -1,5 +1,6 @@
 """The async SQLite Store: each call runs its synchronous operation (ledger.py,
-owners.py, checks.py) through the one writer lane (lane.py)."""
+owners.py, checks.py) through the one writer lane's thread (lane.py); key lookups run
+on the event loop, on a read-only connection (reader.py)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,42 @@ from typing import Callable, Sequence
 
 import trio
 
-from ..base import Account, KeyRecord, LedgerEntry, Recovery, StoreError, StoreStats, UsageRow
+from ..errors import StoreError
+from ..location import MEMORY
+from ..records import Account, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow
 from . import checks
-from .connection import connect
+from .connection import connect, connect_reader
 from .lane import WriterLane
 from .ledger import SqliteLedger
 from .owners import SqliteOwners
+from .reader import LoopReader
 
 
 class SqliteStore:
-    def __init__(self, lane: WriterLane, ledger: SqliteLedger, owners: SqliteOwners) -> None:
+    """``ledger``: the operations on the writer connection (run in the lane);
+    ``looked_up``: the same on the loop's read-only connection (reads only)."""
+
+    def __init__(self, lane: WriterLane, ledger: SqliteLedger, owners: SqliteOwners, reader: LoopReader,
+                 looked_up: SqliteLedger) -> None:
         self._lane = lane
         self._ledger = ledger
         self._owners = owners
+        self._reader = reader
+        self._looked_up = looked_up
 
     @classmethod
     async def open(cls, path: str, *, instance_id: str | None = None, busy_timeout: float = 5.0,
                    clock: Callable[[], float] = time.time) -> "SqliteStore":
         db = await trio.to_thread.run_sync(connect, path, busy_timeout)
+        try:
+            loop_db = None if path == MEMORY else await trio.to_thread.run_sync(connect_reader, path)
+        except BaseException:
+            await trio.to_thread.run_sync(db.close)
+            raise
         ledger = SqliteLedger(db, instance_id, clock)
-        return cls(WriterLane(db, busy_timeout), ledger, SqliteOwners(ledger))
+        lane = WriterLane(db, busy_timeout)
+        looked_up = ledger if loop_db is None else SqliteLedger(loop_db, instance_id, clock)
+        return cls(lane, ledger, SqliteOwners(ledger), LoopReader(loop_db, lane), looked_up)
 
     @property
     def instance_id(self) -> str | None:
@@ -52,7 +69,7 @@ class SqliteStore:
         return await self._lane.run(self._ledger.list_keys, username)
 
     async def find_key(self, prefix: str) -> KeyRecord | None:
-        return await self._lane.run(self._ledger.find_key, prefix, inline=True)
+        return await self._reader.run(self._looked_up.find_key, self._ledger.find_key, prefix)
 
     async def revoke_key(self, prefix: str) -> KeyRecord:
         return await self._lane.run(self._ledger.revoke_key, prefix)
@@ -77,16 +94,16 @@ class SqliteStore:
     async def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
         if self._ledger.instance_id is None:
             raise StoreError("this store was opened without an instance id: it may not place holds")
-        return await self._lane.run(self._ledger.place_hold, account_id, amount, request_id, inline=True)
+        return await self._lane.run(self._ledger.place_hold, account_id, amount, request_id)
 
     async def extend_hold(self, hold_id: int, extra: int) -> None:
-        await self._lane.run(self._ledger.extend_hold, hold_id, extra, inline=True)
+        await self._lane.run(self._ledger.extend_hold, hold_id, extra)
 
     async def settle(self, hold_id: int, row: UsageRow) -> Account:
-        return await self._lane.run(self._ledger.settle, hold_id, row, when_quiet=True)
+        return await self._lane.run(self._ledger.settle, hold_id, row)
 
     async def release(self, hold_id: int, row: UsageRow | None) -> Account:
-        return await self._lane.run(self._ledger.release, hold_id, row, when_quiet=True)
+        return await self._lane.run(self._ledger.release, hold_id, row)
 
     async def record_progress(self, items: Sequence[tuple[int, UsageRow]]) -> None:
         if items:
@@ -113,4 +130,7 @@ class SqliteStore:
         return await self._lane.run(checks.stats, self._ledger.db.conn, reads_only=True)
 
     async def aclose(self) -> None:
-        await self._lane.aclose()
+        try:
+            await trio.to_thread.run_sync(self._reader.close)
+        finally:
+            await self._lane.aclose()

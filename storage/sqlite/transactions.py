@@ -11,7 +11,7 @@ from typing import Iterator
 
 import sqlite_utils
 
-from ..base import StoreUnavailable
+from ..errors import StoreUnavailable
 
 LOCK_RETRY_AFTER = 1  # seconds a client is told to wait after the write lock was not had in time
 FAULT_RETRY_AFTER = 2  # ... after a disk or file fault

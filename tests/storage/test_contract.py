@@ -1,105 +1,46 @@
-"""The Store contract: every implementation must pass these (SQLite file and :memory:
-today; a PostgreSQL backend joins by adding its Backend to ``backends`` and its name to
-the fixtures' params: ``shared`` for the tests that need two stores on one database)."""
+"""The Store contract: every backend must pass these. The fixtures (conftest.py) run
+each test against every entry of backends.BACKENDS; ``shared`` ones only against the
+backends where several stores share one database."""
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+
+import inspect
 
 import pytest
 import trio
 
-from storage import open_store
+from storage import base
 from storage.base import (MAX_AMOUNT, MAX_BALANCE, AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound,
-                          Recovery, StoreError, StoreUnavailable, UsageRow)
+                          Recovery, StoreError, StoreUnavailable)
+
+from .helpers import LEASE, funded, new_key, partial_row, row
 
 
-@dataclass
-class Backend:
-    """One way of storing: ``url`` is what open_store takes."""
-
-    name: str
-    url: str
-
-    async def open(self, instance_id: str | None = "inst-a", **kwargs):
-        return await open_store(self.url, instance_id=instance_id, **kwargs)
-
-    def raw(self):
-        """A plain DB-API connection to the same database, for tests that lock or damage it."""
-        return sqlite3.connect(self.url, isolation_level=None)
-
-    @contextmanager
-    def write_locked(self):
-        """Another connection holding the write lock meanwhile."""
-        other = self.raw()
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
+CONCERNS = (base.KeyStore, base.LedgerStore, base.HoldStore, base.UsageStore, base.InstanceStore,
+            base.MaintenanceStore)
 
 
-def backends(tmp_path) -> dict[str, Backend]:
-    return {"file": Backend("file", str(tmp_path / "s.db")), "memory": Backend("memory", ":memory:")}
+def operations(protocol) -> set[str]:
+    return {name for name, value in vars(protocol).items() if inspect.iscoroutinefunction(value)}
 
 
-@pytest.fixture(params=["file", "memory"])
-def backend(request, tmp_path) -> Backend:
-    return backends(tmp_path)[request.param]
-
-
-@pytest.fixture(params=["file"])
-def shared(request, tmp_path) -> Backend:
-    """The backends where several stores (and processes) share one database."""
-    return backends(tmp_path)[request.param]
-
-
-LEASE = 60.0
-
-
-@pytest.fixture
-async def store(backend):
-    s = await backend.open("inst-a")
-    await s.register_instance(LEASE)
-    yield s
-    await s.aclose()
-
-
-@pytest.fixture
-async def pair(shared):
-    """Two live instances on one database: (a, b)."""
-    a, b = await shared.open("inst-a"), await shared.open("inst-b")
-    await a.register_instance(LEASE)
-    await b.register_instance(LEASE)
-    yield a, b
-    await a.aclose()
-    await b.aclose()
-
-
-def row(request_id: str, key_id: int, cost: int, **kw) -> UsageRow:
-    kw.setdefault("status", 200)
-    return UsageRow(request_id=request_id, key_id=key_id, model="claude-sonnet-4.5", endpoint="messages",
-                    stream=False, cost=cost, **kw)
-
-
-async def new_key(store, username="u"):
-    return await store.create_key(username, "sk-cl-" + username[:8].ljust(8, "x"), "hash", "k", None, True, (),
-                                  None)
-
-
-async def funded(store, amount: int):
-    """User "u" with a key and ``amount`` credited: (key, account)."""
-    await store.create_user("u")
-    key = await new_key(store)
-    await store.credit("u", amount, "credit")
-    return key, await store.get_account("u")
+async def test_the_store_is_every_concern_and_nothing_is_left_out(store):
+    """Store is the union of the concerns (no operation outside them but aclose), and
+    the backend has each operation, with the protocol's parameters."""
+    every = set().union(*(operations(p) for p in CONCERNS))
+    assert sum(len(operations(p)) for p in CONCERNS) == len(every)          # no operation in two concerns
+    assert {n for c in base.Store.__mro__ if c is not object for n in operations(c)} == every | {"aclose"}
+    for name in every | {"aclose"}:
+        protocol = next(c for c in base.Store.__mro__ if name in vars(c))
+        implemented = getattr(store, name)
+        assert inspect.iscoroutinefunction(implemented), name
+        assert list(inspect.signature(implemented).parameters) == list(
+            inspect.signature(getattr(protocol, name)).parameters)[1:], name
 
 
 async def test_users(store):
@@ -214,11 +155,6 @@ async def test_transfer(store):
 
 
 # -- hold ownership ------------------------------------------------------------------
-
-
-def partial_row(request_id: str, key_id: int, cost: int) -> UsageRow:
-    return row(request_id, key_id, cost, output_tokens=cost, status=499, error_type="client_disconnected",
-               partial=True)
 
 
 async def test_holds_need_an_instance_id(backend):

@@ -1,5 +1,6 @@
-"""What only the SQLite store has: integer storage near the bounds, its recorded
-migrations (and the holds from before owners), sqlite3 faults mapped to StoreUnavailable."""
+"""What only the SQLite store has: the writer lane and the loop's read-only connection,
+integer storage near the bounds, its recorded migrations (and the holds from before
+owners), sqlite3 faults mapped to StoreUnavailable."""
 
 import sqlite3
 import time
@@ -12,7 +13,7 @@ from storage import open_store
 from storage.base import MAX_AMOUNT, MAX_BALANCE, AmountOutOfRange, Recovery, StoreUnavailable, UsageRow
 from storage.sqlite.migrations import MIGRATIONS
 from storage.sqlite.transactions import unavailable
-from tests.test_store_contract import funded, row
+from .helpers import funded, row
 
 
 async def test_locked_database_never_blocks_the_event_loop(tmp_path):
@@ -27,7 +28,7 @@ async def test_locked_database_never_blocks_the_event_loop(tmp_path):
 
     async def credit():
         await store.credit("u", 5, "credit")
-        results.append(await store.place_hold(account.id, 5, "r"))  # the inline path gives way too
+        results.append(await store.place_hold(account.id, 5, "r"))
 
     try:
         async with trio.open_nursery() as nursery:
@@ -46,34 +47,77 @@ async def test_locked_database_never_blocks_the_event_loop(tmp_path):
     await store.aclose()
 
 
-async def test_settles_run_inline_on_a_quiet_lane_and_batch_under_load(tmp_path, monkeypatch):
-    """A settle with nothing batchable around it commits right away on the event loop;
-    settles that come close together go through the worker thread, batched."""
-    from storage import sqlite as sqlite_store
+class Hops:
+    """Counts the thread hops (trio.to_thread.run_sync calls) of the code under test."""
 
-    hops = []
-    real = trio.to_thread.run_sync
+    def __init__(self, monkeypatch) -> None:
+        self.calls = []
+        self._real = trio.to_thread.run_sync
+        monkeypatch.setattr(trio.to_thread, "run_sync", self.run_sync)
 
-    async def counting(fn, *args, **kwargs):
-        hops.append(fn)
-        return await real(fn, *args, **kwargs)
+    async def run_sync(self, fn, *args, **kwargs):
+        self.calls.append(fn)
+        return await self._real(fn, *args, **kwargs)
 
-    store = await open_store(str(tmp_path / "q.db"), instance_id="inst-a")
+
+async def test_writes_run_in_the_thread_batched_and_key_lookups_on_the_loop(tmp_path, monkeypatch):
+    """No write commits on the event loop's thread (a commit may checkpoint and fsync:
+    see storage/sqlite/reader.py); settles that queue together share one thread hop;
+    a key lookup runs on the loop, on a connection that cannot write, even while
+    another process holds the write lock."""
+    path = str(tmp_path / "q.db")
+    store = await open_store(path, instance_id="inst-a")
     key, account = await funded(store, 10_000)
+    hops = Hops(monkeypatch)
     holds = [await store.place_hold(account.id, 10, f"r{i}") for i in range(6)]
-    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
-    await trio.sleep(sqlite_store.QUIET * 2)
+    assert len(hops.calls) == 6
+    hops.calls.clear()
     await store.settle(holds[0], row("r0", key.id, 3))
-    assert hops == []                                      # quiet: inline
-    async with trio.open_nursery() as nursery:            # five right after: not quiet any more
+    assert len(hops.calls) == 1
+    hops.calls.clear()
+    async with trio.open_nursery() as nursery:
         for i, hold in enumerate(holds[1:], 1):
             nursery.start_soon(store.settle, hold, row(f"r{i}", key.id, 3))
-    # the first alone (or inline, had the test been descheduled for QUIET), the four that
-    # queued meanwhile together: batched, not a thread hop each
-    assert 1 <= len(hops) <= 2
+    assert 1 <= len(hops.calls) <= 2                       # the first alone, the four that queued together
+    hops.calls.clear()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        assert (await store.find_key(key.prefix)).id == key.id
+        assert await store.find_key("sk-cl-missing0") is None
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert hops.calls == []
+    loop_db = store._reader.db
+    assert [loop_db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("query_only", "wal_autocheckpoint",
+                                                                   "busy_timeout")] == [1, 0, 0]
+    with pytest.raises(sqlite3.OperationalError):
+        loop_db.execute("DELETE FROM accounts")
     account = await store.get_account("u")
     assert account.balance == 10_000 - 6 * 3 and account.held == 0
     await store.aclose()
+
+
+async def test_a_busy_loop_read_goes_to_the_lane(tmp_path, monkeypatch):
+    """If SQLite answers "busy" to the loop's read (a WAL being recovered), the lookup
+    runs in the lane's thread instead; an in-memory store has no loop connection."""
+    store = await open_store(str(tmp_path / "b.db"), instance_id="inst-a")
+    key, _ = await funded(store, 10)
+
+    def busy(prefix):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store._looked_up, "find_key", busy)
+    hops = Hops(monkeypatch)
+    assert (await store.find_key(key.prefix)).id == key.id
+    assert len(hops.calls) == 1
+    await store.aclose()
+    memory = await open_store(":memory:")
+    key, _ = await funded(memory, 10)
+    hops.calls.clear()
+    assert (await memory.find_key(key.prefix)).id == key.id and len(hops.calls) == 1
+    await memory.aclose()
 
 
 def usage_row(request_id: str, key_id: int, cost: int) -> UsageRow:
@@ -262,3 +306,14 @@ async def test_recovery_runs_in_batches_and_survives_unreadable_progress(tmp_pat
     assert all(u.partial for u in await store.usage("u"))
     assert await store.check() == []
     await store.aclose()
+
+
+def test_the_stall_probe_runs(tmp_path, capsys):
+    """python -m storage.sqlite.stall_probe (reader.py's figures), in miniature."""
+    from storage.sqlite import stall_probe
+
+    stall_probe.main(["--dir", str(tmp_path), "--wal-mb", "2", "--writer-seconds", "0.1", "--idle-seconds", "0.1",
+                      "--after-seconds", "0.1", "--roundtrips", "5"])
+    out = capsys.readouterr().out
+    assert "| idle | find_key, inline |" in out and "| after | loop lag" in out
+    assert "place_hold, inline" not in out and "settle, inline" not in out  # writes never on the loop

@@ -1,0 +1,44 @@
+"""The storage errors: what every backend raises, and what the gateway maps to answers
+(StoreUnavailable: 503 with Retry-After; InsufficientBalance: 402; NotFound, ...)."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of the storage errors the gateway maps to user-facing answers."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot serve right now (write lock not had within the busy timeout,
+    read-only or full disk, I/O error, unopenable file). Nothing was applied; the
+    caller may answer 503 with ``Retry-After: retry_after``."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreConfigError(StoreError):
+    """A ledger location this build cannot open: an unknown URL scheme, a backend not
+    built in, a malformed URL. A configuration mistake, worded for the operator in one
+    line (never with the URL's password)."""
+
+
+class AmountOutOfRange(StoreError):
+    """An amount that is not an int in range, or a change that would leave a balance
+    beyond MAX_BALANCE. Nothing was applied."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class InsufficientBalance(StoreError):
+    def __init__(self, available: int, needed: int) -> None:
+        super().__init__(f"available {available} micro-USD, needed {needed}")
+        self.available = available
+        self.needed = needed

@@ -1,0 +1,118 @@
+"""What the stores hand back and take: accounts, keys, usage rows, ledger entries,
+recovery and maintenance figures; and the bounds every amount must keep.
+
+All amounts are integer micro-USD (1 USD = 1,000,000)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import AmountOutOfRange
+
+MAX_AMOUNT = 10**15   # micro-USD ($1e9): the largest single credit, transfer, hold or charge
+MAX_BALANCE = 10**17  # micro-USD: the largest |balance| (and held); int64 tops out at ~9.2e18
+
+
+def checked_amount(value: object, what: str, *, allow_zero: bool = False) -> int:
+    """``value`` if it is an int (not a bool) with 0 < value <= MAX_AMOUNT (0 allowed
+    with ``allow_zero``); AmountOutOfRange otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise AmountOutOfRange(f"{what} must be an integer number of micro-USD, not {type(value).__name__}")
+    if not (0 if allow_zero else 1) <= value <= MAX_AMOUNT:
+        raise AmountOutOfRange(f"{what} {value} micro-USD is out of range "
+                               f"({0 if allow_zero else 1}..{MAX_AMOUNT})")
+    return value
+
+
+def checked_balance(balance: int, account: object) -> int:
+    """``balance`` if |balance| <= MAX_BALANCE; AmountOutOfRange otherwise (raised
+    inside the transaction, which then applies nothing)."""
+    if not -MAX_BALANCE <= balance <= MAX_BALANCE:
+        raise AmountOutOfRange(f"account {account}: the balance would leave the range +-{MAX_BALANCE} micro-USD")
+    return balance
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What one ``recover_orphaned_holds`` did."""
+
+    released: int = 0           # orphaned holds released (nothing charged)
+    charged: int = 0            # orphaned holds settled from their recorded progress
+    charged_micro: int = 0      # the sum those charges took
+    instances_removed: int = 0  # dead instances' rows deleted
+
+    def __add__(self, other: "Recovery") -> "Recovery":
+        return Recovery(self.released + other.released, self.charged + other.charged,
+                        self.charged_micro + other.charged_micro, self.instances_removed + other.instances_removed)
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    accounts: int
+    ledger_entries: int
+    open_holds: int
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    username: str
+    balance: int
+    held: int
+    created_at: str
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: int
+    account_id: int
+    username: str
+    prefix: str
+    key_hash: str
+    name: str
+    models: tuple[str, ...] | None = None   # None: every model
+    allow_stream: bool = True
+    ips: tuple[str, ...] = ()               # empty: any address
+    pass_thinking: bool | None = None       # None: the global setting
+    created_at: str = ""
+    last_used_at: str | None = None
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One request's outcome, written when its hold is settled or released."""
+
+    request_id: str
+    key_id: int
+    model: str
+    endpoint: str
+    stream: bool
+    status: int
+    input_tokens: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    cache_read: int = 0
+    output_tokens: int = 0
+    cost: int = 0
+    partial: bool = False
+    error_type: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    created_at: str = field(default="")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    account_id: int
+    delta: int
+    balance_after: int
+    kind: str
+    ref: str | None
+    paid: int | None
+    created_at: str
