@@ -1,1 +1,1 @@
-"""Pure protocol logic: imports no trio, quart or httpx (tests/test_purity.py enforces it)."""
+"""Pure protocol logic: imports no trio, quart or httpx (tests/test_layers.py enforces it)."""

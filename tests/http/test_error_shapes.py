@@ -1,7 +1,7 @@
 """Every error kind the gateway produces, pinned in all three wire shapes through the
 one renderer per shape: Anthropic (JSON body, ``event: error``), OpenAI (JSON body,
 ``data:`` error chunk), the transfer API's own. The end-to-end status and type per
-route are in tests/test_errors.py and tests/test_errors_openai.py; which shape a route
+route are in tests/http/test_errors.py and tests/http/test_errors_openai.py; which shape a route
 answers in is pinned at the end of this file."""
 
 import json
@@ -18,7 +18,7 @@ from proxy.upstream.status import upstream_error
 from storage.base import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, StoreError,
                           StoreUnavailable)
 
-from ..conftest import make_account
+from tests.conftest import make_account
 
 
 def upstream(status: int, kind: str, message: str = "upstream says", headers=()) -> GatewayError:

@@ -15,7 +15,7 @@ from proxy.protocol.thinking import (Placeholder, RestoreResult, ThinkingMemory,
                                      disable_thinking, lookup_ids, restore, turn_from_message)
 from proxy.protocol.translate import translate_request
 
-from ..splits import every_split, golden
+from tests.splits import every_split, golden
 
 # -- the two golden answers, as Turns ---------------------------------------------------------
 

@@ -17,7 +17,7 @@ from proxy.upstream.sim_script import (LOOP_MESSAGE, InvalidRequest, Knobs, chec
                                        redacted_data, thinking_signature, valid_redacted, valid_signature)
 from proxy.upstream.simulator import SimulatorState, serve_simulator
 
-from ..conftest import UPSTREAM_KEY
+from tests.conftest import UPSTREAM_KEY
 
 MODEL = "claude-sonnet-4-6"
 WEATHER = {"name": "get_weather", "description": "Weather of a city",

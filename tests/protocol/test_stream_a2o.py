@@ -7,7 +7,7 @@ import pytest
 
 from proxy.protocol.stream_a2o import AnthropicToOpenAIStream
 
-from .splits import every_split, golden
+from tests.splits import every_split, golden
 
 
 def translate(chunks, include_usage):

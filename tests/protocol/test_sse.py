@@ -2,7 +2,7 @@ import pytest
 
 from proxy.protocol.sse import SSEDecoder, encode_event, event_name, parse_event
 
-from .splits import every_split, golden
+from tests.splits import every_split, golden
 
 
 def decode(chunks):

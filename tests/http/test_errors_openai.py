@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from .test_errors import errors_gateway  # noqa: F401  (fixture)
+from tests.http.test_errors import errors_gateway  # noqa: F401  (fixture)
 
 OK = {"model": "claude-sonnet-4.5", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
 

@@ -9,7 +9,7 @@ import pytest
 from proxy.billing import usage_cost
 from proxy.protocol.usage import Usage
 
-from .conftest import UPSTREAM_KEY, make_account
+from tests.conftest import UPSTREAM_KEY, make_account
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
                                            "parameters": {"type": "object",

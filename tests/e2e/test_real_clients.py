@@ -11,7 +11,7 @@ import pytest
 from proxy.billing import estimate_input_tokens, hold_amount
 from proxy.serve import serve
 
-from .conftest import MESSAGE, make_account
+from tests.conftest import MESSAGE, make_account
 
 
 async def test_claude_code_output_request_is_clamped_to_the_cap(alice, simulator):

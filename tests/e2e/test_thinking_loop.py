@@ -9,7 +9,7 @@ import pytest
 
 from proxy.protocol.thinking import ThinkingStore
 
-from .conftest import make_account
+from tests.conftest import make_account
 
 TOOL = {"name": "get_weather", "description": "Weather for a city",
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}

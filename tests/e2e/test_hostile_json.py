@@ -67,7 +67,7 @@ from proxy.money import parse_usd
 from proxy.protocol.translate import translate_request
 from proxy.upstream import sim_script
 
-from .conftest import make_account
+from tests.conftest import make_account
 
 MESSAGES = "/v1/messages"
 COUNT = "/v1/messages/count_tokens"

@@ -10,7 +10,7 @@ import trio
 
 from proxy.http.app import create_app
 
-from .conftest import make_account
+from tests.conftest import make_account
 
 # Routes that take no key at all (a key presented there is ignored).
 PUBLIC = {"/", "/health", "/v1/models/info", "/api/hello",

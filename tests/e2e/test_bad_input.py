@@ -54,7 +54,7 @@ async def test_a_ledger_locked_by_another_process_is_a_503_with_retry_after(nurs
 
     from proxy.serve import serve
 
-    from .conftest import make_account
+    from tests.conftest import make_account
 
     running = await nursery.start(serve, replace(config, store_busy_timeout=0.2, key_cache_seconds=60))
     account = await make_account(running, "locked")

@@ -12,7 +12,7 @@ from bench import claude_code, scenarios
 from bench.loadgen import Result
 from bench.metrics import Phase, Stats, capacity, flag_simulator_ceiling, percentile, summarize
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_percentile():

@@ -6,7 +6,7 @@ from proxy.protocol.sse import SSEDecoder, event_name, parse_event
 from proxy.protocol.stream_filter import AnthropicStreamTap
 from proxy.protocol.usage import Usage
 
-from .splits import every_split, golden
+from tests.splits import every_split, golden
 
 
 def run(chunks, filter_thinking=True):

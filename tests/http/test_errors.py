@@ -10,7 +10,7 @@ import trio
 from proxy.config import UpstreamConfig
 from proxy.serve import serve
 
-from .conftest import UPSTREAM_KEY, make_account
+from tests.conftest import UPSTREAM_KEY, make_account
 
 OK_BODY = {"model": "claude-sonnet-4.5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 

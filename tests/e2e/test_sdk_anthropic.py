@@ -8,7 +8,7 @@ from proxy.billing import usage_cost
 from proxy.money import format_usd
 from proxy.protocol.usage import Usage
 
-from .conftest import MESSAGE, UPSTREAM_KEY, make_account
+from tests.conftest import MESSAGE, UPSTREAM_KEY, make_account
 
 WEATHER_TOOL = {"name": "get_weather", "description": "Weather for a place",
                 "input_schema": {"type": "object", "properties": {"location": {"type": "string"},

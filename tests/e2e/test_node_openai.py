@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-NODE_DIR = Path(__file__).parent / "node"
+NODE_DIR = Path(__file__).parent.parent / "node"
 
 
 def _node_modules_ready() -> bool:

@@ -4,7 +4,7 @@ import httpx
 import pytest
 import trio
 
-from .conftest import make_account
+from tests.conftest import make_account
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ async def test_transfers_are_rate_limited_per_key(nursery, config):
 
     from proxy.serve import serve
 
-    from .conftest import make_account
+    from tests.conftest import make_account
 
     running = await nursery.start(serve, replace(config, transfers_per_minute=3))
     seller = await make_account(running, "busy-seller", credit_micro=100_000_000)
@@ -101,7 +101,7 @@ def test_rate_limiter_refills():
 
 
 async def test_oversized_transfer_body_is_a_413_in_the_documented_shape(gateway):
-    from .conftest import make_account
+    from tests.conftest import make_account
 
     seller = await make_account(gateway, "verbose-seller")
     async with seller.http() as http:

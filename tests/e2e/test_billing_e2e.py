@@ -11,7 +11,7 @@ import trio
 from proxy.billing import estimate_input_tokens, hold_amount, usage_cost
 from proxy.protocol.usage import Usage
 
-from .conftest import make_account
+from tests.conftest import make_account
 
 
 async def ledger_balances(gateway, username: str) -> None:
