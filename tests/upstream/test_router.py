@@ -242,6 +242,12 @@ def test_the_prompt_prefix_is_the_system_and_first_message_only():
     assert prompt_prefix(a.payload) == prompt_prefix(b.payload)
     assert prompt_prefix(_request("hello", system="t").payload) != prompt_prefix(a.payload)
     assert prompt_prefix({"messages": []}) is None
+    marked = _request("hello", system="s")
+    marked.payload["messages"][0]["content"] = [{"type": "text", "text": "hello",
+                                                  "cache_control": {"type": "ephemeral"}}]
+    unmarked = _request("hello", system="s")
+    unmarked.payload["messages"][0]["content"] = [{"type": "text", "text": "hello"}]
+    assert prompt_prefix(marked.payload) == prompt_prefix(unmarked.payload)  # markers move; the prefix stays
 
 
 async def test_cache_affinity_keeps_a_conversation_on_one_channel_and_its_cache_warm(nursery, config):
