@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -66,6 +67,11 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[Net
     return hops[0] if hops else peer
 
 
+def from_trusted_proxy(peer: str | None, trusted: Sequence[Network]) -> bool:
+    """Whether the socket peer is one of the trusted proxies (whose X-Forwarded-* headers count)."""
+    return peer is not None and _in_any(peer, trusted)
+
+
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     text = text.strip()
     if text.startswith("[") and "]" in text:
@@ -95,13 +101,16 @@ class _Cached:
 
 
 class KeyCache:
-    """Prefix -> key record, for ``ttl`` seconds (so a revocation made by the CLI in
-    another process takes effect within ttl)."""
+    """Prefix -> key record, for ``ttl`` seconds (so a revocation, or an account disabled,
+    by the CLI in another process takes effect within ttl). A key past its expiry is
+    refused at once, cached or not."""
 
-    def __init__(self, lookup: Callable, ttl: float, clock: Callable[[], float]) -> None:
+    def __init__(self, lookup: Callable, ttl: float, clock: Callable[[], float],
+                 wall: Callable[[], float] = time.time) -> None:
         self._lookup = lookup
         self._ttl = ttl
         self._clock = clock
+        self._wall = wall  # unix time, for keys that expire
         self._entries: dict[str, _Cached] = {}
 
     def forget(self, prefix: str) -> None:
@@ -125,6 +134,10 @@ class KeyCache:
             raise errors.authentication("Invalid API key")
         if record.revoked_at:
             raise errors.authentication("This API key has been revoked")
+        if record.expires_at is not None and record.expires_at <= self._wall():
+            raise errors.authentication("This API key has expired")
+        if record.account_disabled:
+            raise errors.permission("This account is disabled")
         return record
 
 

@@ -15,14 +15,15 @@ import signal
 import socket
 import sqlite3
 import sys
+import time
 from functools import partial
 from typing import Any, Awaitable, Callable, Mapping
 
 import trio
 
-from . import admin, logs
+from . import accounts, admin, logs
 from .config import PORTS, Config, ConfigError, load_config
-from .money import format_usd
+from .money import format_usd, parse_usd, scale
 from storage import describe_location
 from storage.base import StoreError
 
@@ -78,8 +79,11 @@ def _parser() -> argparse.ArgumentParser:
                                       "prepared conversations (the bench's) carry signatures it accepts")
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
-    user.add_parser("create", parents=[common]).add_argument("username")
+    user_create = user.add_parser("create", parents=[common])
+    user_create.add_argument("username")
+    _account_flags(user_create)
     user.add_parser("list", parents=[common])
+    _account_commands(sub, user, common)
 
     key = sub.add_parser("key", help="manage API keys").add_subparsers(dest="action", required=True)
     create = key.add_parser("create", parents=[common])
@@ -130,9 +134,78 @@ Ledger = Callable[..., Any]  # admin.open_ledger bound to the configured path
 
 async def _user_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
     username = admin.check_username(args.username)  # before a new ledger file is created
+    password = _password_from_stdin() if args.password_stdin else None
     async with ledger(create=True) as store:
-        account = await admin.create_user(store, username)
-        print(f"created user {account.username}")
+        account = await _accounts(config, store).create_user(username, password, args.email,
+                                                             "admin" if args.admin else "user")
+        print(f"created {'admin' if args.admin else 'user'} {account.username}")
+
+
+def _account_flags(create: argparse.ArgumentParser) -> None:
+    create.add_argument("--admin", action="store_true", help="an admin account (the admin API and pages)")
+    create.add_argument("--email")
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read a password for dashboard login from the first line of stdin")
+
+
+def _account_commands(sub, user, common: argparse.ArgumentParser) -> None:
+    """``user passwd|disable|enable`` and ``code create|list`` (proxy/accounts.py)."""
+    passwd = user.add_parser("passwd", parents=[common], help="set a password; ends the user's sessions")
+    passwd.add_argument("username")
+    passwd.add_argument("--password-stdin", action="store_true", required=True,
+                        help="read the password from the first line of stdin")
+    for action, text in (("disable", "its keys stop working, its sessions end"), ("enable", "undo disable")):
+        user.add_parser(action, parents=[common], help=text).add_argument("username")
+    code = sub.add_parser("code", help="top-up redemption codes").add_subparsers(dest="action", required=True)
+    create = code.add_parser("create", parents=[common], help="print N single-use codes (only hashes stored)")
+    create.add_argument("--paid", required=True, help="USD paid for each; it buys paid x the value multiplier")
+    create.add_argument("--count", type=int, default=1)
+    create.add_argument("--expires", metavar="DATE", help="last valid day (UTC) or ISO date-time")
+    code.add_parser("list", parents=[common], help="every code: value, status, who redeemed it")
+
+
+def _password_from_stdin() -> str:
+    line = sys.stdin.readline().rstrip("\r\n")
+    return accounts.check_password(line)
+
+
+def _accounts(config: Config, store) -> accounts.Accounts:
+    return accounts.Accounts(store, config.accounts, config.value_multiplier)
+
+
+async def _user_passwd(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    password = _password_from_stdin()
+    async with ledger() as store:
+        await _accounts(config, store).set_password(args.username, password)
+    print(f"password set for {args.username}; their sessions ended")
+
+
+async def _user_disable(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    disable = args.action == "disable"
+    async with ledger() as store:
+        profile, _ = await _accounts(config, store).set_disabled(args.username, disable)
+    print(f"{profile.username} {'disabled: keys refused within key_cache_seconds, sessions ended' if disable else 'enabled'}")
+
+
+async def _code_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    try:
+        paid = parse_usd(args.paid)
+    except ValueError as exc:
+        raise admin.AdminError(f"--paid: {exc}") from None
+    async with ledger() as store:
+        lib = _accounts(config, store)
+        expires = None if args.expires is None else accounts.parse_expiry(args.expires, lib.clock())
+        codes = await lib.create_codes(paid, args.count, expires)
+    print("\n".join(codes))
+    print(f"({len(codes)} code(s), each ${format_usd(paid)} paid, ${format_usd(scale(paid, config.value_multiplier))}"
+          " of API value; shown once)", file=sys.stderr)
+
+
+async def _code_list(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    async with ledger() as store:
+        codes = await store.list_codes()
+    now = time.time()
+    _print_table([accounts.describe_code(c, now) for c in codes])
 
 
 async def _user_list(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
@@ -192,6 +265,8 @@ async def _usage(args: argparse.Namespace, config: Config, ledger: Ledger) -> No
 _ADMIN: Mapping[str, Callable[[argparse.Namespace, Config, Ledger], Awaitable[None]]] = {
     "user create": _user_create, "user list": _user_list, "key create": _key_create, "key list": _key_list,
     "key revoke": _key_revoke, "topup": _topup, "balance": _balance, "usage": _usage,
+    "user passwd": _user_passwd, "user disable": _user_disable, "user enable": _user_disable,
+    "code create": _code_create, "code list": _code_list,
 }
 
 

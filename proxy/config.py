@@ -81,6 +81,24 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class AccountsConfig:
+    """``[accounts]``: self-serve accounts, sessions and their anti-abuse limits."""
+
+    signup: bool = True                    # anyone may sign up (false: accounts only from the CLI)
+    signup_credit: Decimal = Decimal(0)    # USD of API value a new signup starts with
+    signups_per_hour: int = 10             # per client IP
+    login_failures_per_account: int = 5    # within login_window
+    login_failures_per_ip: int = 20        # within login_window
+    login_window: float = 900.0            # seconds
+    redeem_failures_per_user: int = 10     # wrong, used or expired codes within redeem_window
+    redeem_failures_per_ip: int = 30
+    redeem_window: float = 3600.0
+    session_hours: float = 336.0           # a session's life (14 days)
+    password_time_cost: int = 3            # argon2id parameters (the argon2-cffi defaults)
+    password_memory_kib: int = 65536
+
+
+@dataclass(frozen=True)
 class Config:
     db_path: str = "cheaplm.db"
     host: str = "127.0.0.1"
@@ -116,6 +134,7 @@ class Config:
     log_format: str = "text"
     metrics_networks: tuple[str, ...] = ()
     metrics_token: str | None = None
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
 
     @property
     def simulated(self) -> bool:
@@ -166,6 +185,10 @@ _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout
 _CHANNEL = {"name": str, "url": str, "api_key": str, "api_key_env": str, "priority": int, "weight": float,
             "models": list, "model_ids": dict, "max_concurrency": int, "enabled": bool,
             "connect_timeout": float, "first_byte_timeout": float, "idle_timeout": float, "max_connections": int}
+_ACCOUNTS = {"signup": bool, "signup_credit": Decimal, "signups_per_hour": int, "login_failures_per_account": int,
+             "login_failures_per_ip": int, "login_window": float, "redeem_failures_per_user": int,
+             "redeem_failures_per_ip": int, "redeem_window": float, "session_hours": float,
+             "password_time_cost": int, "password_memory_kib": int}
 _ROUTING = {"max_attempts": int, "deadline": float, "affinity": bool, "cooldown": float, "failures_to_open": int,
             "open_base": float, "open_max": float}
 
@@ -214,6 +237,8 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     channel_tables = _shaped(data.pop("upstreams", []), list, "upstreams", "[[upstreams]] tables")
     routing = RoutingConfig(**_coerce(_ROUTING, _shaped(data.pop("routing", {}), dict, "routing", "a table"),
                                       "routing"))
+    accounts = AccountsConfig(**_coerce(_ACCOUNTS, _shaped(data.pop("accounts", {}), dict, "accounts", "a table"),
+                                        "accounts"))
     proxies = _shaped(data.pop("trusted_proxies", []), list, "trusted_proxies", "a list")
     metrics_networks = _shaped(data.pop("metrics_networks", []), list, "metrics_networks", "a list")
     top = _coerce(_TOP, data, "")
@@ -233,7 +258,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
             raise ConfigError(f"unknown override {key!r}")
     upstream = UpstreamConfig(**up, model_ids=model_ids)
     channels = tuple(_channel(table, i, upstream, env) for i, table in enumerate(channel_tables))
-    config = Config(upstream=upstream, channels=channels, routing=routing,
+    config = Config(upstream=upstream, channels=channels, routing=routing, accounts=accounts,
                     metrics_networks=tuple(str(n).strip() for n in metrics_networks), trusted_proxies=tuple(str(p).strip() for p in proxies),
                     model_overrides=models, **top)
     _validate(config)
@@ -338,6 +363,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"metrics_networks: {exc}") from None
     if config.metrics_token is not None and len(config.metrics_token) < 16:
         raise ConfigError("metrics_token must be at least 16 characters")
+    _validate_accounts(config.accounts)
     if config.max_tokens_policy not in ("clamp", "reject"):
         raise ConfigError("max_tokens_policy must be clamp or reject")
     if config.body_timeout <= 0 or config.body_grace < 0 or config.body_min_rate < 0:
@@ -345,6 +371,23 @@ def _validate(config: Config) -> None:
     if config.lease_seconds < 1 or config.progress_interval <= 0 or config.store_busy_timeout < 0:
         raise ConfigError("lease_seconds must be at least 1, progress_interval positive, "
                           "store_busy_timeout not negative")
+
+
+def _validate_accounts(accounts: AccountsConfig) -> None:
+    credit = accounts.signup_credit
+    for ok, message in (
+        (credit.is_finite() and 0 <= credit <= MAX_AMOUNT / MICRO and credit == round(credit, 6),
+         f"accounts.signup_credit must be 0 to {MAX_AMOUNT // MICRO} USD, to the micro-dollar, got {credit}"),
+        *((getattr(accounts, n) >= 1, f"accounts.{n} must be at least 1, got {getattr(accounts, n)}")
+          for n in ("signups_per_hour", "login_failures_per_account", "login_failures_per_ip",
+                    "redeem_failures_per_user", "redeem_failures_per_ip", "password_time_cost")),
+        *((0 < getattr(accounts, n) < math.inf, f"accounts.{n} must be a positive number, got {getattr(accounts, n)}")
+          for n in ("login_window", "redeem_window", "session_hours")),
+        (accounts.password_memory_kib >= 64, f"accounts.password_memory_kib must be at least 64, "
+                                             f"got {accounts.password_memory_kib}"),
+    ):
+        if not ok:
+            raise ConfigError(message)
 
 
 def _validate_channels(config: Config, catalog: Catalog) -> None:

@@ -20,14 +20,18 @@ from typing import Protocol, Sequence
 
 from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, StoreConfigError, StoreError,
                      StoreUnavailable)
+from .errors import CodeRefused
 from .records import (MAX_AMOUNT, MAX_BALANCE, Account, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
                       checked_amount, checked_balance)
+from .records import ROLES, CodeRecord, Payment, Profile, Session, UsageLine
 
 __all__ = [
     "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "MaintenanceStore", "Store",
     "StoreError", "StoreUnavailable", "StoreConfigError", "AmountOutOfRange", "NotFound", "AlreadyExists",
     "InsufficientBalance", "MAX_AMOUNT", "MAX_BALANCE", "checked_amount", "checked_balance",
     "Account", "KeyRecord", "LedgerEntry", "Recovery", "StoreStats", "UsageRow",
+    "AccountStore", "SessionStore", "CodeStore", "ReportStore", "CodeRefused", "ROLES", "CodeRecord", "Payment",
+    "Profile", "Session", "UsageLine",
 ]
 
 
@@ -109,7 +113,71 @@ class MaintenanceStore(Protocol):
     async def stats(self) -> StoreStats: ...
 
 
-class Store(KeyStore, LedgerStore, HoldStore, UsageStore, InstanceStore, MaintenanceStore, Protocol):
+class AccountStore(Protocol):
+    """People behind accounts: password hash (never the password), email, role, the
+    disabled flag; and when a key stops working. Disabling an account or changing its
+    password ends its sessions in the same write; a disabled account's keys are refused
+    (KeyRecord.account_disabled)."""
+
+    async def create_profile(self, username: str, password_hash: str | None, email: str | None, role: str,
+                             credit: int = 0) -> Profile:
+        """A new account with these credentials and, when ``credit`` > 0, that much
+        starting credit (a 'signup_credit' ledger entry), in one write. AlreadyExists if
+        the username is taken."""
+    async def get_profile(self, username: str) -> Profile: ...
+    async def list_profiles(self) -> Sequence[tuple[Profile, Account]]:
+        """Every account with its balance, by username."""
+    async def set_password(self, username: str, password_hash: str) -> Profile:
+        """Replace the password hash and end every session of the account."""
+    async def set_disabled(self, username: str, disabled: bool) -> Profile:
+        """Disable (ending every session) or enable an account."""
+    async def set_key_expiry(self, prefix: str, expires_at: float | None) -> KeyRecord:
+        """The unix time after which the key is refused (None: never)."""
+
+
+class SessionStore(Protocol):
+    """Logged-in browsers, found by the hash of their token; expired ones are never found."""
+
+    async def create_session(self, account_id: int, token_hash: str, expires_at: float) -> Session: ...
+    async def find_session(self, token_hash: str) -> Session | None:
+        """The live session with this token hash (not expired, its account not disabled)."""
+    async def end_session(self, token_hash: str) -> None:
+        """Remove the session (and every expired one); nothing if there is none."""
+
+
+class CodeStore(Protocol):
+    """Payments: redemption codes (only their hash stored) and the payments of online
+    providers, each applied exactly once."""
+
+    async def create_codes(self, codes: Sequence[tuple[str, str]], paid: int, credit: int,
+                           expires_at: float | None) -> Sequence[CodeRecord]:
+        """One code per (code hash, hint), each buying ``credit`` for ``paid``, in one write."""
+    async def list_codes(self) -> Sequence[CodeRecord]:
+        """Every code, newest first."""
+    async def redeem_code(self, code_hash: str, username: str) -> tuple[CodeRecord, Account]:
+        """Mark the code redeemed by ``username`` and credit its value (a 'redeem' ledger
+        entry recording the paid amount), atomically: of concurrent redeems of one code
+        exactly one succeeds. CodeRefused("unknown"|"used"|"expired") otherwise."""
+    async def apply_payment(self, payment: Payment) -> tuple[Account, bool]:
+        """Credit ``payment`` (a 'payment' ledger entry) unless its (provider, event id)
+        was applied before: (the account, whether it was applied now)."""
+
+
+class ReportStore(Protocol):
+    """Pages of what happened, newest first."""
+
+    async def usage_page(self, username: str | None, limit: int, before: str | None = None,
+                         key_prefix: str | None = None, model: str | None = None) -> Sequence[UsageLine]:
+        """Usage rows of ``username`` (None: everyone) older than the row of request id
+        ``before``, of one key and/or one model when given."""
+    async def ledger_page(self, username: str, limit: int, before: int | None = None) -> Sequence[LedgerEntry]:
+        """Ledger entries of ``username`` with an id below ``before``."""
+    async def paid_total(self, username: str) -> int:
+        """The sum of the paid amounts on the account's ledger entries."""
+
+
+class Store(KeyStore, LedgerStore, HoldStore, UsageStore, InstanceStore, MaintenanceStore, AccountStore,
+            SessionStore, CodeStore, ReportStore, Protocol):
     """Everything a backend provides; closed once with ``aclose``."""
 
     async def aclose(self) -> None: ...

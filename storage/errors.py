@@ -42,3 +42,12 @@ class InsufficientBalance(StoreError):
         super().__init__(f"available {available} micro-USD, needed {needed}")
         self.available = available
         self.needed = needed
+
+
+class CodeRefused(StoreError):
+    """A redemption code that cannot be redeemed; ``reason`` is "unknown", "used" or
+    "expired". Nothing was applied."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"code {reason}")
+        self.reason = reason

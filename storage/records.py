@@ -81,6 +81,8 @@ class KeyRecord:
     created_at: str = ""
     last_used_at: str | None = None
     revoked_at: str | None = None
+    expires_at: float | None = None         # unix time after which the gateway refuses it; None: never
+    account_disabled: bool = False          # its user is disabled: the gateway refuses it
 
 
 @dataclass(frozen=True)
@@ -116,3 +118,76 @@ class LedgerEntry:
     ref: str | None
     paid: int | None
     created_at: str
+
+
+ROLES = ("user", "admin")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """An account as a person who logs in: who, and how (accounts.py hashes the password;
+    None: no password set, no login)."""
+
+    account_id: int
+    username: str
+    email: str | None
+    role: str                               # one of ROLES
+    password_hash: str | None
+    disabled: bool
+    created_at: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in browser: found by the hash of its token, never the token itself."""
+
+    id: int
+    profile: Profile
+    expires_at: float                       # unix time
+
+
+@dataclass(frozen=True)
+class CodeRecord:
+    """A redemption code: only the hash of the code is stored. ``credit`` is the API value
+    it buys (``paid`` x the value multiplier when it was made)."""
+
+    id: int
+    code_hash: str
+    hint: str                               # its first characters, to tell codes apart in a listing
+    paid: int
+    credit: int
+    created_at: str
+    expires_at: float | None = None         # unix time; None: never
+    redeemed_at: str | None = None
+    redeemed_by: str | None = None          # username
+
+    def status(self, now: float) -> str:
+        if self.redeemed_at is not None:
+            return "redeemed"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "open"
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A payment applied to an account, once per (provider, event id)."""
+
+    provider: str
+    event_id: str
+    username: str
+    paid: int
+    credit: int
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    """A usage row with whose it is: the user and the key's prefix (reports)."""
+
+    row: UsageRow
+    username: str
+    key_prefix: str

@@ -21,9 +21,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
      ("proxy.adaptors.", "proxy.config", "proxy.auth", "storage.", "storage")),
     ("edges: sockets, upstream, ASGI plumbing, metrics", ("proxy.netio", "proxy.direct_body", "proxy.upstream.",
                                                            "proxy.http.exchange", "proxy.metrics", "proxy.logs")),
-    ("a request's state, limits and money", ("proxy.gateway", "proxy.limits", "proxy.metering", "proxy.instance")),
+    ("a request's state, limits and money", ("proxy.gateway", "proxy.limits", "proxy.metering", "proxy.instance",
+                                             "proxy.throttle")),
     ("the request flow", ("proxy.relay",)),
-    ("the web side and the admin library", ("proxy.http.", "proxy.admin")),
+    ("the web side and the admin library", ("proxy.http.", "proxy.admin", "proxy.accounts", "proxy.payments")),
     ("entry points", ("proxy.serve", "proxy.cli", "proxy.__main__")),
 ]
 PURE = ("proxy/protocol", "proxy/adaptors")

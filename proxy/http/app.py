@@ -1,5 +1,6 @@
 """create_app(gateway) -> QuartTrio: the relay routes (raw ASGI, the metered hot path)
-in front of Quart, which serves the blueprints (probes and health, models, transfer)."""
+in front of Quart, which serves the blueprints (probes and health, models, transfer,
+the accounts and admin JSON API)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from quart_trio import QuartTrio
 
 from ..gateway import Gateway
 from ..ids import new_request_id
-from . import context, error_shapes, metrics, models, public, transfer
+from . import accounts_api, admin_api, context, error_shapes, metrics, models, public, transfer
 from .relay_routes import RelayRoutes
 
 # Quart reads a request's body as it arrives, before the route runs: the routes it
@@ -26,7 +27,8 @@ def create_app(gateway: Gateway) -> QuartTrio:
     app.before_request(_new_request_id)
     app.after_request(_add_request_id)
     error_shapes.install(app)
-    for blueprint in (public.blueprint(), models.blueprint(), transfer.blueprint(), metrics.blueprint(gateway)):
+    for blueprint in (public.blueprint(), models.blueprint(), transfer.blueprint(), metrics.blueprint(gateway),
+                      accounts_api.blueprint(), admin_api.blueprint()):
         app.register_blueprint(blueprint)
     app.asgi_app = RelayRoutes(app.asgi_app, gateway)  # type: ignore[method-assign]
     return app

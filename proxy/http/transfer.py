@@ -1,6 +1,6 @@
 """The reseller transfer API (product docs): POST /api/user/transfer.
 
-Moves balance from the key owner's account to another user's, atomically, with a
+Moves balance from the caller's account (an API key's owner, or a logged-in session's) to another user's, atomically, with a
 ledger entry on each side. Answers in the documented shape; every error, its own
 refusals and Quart's alike, as ``{"success": false, "error": "<documented error>",
 "message": "<detail>"}`` (``error_body``, the shape this blueprint claims its path for).
@@ -19,10 +19,11 @@ from quart.blueprints import BlueprintSetupState
 from ..errors import GatewayError
 from ..money import MAX_AMOUNT, MICRO, format_usd, parse_usd, usd_number
 from ..ids import new_request_id
-from . import error_shapes
-from .context import authorize, current_gateway, gateway_of
+from . import error_shapes, identity
+from .context import current_gateway, gateway_of
+from .identity import Caller, caller
 from .responses import json_response
-from storage.base import Account, InsufficientBalance, KeyRecord, NotFound
+from storage.base import Account, InsufficientBalance, NotFound
 
 PATH = "/api/user/transfer"
 LIMITER = "cheaplm.transfer_limiter"
@@ -59,12 +60,13 @@ def _set_up(state: BlueprintSetupState) -> None:
     config = gateway_of(state.app).config
     state.app.extensions[LIMITER] = RateLimiter(config.transfers_per_minute, trio.current_time)
     error_shapes.claim(state.app, PATH, error_body)
+    identity.install(state.app)
 
 
 _DOLLARS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?")
 
 
-def _amount(value) -> int | None:
+def usd_amount(value) -> int | None:
     """Dollars as a JSON number (or a plain decimal string such as "12.50") -> micro-USD;
     None unless positive, at most six decimals and at most MAX_AMOUNT. A string must be
     plain digits (no exponent, separators or spaces): nothing huge is ever built."""
@@ -88,9 +90,9 @@ class RateLimiter:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self.clock = clock
-        self.buckets: dict[int, tuple[float, float]] = {}  # key id -> (tokens, when)
+        self.buckets: dict[object, tuple[float, float]] = {}  # key id (or session account) -> (tokens, when)
 
-    def take(self, key_id: int) -> float:
+    def take(self, key_id: object) -> float:
         """0 when allowed; otherwise the seconds until the next transfer is allowed."""
         now = self.clock()
         tokens, when = self.buckets.get(key_id, (self.capacity, now))
@@ -103,8 +105,8 @@ class RateLimiter:
 
 
 async def transfer() -> Response:
-    key = await authorize()
-    wait = current_app.extensions[LIMITER].take(key.id)
+    key = await caller()  # an API key, or a logged-in browser's session (identity.py)
+    wait = current_app.extensions[LIMITER].take(key.limit_key)
     if wait:
         raise GatewayError(429, f"too many transfers; retry in {wait:.0f} s",
                            headers=(("retry-after", str(max(1, round(wait)))),))
@@ -126,14 +128,14 @@ def _order(raw: bytes) -> tuple[str, int]:
         raise Refused(400, "Invalid request", "Body must be JSON: {\"toUsername\": ..., \"amount\": ...}") from None
     if not isinstance(body, dict) or not isinstance(body.get("toUsername"), str) or not body["toUsername"]:
         raise Refused(400, "Invalid request", "toUsername (string) is required")
-    amount = _amount(body.get("amount"))
+    amount = usd_amount(body.get("amount"))
     if amount is None:
         raise Refused(400, "Invalid amount", "amount must be a positive number of dollars, at most 6 decimals and "
                                              "at most 1,000,000,000")
     return body["toUsername"], amount
 
 
-async def _move(key: KeyRecord, to_username: str, amount: int) -> tuple[Account, Account]:
+async def _move(key: Caller, to_username: str, amount: int) -> tuple[Account, Account]:
     """The store's transfer; its expected refusals in this API's words. Any other storage
     error goes to the app's one storage mapping (errors.from_store)."""
     try:

@@ -99,7 +99,8 @@ class SqliteLedger:
 
     # -- keys -------------------------------------------------------------------------
     _KEY_SELECT = ("SELECT k.id, k.account_id, a.username, k.prefix, k.key_hash, k.name, k.models, "
-                   "k.allow_stream, k.ips, k.pass_thinking, k.created_at, k.last_used_at, k.revoked_at "
+                   "k.allow_stream, k.ips, k.pass_thinking, k.created_at, k.last_used_at, k.revoked_at, "
+                   "k.expires_at, a.disabled_at IS NOT NULL AS account_disabled "
                    "FROM api_keys k JOIN accounts a ON a.id = k.account_id ")
 
     @staticmethod
@@ -109,6 +110,7 @@ class SqliteLedger:
         row["ips"] = tuple(json.loads(row["ips"] or "[]"))
         row["allow_stream"] = bool(row["allow_stream"])
         row["pass_thinking"] = None if row["pass_thinking"] is None else bool(row["pass_thinking"])
+        row["account_disabled"] = bool(row["account_disabled"])
         return KeyRecord(**row)
 
     def create_key(self, username: str, prefix: str, key_hash: str, name: str,

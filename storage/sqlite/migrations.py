@@ -55,9 +55,31 @@ def _hold_owners(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE holds ADD COLUMN progress_at REAL")
 
 
+def _accounts(db: sqlite_utils.Database) -> None:
+    """Accounts people log in to (password hash, email, role, disabled), key expiry,
+    sessions (their token's hash), redemption codes (their hash) and applied payments
+    (one row per provider event, so a webhook delivered twice credits once)."""
+    db.execute("ALTER TABLE accounts ADD COLUMN email TEXT")
+    db.execute("ALTER TABLE accounts ADD COLUMN password_hash TEXT")
+    db.execute("ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'user'")
+    db.execute("ALTER TABLE accounts ADD COLUMN disabled_at TEXT")
+    db.execute("ALTER TABLE api_keys ADD COLUMN expires_at REAL")
+    db.execute("CREATE TABLE sessions (id INTEGER PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, "
+               "account_id INTEGER NOT NULL REFERENCES accounts(id), created_at TEXT NOT NULL, "
+               "expires_at REAL NOT NULL)")
+    db.execute("CREATE INDEX idx_sessions_account ON sessions(account_id)")
+    db.execute("CREATE TABLE codes (id INTEGER PRIMARY KEY, code_hash TEXT NOT NULL UNIQUE, hint TEXT NOT NULL, "
+               "paid INTEGER NOT NULL, credit INTEGER NOT NULL, created_at TEXT NOT NULL, expires_at REAL, "
+               "redeemed_at TEXT, redeemed_by INTEGER REFERENCES accounts(id))")
+    db.execute("CREATE TABLE payments (provider TEXT NOT NULL, event_id TEXT NOT NULL, "
+               "account_id INTEGER NOT NULL REFERENCES accounts(id), paid INTEGER NOT NULL, "
+               "credit INTEGER NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (provider, event_id))")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
+    ("0005_accounts", _accounts),  # (0003_key_limits and 0004_channels come from other branches, before it)
 )
 
 

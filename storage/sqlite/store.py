@@ -12,6 +12,8 @@ import trio
 from ..errors import StoreError
 from ..location import MEMORY
 from ..records import Account, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow
+from ..records import CodeRecord, Payment, Profile, Session, UsageLine
+from .accounts import SqliteAccounts
 from . import checks
 from .connection import connect, connect_reader
 from .lane import WriterLane
@@ -29,6 +31,7 @@ class SqliteStore:
         self._lane = lane
         self._ledger = ledger
         self._owners = owners
+        self._accounts = SqliteAccounts(ledger)
         self._reader = reader
         self._looked_up = looked_up
 
@@ -122,6 +125,58 @@ class SqliteStore:
 
     async def ledger(self, username: str) -> Sequence[LedgerEntry]:
         return await self._lane.run(self._ledger.ledger, username)
+
+    # -- accounts, sessions, codes, reports (accounts.py) ----------------------------
+    async def create_profile(self, username: str, password_hash: str | None, email: str | None, role: str,
+                             credit: int = 0) -> Profile:
+        return await self._lane.run(self._accounts.create_profile, username, password_hash, email, role, credit)
+
+    async def get_profile(self, username: str) -> Profile:
+        return await self._lane.run(self._accounts.get_profile, username)
+
+    async def list_profiles(self) -> Sequence[tuple[Profile, Account]]:
+        return await self._lane.run(self._accounts.list_profiles)
+
+    async def set_password(self, username: str, password_hash: str) -> Profile:
+        return await self._lane.run(self._accounts.set_password, username, password_hash)
+
+    async def set_disabled(self, username: str, disabled: bool) -> Profile:
+        return await self._lane.run(self._accounts.set_disabled, username, disabled)
+
+    async def set_key_expiry(self, prefix: str, expires_at: float | None) -> KeyRecord:
+        return await self._lane.run(self._accounts.set_key_expiry, prefix, expires_at)
+
+    async def create_session(self, account_id: int, token_hash: str, expires_at: float) -> Session:
+        return await self._lane.run(self._accounts.create_session, account_id, token_hash, expires_at)
+
+    async def find_session(self, token_hash: str) -> Session | None:
+        return await self._lane.run(self._accounts.find_session, token_hash)
+
+    async def end_session(self, token_hash: str) -> None:
+        await self._lane.run(self._accounts.end_session, token_hash)
+
+    async def create_codes(self, codes: Sequence[tuple[str, str]], paid: int, credit: int,
+                           expires_at: float | None) -> Sequence[CodeRecord]:
+        return await self._lane.run(self._accounts.create_codes, list(codes), paid, credit, expires_at)
+
+    async def list_codes(self) -> Sequence[CodeRecord]:
+        return await self._lane.run(self._accounts.list_codes)
+
+    async def redeem_code(self, code_hash: str, username: str) -> tuple[CodeRecord, Account]:
+        return await self._lane.run(self._accounts.redeem_code, code_hash, username)
+
+    async def apply_payment(self, payment: Payment) -> tuple[Account, bool]:
+        return await self._lane.run(self._accounts.apply_payment, payment)
+
+    async def usage_page(self, username: str | None, limit: int, before: str | None = None,
+                         key_prefix: str | None = None, model: str | None = None) -> Sequence[UsageLine]:
+        return await self._lane.run(self._accounts.usage_page, username, limit, before, key_prefix, model)
+
+    async def ledger_page(self, username: str, limit: int, before: int | None = None) -> Sequence[LedgerEntry]:
+        return await self._lane.run(self._accounts.ledger_page, username, limit, before)
+
+    async def paid_total(self, username: str) -> int:
+        return await self._lane.run(self._accounts.paid_total, username)
 
     async def check(self) -> list[str]:
         return await self._lane.run(checks.check, self._ledger.db.conn, reads_only=True)

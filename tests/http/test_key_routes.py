@@ -14,8 +14,11 @@ from tests.conftest import make_account
 
 # Routes that take no key at all (a key presented there is ignored).
 PUBLIC = {"/", "/health", "/v1/models/info", "/api/hello",
-          "/metrics"}  # (no key: loopback, metrics_networks or the metrics token; tests/http/test_metrics.py)
-SAMPLE_PATH = {"/v1/models/<path:model_id>": "/v1/models/claude-sonnet-4.5"}
+          "/metrics",  # (no key: loopback, metrics_networks or the metrics token; tests/http/test_metrics.py)
+          "/api/auth/signup", "/api/auth/login", "/api/auth/logout"}  # (a password, or the session cookie)
+SAMPLE_PATH = {"/v1/models/<path:model_id>": "/v1/models/claude-sonnet-4.5",
+               "/api/keys/<prefix>": "/api/keys/sk-cl-abcdefgh", "/api/admin/users/<name>/credit":
+               "/api/admin/users/someone/credit", "/api/admin/users/<name>/disable": "/api/admin/users/someone/disable"}
 SAMPLE_BODY = {"model": "claude-sonnet-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -25,7 +28,7 @@ def key_routes(gateway) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.rule in PUBLIC:
             continue
-        method = "POST" if "POST" in rule.methods else "GET"
+        method = next((m for m in ("POST", "DELETE") if m in rule.methods), "GET")
         routes.append((method, SAMPLE_PATH.get(rule.rule, rule.rule)))
     return routes
 
@@ -34,13 +37,14 @@ async def call(gateway_url: str, key: str, method: str, path: str) -> httpx.Resp
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
         body = {"toUsername": "someone", "amount": 1} if path.startswith("/api/") else SAMPLE_BODY
         return await http.request(method, path, headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
-                                  json=body if method == "POST" else None)
+                                  json=body if method in ("POST", "DELETE") else None)
 
 
 async def test_the_route_list_is_what_we_think(gateway):
     routes = key_routes(gateway.gateway)
     assert ("POST", "/api/user/transfer") in routes and ("GET", "/v1/models") in routes
-    assert ("POST", "/v1/messages") in routes and len(routes) == 6
+    assert ("POST", "/v1/messages") in routes and ("DELETE", "/api/keys/sk-cl-abcdefgh") in routes
+    assert len(routes) == 19
 
 
 async def test_every_key_route_refuses_a_key_from_the_wrong_network(gateway):
