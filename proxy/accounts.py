@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Callable, Sequence
 
 import trio
@@ -42,9 +43,9 @@ CODE_HINT = 4              # characters of a code shown in listings
 MAX_CODES = 1000           # per `code create`
 HASHING_THREADS = 2        # argon2 at once: each takes password_memory_kib (64 MiB by default)
 BAD_LOGIN = "Invalid username or password"
-CODE_REFUSALS = {"unknown": "This code is not valid: check it for typos",
-                 "used": "This code has already been redeemed",
-                 "expired": "This code has expired"}
+CODE_REFUSALS = MappingProxyType({"unknown": "This code is not valid: check it for typos",
+                                  "used": "This code has already been redeemed",
+                                  "expired": "This code has expired"})
 
 
 class AccountError(AdminError):

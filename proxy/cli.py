@@ -210,9 +210,10 @@ async def _code_list(args: argparse.Namespace, config: Config, ledger: Ledger) -
 
 async def _user_list(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
     async with ledger() as store:
-        users = await admin.list_users(store)
-    _print_table([{"username": a.username, "balance_usd": format_usd(a.balance), "held_usd": format_usd(a.held),
-                   "created": a.created_at} for a in users])
+        users = await store.list_profiles()
+    _print_table([{"username": a.username, "role": p.role, "disabled": "yes" if p.disabled else "-",
+                   "balance_usd": format_usd(a.balance), "held_usd": format_usd(a.held),
+                   "created": a.created_at} for p, a in users])
 
 
 async def _key_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:

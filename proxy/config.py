@@ -96,6 +96,7 @@ class AccountsConfig:
     session_hours: float = 336.0           # a session's life (14 days)
     password_time_cost: int = 3            # argon2id parameters (the argon2-cffi defaults)
     password_memory_kib: int = 65536
+    webhook_secret: str | None = None      # signs POST /api/payments/webhook (payments.SignedWebhook); none: off
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ _CHANNEL = {"name": str, "url": str, "api_key": str, "api_key_env": str, "priori
 _ACCOUNTS = {"signup": bool, "signup_credit": Decimal, "signups_per_hour": int, "login_failures_per_account": int,
              "login_failures_per_ip": int, "login_window": float, "redeem_failures_per_user": int,
              "redeem_failures_per_ip": int, "redeem_window": float, "session_hours": float,
-             "password_time_cost": int, "password_memory_kib": int}
+             "password_time_cost": int, "password_memory_kib": int, "webhook_secret": str}
 _ROUTING = {"max_attempts": int, "deadline": float, "affinity": bool, "cooldown": float, "failures_to_open": int,
             "open_base": float, "open_max": float}
 
@@ -385,6 +386,8 @@ def _validate_accounts(accounts: AccountsConfig) -> None:
           for n in ("login_window", "redeem_window", "session_hours")),
         (accounts.password_memory_kib >= 64, f"accounts.password_memory_kib must be at least 64, "
                                              f"got {accounts.password_memory_kib}"),
+        (accounts.webhook_secret is None or len(accounts.webhook_secret) >= 16,
+         "accounts.webhook_secret must be at least 16 characters"),
     ):
         if not ok:
             raise ConfigError(message)

@@ -47,6 +47,9 @@ def test_users_with_passwords_roles_and_the_disabled_flag(capsys, monkeypatch, d
     assert code == 0 and "sessions ended" in out and "another" not in out
     assert run(capsys, monkeypatch, "user", "disable", "plain", "--db", db)[0] == 0
     assert profile(db, "plain")[0].disabled
+    out = run(capsys, monkeypatch, "user", "list", "--db", db)[1].splitlines()
+    assert out[0].split()[:3] == ["username", "role", "disabled"]
+    assert out[1].split()[:3] == ["plain", "user", "yes"] and out[2].split()[:3] == ["root", "admin", "-"]
     assert run(capsys, monkeypatch, "user", "enable", "plain", "--db", db)[0] == 0
     assert not profile(db, "plain")[0].disabled
     code, _, err = run(capsys, monkeypatch, "user", "disable", "ghost", "--db", db)

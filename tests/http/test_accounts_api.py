@@ -3,9 +3,11 @@ transfer by session, admin, and every refusal (CSRF, throttles, disabled, expire
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from decimal import Decimal
 from typing import AsyncIterator
 
 import anthropic
@@ -16,6 +18,7 @@ import trio
 from proxy.accounts import Accounts
 from proxy.config import AccountsConfig
 from proxy.money import parse_usd
+from proxy.payments import SignedWebhook
 from proxy.serve import serve
 
 from tests.conftest import MESSAGE, make_account
@@ -343,3 +346,66 @@ async def test_usage_pages_and_filters(site):
     assert len(first["data"]) == 2 and len(rest["data"]) == 1 and rest["next_before"] is None
     assert {u["request_id"] for u in first["data"] + rest["data"]} == {u["request_id"] for u in by_key}
     assert [u["model"] for u in haiku] == ["claude-haiku-4.5"]
+
+
+async def test_the_cookie_is_secure_behind_a_trusted_https_proxy(nursery, config, site):
+    running = await nursery.start(serve, replace(config, trusted_proxies=("127.0.0.0/8",),
+                                                 accounts=AccountsConfig(**FAST_HASH)))
+    host = running.url.removeprefix("http://")
+    behind = {"x-forwarded-proto": "https", "origin": f"https://{host}"}
+    async with httpx.AsyncClient(base_url=running.url, headers=behind) as proxied:
+        signup = await proxied.post("/api/auth/signup", json={"username": "quinn", "password": PASSWORD})
+        plain = await proxied.post("/api/auth/login", json={"username": "quinn", "password": PASSWORD},
+                                   headers={"x-forwarded-proto": "http"})  # then https://... is another origin
+    assert signup.status_code == 201 and "Secure" in signup.headers["set-cookie"]
+    assert plain.status_code == 403
+    async with httpx.AsyncClient(base_url=site.url, headers={"x-forwarded-proto": "https"}) as untrusted:
+        signup = await untrusted.post("/api/auth/signup", json={"username": "rae", "password": PASSWORD})
+    assert signup.status_code == 201 and "Secure" not in signup.headers["set-cookie"]  # a header anyone can send
+
+
+async def test_the_payment_webhook_credits_once_per_event(nursery, config, site):
+    secret = "whsec-for-tests-0123456789"
+    running = await start(nursery, config, webhook_secret=secret)
+    await make_account(running, "sam", credit_micro=0)
+    hook = SignedWebhook(running.gateway.store, secret.encode(), Decimal(30))
+    body = json.dumps({"id": "evt_42", "username": "sam", "paid_usd": "2.5"}).encode()
+    signed = {"signature": hook.sign(body, time.time()), "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=running.url) as provider:
+        first, again = [await provider.post("/api/payments/webhook", content=body, headers=signed) for _ in range(2)]
+        forged = await provider.post("/api/payments/webhook", content=body,
+                                     headers={"signature": "t=1,v1=beef", "content-type": "application/json"})
+        unknown = json.dumps({"id": "evt_43", "username": "nobody", "paid_usd": "1"}).encode()
+        lost = await provider.post("/api/payments/webhook", content=unknown,
+                                   headers={"signature": hook.sign(unknown, time.time())})
+    assert first.json()["applied"] is True and again.json()["applied"] is False
+    assert first.json()["credited_usd"] == "75.000000"
+    assert forged.status_code == 401 and forged.json()["error"]["type"] == "authentication_error"
+    assert lost.status_code == 404
+    assert (await running.gateway.store.get_account("sam")).balance == 75_000_000
+    async with httpx.AsyncClient(base_url=site.url) as provider:  # no secret configured: no webhook
+        assert (await provider.post("/api/payments/webhook", content=body, headers=signed)).status_code == 404
+
+
+HOSTILE = [b"", b"null", b"[]", b'"x"', b"1e999999", b'{"username": {"a": 1}, "password": [1]}',
+           b'{"code": "\\ud800"}', b'{"amount_usd": NaN, "reason": "x"}', b"[" * 5000 + b"]" * 5000,
+           b'{"name": "k", "models": [null], "ips": [1], "expires_at": 1e308}', b'{"amount_usd": "1e400", "reason": 1}',
+           b'{"username": "' + b"a" * 70_000 + b'"}', b'{"password": "' + b"p" * 2000 + b'", "username": "x"}',
+           b'{"disabled": "no"}', b'{"current_password": null, "new_password": 5}', b"\xff\xfe{}"]
+POSTS = ["/api/auth/signup", "/api/auth/login", "/api/auth/password", "/api/keys", "/api/topup/redeem",
+         "/api/admin/users/victim/credit", "/api/admin/users/victim/disable", "/api/payments/webhook"]
+
+
+async def test_hostile_bodies_are_never_a_5xx(site):
+    await library(site).create_user("root", PASSWORD, role="admin")
+    await library(site).create_user("victim")
+    async with browser(site) as web:
+        await web.post("/api/auth/login", json={"username": "root", "password": PASSWORD})
+        for path in POSTS:
+            for body in HOSTILE:
+                response = await web.post(path, content=body, headers={"content-type": "application/json"})
+                assert response.status_code < 500, (path, body[:40], response.text)
+                if response.status_code >= 400:  # (unknown fields are ignored: a key with the defaults, say)
+                    assert response.json()["type"] == "error", (path, body[:40], response.text)
+        assert (await web.get("/api/me")).json()["balance_usd"] == "0.000000"
+    assert await site.gateway.store.check() == []

@@ -1,6 +1,6 @@
 """create_app: the pieces it assembles, and nothing shared between two apps."""
 
-from proxy.http import accounts_api, context, error_shapes, identity, transfer
+from proxy.http import accounts_api, context, error_shapes, identity, payments_api, transfer
 from proxy.http.app import create_app
 from proxy.http.exchange import canonical_path
 from proxy.http.relay_routes import RelayRoutes
@@ -10,10 +10,11 @@ async def test_the_app_is_the_relay_routes_in_front_of_the_blueprints(gateway):
     app = create_app(gateway.gateway)
     assert isinstance(app.asgi_app, RelayRoutes)
     assert set(app.asgi_app.routes) == {"/v1/messages", "/v1/chat/completions", "/v1/messages/count_tokens"}
-    assert set(app.blueprints) == {"public", "models", "transfer", "metrics", "accounts_api", "admin_api"}
+    assert set(app.blueprints) == {"public", "models", "transfer", "metrics", "accounts_api", "admin_api",
+                                   "payments_api"}
     assert context.gateway_of(app) is gateway.gateway
     assert app.extensions[error_shapes.CLAIMS] == {transfer.PATH: transfer.error_body, **{
-        path: error_shapes.anthropic for path in accounts_api.CLAIMED}}
+        path: error_shapes.anthropic for path in (*accounts_api.CLAIMED, payments_api.PATH)}}
 
 
 async def test_two_apps_share_no_state(gateway):
