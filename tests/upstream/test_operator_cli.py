@@ -11,6 +11,7 @@ import re
 import sqlite3
 from dataclasses import replace
 
+import anthropic
 import pytest
 import trio
 
@@ -129,6 +130,20 @@ async def test_usage_rows_name_the_channel_and_attempts_after_a_failover(nursery
     code, out, _ = await _cli(capsys, "usage", "alice", "--db", config.db_path)
     listed = list(_table(out).values())
     assert code == 0 and [(r["channel"], r["attempts"]) for r in listed] == [("backup", "2"), ("backup", "2")]
+
+
+async def test_a_request_no_channel_served_still_says_how_many_were_tried(nursery, config):
+    a = await _simulator(nursery, fault="529")
+    b = await _simulator(nursery, fault="500")
+    running, alice = await _gateway(nursery, config, [_channel("a", a.url), _channel("b", b.url)],
+                                    cooldown=0, failures_to_open=10)  # both are tried every time
+    with pytest.raises(anthropic.APIStatusError):
+        await _ask(alice.anthropic(), "whole")
+    with pytest.raises(anthropic.APIStatusError):
+        async for _ in await _ask(alice.anthropic(), "streamed", stream=True):
+            pass
+    rows = await _rows(running, 2)
+    assert [(r.channel, r.attempts, r.status, r.cost) for r in rows] == [(None, 2, 529, 0), (None, 2, 529, 0)]
 
 
 async def test_a_single_upstream_serves_rows_without_a_channel_and_lists_its_one_upstream(gateway, simulator,
