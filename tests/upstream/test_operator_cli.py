@@ -16,7 +16,8 @@ import pytest
 import trio
 
 from proxy.cli import main
-from tests.conftest import UPSTREAM_KEY, make_account
+from proxy.serve import serve
+from tests.conftest import UPSTREAM_KEY, Account, make_account
 from tests.upstream.test_router import _ask, _channel, _gateway, _rows, _simulator
 
 SYNC = 0.1
@@ -97,6 +98,25 @@ async def test_the_cli_disables_and_enables_a_channel_of_a_running_gateway(nurse
     published = raw.execute("SELECT channels FROM channel_snapshots").fetchall()
     raw.close()
     assert published and UPSTREAM_KEY not in repr(published)
+
+
+async def test_two_gateways_on_one_ledger_are_listed_together_and_both_obey(nursery, config, capsys):
+    primary = await _simulator(nursery)
+    backup = await _simulator(nursery)
+    one, alice = await _gateway(nursery, replace(config, channel_sync_interval=SYNC),
+                                [_channel("primary", primary.url), _channel("backup", backup.url, priority=1)])
+    two = await nursery.start(serve, one.gateway.config)
+    alice_two = Account(alice.username, alice.key, two)
+    await _ask(alice.anthropic(), "on one")
+    for i in range(2):
+        await _ask(alice_two.anthropic(), f"on two {i}")
+    rows, _, err = await _listed(capsys, config.db_path, "primary", "3")
+    assert rows["primary"]["state"] == "healthy" and "2 running gateway instance" in err
+    assert (await _cli(capsys, "upstream", "disable", "primary", "--db", config.db_path))[0] == 0
+    await _until(alice, "primary", "disabled")
+    await _until(alice_two, "primary", "disabled")
+    await _ask(alice_two.anthropic(), "after")
+    assert (len(primary.seen()), len(backup.seen())) == (3, 1)
 
 
 async def test_an_operator_enable_clears_a_refused_credential(nursery, config, capsys):
