@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import re
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import AsyncIterator, Sequence
 
 from .auth import hash_key, key_prefix, new_key, parse_networks
 from .catalog import Catalog
+from .config import Config
 from .money import MAX_AMOUNT, format_usd, parse_usd, scale
+from .upstream.listing import channel_names, configured_rows, live_rows
 from storage import open_store, parse_location
-from storage.base import Account, AlreadyExists, KeyRecord, Store, UsageRow
+from storage.base import Account, AlreadyExists, ChannelOverride, KeyRecord, Store, UsageRow
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
@@ -126,3 +129,32 @@ async def topup(store: Store, username: str, multiplier: Decimal, paid_usd: str 
     if paid_usd is not None:
         return await store.credit(username, credit, "topup", paid=amount)
     return await store.credit(username, credit, "credit")
+
+
+@dataclass(frozen=True)
+class UpstreamListing:
+    rows: list[dict]   # listing.COLUMNS each
+    instances: int     # the live gateway instances they come from (0: from the configuration)
+
+
+async def upstream_list(store: Store, config: Config) -> UpstreamListing:
+    """The channels as the running gateways report them (counters summed across them),
+    or as the configuration and the operator's overrides start them when none runs."""
+    snapshots = await store.channel_status()
+    overrides = await store.channel_overrides()
+    if snapshots:
+        return UpstreamListing(live_rows(snapshots, overrides), len(snapshots))
+    return UpstreamListing(configured_rows(config, overrides), 0)
+
+
+async def set_upstream_enabled(store: Store, config: Config, name: str, enabled: bool,
+                               reason: str = "") -> ChannelOverride:
+    """The operator's override of a channel the configuration or a running gateway has;
+    running gateways apply it within ``channel_sync_interval`` seconds."""
+    names = channel_names(config, await store.channel_status())
+    if name not in names:
+        if not names:
+            raise AdminError("there is no upstream channel to enable or disable: one [upstream] serves "
+                             "(channels are [[upstreams]] tables)")
+        raise AdminError(f"no upstream channel named {name!r} (channels: {', '.join(names)})")
+    return await store.set_channel_enabled(name, enabled, " ".join(reason.split()))

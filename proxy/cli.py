@@ -23,6 +23,7 @@ import trio
 from . import admin, logs
 from .config import PORTS, Config, ConfigError, load_config
 from .money import format_usd
+from .upstream.listing import COLUMNS
 from storage import describe_location
 from storage.base import StoreError
 
@@ -105,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("username")
     usage.add_argument("--limit", type=int, default=20)
 
+    upstream = sub.add_parser("upstream", help="upstream channels: their state; enable or disable one").add_subparsers(
+        dest="action", required=True)
+    upstream.add_parser("list", parents=[common], help="each channel's state and counters, across running gateways")
+    upstream.add_parser("enable", parents=[common], help="take a channel back into service (also after its "
+                        "credential was refused)").add_argument("name")
+    disable = upstream.add_parser("disable", parents=[common], help="send a channel no more requests")
+    disable.add_argument("name")
+    disable.add_argument("--reason", default="", help="shown in `upstream list` and /health")
+
     db = sub.add_parser("db", help="ledger maintenance").add_subparsers(dest="action", required=True)
     db.add_parser("check", parents=[common], help="verify the ledger's invariants (exit 1 on a problem)")
 
@@ -186,12 +196,37 @@ async def _usage(args: argparse.Namespace, config: Config, ledger: Ledger) -> No
         "time": u.created_at, "request": u.request_id, "model": u.model, "endpoint": u.endpoint,
         "stream": int(u.stream), "status": u.status, "in": u.input_tokens,
         "cache_w": u.cache_write_5m + u.cache_write_1h, "cache_r": u.cache_read, "out": u.output_tokens,
-        "cost_usd": format_usd(u.cost), "partial": int(u.partial)} for u in rows])
+        "cost_usd": format_usd(u.cost), "partial": int(u.partial), "channel": u.channel or "-",
+        "attempts": "-" if u.attempts is None else u.attempts} for u in rows])
+
+
+async def _upstream_list(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    async with ledger() as store:
+        listing = await admin.upstream_list(store, config)
+    _print_table([{c: row[c] for c in COLUMNS} for row in listing.rows])
+    print(f"({listing.instances} running gateway instance(s); counters summed)" if listing.instances else
+          "(no gateway is running: as the configuration and the operator's overrides start them)", file=sys.stderr)
+
+
+async def _upstream_enable(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    await _upstream_set(args, config, ledger, True)
+
+
+async def _upstream_disable(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    await _upstream_set(args, config, ledger, False)
+
+
+async def _upstream_set(args: argparse.Namespace, config: Config, ledger: Ledger, enabled: bool) -> None:
+    async with ledger() as store:
+        override = await admin.set_upstream_enabled(store, config, args.name, enabled, getattr(args, "reason", ""))
+    print(f"{'enabled' if override.enabled else 'disabled'} upstream channel {override.name} (running gateways "
+          f"apply it within {config.channel_sync_interval:g} s)")
 
 
 _ADMIN: Mapping[str, Callable[[argparse.Namespace, Config, Ledger], Awaitable[None]]] = {
     "user create": _user_create, "user list": _user_list, "key create": _key_create, "key list": _key_list,
     "key revoke": _key_revoke, "topup": _topup, "balance": _balance, "usage": _usage,
+    "upstream list": _upstream_list, "upstream enable": _upstream_enable, "upstream disable": _upstream_disable,
 }
 
 

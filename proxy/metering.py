@@ -129,7 +129,7 @@ class Ticket:
                         endpoint=self.endpoint, stream=self.parsed.stream, status=status,
                         cost=usage_cost(usage, self.parsed.model.prices), partial=partial, error_type=error_type,
                         latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-                        ttft_ms=self.ttft_ms, **usage.as_dict())
+                        ttft_ms=self.ttft_ms, channel=self.channel, attempts=self.attempts, **usage.as_dict())
 
     async def settle(self, usage: Usage, status: int = 200, partial: bool = False,
                      error_type: str | None = None) -> tuple[int, Account]:

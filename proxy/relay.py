@@ -164,6 +164,7 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
     try:
         response = await gateway.upstream.send(request)
     except errors.GatewayError as error:
+        ticket.attempts = request.attempts  # no channel served: the usage row still says how many were tried
         await ticket.close(None, error.status, error_type=error.error_type)
         raise
     ticket.channel, ticket.attempts = response.channel or None, response.attempts
@@ -274,7 +275,11 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 # error event in its own protocol, then the stream ends.
                 stream_error = error
                 await ex.end_stream(adaptor.error_event(error, ticket.request_id))
+    except errors.GatewayError as error:  # no upstream answered: the usage row says what the client was told
+        stream_error = error
+        raise
     finally:
         gateway.in_flight.discard(ticket)
         if not ticket.closed:
+            ticket.attempts = ticket.attempts or request.attempts  # (none served: how many were tried)
             await settle_unfinished(ticket, tap, progress.tokens, ex.disconnected, stream_error)

@@ -20,14 +20,16 @@ from typing import Protocol, Sequence
 
 from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, StoreConfigError, StoreError,
                      StoreUnavailable)
-from .records import (MAX_AMOUNT, MAX_BALANCE, Account, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
-                      checked_amount, checked_balance)
+from .records import (MAX_AMOUNT, MAX_BALANCE, Account, ChannelOverride, ChannelSnapshot, KeyRecord, LedgerEntry,
+                      Recovery, StoreStats, UsageRow, checked_amount, checked_balance)
 
 __all__ = [
-    "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "MaintenanceStore", "Store",
+    "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "ChannelStore", "MaintenanceStore",
+    "Store",
     "StoreError", "StoreUnavailable", "StoreConfigError", "AmountOutOfRange", "NotFound", "AlreadyExists",
     "InsufficientBalance", "MAX_AMOUNT", "MAX_BALANCE", "checked_amount", "checked_balance",
-    "Account", "KeyRecord", "LedgerEntry", "Recovery", "StoreStats", "UsageRow",
+    "Account", "ChannelOverride", "ChannelSnapshot", "KeyRecord", "LedgerEntry", "Recovery", "StoreStats",
+    "UsageRow",
 ]
 
 
@@ -103,13 +105,30 @@ class InstanceStore(Protocol):
         included). Safe to run from several processes at once: each hold closes once."""
 
 
+class ChannelStore(Protocol):
+    """Upstream channels shared by every gateway on the store: the operator's overrides
+    (read by running gateways every few seconds) and each live instance's status."""
+
+    async def set_channel_enabled(self, name: str, enabled: bool, reason: str) -> ChannelOverride:
+        """Record the operator's override of channel ``name`` (replacing any before it;
+        its ``version`` grows). Any store may, one without an instance id included."""
+    async def channel_overrides(self) -> Sequence[ChannelOverride]:
+        """Every override, by name."""
+    async def publish_channels(self, channels: Sequence[dict]) -> None:
+        """Replace this instance's snapshot with ``channels`` (``Router.describe`` rows,
+        plain JSON values, never a key), stamped now. StoreError without an instance id."""
+    async def channel_status(self) -> Sequence[ChannelSnapshot]:
+        """The snapshots of the live instances (leases.py), by instance id; those of
+        instances that are gone are left out."""
+
+
 class MaintenanceStore(Protocol):
     async def check(self) -> list[str]:
         """The ledger's broken invariants, one line each (empty: all hold)."""
     async def stats(self) -> StoreStats: ...
 
 
-class Store(KeyStore, LedgerStore, HoldStore, UsageStore, InstanceStore, MaintenanceStore, Protocol):
+class Store(KeyStore, LedgerStore, HoldStore, UsageStore, InstanceStore, ChannelStore, MaintenanceStore, Protocol):
     """Everything a backend provides; closed once with ``aclose``."""
 
     async def aclose(self) -> None: ...

@@ -103,6 +103,8 @@ class UsageRow:
     error_type: str | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None
+    channel: str | None = None      # the upstream channel that served (None: a single upstream)
+    attempts: int | None = None     # upstream attempts it took (0: none made; None: a row from before 0004)
     created_at: str = field(default="")
 
 
@@ -116,3 +118,27 @@ class LedgerEntry:
     ref: str | None
     paid: int | None
     created_at: str
+
+
+@dataclass(frozen=True)
+class ChannelOverride:
+    """An operator's word on a channel (``cheaplm upstream enable|disable``), which every
+    running gateway applies. ``version`` grows with each change of it, so a gateway
+    applies each change once (a channel the operator enabled that then has its
+    credential refused stays disabled until the operator enables it again)."""
+
+    name: str
+    enabled: bool
+    reason: str
+    set_at: float   # unix time
+    version: int
+
+
+@dataclass(frozen=True)
+class ChannelSnapshot:
+    """What one live gateway instance last published of its channels: the rows of its
+    router's ``describe()`` (never a key), as of ``at`` (unix time)."""
+
+    instance_id: str
+    at: float
+    channels: tuple[dict, ...]

@@ -55,9 +55,22 @@ def _hold_owners(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE holds ADD COLUMN progress_at REAL")
 
 
+def _channels(db: sqlite_utils.Database) -> None:
+    """Upstream channels: each usage row names the channel that served it and the
+    attempts it took (rows from before have NULL); the operator's overrides (``cheaplm
+    upstream enable|disable``); the channel status each live instance publishes."""
+    db.execute("ALTER TABLE usage ADD COLUMN channel TEXT")
+    db.execute("ALTER TABLE usage ADD COLUMN attempts INTEGER")
+    db.execute("CREATE TABLE channel_overrides (name TEXT PRIMARY KEY, enabled INTEGER NOT NULL, "
+               "reason TEXT NOT NULL, set_at REAL NOT NULL, version INTEGER NOT NULL)")
+    db.execute("CREATE TABLE channel_snapshots (instance_id TEXT PRIMARY KEY, at REAL NOT NULL, "
+               "channels TEXT NOT NULL)")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
+    ("0004_channels", _channels),  # (0003_key_limits comes from the key-limits branch, before it)
 )
 
 

@@ -1,5 +1,5 @@
 """The async SQLite Store: each call runs its synchronous operation (ledger.py,
-owners.py, checks.py) through the one writer lane's thread (lane.py); key lookups run
+owners.py, channels.py, checks.py) through the one writer lane's thread (lane.py); key lookups run
 on the event loop, on a read-only connection (reader.py)."""
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import trio
 
 from ..errors import StoreError
 from ..location import MEMORY
-from ..records import Account, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow
+from ..records import (Account, ChannelOverride, ChannelSnapshot, KeyRecord, LedgerEntry, Recovery, StoreStats,
+                       UsageRow)
 from . import checks
+from .channels import SqliteChannels
 from .connection import connect, connect_reader
 from .lane import WriterLane
 from .ledger import SqliteLedger
@@ -29,6 +31,7 @@ class SqliteStore:
         self._lane = lane
         self._ledger = ledger
         self._owners = owners
+        self._channels = SqliteChannels(ledger, owners.here)
         self._reader = reader
         self._looked_up = looked_up
 
@@ -119,6 +122,18 @@ class SqliteStore:
 
     async def usage(self, username: str, limit: int = 50) -> Sequence[UsageRow]:
         return await self._lane.run(self._ledger.usage, username, limit)
+
+    async def set_channel_enabled(self, name: str, enabled: bool, reason: str) -> ChannelOverride:
+        return await self._lane.run(self._channels.set_channel_enabled, name, enabled, reason)
+
+    async def channel_overrides(self) -> Sequence[ChannelOverride]:
+        return await self._lane.run(self._channels.channel_overrides)
+
+    async def publish_channels(self, channels: Sequence[dict]) -> None:
+        await self._lane.run(self._channels.publish_channels, list(channels))
+
+    async def channel_status(self) -> Sequence[ChannelSnapshot]:
+        return await self._lane.run(self._channels.channel_status)
 
     async def ledger(self, username: str) -> Sequence[LedgerEntry]:
         return await self._lane.run(self._ledger.ledger, username)

@@ -22,7 +22,7 @@ from .helpers import LEASE, funded, new_key, partial_row, row
 
 
 CONCERNS = (base.KeyStore, base.LedgerStore, base.HoldStore, base.UsageStore, base.InstanceStore,
-            base.MaintenanceStore)
+            base.ChannelStore, base.MaintenanceStore)
 
 
 def operations(protocol) -> set[str]:
