@@ -21,24 +21,15 @@ A key without limits costs one attribute check. The state lives in the process, 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 from . import errors
+from storage.base import KeyLimits
+
+__all__ = ["KeyLimits", "Limiter", "Admission", "WINDOW"]
 
 WINDOW = 60.0
-
-
-@dataclass(frozen=True)
-class KeyLimits:
-    rpm: int | None = None
-    tpm: int | None = None
-    concurrency: int | None = None
-
-    @property
-    def limited(self) -> bool:
-        return bool(self.rpm or self.tpm or self.concurrency)
 
 
 class _Window:

@@ -55,9 +55,21 @@ def _hold_owners(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE holds ADD COLUMN progress_at REAL")
 
 
+def _key_limits(db: sqlite_utils.Database) -> None:
+    """Per-key rate limits and spend caps (micro-USD per UTC day and month), and the key
+    each hold is for: a cap counts the key's open holds and the charges settled in the
+    period (usage rows, summed through the index)."""
+    for column in ("rpm", "tpm", "concurrency", "daily_usd", "monthly_usd"):
+        db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} INTEGER")
+    db.execute("ALTER TABLE holds ADD COLUMN key_id INTEGER")
+    db.execute("CREATE INDEX idx_holds_key_open ON holds(key_id, amount) WHERE state = 'open'")
+    db.execute("CREATE INDEX idx_usage_key_time ON usage(key_id, created_at, cost)")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
+    ("0003_key_limits", _key_limits),
 )
 
 

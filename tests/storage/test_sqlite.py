@@ -180,7 +180,7 @@ async def test_holds_from_before_owners_are_recovered_as_orphans(tmp_path):
     await store.register_instance(60)
     conn = sqlite3.connect(path)
     assert [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name")] == [
-        "0001_initial", "0002_hold_owners"]
+        name for name, _ in MIGRATIONS]
     assert conn.execute("SELECT owner, progress FROM holds").fetchall() == [(None, None)]
     conn.close()
     assert await store.check() == []
