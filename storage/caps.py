@@ -1,5 +1,7 @@
 """Spend caps' periods: the UTC calendar day and month a moment falls in, and how long
-until each rolls over (pure; the backends sum a key's spend from the period's start)."""
+until each rolls over (pure). The backends keep each key's charges per UTC day (a
+``YYYY-MM-DD`` text, the first ten characters of a usage row's time) and sum them from
+the period's first day."""
 
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ from .records import KeyLimits
 class Period:
     name: str        # "daily" or "monthly"
     cap: int         # micro-USD
-    start: str       # ISO 8601 UTC, milliseconds: compares as text with the stored created_at
+    start: str       # its first UTC day, YYYY-MM-DD
     seconds_left: int
 
 
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")
+def spend_day(created_at: str) -> str:
+    """The UTC day a charge counts in, from its usage row's ISO 8601 UTC time."""
+    return created_at[:10]
 
 
 def capped_periods(limits: KeyLimits, now: float) -> list[Period]:
@@ -30,9 +33,9 @@ def capped_periods(limits: KeyLimits, now: float) -> list[Period]:
     next_month = (month + timedelta(days=32)).replace(day=1)
     periods = []
     if limits.monthly_usd:
-        periods.append(Period("monthly", limits.monthly_usd, iso(month), _until(next_month, now)))
+        periods.append(Period("monthly", limits.monthly_usd, month.date().isoformat(), _until(next_month, now)))
     if limits.daily_usd:
-        periods.append(Period("daily", limits.daily_usd, iso(day), _until(day + timedelta(days=1), now)))
+        periods.append(Period("daily", limits.daily_usd, day.date().isoformat(), _until(day + timedelta(days=1), now)))
     return periods
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import sqlite_utils
 
-from ..caps import capped_periods, check_periods
+from ..caps import capped_periods, check_periods, spend_day
 from ..errors import AlreadyExists, InsufficientBalance, NotFound, StoreError
 from ..records import (LIMIT_FIELDS, MAX_RATE, NO_LIMITS, Account, KeyLimits, KeyRecord, LedgerEntry, UsageRow,
                        checked_amount, checked_balance)
@@ -198,9 +198,8 @@ class SqliteLedger:
         current day or month (its charges settled in it + its open holds)."""
         periods = capped_periods(caps, self.clock())
         spent = self.db.execute(
-            "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(cost) FILTER (WHERE created_at >= ?), 0) FROM usage "
-            "WHERE key_id = ? AND created_at >= ?",
-            (periods[-1].start, key_id, periods[0].start)).fetchone()
+            "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(spent) FILTER (WHERE day >= ?), 0) FROM key_spend "
+            "WHERE key_id = ? AND day >= ?", (periods[-1].start, key_id, periods[0].start)).fetchone()
         held = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = ? AND state = 'open'",
                                (key_id,)).fetchone()[0]
         by_name = {periods[0].name: spent[0], periods[-1].name: spent[1]}
@@ -238,10 +237,14 @@ class SqliteLedger:
 
     def write_usage(self, account_id: int, row: UsageRow) -> None:
         values = [getattr(row, c) for c in USAGE_COLUMNS]
-        values[USAGE_COLUMNS.index("created_at")] = row.created_at or self.now_iso()
+        created_at = values[USAGE_COLUMNS.index("created_at")] = row.created_at or self.now_iso()
         self.db.execute(
             f"INSERT INTO usage (account_id, {', '.join(USAGE_COLUMNS)}) VALUES (?{', ?' * len(values)})",
             (account_id, *values))
+        if row.cost:  # the key's spend that day, which its caps read
+            self.db.execute("INSERT INTO key_spend (key_id, day, spent) VALUES (?, ?, ?) "
+                            "ON CONFLICT (key_id, day) DO UPDATE SET spent = spent + excluded.spent",
+                            (row.key_id, spend_day(created_at), row.cost))
         self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now_iso(), row.key_id))
 
     def settle(self, hold_id: int, row: UsageRow) -> Account:

@@ -56,14 +56,18 @@ def _hold_owners(db: sqlite_utils.Database) -> None:
 
 
 def _key_limits(db: sqlite_utils.Database) -> None:
-    """Per-key rate limits and spend caps (micro-USD per UTC day and month), and the key
-    each hold is for: a cap counts the key's open holds and the charges settled in the
-    period (usage rows, summed through the index)."""
+    """Per-key rate limits and spend caps (micro-USD per UTC day and month); the key each
+    hold is for; and each key's charges per UTC day (``key_spend``, kept with every
+    charge), so that a capped key's hold reads at most a month of daily rows, not every
+    request of the month. Charges from before are rolled up once, here."""
     for column in ("rpm", "tpm", "concurrency", "daily_usd", "monthly_usd"):
         db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} INTEGER")
     db.execute("ALTER TABLE holds ADD COLUMN key_id INTEGER")
     db.execute("CREATE INDEX idx_holds_key_open ON holds(key_id, amount) WHERE state = 'open'")
-    db.execute("CREATE INDEX idx_usage_key_time ON usage(key_id, created_at, cost)")
+    db.execute("CREATE TABLE key_spend (key_id INTEGER NOT NULL, day TEXT NOT NULL, spent INTEGER NOT NULL, "
+               "PRIMARY KEY (key_id, day))")
+    db.execute("INSERT INTO key_spend (key_id, day, spent) SELECT key_id, substr(created_at, 1, 10), SUM(cost) "
+               "FROM usage WHERE cost > 0 GROUP BY key_id, substr(created_at, 1, 10)")
 
 
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (

@@ -156,3 +156,19 @@ async def test_the_day_and_the_month_roll_over_at_utc_midnight(clocked):
     clock.set("2026-12-01T00:00:00")  # a new month
     await store.place_hold(account.id, 1000, "r3", key.id)
     assert await store.check() == []
+
+
+async def test_db_check_finds_a_key_spend_that_is_not_its_charges(backend):
+    if backend.name == "sqlite-memory":
+        pytest.skip("a second connection cannot reach an in-memory database")
+    store = await backend.open("inst-a")
+    key, account = await capped(store, daily_usd=10_000)
+    hold = await store.place_hold(account.id, 600, "r1", key.id)
+    await store.settle(hold, row("r1", key.id, 400))
+    assert await store.check() == []
+    raw = backend.raw()
+    raw.execute("UPDATE key_spend SET spent = spent - 1")
+    raw.close()
+    problems = await store.check()
+    assert len(problems) == 1 and "its spend is recorded as 399 but that day's charges sum to 400" in problems[0]
+    await store.aclose()
