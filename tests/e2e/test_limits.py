@@ -220,3 +220,16 @@ async def test_a_stream_whose_real_prompt_passes_the_cap_ends_at_message_start(g
     assert all('"rate_limit_error"' in r.text and "content_block_delta" not in r.text for r in results)
     final = await account.settled(4)
     assert final.balance == before and all(r.cost == 0 for r in await gateway.gateway.store.usage("alice", 10))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_a_request_refused_by_its_hold_gives_its_admission_back(gateway, simulator, shape):
+    account = await make_account(gateway, credit_micro=1, limits=KeyLimits(rpm=1, concurrency=1))
+    for _ in range(3):
+        with pytest.raises((anthropic.APIStatusError, openai.APIStatusError)) as short:
+            await call(account, shape, "hi", max_tokens=1000)
+        assert short.value.status_code == 402
+    await gateway.gateway.store.credit(account.username, 1_000_000, "credit")
+    assert (await call(account, shape, "hi", max_tokens=1000)).status == 200  # the minute's one request
+    assert (await call(account, shape, "hi", max_tokens=1000)).status == 429
+    assert len(simulator.seen()) == 1
