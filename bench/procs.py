@@ -85,7 +85,9 @@ class Child:
 
 
 def spawn(name: str, argv: list[str], port: int, cores: set[int] | None, log: Path,
-          env: dict[str, str] | None = None, module: str = "proxy") -> Child:
+          env: dict[str, str] | None = None, module: str = "proxy", python: str | None = None,
+          cwd: str | None = None) -> Child:
+    """``python -m module argv`` (this interpreter, or another tree's) pinned to ``cores``."""
     def prepare() -> None:
         raise_fd_limit()
         if cores:
@@ -93,8 +95,8 @@ def spawn(name: str, argv: list[str], port: int, cores: set[int] | None, log: Pa
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
     full_env.update(env or {})
-    popen = subprocess.Popen([sys.executable, "-m", module, *argv], preexec_fn=prepare, env=full_env,
-                             stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    popen = subprocess.Popen([python or sys.executable, "-m", module, *argv], preexec_fn=prepare, env=full_env,
+                             stdout=subprocess.DEVNULL, stderr=open(log, "w"), cwd=cwd)
     return Child(name, popen, f"http://127.0.0.1:{port}")
 
 

@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--delta-bytes", type=int, default=16)
     sim.add_argument("--api-key", help="require this key from clients")
     sim.add_argument("--record", action="store_true", help="keep the last 10,000 requests for GET /_sim/requests")
+    sim.add_argument("--prompt-cache", action="store_true",
+                     help="model Anthropic's prompt cache: cache_control prefixes seen within 5 minutes are read")
     sim.add_argument("--secret", help="the key its thinking signatures are made with (default: random), so that "
                                       "prepared conversations (the bench's) carry signatures it accepts")
 
@@ -299,11 +301,13 @@ async def _db_check(config: Config) -> int:
 
 
 def _run_simulator(args: argparse.Namespace) -> int:
+    from .upstream.sim_cache import PromptCache
     from .upstream.sim_script import Knobs
     from .upstream.simulator import SimulatorState, serve_simulator
 
     state = SimulatorState(knobs=Knobs(ttft_ms=args.ttft_ms, gap_ms=args.gap_ms, deltas=args.deltas,
-                                       delta_bytes=args.delta_bytes), api_key=args.api_key, record=args.record)
+                                       delta_bytes=args.delta_bytes), api_key=args.api_key, record=args.record,
+                           prompt_cache=PromptCache() if args.prompt_cache else None)
     if args.secret:
         state.secret = args.secret.encode()
 

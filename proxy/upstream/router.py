@@ -102,12 +102,21 @@ class LocalRoutingState:
 
 def prompt_prefix(body: dict | None) -> str | None:
     """What identifies a conversation's cacheable prefix: its system prompt and first
-    message (a hash; None without messages)."""
+    message (a hash; None without messages). ``cache_control`` markers are left out:
+    clients move them to the newest message each turn, and the prefix stays the same."""
     if not body or not isinstance(body.get("messages"), list) or not body["messages"]:
         return None
-    digest = hashlib.blake2b(orjson.dumps([body.get("system"), body["messages"][0]],
-                                          option=orjson.OPT_SORT_KEYS), digest_size=16)
+    parts = _unmarked([body.get("system"), body["messages"][0]])
+    digest = hashlib.blake2b(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS), digest_size=16)
     return digest.hexdigest()
+
+
+def _unmarked(value):
+    if isinstance(value, dict):
+        return {k: _unmarked(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_unmarked(v) for v in value]
+    return value
 
 
 def weighted_order(channels: list[Channel], rng: random.Random) -> list[Channel]:

@@ -25,7 +25,7 @@ import json
 import os
 from collections import deque
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import h11
@@ -33,6 +33,7 @@ import trio
 
 from .. import netio
 from ..protocol.http1 import chunk_frame
+from .sim_cache import PromptCache
 from .sim_script import (InvalidRequest, Knobs, Script, check_request, error_body, estimate_tokens, message_body,
                          mid_stream_error, plan, redacted_data, stream_events, stream_head, thinking_signature)
 
@@ -79,6 +80,8 @@ class SimulatorState:
     # Signs thinking blocks and seals redacted_thinking data; set it to sign blocks for a test beforehand.
     secret: bytes = field(default_factory=lambda: os.urandom(32))
     _plans_secret: bytes | None = field(default=None, init=False, repr=False)
+    # Opt-in: a prompt cache like Anthropic's (sim_cache.py); off, cache figures come from knobs only.
+    prompt_cache: PromptCache | None = None
 
     def sign_thinking(self, thinking: str) -> str:
         """The signature this simulator gives (and accepts back for) a thinking block with this text."""
@@ -94,16 +97,20 @@ class SimulatorState:
         if self._plans_secret != self.secret:
             self.plans.clear()
             self._plans_secret = self.secret
+        use = self.prompt_cache.use(body, time.monotonic()) if self.prompt_cache is not None else None
         key = (raw_body, betas)
-        found = self.plans.get(key)
+        found = self.plans.get(key) if use is None else None  # (a cached prompt's figures change)
         if found is None:
             check_request(body, self.secret, betas=betas)
-            script = plan(body, self.knobs, next(self.counter), self.secret)
+            knobs = self.knobs if use is None else replace(self.knobs, cache_read=use.read, cache_write=use.written,
+                                                          input_tokens=use.uncached)
+            script = plan(body, knobs, next(self.counter), self.secret)
             _, deltas, tail = stream_events(script)
             found = Planned(script, [chunk_frame(d) for d in deltas], chunk_frame(tail))
-            if len(self.plans) >= 256:
-                self.plans.clear()
-            self.plans[key] = found
+            if use is None:
+                if len(self.plans) >= 256:
+                    self.plans.clear()
+                self.plans[key] = found
         return found
 
 

@@ -242,3 +242,33 @@ def test_the_prompt_prefix_is_the_system_and_first_message_only():
     assert prompt_prefix(a.payload) == prompt_prefix(b.payload)
     assert prompt_prefix(_request("hello", system="t").payload) != prompt_prefix(a.payload)
     assert prompt_prefix({"messages": []}) is None
+    marked = _request("hello", system="s")
+    marked.payload["messages"][0]["content"] = [{"type": "text", "text": "hello",
+                                                  "cache_control": {"type": "ephemeral"}}]
+    unmarked = _request("hello", system="s")
+    unmarked.payload["messages"][0]["content"] = [{"type": "text", "text": "hello"}]
+    assert prompt_prefix(marked.payload) == prompt_prefix(unmarked.payload)  # markers move; the prefix stays
+
+
+async def test_cache_affinity_keeps_a_conversation_on_one_channel_and_its_cache_warm(nursery, config):
+    from bench.affinity import SYSTEM, conversation
+    from proxy.upstream.sim_cache import PromptCache
+
+    sims = []
+    for _ in range(2):
+        state = SimulatorState(api_key=UPSTREAM_KEY, prompt_cache=PromptCache())
+        url, _ = await nursery.start(partial(serve_simulator, "127.0.0.1", 0, state=state))
+        sims.append(Sim(url, state))
+    running, alice = await _gateway(nursery, config, [_channel("a", sims[0].url), _channel("b", sims[1].url)])
+    client = alice.anthropic()
+    for turn in range(4):
+        for index in range(6):
+            await client.messages.create(model="claude-sonnet-4.5", max_tokens=20, system=SYSTEM,
+                                         messages=conversation(index, 4)[turn])
+    for index in range(6):
+        served_by = {i for i, sim in enumerate(sims) for seen in sim.seen()
+                     if f"Task {index}," in json.dumps(seen.body)}
+        assert len(served_by) == 1, (index, served_by)
+    rows = sorted(await running.gateway.store.usage("alice", 100), key=lambda r: r.created_at)
+    later_turns = rows[6:]
+    assert all(r.cache_read > 0 for r in later_turns)
