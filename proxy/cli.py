@@ -25,7 +25,7 @@ from .config import PORTS, Config, ConfigError, load_config
 from .money import format_usd
 from .upstream.listing import COLUMNS
 from storage import describe_location
-from storage.base import StoreError
+from storage.base import KeyLimits, StoreError
 
 LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's db_path, else ./cheaplm.db in the current directory"
 EPILOG = (f"The ledger is one SQLite file: --db PATH (or a sqlite:///PATH URL), else {LEDGER_DEFAULT}. Only "
@@ -92,7 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     thinking = create.add_mutually_exclusive_group()
     thinking.add_argument("--pass-thinking", dest="pass_thinking", action="store_const", const=True)
     thinking.add_argument("--filter-thinking", dest="pass_thinking", action="store_const", const=False)
+    _limit_flags(create)
     key.add_parser("list", parents=[common]).add_argument("username")
+    limits = key.add_parser("set", parents=[common], help="change a key's limits (the others stay)")
+    limits.add_argument("prefix", help="the key's prefix or the whole key")
+    _limit_flags(limits)
     key.add_parser("revoke", parents=[common]).add_argument(
         "prefix", help="the key's prefix (sk-cl- and 8 more characters) or the whole key; only the prefix is shown")
 
@@ -122,6 +126,19 @@ def _parser() -> argparse.ArgumentParser:
                            "Benchmarks section)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("limits (none or 0: no limit)")
+    group.add_argument("--rpm", metavar="N", help="requests per minute")
+    group.add_argument("--tpm", metavar="N", help="tokens (input + output) per minute")
+    group.add_argument("--concurrency", metavar="N", help="requests at once")
+    group.add_argument("--daily-usd", metavar="USD", help="spend cap per UTC day")
+    group.add_argument("--monthly-usd", metavar="USD", help="spend cap per UTC month")
+
+
+def _limits(args: argparse.Namespace) -> dict[str, int | None]:
+    return admin.parse_limits({name: getattr(args, name) for name in admin.LIMIT_FLAGS})
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
@@ -154,9 +171,10 @@ async def _user_list(args: argparse.Namespace, config: Config, ledger: Ledger) -
 
 async def _key_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
     models = None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
+    limits = KeyLimits(**_limits(args))
     async with ledger() as store:
         key, record = await admin.create_key(store, config.catalog(), args.username, args.name, models,
-                                             not args.no_stream, args.ip, args.pass_thinking)
+                                             not args.no_stream, args.ip, args.pass_thinking, limits)
         print(key)
         print(f"(shown once; prefix {record.prefix})", file=sys.stderr)
 
@@ -166,8 +184,16 @@ async def _key_list(args: argparse.Namespace, config: Config, ledger: Ledger) ->
         keys = await admin.list_keys(store, args.username)
     _print_table([{
         "prefix": k.prefix, "name": k.name, "models": ",".join(k.models) if k.models else "*",
-        "stream": "yes" if k.allow_stream else "no", "ips": ",".join(k.ips) or "*",
+        "stream": "yes" if k.allow_stream else "no", "ips": ",".join(k.ips) or "*", **admin.describe_limits(k.limits),
         "created": k.created_at, "last_used": k.last_used_at or "-", "revoked": k.revoked_at or "-"} for k in keys])
+
+
+async def _key_set(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    changes = _limits(args)
+    async with ledger() as store:
+        record = await admin.set_key_limits(store, args.prefix, changes)
+    shown = admin.describe_limits(record.limits)
+    print(f"{record.prefix} ({record.username}): " + " ".join(f"{name}={value}" for name, value in shown.items()))
 
 
 async def _key_revoke(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
@@ -225,7 +251,7 @@ async def _upstream_set(args: argparse.Namespace, config: Config, ledger: Ledger
 
 _ADMIN: Mapping[str, Callable[[argparse.Namespace, Config, Ledger], Awaitable[None]]] = {
     "user create": _user_create, "user list": _user_list, "key create": _key_create, "key list": _key_list,
-    "key revoke": _key_revoke, "topup": _topup, "balance": _balance, "usage": _usage,
+    "key revoke": _key_revoke, "key set": _key_set, "topup": _topup, "balance": _balance, "usage": _usage,
     "upstream list": _upstream_list, "upstream enable": _upstream_enable, "upstream disable": _upstream_disable,
 }
 

@@ -16,20 +16,21 @@ storage.base import Store, StoreError, Account`` keeps working for every caller.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
-from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, StoreConfigError, StoreError,
-                     StoreUnavailable)
-from .records import (MAX_AMOUNT, MAX_BALANCE, Account, ChannelOverride, ChannelSnapshot, KeyRecord, LedgerEntry,
-                      Recovery, StoreStats, UsageRow, checked_amount, checked_balance)
+from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, SpendCapReached,
+                     StoreConfigError, StoreError, StoreUnavailable)
+from .records import (LIMIT_FIELDS, MAX_AMOUNT, MAX_BALANCE, MAX_RATE, NO_LIMITS, Account, ChannelOverride,
+                      ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
+                      checked_amount, checked_balance)
 
 __all__ = [
     "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "ChannelStore", "MaintenanceStore",
     "Store",
     "StoreError", "StoreUnavailable", "StoreConfigError", "AmountOutOfRange", "NotFound", "AlreadyExists",
-    "InsufficientBalance", "MAX_AMOUNT", "MAX_BALANCE", "checked_amount", "checked_balance",
-    "Account", "ChannelOverride", "ChannelSnapshot", "KeyRecord", "LedgerEntry", "Recovery", "StoreStats",
-    "UsageRow",
+    "InsufficientBalance", "SpendCapReached", "MAX_AMOUNT", "MAX_BALANCE", "MAX_RATE", "checked_amount",
+    "checked_balance", "Account", "ChannelOverride", "ChannelSnapshot", "KeyLimits", "LIMIT_FIELDS", "NO_LIMITS",
+    "KeyRecord", "LedgerEntry", "Recovery", "StoreStats", "UsageRow",
 ]
 
 
@@ -38,7 +39,11 @@ class KeyStore(Protocol):
 
     async def create_key(self, username: str, prefix: str, key_hash: str, name: str,
                          models: tuple[str, ...] | None, allow_stream: bool,
-                         ips: tuple[str, ...], pass_thinking: bool | None) -> KeyRecord: ...
+                         ips: tuple[str, ...], pass_thinking: bool | None,
+                         limits: KeyLimits = NO_LIMITS) -> KeyRecord: ...
+    async def set_key_limits(self, prefix: str, changes: Mapping[str, int | None]) -> KeyRecord:
+        """Change some of a key's limits (names from LIMIT_FIELDS; None clears one) in one
+        write; the others keep their values. NotFound for an unknown prefix."""
     async def list_keys(self, username: str) -> Sequence[KeyRecord]: ...
     async def find_key(self, prefix: str) -> KeyRecord | None:
         """The key with this prefix (revoked ones included), or None. On a request's
@@ -66,11 +71,15 @@ class HoldStore(Protocol):
     leave |balance| > MAX_BALANCE raises AmountOutOfRange and applies nothing. A store
     opened without an instance id (the admin CLI) may not place holds."""
 
-    async def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
-        """Hold ``amount`` of the available balance, owned by this instance."""
+    async def place_hold(self, account_id: int, amount: int, request_id: str, key_id: int | None = None) -> int:
+        """Hold ``amount`` of the available balance, owned by this instance, for the key
+        ``key_id`` (of that account). In the same transaction as the balance check: when
+        the key has spend caps, SpendCapReached if the key's spend in the current UTC day
+        (or month) -- charges settled in it, plus its open holds, plus this one -- would
+        pass the cap. Nothing is held then."""
     async def extend_hold(self, hold_id: int, extra: int) -> None:
         """Grow an open hold by ``extra`` (InsufficientBalance when the available balance
-        cannot cover it; nothing changes then)."""
+        cannot cover it, SpendCapReached when its key's caps cannot; nothing changes then)."""
     async def settle(self, hold_id: int, row: UsageRow) -> Account:
         """Close an open hold: charge ``row.cost`` (a 'charge' ledger entry, ref = the
         request id) and write its usage row. NotFound if the hold is not open."""

@@ -66,6 +66,36 @@ class Account:
         return self.balance - self.held
 
 
+MAX_RATE = 2**53  # the largest rpm, tpm or concurrency a key may have
+LIMIT_FIELDS = ("rpm", "tpm", "concurrency", "daily_usd", "monthly_usd")
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """A key's limits, None where it has none. ``rpm``, ``tpm`` (input + output tokens)
+    and ``concurrency`` are rates, kept by the gateway's limiter (proxy/limits.py);
+    ``daily_usd`` and ``monthly_usd`` are spend caps in micro-USD per UTC calendar day and
+    month, enforced by the store with the hold, like the balance.
+
+    ``limited`` (any rate limit) and ``capped`` (any spend cap) are computed once, so a
+    key without limits costs one attribute check per request."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+    daily_usd: int | None = None
+    monthly_usd: int | None = None
+    limited: bool = field(init=False, repr=False, compare=False)
+    capped: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limited", bool(self.rpm or self.tpm or self.concurrency))
+        object.__setattr__(self, "capped", bool(self.daily_usd or self.monthly_usd))
+
+
+NO_LIMITS = KeyLimits()
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     id: int
@@ -81,6 +111,7 @@ class KeyRecord:
     created_at: str = ""
     last_used_at: str | None = None
     revoked_at: str | None = None
+    limits: KeyLimits = NO_LIMITS
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,14 @@ on the event loop, on a read-only connection (reader.py)."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import trio
 
 from ..errors import StoreError
 from ..location import MEMORY
-from ..records import (Account, ChannelOverride, ChannelSnapshot, KeyRecord, LedgerEntry, Recovery, StoreStats,
-                       UsageRow)
+from ..records import (NO_LIMITS, Account, ChannelOverride, ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry,
+                       Recovery, StoreStats, UsageRow)
 from . import checks
 from .channels import SqliteChannels
 from .connection import connect, connect_reader
@@ -64,9 +64,13 @@ class SqliteStore:
 
     async def create_key(self, username: str, prefix: str, key_hash: str, name: str,
                          models: tuple[str, ...] | None, allow_stream: bool,
-                         ips: tuple[str, ...], pass_thinking: bool | None) -> KeyRecord:
+                         ips: tuple[str, ...], pass_thinking: bool | None,
+                         limits: KeyLimits = NO_LIMITS) -> KeyRecord:
         return await self._lane.run(self._ledger.create_key, username, prefix, key_hash, name, models,
-                                    allow_stream, ips, pass_thinking)
+                                    allow_stream, ips, pass_thinking, limits)
+
+    async def set_key_limits(self, prefix: str, changes: Mapping[str, int | None]) -> KeyRecord:
+        return await self._lane.run(self._ledger.set_key_limits, prefix, dict(changes))
 
     async def list_keys(self, username: str) -> Sequence[KeyRecord]:
         return await self._lane.run(self._ledger.list_keys, username)
@@ -94,10 +98,10 @@ class SqliteStore:
     async def unregister_instance(self) -> None:
         await self._lane.run(self._owners.unregister_instance)
 
-    async def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
+    async def place_hold(self, account_id: int, amount: int, request_id: str, key_id: int | None = None) -> int:
         if self._ledger.instance_id is None:
             raise StoreError("this store was opened without an instance id: it may not place holds")
-        return await self._lane.run(self._ledger.place_hold, account_id, amount, request_id)
+        return await self._lane.run(self._ledger.place_hold, account_id, amount, request_id, key_id)
 
     async def extend_hold(self, hold_id: int, extra: int) -> None:
         await self._lane.run(self._ledger.extend_hold, hold_id, extra)

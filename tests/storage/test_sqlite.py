@@ -190,6 +190,28 @@ async def test_holds_from_before_owners_are_recovered_as_orphans(tmp_path):
     await store.aclose()
 
 
+async def test_key_limits_migration_rolls_up_the_charges_made_before_it(tmp_path):
+    """0003_key_limits: each key's charges per UTC day, from the usage rows already there."""
+    path = str(tmp_path / "before-limits.db")
+    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, step in MIGRATIONS[:2]:
+        step(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES ('old', 0, 0, 'then')")
+    for request_id, cost, at in (("a", 5, "2026-11-01T10:00:00.000+00:00"), ("b", 7, "2026-11-01T23:59:59.999+00:00"),
+                                 ("c", 0, "2026-11-02T00:00:00.000+00:00"), ("d", 3, "2026-11-02T00:00:00.000+00:00")):
+        db.execute("INSERT INTO usage (request_id, key_id, account_id, model, endpoint, stream, status, cost, "
+                   "created_at) VALUES (?, 1, 1, 'm', 'messages', 0, 200, ?, ?)", (request_id, cost, at))
+    db.conn.close()
+    store = await open_store(path, instance_id="inst-a")
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT key_id, day, spent FROM key_spend ORDER BY day").fetchall() == [
+        (1, "2026-11-01", 12), (1, "2026-11-02", 3)]
+    conn.close()
+    await store.aclose()
+
+
 async def test_connections_opening_a_new_ledger_at_once_migrate_it_once(tmp_path):
     path = str(tmp_path / "new.db")
     stores = []
