@@ -96,12 +96,16 @@ class Admission:
         self.done = False
         self.headers = headers  # anthropic-ratelimit-* for the response
 
+    def _close(self) -> "_Window | None":
+        """The key's window, the first time only (an admission ends once)."""
+        if self.done:
+            return None
+        self.done = True
+        return self.limiter.windows.get(self.key_id)
+
     def finish(self, tokens_used: int) -> None:
         """The request is over; what it really used replaces its token reservation."""
-        if self.done:
-            return
-        self.done = True
-        window = self.limiter.windows.get(self.key_id)
+        window = self._close()
         if window is None:
             return
         if self._tokens is not None:
@@ -110,10 +114,7 @@ class Admission:
 
     def cancel(self) -> None:
         """The request never reached the upstream: it counts for nothing."""
-        if self.done:
-            return
-        self.done = True
-        window = self.limiter.windows.get(self.key_id)
+        window = self._close()
         if window is None:
             return
         if self._request is not None and window.requests and window.requests[-1] == self._request:
