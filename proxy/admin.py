@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 import re
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Mapping, Sequence
 
 from .auth import hash_key, key_prefix, new_key, parse_networks
 from .catalog import Catalog
+from .config import Config
 from .money import MAX_AMOUNT, format_usd, parse_usd, scale
+from .upstream.listing import channel_names, configured_rows, live_rows
 from storage import open_store, parse_location
-from storage.base import Account, AlreadyExists, KeyRecord, Store, UsageRow
+from storage.base import (LIMIT_FIELDS, MAX_RATE, NO_LIMITS, Account, AlreadyExists, ChannelOverride, KeyLimits,
+                          KeyRecord, Store, UsageRow)
+
+# a key limit -> its CLI flag; the *_usd ones are USD amounts, the others whole numbers
+LIMIT_FLAGS = {"rpm": "--rpm", "tpm": "--tpm", "concurrency": "--concurrency", "daily_usd": "--daily-usd",
+               "monthly_usd": "--monthly-usd"}
+CLEAR = ("none", "0")
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
@@ -66,6 +75,49 @@ async def revoke_key(store: Store, key_or_prefix: str) -> KeyRecord:
     return await store.revoke_key(key_prefix(key_or_prefix.strip()))
 
 
+def parse_limits(given: Mapping[str, str | None]) -> dict[str, int | None]:
+    """Key limits as the operator typed them (name -> text, None: not given) as values:
+    a positive whole number (rpm, tpm, concurrency) or USD amount (caps, in micro-USD);
+    ``none`` or ``0`` for no limit."""
+    parsed: dict[str, int | None] = {}
+    for name, text in given.items():
+        if text is None:
+            continue
+        flag = LIMIT_FLAGS[name]
+        if text.strip().lower() in CLEAR:
+            parsed[name] = None
+        elif name.endswith("_usd"):
+            try:
+                parsed[name] = parse_usd(text)
+            except ValueError as exc:
+                raise AdminError(f"{flag}: {exc}") from None
+            if parsed[name] <= 0:
+                raise AdminError(f"{flag} must be a positive USD amount (or none), got {text!r}")
+        else:
+            try:
+                value = int(text.strip())
+            except ValueError:
+                value = 0
+            if not 0 < value <= MAX_RATE:
+                raise AdminError(f"{flag} must be a whole number from 1 to {MAX_RATE} (or none), got {text!r}")
+            parsed[name] = value
+    return parsed
+
+
+async def set_key_limits(store: Store, key_or_prefix: str, changes: Mapping[str, int | None]) -> KeyRecord:
+    """Change some of a key's limits (the others stay as they are); a running gateway
+    sees them within its key_cache_seconds."""
+    if not changes:
+        raise AdminError(f"nothing to set: give at least one of {', '.join(LIMIT_FLAGS.values())}")
+    return await store.set_key_limits(key_prefix(key_or_prefix.strip()), changes)
+
+
+def describe_limits(limits: KeyLimits) -> dict[str, str]:
+    """A key's limits for a listing: each value, or "-"."""
+    return {name: "-" if value is None else format_usd(value) if name.endswith("_usd") else str(value)
+            for name in LIMIT_FIELDS for value in [getattr(limits, name)]}
+
+
 async def usage(store: Store, username: str, limit: int = 20) -> Sequence[UsageRow]:
     """The latest ``limit`` usage rows, newest first."""
     if limit < 1:
@@ -75,7 +127,8 @@ async def usage(store: Store, username: str, limit: int = 20) -> Sequence[UsageR
 
 async def create_key(store: Store, catalog: Catalog, username: str, name: str = "default",
                      models: Sequence[str] | None = None, allow_stream: bool = True,
-                     ips: Sequence[str] = (), pass_thinking: bool | None = None) -> tuple[str, KeyRecord]:
+                     ips: Sequence[str] = (), pass_thinking: bool | None = None,
+                     limits: KeyLimits = NO_LIMITS) -> tuple[str, KeyRecord]:
     """Create a key; returns (the full key, shown once; its stored record)."""
     canonical = None
     if models is not None:
@@ -96,7 +149,8 @@ async def create_key(store: Store, catalog: Catalog, username: str, name: str = 
         key = new_key()
         try:
             record = await store.create_key(username, key_prefix(key), hash_key(key), name, canonical,
-                                            allow_stream, tuple(str(n) for n in networks), pass_thinking)
+                                            allow_stream, tuple(str(n) for n in networks), pass_thinking,
+                                            limits)
             return key, record
         except AlreadyExists:
             continue  # a prefix collision: draw again
@@ -126,3 +180,32 @@ async def topup(store: Store, username: str, multiplier: Decimal, paid_usd: str 
     if paid_usd is not None:
         return await store.credit(username, credit, "topup", paid=amount)
     return await store.credit(username, credit, "credit")
+
+
+@dataclass(frozen=True)
+class UpstreamListing:
+    rows: list[dict]   # listing.COLUMNS each
+    instances: int     # the live gateway instances they come from (0: from the configuration)
+
+
+async def upstream_list(store: Store, config: Config) -> UpstreamListing:
+    """The channels as the running gateways report them (counters summed across them),
+    or as the configuration and the operator's overrides start them when none runs."""
+    snapshots = await store.channel_status()
+    overrides = await store.channel_overrides()
+    if snapshots:
+        return UpstreamListing(live_rows(snapshots, overrides), len(snapshots))
+    return UpstreamListing(configured_rows(config, overrides), 0)
+
+
+async def set_upstream_enabled(store: Store, config: Config, name: str, enabled: bool,
+                               reason: str = "") -> ChannelOverride:
+    """The operator's override of a channel the configuration or a running gateway has;
+    running gateways apply it within ``channel_sync_interval`` seconds."""
+    names = channel_names(config, await store.channel_status())
+    if name not in names:
+        if not names:
+            raise AdminError("there is no upstream channel to enable or disable: one [upstream] serves "
+                             "(channels are [[upstreams]] tables)")
+        raise AdminError(f"no upstream channel named {name!r} (channels: {', '.join(names)})")
+    return await store.set_channel_enabled(name, enabled, " ".join(reason.split()))

@@ -24,8 +24,9 @@ import trio
 from . import accounts, admin, logs
 from .config import PORTS, Config, ConfigError, load_config
 from .money import format_usd, parse_usd, scale
+from .upstream.listing import COLUMNS
 from storage import describe_location
-from storage.base import StoreError
+from storage.base import KeyLimits, StoreError
 
 LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's db_path, else ./cheaplm.db in the current directory"
 EPILOG = (f"The ledger is one SQLite file: --db PATH (or a sqlite:///PATH URL), else {LEDGER_DEFAULT}. Only "
@@ -95,7 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     thinking = create.add_mutually_exclusive_group()
     thinking.add_argument("--pass-thinking", dest="pass_thinking", action="store_const", const=True)
     thinking.add_argument("--filter-thinking", dest="pass_thinking", action="store_const", const=False)
+    _limit_flags(create)
     key.add_parser("list", parents=[common]).add_argument("username")
+    limits = key.add_parser("set", parents=[common], help="change a key's limits (the others stay)")
+    limits.add_argument("prefix", help="the key's prefix or the whole key")
+    _limit_flags(limits)
     key.add_parser("revoke", parents=[common]).add_argument(
         "prefix", help="the key's prefix (sk-cl- and 8 more characters) or the whole key; only the prefix is shown")
 
@@ -109,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("username")
     usage.add_argument("--limit", type=int, default=20)
 
+    upstream = sub.add_parser("upstream", help="upstream channels: their state; enable or disable one").add_subparsers(
+        dest="action", required=True)
+    upstream.add_parser("list", parents=[common], help="each channel's state and counters, across running gateways")
+    upstream.add_parser("enable", parents=[common], help="take a channel back into service (also after its "
+                        "credential was refused)").add_argument("name")
+    disable = upstream.add_parser("disable", parents=[common], help="send a channel no more requests")
+    disable.add_argument("name")
+    disable.add_argument("--reason", default="", help="shown in `upstream list` and /health")
+
     db = sub.add_parser("db", help="ledger maintenance").add_subparsers(dest="action", required=True)
     db.add_parser("check", parents=[common], help="verify the ledger's invariants (exit 1 on a problem)")
 
@@ -116,6 +130,19 @@ def _parser() -> argparse.ArgumentParser:
                            "Benchmarks section)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("limits (none or 0: no limit)")
+    group.add_argument("--rpm", metavar="N", help="requests per minute")
+    group.add_argument("--tpm", metavar="N", help="tokens (input + output) per minute")
+    group.add_argument("--concurrency", metavar="N", help="requests at once")
+    group.add_argument("--daily-usd", metavar="USD", help="spend cap per UTC day")
+    group.add_argument("--monthly-usd", metavar="USD", help="spend cap per UTC month")
+
+
+def _limits(args: argparse.Namespace) -> dict[str, int | None]:
+    return admin.parse_limits({name: getattr(args, name) for name in admin.LIMIT_FLAGS})
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
@@ -218,9 +245,10 @@ async def _user_list(args: argparse.Namespace, config: Config, ledger: Ledger) -
 
 async def _key_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
     models = None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
+    limits = KeyLimits(**_limits(args))
     async with ledger() as store:
         key, record = await admin.create_key(store, config.catalog(), args.username, args.name, models,
-                                             not args.no_stream, args.ip, args.pass_thinking)
+                                             not args.no_stream, args.ip, args.pass_thinking, limits)
         print(key)
         print(f"(shown once; prefix {record.prefix})", file=sys.stderr)
 
@@ -230,8 +258,16 @@ async def _key_list(args: argparse.Namespace, config: Config, ledger: Ledger) ->
         keys = await admin.list_keys(store, args.username)
     _print_table([{
         "prefix": k.prefix, "name": k.name, "models": ",".join(k.models) if k.models else "*",
-        "stream": "yes" if k.allow_stream else "no", "ips": ",".join(k.ips) or "*",
+        "stream": "yes" if k.allow_stream else "no", "ips": ",".join(k.ips) or "*", **admin.describe_limits(k.limits),
         "created": k.created_at, "last_used": k.last_used_at or "-", "revoked": k.revoked_at or "-"} for k in keys])
+
+
+async def _key_set(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    changes = _limits(args)
+    async with ledger() as store:
+        record = await admin.set_key_limits(store, args.prefix, changes)
+    shown = admin.describe_limits(record.limits)
+    print(f"{record.prefix} ({record.username}): " + " ".join(f"{name}={value}" for name, value in shown.items()))
 
 
 async def _key_revoke(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
@@ -260,12 +296,37 @@ async def _usage(args: argparse.Namespace, config: Config, ledger: Ledger) -> No
         "time": u.created_at, "request": u.request_id, "model": u.model, "endpoint": u.endpoint,
         "stream": int(u.stream), "status": u.status, "in": u.input_tokens,
         "cache_w": u.cache_write_5m + u.cache_write_1h, "cache_r": u.cache_read, "out": u.output_tokens,
-        "cost_usd": format_usd(u.cost), "partial": int(u.partial)} for u in rows])
+        "cost_usd": format_usd(u.cost), "partial": int(u.partial), "channel": u.channel or "-",
+        "attempts": "-" if u.attempts is None else u.attempts} for u in rows])
+
+
+async def _upstream_list(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    async with ledger() as store:
+        listing = await admin.upstream_list(store, config)
+    _print_table([{c: row[c] for c in COLUMNS} for row in listing.rows])
+    print(f"({listing.instances} running gateway instance(s); counters summed)" if listing.instances else
+          "(no gateway is running: as the configuration and the operator's overrides start them)", file=sys.stderr)
+
+
+async def _upstream_enable(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    await _upstream_set(args, config, ledger, True)
+
+
+async def _upstream_disable(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
+    await _upstream_set(args, config, ledger, False)
+
+
+async def _upstream_set(args: argparse.Namespace, config: Config, ledger: Ledger, enabled: bool) -> None:
+    async with ledger() as store:
+        override = await admin.set_upstream_enabled(store, config, args.name, enabled, getattr(args, "reason", ""))
+    print(f"{'enabled' if override.enabled else 'disabled'} upstream channel {override.name} (running gateways "
+          f"apply it within {config.channel_sync_interval:g} s)")
 
 
 _ADMIN: Mapping[str, Callable[[argparse.Namespace, Config, Ledger], Awaitable[None]]] = {
     "user create": _user_create, "user list": _user_list, "key create": _key_create, "key list": _key_list,
-    "key revoke": _key_revoke, "topup": _topup, "balance": _balance, "usage": _usage,
+    "key revoke": _key_revoke, "key set": _key_set, "topup": _topup, "balance": _balance, "usage": _usage,
+    "upstream list": _upstream_list, "upstream enable": _upstream_enable, "upstream disable": _upstream_disable,
     "user passwd": _user_passwd, "user disable": _user_disable, "user enable": _user_disable,
     "code create": _code_create, "code list": _code_list,
 }

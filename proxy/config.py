@@ -130,6 +130,9 @@ class Config:
     lease_seconds: float = 15.0
     progress_interval: float = 2.0
     store_busy_timeout: float = 5.0
+    # How often a running gateway applies the operator's channel overrides (cheaplm
+    # upstream enable|disable) and publishes its channels' state (cheaplm upstream list).
+    channel_sync_interval: float = 2.0
     # Observability: the log's format (one JSON object a line, or text), and who may read
     # /metrics besides loopback: these networks, or anyone presenting the token.
     log_format: str = "text"
@@ -178,7 +181,8 @@ _TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
         "max_body_bytes": int, "pass_thinking": bool, "key_cache_seconds": float, "log_level": str,
         "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
         "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
-        "progress_interval": float, "store_busy_timeout": float, "log_format": str, "metrics_token": str}
+        "progress_interval": float, "store_busy_timeout": float, "channel_sync_interval": float,
+        "log_format": str, "metrics_token": str}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
        "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
        "sim_deltas": int}
@@ -369,6 +373,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("max_tokens_policy must be clamp or reject")
     if config.body_timeout <= 0 or config.body_grace < 0 or config.body_min_rate < 0:
         raise ConfigError("body_timeout must be positive; body_grace and body_min_rate not negative")
+    if not 0 < config.channel_sync_interval < math.inf:
+        raise ConfigError(f"channel_sync_interval must be a positive number of seconds, got "
+                          f"{config.channel_sync_interval}")
     if config.lease_seconds < 1 or config.progress_interval <= 0 or config.store_busy_timeout < 0:
         raise ConfigError("lease_seconds must be at least 1, progress_interval positive, "
                           "store_busy_timeout not negative")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .money import format_usd
 from .protocol.stream_a2o import error_line
-from storage.base import AlreadyExists, InsufficientBalance, NotFound, StoreError, StoreUnavailable
+from storage.base import AlreadyExists, InsufficientBalance, NotFound, SpendCapReached, StoreError, StoreUnavailable
 
 # status -> (Anthropic error.type (protocol.md section 1), OpenAI error.type)
 TYPES = {
@@ -139,6 +139,15 @@ def store_unavailable(retry_after: int) -> GatewayError:
                              f"{retry_after} s.", "api_error", headers=(("retry-after", str(retry_after)),))
 
 
+def spend_cap(exc: SpendCapReached) -> GatewayError:
+    """A key's daily or monthly spend cap would be passed: 429 until the period rolls over."""
+    period = {"daily": "today (UTC)", "monthly": "this month (UTC)"}.get(exc.period, exc.period)
+    return GatewayError(
+        429, f"This API key's {exc.period} spend cap of ${format_usd(exc.cap)} is reached: "
+             f"${format_usd(exc.left)} is left {period} and this request may cost up to ${format_usd(exc.needed)}. "
+             f"Retry in {exc.retry_after} s.", "rate_limit_error", headers=(("retry-after", str(exc.retry_after)),))
+
+
 def from_store(exc: StoreError) -> GatewayError:
     """The storage edge's one mapping: a StoreError as the error a client sees. In
     every case nothing was applied. A caller with more to say about an expected outcome
@@ -147,6 +156,8 @@ def from_store(exc: StoreError) -> GatewayError:
     comes here."""
     if isinstance(exc, StoreUnavailable):
         return store_unavailable(exc.retry_after)
+    if isinstance(exc, SpendCapReached):
+        return spend_cap(exc)
     if isinstance(exc, InsufficientBalance):
         return billing(f"Insufficient balance: ${format_usd(max(exc.available, 0))} is available, "
                        f"${format_usd(exc.needed)} is needed")

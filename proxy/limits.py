@@ -21,24 +21,15 @@ A key without limits costs one attribute check. The state lives in the process, 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 from . import errors
+from storage.base import KeyLimits
+
+__all__ = ["KeyLimits", "Limiter", "Admission", "WINDOW"]
 
 WINDOW = 60.0
-
-
-@dataclass(frozen=True)
-class KeyLimits:
-    rpm: int | None = None
-    tpm: int | None = None
-    concurrency: int | None = None
-
-    @property
-    def limited(self) -> bool:
-        return bool(self.rpm or self.tpm or self.concurrency)
 
 
 class _Window:
@@ -57,7 +48,9 @@ class _Window:
         while self.requests and self.requests[0] <= horizon:
             self.requests.popleft()
         while self.tokens and self.tokens[0].at <= horizon:
-            self.token_sum -= self.tokens.popleft().tokens
+            entry = self.tokens.popleft()
+            self.token_sum -= entry.tokens
+            entry.live = False
 
     def idle(self) -> bool:
         return not self.requests and not self.tokens and not self.in_flight
@@ -75,12 +68,19 @@ class _Window:
 
 
 class _Tokens:
-    """One admission's tokens in the window (compared by identity: two may be equal)."""
+    """One admission's tokens; ``live`` while it is in the window (so that finishing or
+    cancelling it costs O(1), however many requests the window holds)."""
 
-    __slots__ = ("at", "tokens")
+    __slots__ = ("at", "tokens", "live")
 
     def __init__(self, at: float, tokens: int) -> None:
-        self.at, self.tokens = at, tokens
+        self.at, self.tokens, self.live = at, tokens, True
+
+    def replace(self, window: "_Window", tokens: int) -> None:
+        """Count ``tokens`` instead, if it is still in the window."""
+        if self.live:
+            window.token_sum += tokens - self.tokens
+            self.tokens = tokens
 
 
 class Admission:
@@ -96,32 +96,37 @@ class Admission:
         self.done = False
         self.headers = headers  # anthropic-ratelimit-* for the response
 
+    def _close(self) -> "_Window | None":
+        """The key's window, the first time only (an admission ends once)."""
+        if self.done:
+            return None
+        self.done = True
+        return self.limiter.windows.get(self.key_id)
+
     def finish(self, tokens_used: int) -> None:
         """The request is over; what it really used replaces its token reservation."""
-        if self.done:
-            return
-        self.done = True
-        window = self.limiter.windows.get(self.key_id)
+        window = self._close()
         if window is None:
             return
-        if self._tokens is not None and self._tokens in window.tokens:
-            window.token_sum += tokens_used - self._tokens.tokens
-            self._tokens.tokens = tokens_used
+        if self._tokens is not None:
+            self._tokens.replace(window, tokens_used)
         self.limiter.leave(self.key_id, window)
 
     def cancel(self) -> None:
         """The request never reached the upstream: it counts for nothing."""
-        if self.done:
-            return
-        self.done = True
-        window = self.limiter.windows.get(self.key_id)
+        window = self._close()
         if window is None:
             return
-        if self._request is not None and self._request in window.requests:
+        if self._request is not None and window.requests and window.requests[-1] == self._request:
+            window.requests.pop()
+        elif self._request is not None and self._request in window.requests:
             window.requests.remove(self._request)
-        if self._tokens is not None and self._tokens in window.tokens:
-            window.token_sum -= self._tokens.tokens
-            window.tokens.remove(self._tokens)
+        entry = self._tokens
+        if entry is not None:
+            entry.replace(window, 0)
+            if window.tokens and window.tokens[-1] is entry:  # (the usual case: cancelled at once)
+                window.tokens.pop()
+                entry.live = False
         self.limiter.leave(self.key_id, window)
 
 

@@ -25,8 +25,8 @@ from .billing import usage_cost
 from .money import format_usd
 from .outcome import Outcome
 from .protocol.usage import Usage
-from storage.base import (Account, AmountOutOfRange, InsufficientBalance, KeyRecord, NotFound, StoreError,
-                          StoreUnavailable, UsageRow)
+from storage.base import (Account, AmountOutOfRange, InsufficientBalance, KeyRecord, NotFound, SpendCapReached,
+                          StoreError, StoreUnavailable, UsageRow)
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -89,6 +89,11 @@ class Ticket:
             self.channel, self.attempts, row.error_type, row.partial, row.input_tokens, row.cache_write_5m,
             row.cache_write_1h, row.cache_read, row.output_tokens, row.cost, row.ttft_ms, row.latency_ms))
 
+    @property
+    def limit_headers(self) -> list[tuple[bytes, bytes]]:
+        """The key's anthropic-ratelimit-* headers for the response (none without limits)."""
+        return self.admission.headers if self.admission is not None else []
+
     def progress_mark(self) -> tuple | None:
         """What a checkpoint would record, or None while nothing is chargeable."""
         tap, progress = self.tap, self.progress
@@ -120,7 +125,7 @@ class Ticket:
                 f"Insufficient balance: this prompt is {usage.prompt_tokens} tokens, more than estimated, and "
                 f"${format_usd(max(short.available, 0))} is available for the ${format_usd(extra)} more it may "
                 f"cost. Top up, or lower max_tokens.") from None
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, SpendCapReached) as exc:
             raise errors.from_store(exc) from None
         self.held = needed
 
@@ -129,7 +134,7 @@ class Ticket:
                         endpoint=self.endpoint, stream=self.parsed.stream, status=status,
                         cost=usage_cost(usage, self.parsed.model.prices), partial=partial, error_type=error_type,
                         latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-                        ttft_ms=self.ttft_ms, **usage.as_dict())
+                        ttft_ms=self.ttft_ms, channel=self.channel, attempts=self.attempts, **usage.as_dict())
 
     async def settle(self, usage: Usage, status: int = 200, partial: bool = False,
                      error_type: str | None = None) -> tuple[int, Account]:

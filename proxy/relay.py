@@ -99,17 +99,27 @@ async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
     await _restore_thinking(gateway, key, parsed, request_id)
     request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded, parsed.body)
     request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
-    amount = hold_amount(parsed.model, estimate_input_tokens(parsed.body), parsed.max_tokens)
+    estimate = estimate_input_tokens(parsed.body)
+    amount = hold_amount(parsed.model, estimate, parsed.max_tokens)
+    # The key's rate limits (a 429 here: nothing held, no upstream contact), then the hold,
+    # which the key's spend caps bound with the balance. A request that gets no ticket
+    # gives its admission back: it counts for nothing.
+    admission = gateway.limiter.admit(key.id, key.limits, estimate + parsed.max_tokens)
     try:
-        hold_id = await gateway.store.place_hold(key.account_id, amount, request_id)
-    except InsufficientBalance as short:
-        raise errors.billing(
-            f"Insufficient balance: this request may cost up to ${format_usd(amount)} and "
-            f"${format_usd(max(short.available, 0))} is available. Top up, or lower max_tokens.") from None
+        hold_id = await gateway.store.place_hold(key.account_id, amount, request_id, key.id)
+    except BaseException as exc:
+        if admission is not None:
+            admission.cancel()
+        if isinstance(exc, InsufficientBalance):
+            raise errors.billing(
+                f"Insufficient balance: this request may cost up to ${format_usd(amount)} and "
+                f"${format_usd(max(exc.available, 0))} is available. Top up, or lower max_tokens.") from None
+        raise
     gateway.holds_open += 1  # (until the ticket's outcome is recorded)
     if parsed.notes:
         log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
-    return Ticket(gateway, request_id, key, parsed, adaptor.endpoint, hold_id, started, held=amount), request
+    return Ticket(gateway, request_id, key, parsed, adaptor.endpoint, hold_id, started, held=amount,
+                  admission=admission), request
 
 
 def _record_refusal(gateway: Gateway, adaptor: Adaptor, request_id: str, started: float, known: _Known,
@@ -164,6 +174,7 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
     try:
         response = await gateway.upstream.send(request)
     except errors.GatewayError as error:
+        ticket.attempts = request.attempts  # no channel served: the usage row still says how many were tried
         await ticket.close(None, error.status, error_type=error.error_type)
         raise
     ticket.channel, ticket.attempts = response.channel or None, response.attempts
@@ -189,6 +200,7 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
         (b"x-cheaplm-cost-usd", format_usd(cost).encode()),
         (b"x-cheaplm-balance-usd", format_usd(account.balance).encode()),
         *ticket.parsed.notes,
+        *ticket.limit_headers,
     ])
 
 
@@ -257,7 +269,8 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 await ticket.close(None, error.status, error_type=error.error_type)
                 raise error
             renderer = adaptor.stream_renderer(ticket.parsed, ticket.request_id)
-            await ex.start_stream([(b"request-id", ticket.request_id.encode()), *ticket.parsed.notes])
+            await ex.start_stream([(b"request-id", ticket.request_id.encode()), *ticket.parsed.notes,
+                                   *ticket.limit_headers])
             try:
                 held = await _pump(upstream, tap, renderer, ex, ticket, gateway.upstream.idle_timeout, progress)
                 held += tap.close_events()
@@ -274,7 +287,11 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 # error event in its own protocol, then the stream ends.
                 stream_error = error
                 await ex.end_stream(adaptor.error_event(error, ticket.request_id))
+    except errors.GatewayError as error:  # no upstream answered: the usage row says what the client was told
+        stream_error = error
+        raise
     finally:
         gateway.in_flight.discard(ticket)
         if not ticket.closed:
+            ticket.attempts = ticket.attempts or request.attempts  # (none served: how many were tried)
             await settle_unfinished(ticket, tap, progress.tokens, ex.disconnected, stream_error)

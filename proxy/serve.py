@@ -17,6 +17,7 @@ from .config import Config
 from .gateway import Gateway
 from .instance import checkpoint_progress, new_instance_id
 from .upstream.channels import open_upstream
+from .upstream.operator import sync_channels
 from .upstream.sim_script import Knobs
 from .upstream.simulator import SimulatorState, serve_simulator
 from storage import describe_location, open_store
@@ -78,6 +79,9 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
             if simulator_url is None:
                 log.info("upstream: %s", upstream.label)
             try:
+                # The operator's channel overrides are applied before the first request, then every
+                # channel_sync_interval s, when this instance's channel status is published too.
+                await nursery.start(sync_channels, store, upstream, config.channel_sync_interval)
                 # Streams are settled in this nursery, after their handler has returned: a
                 # keep-alive connection's next request is served only once the previous
                 # handler is done, and settling (a ledger transaction) need not hold it up.

@@ -16,20 +16,23 @@ storage.base import Store, StoreError, Account`` keeps working for every caller.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
-from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, StoreConfigError, StoreError,
-                     StoreUnavailable)
+from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, SpendCapReached,
+                     StoreConfigError, StoreError, StoreUnavailable)
 from .errors import CodeRefused
-from .records import (MAX_AMOUNT, MAX_BALANCE, Account, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
+from .records import (LIMIT_FIELDS, MAX_AMOUNT, MAX_BALANCE, MAX_RATE, NO_LIMITS, Account, ChannelOverride,
+                      ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
                       checked_amount, checked_balance)
 from .records import ROLES, CodeRecord, Payment, Profile, Session, UsageLine
 
 __all__ = [
-    "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "MaintenanceStore", "Store",
+    "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "ChannelStore", "MaintenanceStore",
+    "Store",
     "StoreError", "StoreUnavailable", "StoreConfigError", "AmountOutOfRange", "NotFound", "AlreadyExists",
-    "InsufficientBalance", "MAX_AMOUNT", "MAX_BALANCE", "checked_amount", "checked_balance",
-    "Account", "KeyRecord", "LedgerEntry", "Recovery", "StoreStats", "UsageRow",
+    "InsufficientBalance", "SpendCapReached", "MAX_AMOUNT", "MAX_BALANCE", "MAX_RATE", "checked_amount",
+    "checked_balance", "Account", "ChannelOverride", "ChannelSnapshot", "KeyLimits", "LIMIT_FIELDS", "NO_LIMITS",
+    "KeyRecord", "LedgerEntry", "Recovery", "StoreStats", "UsageRow",
     "AccountStore", "SessionStore", "CodeStore", "ReportStore", "CodeRefused", "ROLES", "CodeRecord", "Payment",
     "Profile", "Session", "UsageLine",
 ]
@@ -40,7 +43,11 @@ class KeyStore(Protocol):
 
     async def create_key(self, username: str, prefix: str, key_hash: str, name: str,
                          models: tuple[str, ...] | None, allow_stream: bool,
-                         ips: tuple[str, ...], pass_thinking: bool | None) -> KeyRecord: ...
+                         ips: tuple[str, ...], pass_thinking: bool | None,
+                         limits: KeyLimits = NO_LIMITS) -> KeyRecord: ...
+    async def set_key_limits(self, prefix: str, changes: Mapping[str, int | None]) -> KeyRecord:
+        """Change some of a key's limits (names from LIMIT_FIELDS; None clears one) in one
+        write; the others keep their values. NotFound for an unknown prefix."""
     async def list_keys(self, username: str) -> Sequence[KeyRecord]: ...
     async def find_key(self, prefix: str) -> KeyRecord | None:
         """The key with this prefix (revoked ones included), or None. On a request's
@@ -68,11 +75,15 @@ class HoldStore(Protocol):
     leave |balance| > MAX_BALANCE raises AmountOutOfRange and applies nothing. A store
     opened without an instance id (the admin CLI) may not place holds."""
 
-    async def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
-        """Hold ``amount`` of the available balance, owned by this instance."""
+    async def place_hold(self, account_id: int, amount: int, request_id: str, key_id: int | None = None) -> int:
+        """Hold ``amount`` of the available balance, owned by this instance, for the key
+        ``key_id`` (of that account). In the same transaction as the balance check: when
+        the key has spend caps, SpendCapReached if the key's spend in the current UTC day
+        (or month) -- charges settled in it, plus its open holds, plus this one -- would
+        pass the cap. Nothing is held then."""
     async def extend_hold(self, hold_id: int, extra: int) -> None:
         """Grow an open hold by ``extra`` (InsufficientBalance when the available balance
-        cannot cover it; nothing changes then)."""
+        cannot cover it, SpendCapReached when its key's caps cannot; nothing changes then)."""
     async def settle(self, hold_id: int, row: UsageRow) -> Account:
         """Close an open hold: charge ``row.cost`` (a 'charge' ledger entry, ref = the
         request id) and write its usage row. NotFound if the hold is not open."""
@@ -105,6 +116,23 @@ class InstanceStore(Protocol):
         recorded progress of cost > 0 from it (partial=True), release the others; delete
         the dead instances' rows. Never touches a live owner's holds (this instance's
         included). Safe to run from several processes at once: each hold closes once."""
+
+
+class ChannelStore(Protocol):
+    """Upstream channels shared by every gateway on the store: the operator's overrides
+    (read by running gateways every few seconds) and each live instance's status."""
+
+    async def set_channel_enabled(self, name: str, enabled: bool, reason: str) -> ChannelOverride:
+        """Record the operator's override of channel ``name`` (replacing any before it;
+        its ``version`` grows). Any store may, one without an instance id included."""
+    async def channel_overrides(self) -> Sequence[ChannelOverride]:
+        """Every override, by name."""
+    async def publish_channels(self, channels: Sequence[dict]) -> None:
+        """Replace this instance's snapshot with ``channels`` (``Router.describe`` rows,
+        plain JSON values, never a key), stamped now. StoreError without an instance id."""
+    async def channel_status(self) -> Sequence[ChannelSnapshot]:
+        """The snapshots of the live instances (leases.py), by instance id; those of
+        instances that are gone are left out."""
 
 
 class MaintenanceStore(Protocol):
@@ -176,8 +204,8 @@ class ReportStore(Protocol):
         """The sum of the paid amounts on the account's ledger entries."""
 
 
-class Store(KeyStore, LedgerStore, HoldStore, UsageStore, InstanceStore, MaintenanceStore, AccountStore,
-            SessionStore, CodeStore, ReportStore, Protocol):
+class Store(KeyStore, LedgerStore, HoldStore, UsageStore, InstanceStore, ChannelStore, MaintenanceStore,
+            AccountStore, SessionStore, CodeStore, ReportStore, Protocol):
     """Everything a backend provides; closed once with ``aclose``."""
 
     async def aclose(self) -> None: ...

@@ -44,6 +44,21 @@ class InsufficientBalance(StoreError):
         self.needed = needed
 
 
+class SpendCapReached(StoreError):
+    """A hold (or its growth) would take a key's spend in the current UTC day or month
+    (settled charges + open holds + this one) past its cap. Nothing was applied;
+    ``retry_after``: whole seconds until that period rolls over."""
+
+    def __init__(self, period: str, cap: int, committed: int, needed: int, retry_after: int) -> None:
+        super().__init__(f"{period} spend cap {cap} micro-USD: {committed} committed, {needed} more needed")
+        self.period, self.cap, self.committed, self.needed = period, cap, committed, needed
+        self.retry_after = retry_after
+
+    @property
+    def left(self) -> int:
+        return max(self.cap - self.committed, 0)
+
+
 class CodeRefused(StoreError):
     """A redemption code that cannot be redeemed; ``reason`` is "unknown", "used" or
     "expired". Nothing was applied."""

@@ -66,6 +66,36 @@ class Account:
         return self.balance - self.held
 
 
+MAX_RATE = 2**53  # the largest rpm, tpm or concurrency a key may have
+LIMIT_FIELDS = ("rpm", "tpm", "concurrency", "daily_usd", "monthly_usd")
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """A key's limits, None where it has none. ``rpm``, ``tpm`` (input + output tokens)
+    and ``concurrency`` are rates, kept by the gateway's limiter (proxy/limits.py);
+    ``daily_usd`` and ``monthly_usd`` are spend caps in micro-USD per UTC calendar day and
+    month, enforced by the store with the hold, like the balance.
+
+    ``limited`` (any rate limit) and ``capped`` (any spend cap) are computed once, so a
+    key without limits costs one attribute check per request."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+    daily_usd: int | None = None
+    monthly_usd: int | None = None
+    limited: bool = field(init=False, repr=False, compare=False)
+    capped: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limited", bool(self.rpm or self.tpm or self.concurrency))
+        object.__setattr__(self, "capped", bool(self.daily_usd or self.monthly_usd))
+
+
+NO_LIMITS = KeyLimits()
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     id: int
@@ -83,6 +113,7 @@ class KeyRecord:
     revoked_at: str | None = None
     expires_at: float | None = None         # unix time after which the gateway refuses it; None: never
     account_disabled: bool = False          # its user is disabled: the gateway refuses it
+    limits: KeyLimits = NO_LIMITS
 
 
 @dataclass(frozen=True)
@@ -105,6 +136,8 @@ class UsageRow:
     error_type: str | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None
+    channel: str | None = None      # the upstream channel that served (None: a single upstream)
+    attempts: int | None = None     # upstream attempts it took (0: none made; None: a row from before 0004)
     created_at: str = field(default="")
 
 
@@ -191,3 +224,27 @@ class UsageLine:
     row: UsageRow
     username: str
     key_prefix: str
+
+
+@dataclass(frozen=True)
+class ChannelOverride:
+    """An operator's word on a channel (``cheaplm upstream enable|disable``), which every
+    running gateway applies. ``version`` grows with each change of it, so a gateway
+    applies each change once (a channel the operator enabled that then has its
+    credential refused stays disabled until the operator enables it again)."""
+
+    name: str
+    enabled: bool
+    reason: str
+    set_at: float   # unix time
+    version: int
+
+
+@dataclass(frozen=True)
+class ChannelSnapshot:
+    """What one live gateway instance last published of its channels: the rows of its
+    router's ``describe()`` (never a key), as of ``at`` (unix time)."""
+
+    instance_id: str
+    at: float
+    channels: tuple[dict, ...]

@@ -77,6 +77,11 @@ class Account:
     async def account(self):
         return await self.running.gateway.store.get_account(self.username)
 
+    async def post_at_once(self, body: dict, n: int, path: str = "/v1/messages") -> list[httpx.Response]:
+        """``n`` copies of one request sent at once (over one client): the responses."""
+        async with self.http() as http:
+            return await at_once(n, lambda: http.post(path, json=body))
+
     async def settled(self, requests: int):
         """Wait (bounded) until ``requests`` usage rows exist and no hold is open.
 
@@ -89,6 +94,19 @@ class Account:
                 if len(rows) >= requests and account.held == 0:
                     return account
                 await trio.sleep(0.005)
+
+
+async def at_once(n: int, make) -> list:
+    """Await ``make()`` ``n`` times concurrently: the results, in the order they came."""
+    results: list = []
+
+    async def one() -> None:
+        results.append(await make())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(n):
+            nursery.start_soon(one)
+    return results
 
 
 async def make_account(running: Running, username: str = "alice", credit_micro: int = 10_000_000,

@@ -76,3 +76,50 @@ def test_bad_config_file(capsys, db, tmp_path):
     bad.write_text("port = 'x'\n")
     code, _, err = run(capsys, "user", "list", "--db", db, "--config", str(bad))
     assert code == 1 and "port" in err
+
+
+def _limits_row(out: str, prefix: str) -> dict[str, str]:
+    header, *rows = out.splitlines()
+    line = next(r for r in rows if r.startswith(prefix))
+    return dict(zip(header.split(), line.split()))
+
+
+def test_key_limits_create_set_list(capsys, db):
+    run(capsys, "user", "create", "fay", "--db", db)
+    code, out, _ = run(capsys, "key", "create", "fay", "--db", db, "--rpm", "10", "--tpm", "20000",
+                       "--concurrency", "2", "--daily-usd", "5", "--monthly-usd", "$100.5")
+    prefix = out.strip()[:14]
+    assert code == 0
+    _, out, _ = run(capsys, "key", "list", "fay", "--db", db)
+    row = _limits_row(out, prefix)
+    assert (row["rpm"], row["tpm"], row["concurrency"], row["daily_usd"], row["monthly_usd"]) == (
+        "10", "20000", "2", "5.000000", "100.500000")
+    code, out, _ = run(capsys, "key", "set", prefix, "--db", db, "--rpm", "none", "--daily-usd", "0",
+                       "--concurrency", "7")
+    assert code == 0 and out.strip() == (f"{prefix} (fay): rpm=- tpm=20000 concurrency=7 daily_usd=- "
+                                         "monthly_usd=100.500000")
+    _, out, _ = run(capsys, "key", "list", "fay", "--db", db)
+    row = _limits_row(out, prefix)
+    assert (row["rpm"], row["concurrency"], row["daily_usd"]) == ("-", "7", "-")
+    code, out, _ = run(capsys, "key", "create", "fay", "--db", db)  # no limits
+    _, listing, _ = run(capsys, "key", "list", "fay", "--db", db)
+    assert [_limits_row(listing, out.strip()[:14])[c] for c in ("rpm", "tpm", "concurrency", "daily_usd",
+                                                                "monthly_usd")] == ["-"] * 5
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (("key", "create", "gil", "--rpm", "ten"), "--rpm must be a whole number from 1"),
+    (("key", "create", "gil", "--tpm", "-5"), "--tpm must be a whole number from 1"),
+    (("key", "create", "gil", "--concurrency", "1.5"), "--concurrency must be a whole number"),
+    (("key", "create", "gil", "--daily-usd", "-1"), "--daily-usd must be a positive USD amount"),
+    (("key", "create", "gil", "--monthly-usd", "0.0000001"), "--monthly-usd: more precise than a micro-dollar"),
+    (("key", "create", "gil", "--monthly-usd", "1e99"), "--monthly-usd: more than"),
+    (("key", "set", "sk-cl-nothere1", "--rpm", "3"), "no key with prefix sk-cl-nothere1"),
+    (("key", "set", "sk-cl-nothere1"), "nothing to set"),
+])
+def test_bad_key_limits_are_one_line_and_change_nothing(capsys, db, argv, needle):
+    run(capsys, "user", "create", "gil", "--db", db)
+    code, _, err = run(capsys, *argv, "--db", db)
+    assert code == 1 and err.count("\n") == 1 and err.startswith("cheaplm: ") and needle in err, err
+    _, out, _ = run(capsys, "key", "list", "gil", "--db", db)
+    assert out.strip() == "(none)"

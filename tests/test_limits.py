@@ -129,3 +129,26 @@ def test_reset_headers_are_rfc3339_times_when_the_window_is_whole_again():
     assert headers["anthropic-ratelimit-requests-reset"] == "2027-01-15T08:17:40Z"  # Unix 1_800_001_060
     assert headers["anthropic-ratelimit-tokens-reset"] == "2027-01-15T08:17:40Z"
     assert (headers["anthropic-ratelimit-requests-limit"], headers["anthropic-ratelimit-tokens-limit"]) == ("5", "50")
+
+
+def test_finishing_after_the_window_moved_on_changes_nothing():
+    clock, limiter = _limiter()
+    limits = KeyLimits(tpm=1_000)
+    old = limiter.admit(1, limits, 400)
+    clock.now += 61  # a long request: its reservation has left the window
+    new = limiter.admit(1, limits, 300)
+    old.finish(900)  # what it used belongs to a minute that is over
+    assert limiter.windows[1].token_sum == 300
+    assert _header(limiter.admit(1, limits, 700).headers, "anthropic-ratelimit-tokens-remaining") == "0"
+    new.cancel()
+
+
+def test_cancelling_an_earlier_admission_gives_back_exactly_its_own():
+    _, limiter = _limiter()
+    limits = KeyLimits(rpm=3, tpm=1_000)
+    first, second = limiter.admit(1, limits, 300), limiter.admit(1, limits, 200)
+    first.cancel()
+    window = limiter.windows[1]
+    assert (len(window.requests), window.token_sum) == (1, 200)
+    second.finish(50)
+    assert window.token_sum == 50

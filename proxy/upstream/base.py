@@ -37,6 +37,7 @@ class UpstreamRequest:
     encode: Callable[[str], bytes]
     payload: dict | None = field(default=None, repr=False)  # the body as parsed (routing reads its prefix)
     affinity: str | None = None  # the prompt prefix the router matched, once it has looked
+    attempts: int = 0            # requests sent upstream for it so far (each channel tried counts)
     _bodies: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def body(self, model_id: str | None = None) -> bytes:

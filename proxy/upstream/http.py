@@ -61,6 +61,7 @@ class HttpUpstream:
 
     async def _open(self, request: UpstreamRequest) -> httpx.Response:
         outgoing = self._request(request)
+        request.attempts += 1
         with _mapped_errors():
             with trio.fail_after(self.config.first_byte_timeout):
                 return await self._transport.handle_async_request(outgoing)

@@ -11,7 +11,7 @@ from ..records import StoreStats
 Finding = Callable[[sqlite3.Connection], Iterable[str]]
 
 _MONEY_COLUMNS = (("accounts", "balance"), ("accounts", "held"), ("ledger", "delta"),
-                  ("ledger", "balance_after"), ("holds", "amount"), ("usage", "cost"))
+                  ("ledger", "balance_after"), ("holds", "amount"), ("usage", "cost"), ("key_spend", "spent"))
 
 
 def _not_integers(conn: sqlite3.Connection) -> Iterable[str]:
@@ -84,8 +84,18 @@ def _charges_match_usage(conn: sqlite3.Connection) -> Iterable[str]:
         yield f"request {request_id}: negative cost {cost}"
 
 
+def _key_spend_is_usage_sum(conn: sqlite3.Connection) -> Iterable[str]:
+    """Each key's spend per UTC day (what its caps read) is the sum of that day's charges."""
+    for key_id, day, spent, total in conn.execute(
+            "SELECT key_id, day, SUM(spent), SUM(cost) FROM ("
+            "  SELECT key_id, day, spent, 0 AS cost FROM key_spend UNION ALL"
+            "  SELECT key_id, substr(created_at, 1, 10), 0, cost FROM usage WHERE cost > 0"
+            ") GROUP BY key_id, day HAVING SUM(spent) != SUM(cost) ORDER BY key_id, day"):
+        yield f"key {key_id} on {day}: its spend is recorded as {spent} but that day's charges sum to {total}"
+
+
 FINDINGS: tuple[Finding, ...] = (_not_integers, _balance_is_ledger_sum, _last_entry_matches, _chain,
-                                 _held_is_open_holds, _charges_match_usage)
+                                 _held_is_open_holds, _charges_match_usage, _key_spend_is_usage_sum)
 
 
 def check(conn: sqlite3.Connection) -> list[str]:

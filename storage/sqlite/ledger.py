@@ -13,8 +13,10 @@ from typing import Any, Callable
 
 import sqlite_utils
 
+from ..caps import capped_periods, check_periods, spend_day
 from ..errors import AlreadyExists, InsufficientBalance, NotFound, StoreError
-from ..records import Account, KeyRecord, LedgerEntry, UsageRow, checked_amount, checked_balance
+from ..records import (LIMIT_FIELDS, MAX_RATE, NO_LIMITS, Account, KeyLimits, KeyRecord, LedgerEntry, UsageRow,
+                       checked_amount, checked_balance)
 from .transactions import savepoint
 
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
@@ -32,6 +34,10 @@ class SqliteLedger:
         self.db = db
         self.instance_id = instance_id
         self.clock = clock
+
+    def now_iso(self) -> str:
+        """Now by this store's clock: the time of usage rows, which spend caps sum by period."""
+        return datetime.fromtimestamp(self.clock(), timezone.utc).isoformat(timespec="milliseconds")
 
     # -- accounts -------------------------------------------------------------------
     def _account_row(self, where: str, arg: Any) -> Account:
@@ -100,8 +106,8 @@ class SqliteLedger:
     # -- keys -------------------------------------------------------------------------
     _KEY_SELECT = ("SELECT k.id, k.account_id, a.username, k.prefix, k.key_hash, k.name, k.models, "
                    "k.allow_stream, k.ips, k.pass_thinking, k.created_at, k.last_used_at, k.revoked_at, "
-                   "k.expires_at, a.disabled_at IS NOT NULL AS account_disabled "
-                   "FROM api_keys k JOIN accounts a ON a.id = k.account_id ")
+                   "k.expires_at, a.disabled_at IS NOT NULL AS account_disabled, "
+                   + ", ".join(f"k.{c}" for c in LIMIT_FIELDS) + " FROM api_keys k JOIN accounts a ON a.id = k.account_id ")
 
     @staticmethod
     def _key(row: dict) -> KeyRecord:
@@ -111,20 +117,23 @@ class SqliteLedger:
         row["allow_stream"] = bool(row["allow_stream"])
         row["pass_thinking"] = None if row["pass_thinking"] is None else bool(row["pass_thinking"])
         row["account_disabled"] = bool(row["account_disabled"])
-        return KeyRecord(**row)
+        limits = {c: row.pop(c) for c in LIMIT_FIELDS}
+        return KeyRecord(**row, limits=KeyLimits(**limits) if any(limits.values()) else NO_LIMITS)
 
     def create_key(self, username: str, prefix: str, key_hash: str, name: str,
                    models: tuple[str, ...] | None, allow_stream: bool, ips: tuple[str, ...],
-                   pass_thinking: bool | None) -> KeyRecord:
+                   pass_thinking: bool | None, limits: KeyLimits = NO_LIMITS) -> KeyRecord:
+        values = _checked_limits({c: getattr(limits, c) for c in LIMIT_FIELDS})
         with savepoint(self.db):
             account = self.get_account(username)
             try:
                 self.db.execute(
                     "INSERT INTO api_keys (account_id, prefix, key_hash, name, models, allow_stream, ips, "
-                    "pass_thinking, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"pass_thinking, created_at, {', '.join(values)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?"
+                    f"{', ?' * len(values)})",
                     (account.id, prefix, key_hash, name, None if models is None else json.dumps(list(models)),
                      int(allow_stream), json.dumps(list(ips)),
-                     None if pass_thinking is None else int(pass_thinking), now_iso()))
+                     None if pass_thinking is None else int(pass_thinking), now_iso(), *values.values()))
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"key prefix collision: {prefix}") from None
         found = self.find_key(prefix)
@@ -150,35 +159,69 @@ class SqliteLedger:
         assert found is not None
         return found
 
+    def set_key_limits(self, prefix: str, changes: dict[str, int | None]) -> KeyRecord:
+        values = _checked_limits(changes)
+        if values:
+            with savepoint(self.db):
+                cursor = self.db.execute(f"UPDATE api_keys SET {', '.join(f'{c} = ?' for c in values)} "
+                                         "WHERE prefix = ?", (*values.values(), prefix))
+                if cursor.rowcount == 0:
+                    raise NotFound(f"no key with prefix {prefix}")
+        found = self.find_key(prefix)
+        if found is None:
+            raise NotFound(f"no key with prefix {prefix}")
+        return found
+
     # -- holds ------------------------------------------------------------------------
-    def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
+    def place_hold(self, account_id: int, amount: int, request_id: str, key_id: int | None = None) -> int:
         checked_amount(amount, "hold")
         if self.instance_id is None:
             raise StoreError("this store was opened without an instance id: it may not place holds")
         with savepoint(self.db):
-            row = self.db.execute("SELECT balance, held FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT a.balance - a.held, k.daily_usd, k.monthly_usd FROM accounts a "
+                "LEFT JOIN api_keys k ON k.id = ? AND k.account_id = a.id WHERE a.id = ?",
+                (key_id, account_id)).fetchone()
             if row is None:
                 raise NotFound(f"account {account_id} not found")
-            available = row[0] - row[1]
+            available, daily, monthly = row
             if available < amount:
                 raise InsufficientBalance(available, amount)
+            if daily or monthly:
+                self._check_caps(key_id, KeyLimits(daily_usd=daily, monthly_usd=monthly), amount)
             self.db.execute("UPDATE accounts SET held = held + ? WHERE id = ?", (amount, account_id))
             return self.db.execute(
-                "INSERT INTO holds (account_id, amount, request_id, state, owner, created_at) "
-                "VALUES (?, ?, ?, 'open', ?, ?)",
-                (account_id, amount, request_id, self.instance_id, now_iso())).lastrowid
+                "INSERT INTO holds (account_id, key_id, amount, request_id, state, owner, created_at) "
+                "VALUES (?, ?, ?, ?, 'open', ?, ?)",
+                (account_id, key_id, amount, request_id, self.instance_id, now_iso())).lastrowid
+
+    def _check_caps(self, key_id: int, caps: KeyLimits, needed: int) -> None:
+        """SpendCapReached when ``needed`` more would take the key past a cap in the
+        current day or month (its charges settled in it + its open holds)."""
+        periods = capped_periods(caps, self.clock())
+        spent = self.db.execute(
+            "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(spent) FILTER (WHERE day >= ?), 0) FROM key_spend "
+            "WHERE key_id = ? AND day >= ?", (periods[-1].start, key_id, periods[0].start)).fetchone()
+        held = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = ? AND state = 'open'",
+                               (key_id,)).fetchone()[0]
+        by_name = {periods[0].name: spent[0], periods[-1].name: spent[1]}
+        check_periods(periods, by_name, held, needed)
 
     def extend_hold(self, hold_id: int, extra: int) -> None:
-        """Grow an open hold by ``extra`` when the available balance covers it."""
+        """Grow an open hold by ``extra`` when the available balance and its key's caps cover it."""
         checked_amount(extra, "hold")
         with savepoint(self.db):
-            row = self.db.execute("SELECT a.id, a.balance - a.held FROM holds h JOIN accounts a ON a.id = h.account_id "
-                                  "WHERE h.id = ? AND h.state = 'open'", (hold_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT a.id, a.balance - a.held, h.key_id, k.daily_usd, k.monthly_usd FROM holds h "
+                "JOIN accounts a ON a.id = h.account_id LEFT JOIN api_keys k ON k.id = h.key_id "
+                "WHERE h.id = ? AND h.state = 'open'", (hold_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no open hold {hold_id}")
-            account_id, available = row
+            account_id, available, key_id, daily, monthly = row
             if available < extra:
                 raise InsufficientBalance(available, extra)
+            if daily or monthly:
+                self._check_caps(key_id, KeyLimits(daily_usd=daily, monthly_usd=monthly), extra)
             self.db.execute("UPDATE accounts SET held = held + ? WHERE id = ?", (extra, account_id))
             self.db.execute("UPDATE holds SET amount = amount + ? WHERE id = ?", (extra, hold_id))
 
@@ -196,10 +239,14 @@ class SqliteLedger:
 
     def write_usage(self, account_id: int, row: UsageRow) -> None:
         values = [getattr(row, c) for c in USAGE_COLUMNS]
-        values[USAGE_COLUMNS.index("created_at")] = row.created_at or now_iso()
+        created_at = values[USAGE_COLUMNS.index("created_at")] = row.created_at or self.now_iso()
         self.db.execute(
             f"INSERT INTO usage (account_id, {', '.join(USAGE_COLUMNS)}) VALUES (?{', ?' * len(values)})",
             (account_id, *values))
+        if row.cost:  # the key's spend that day, which its caps read
+            self.db.execute("INSERT INTO key_spend (key_id, day, spent) VALUES (?, ?, ?) "
+                            "ON CONFLICT (key_id, day) DO UPDATE SET spent = spent + excluded.spent",
+                            (row.key_id, spend_day(created_at), row.cost))
         self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now_iso(), row.key_id))
 
     def settle(self, hold_id: int, row: UsageRow) -> Account:
@@ -232,3 +279,18 @@ class SqliteLedger:
         return [LedgerEntry(**r) for r in self.db.query(
             "SELECT id, account_id, delta, balance_after, kind, ref, paid, created_at FROM ledger "
             "WHERE account_id = ? ORDER BY id", (account.id,))]
+
+
+def _checked_limits(changes: dict[str, int | None]) -> dict[str, int | None]:
+    """Limit columns and their values, each None or a positive int in range (spend caps:
+    a valid amount); StoreError naming the first that is not."""
+    for name, value in changes.items():
+        if name not in LIMIT_FIELDS:
+            raise StoreError(f"no such key limit: {name}")
+        if value is None:
+            continue
+        if name.endswith("_usd"):
+            checked_amount(value, name)
+        elif not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_RATE:
+            raise StoreError(f"{name} must be a positive integer up to {MAX_RATE}, not {value!r}")
+    return dict(changes)

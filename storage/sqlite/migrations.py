@@ -55,6 +55,33 @@ def _hold_owners(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE holds ADD COLUMN progress_at REAL")
 
 
+def _key_limits(db: sqlite_utils.Database) -> None:
+    """Per-key rate limits and spend caps (micro-USD per UTC day and month); the key each
+    hold is for; and each key's charges per UTC day (``key_spend``, kept with every
+    charge), so that a capped key's hold reads at most a month of daily rows, not every
+    request of the month. Charges from before are rolled up once, here."""
+    for column in ("rpm", "tpm", "concurrency", "daily_usd", "monthly_usd"):
+        db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} INTEGER")
+    db.execute("ALTER TABLE holds ADD COLUMN key_id INTEGER")
+    db.execute("CREATE INDEX idx_holds_key_open ON holds(key_id, amount) WHERE state = 'open'")
+    db.execute("CREATE TABLE key_spend (key_id INTEGER NOT NULL, day TEXT NOT NULL, spent INTEGER NOT NULL, "
+               "PRIMARY KEY (key_id, day))")
+    db.execute("INSERT INTO key_spend (key_id, day, spent) SELECT key_id, substr(created_at, 1, 10), SUM(cost) "
+               "FROM usage WHERE cost > 0 GROUP BY key_id, substr(created_at, 1, 10)")
+
+
+def _channels(db: sqlite_utils.Database) -> None:
+    """Upstream channels: each usage row names the channel that served it and the
+    attempts it took (rows from before have NULL); the operator's overrides (``cheaplm
+    upstream enable|disable``); the channel status each live instance publishes."""
+    db.execute("ALTER TABLE usage ADD COLUMN channel TEXT")
+    db.execute("ALTER TABLE usage ADD COLUMN attempts INTEGER")
+    db.execute("CREATE TABLE channel_overrides (name TEXT PRIMARY KEY, enabled INTEGER NOT NULL, "
+               "reason TEXT NOT NULL, set_at REAL NOT NULL, version INTEGER NOT NULL)")
+    db.execute("CREATE TABLE channel_snapshots (instance_id TEXT PRIMARY KEY, at REAL NOT NULL, "
+               "channels TEXT NOT NULL)")
+
+
 def _accounts(db: sqlite_utils.Database) -> None:
     """Accounts people log in to (password hash, email, role, disabled), key expiry,
     sessions (their token's hash), redemption codes (their hash) and applied payments
@@ -79,7 +106,9 @@ def _accounts(db: sqlite_utils.Database) -> None:
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
-    ("0005_accounts", _accounts),  # (0003_key_limits and 0004_channels come from other branches, before it)
+    ("0003_key_limits", _key_limits),
+    ("0004_channels", _channels),
+    ("0005_accounts", _accounts),
 )
 
 

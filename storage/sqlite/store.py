@@ -1,20 +1,22 @@
 """The async SQLite Store: each call runs its synchronous operation (ledger.py,
-owners.py, checks.py) through the one writer lane's thread (lane.py); key lookups run
+owners.py, channels.py, checks.py) through the one writer lane's thread (lane.py); key lookups run
 on the event loop, on a read-only connection (reader.py)."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import trio
 
 from ..errors import StoreError
 from ..location import MEMORY
-from ..records import Account, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow
+from ..records import (NO_LIMITS, Account, ChannelOverride, ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry,
+                       Recovery, StoreStats, UsageRow)
 from ..records import CodeRecord, Payment, Profile, Session, UsageLine
 from .accounts import SqliteAccounts
 from . import checks
+from .channels import SqliteChannels
 from .connection import connect, connect_reader
 from .lane import WriterLane
 from .ledger import SqliteLedger
@@ -31,6 +33,7 @@ class SqliteStore:
         self._lane = lane
         self._ledger = ledger
         self._owners = owners
+        self._channels = SqliteChannels(ledger, owners.here)
         self._accounts = SqliteAccounts(ledger)
         self._reader = reader
         self._looked_up = looked_up
@@ -64,9 +67,13 @@ class SqliteStore:
 
     async def create_key(self, username: str, prefix: str, key_hash: str, name: str,
                          models: tuple[str, ...] | None, allow_stream: bool,
-                         ips: tuple[str, ...], pass_thinking: bool | None) -> KeyRecord:
+                         ips: tuple[str, ...], pass_thinking: bool | None,
+                         limits: KeyLimits = NO_LIMITS) -> KeyRecord:
         return await self._lane.run(self._ledger.create_key, username, prefix, key_hash, name, models,
-                                    allow_stream, ips, pass_thinking)
+                                    allow_stream, ips, pass_thinking, limits)
+
+    async def set_key_limits(self, prefix: str, changes: Mapping[str, int | None]) -> KeyRecord:
+        return await self._lane.run(self._ledger.set_key_limits, prefix, dict(changes))
 
     async def list_keys(self, username: str) -> Sequence[KeyRecord]:
         return await self._lane.run(self._ledger.list_keys, username)
@@ -94,10 +101,10 @@ class SqliteStore:
     async def unregister_instance(self) -> None:
         await self._lane.run(self._owners.unregister_instance)
 
-    async def place_hold(self, account_id: int, amount: int, request_id: str) -> int:
+    async def place_hold(self, account_id: int, amount: int, request_id: str, key_id: int | None = None) -> int:
         if self._ledger.instance_id is None:
             raise StoreError("this store was opened without an instance id: it may not place holds")
-        return await self._lane.run(self._ledger.place_hold, account_id, amount, request_id)
+        return await self._lane.run(self._ledger.place_hold, account_id, amount, request_id, key_id)
 
     async def extend_hold(self, hold_id: int, extra: int) -> None:
         await self._lane.run(self._ledger.extend_hold, hold_id, extra)
@@ -122,6 +129,18 @@ class SqliteStore:
 
     async def usage(self, username: str, limit: int = 50) -> Sequence[UsageRow]:
         return await self._lane.run(self._ledger.usage, username, limit)
+
+    async def set_channel_enabled(self, name: str, enabled: bool, reason: str) -> ChannelOverride:
+        return await self._lane.run(self._channels.set_channel_enabled, name, enabled, reason)
+
+    async def channel_overrides(self) -> Sequence[ChannelOverride]:
+        return await self._lane.run(self._channels.channel_overrides)
+
+    async def publish_channels(self, channels: Sequence[dict]) -> None:
+        await self._lane.run(self._channels.publish_channels, list(channels))
+
+    async def channel_status(self) -> Sequence[ChannelSnapshot]:
+        return await self._lane.run(self._channels.channel_status)
 
     async def ledger(self, username: str) -> Sequence[LedgerEntry]:
         return await self._lane.run(self._ledger.ledger, username)

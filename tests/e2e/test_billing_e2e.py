@@ -55,16 +55,7 @@ async def test_concurrent_requests_never_overdraw(gateway):
             "messages": [{"role": "user", "content": "slow [sim ttft_ms=1500]"}]}
     hold = hold_amount(model, estimate_input_tokens(body), 1000)
     account = await make_account(gateway, "small", credit_micro=3 * hold + hold // 2)
-    results = []
-
-    async def one(http):
-        response = await http.post("/v1/messages", json=body)
-        results.append(response)
-
-    async with account.http() as http:
-        async with trio.open_nursery() as nursery:
-            for _ in range(20):
-                nursery.start_soon(one, http)
+    results = await account.post_at_once(body, 20)
     ok = [r for r in results if r.status_code == 200]
     refused = [r for r in results if r.status_code == 402]
     assert len(ok) == 3 and len(refused) == 17
@@ -199,15 +190,7 @@ async def test_streams_whose_prompt_beats_the_estimate_never_overdraw(gateway):
     account = await make_account(gateway, "thin", credit_micro=10_000)
     body = {"model": "claude-haiku-4.5", "max_tokens": 100, "stream": True,
             "messages": [{"role": "user", "content": "big [sim input_tokens=3000 ttft_ms=200 deltas=4]"}]}
-    results = []
-
-    async def one(http):
-        results.append(await http.post("/v1/messages", json=body))
-
-    async with account.http() as http:
-        async with trio.open_nursery() as nursery:
-            for _ in range(4):
-                nursery.start_soon(one, http)
+    results = await account.post_at_once(body, 4)
     final = await account.settled(4)
     served = [r for r in results if "event: message_stop" in r.text]
     cut = [r for r in results if '"billing_error"' in r.text]

@@ -15,7 +15,8 @@ from proxy.adaptors.openai import OpenAIAdaptor
 from proxy.errors import GatewayError
 from proxy.http import error_shapes, transfer
 from proxy.upstream.status import upstream_error
-from storage.base import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, StoreError,
+from proxy.limits import KeyLimits, Limiter
+from storage.base import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, SpendCapReached, StoreError,
                           StoreUnavailable)
 
 from tests.conftest import make_account
@@ -25,6 +26,20 @@ def upstream(status: int, kind: str, message: str = "upstream says", headers=())
     return upstream_error(status, json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode(),
                           headers)
 
+
+def key_rate_limit() -> GatewayError:
+    """The limiter's refusal of a key's second request in a minute (rpm 1)."""
+    limiter = Limiter(lambda: 0.0, lambda: 1_800_000_000.0)
+    limiter.admit(1, KeyLimits(rpm=1), 0)
+    with pytest.raises(GatewayError) as refused:
+        limiter.admit(1, KeyLimits(rpm=1), 0)
+    return refused.value
+
+
+SPEND_CAP = SpendCapReached("daily", 5_000_000, 4_999_000, 2_000, 3600)
+KEY_RATE_HEADERS = (("retry-after", "60"), ("anthropic-ratelimit-requests-limit", "1"),
+                    ("anthropic-ratelimit-requests-remaining", "0"),
+                    ("anthropic-ratelimit-requests-reset", "2027-01-15T08:01:00Z"))
 
 # (kind, error, status, Anthropic type, OpenAI type, OpenAI param, OpenAI code, transfer word, headers)
 KINDS = [
@@ -51,6 +66,10 @@ KINDS = [
      "request_too_large", "invalid_request_error", None, "request_too_large", "Request too large", ()),
     ("upstream rate limit", upstream(429, "rate_limit_error", headers=(("retry-after", "7"), ("x-other", "no"))), 429,
      "rate_limit_error", "rate_limit_error", None, "rate_limit_error", "Rate limited", (("retry-after", "7"),)),
+    ("key rate limit", key_rate_limit(), 429,
+     "rate_limit_error", "rate_limit_error", None, "rate_limit_error", "Rate limited", KEY_RATE_HEADERS),
+    ("key spend cap", errors.spend_cap(SPEND_CAP), 429,
+     "rate_limit_error", "rate_limit_error", None, "rate_limit_error", "Rate limited", (("retry-after", "3600"),)),
     ("internal error", GatewayError(500, "Internal error; the request was not applied"), 500,
      "api_error", "api_error", None, "api_error", "Server error", ()),
     ("upstream 500", upstream(500, "whatever_error"), 500,
@@ -116,6 +135,7 @@ def test_one_wire_form_pinned_byte_for_byte():
 STORAGE = [
     (StoreUnavailable("database is locked", retry_after=4), 503, "api_error", (("retry-after", "4"),)),
     (InsufficientBalance(available=-5, needed=2_500_000), 402, "billing_error", ()),
+    (SPEND_CAP, 429, "rate_limit_error", (("retry-after", "3600"),)),
     (NotFound("user not found: bob"), 404, "not_found_error", ()),
     (AlreadyExists("user already exists: bob"), 409, "invalid_request_error", ()),
     (AmountOutOfRange("amount 0 micro-USD is out of range"), 400, "invalid_request_error", ()),
@@ -130,6 +150,9 @@ def test_the_one_storage_mapping(exc, status, a_type, headers):
     assert error.message
     if isinstance(exc, InsufficientBalance):
         assert error.message == "Insufficient balance: $0.000000 is available, $2.500000 is needed"
+    elif isinstance(exc, SpendCapReached):
+        assert error.message == ("This API key's daily spend cap of $5.000000 is reached: $0.001000 is left today "
+                                 "(UTC) and this request may cost up to $0.002000. Retry in 3600 s.")
     elif not isinstance(exc, StoreUnavailable):
         assert error.message == str(exc)
 

@@ -180,13 +180,35 @@ async def test_holds_from_before_owners_are_recovered_as_orphans(tmp_path):
     await store.register_instance(60)
     conn = sqlite3.connect(path)
     assert [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name")] == [
-        name for name, _ in MIGRATIONS]
+        *sorted(name for name, _ in MIGRATIONS)]
     assert conn.execute("SELECT owner, progress FROM holds").fetchall() == [(None, None)]
     conn.close()
     assert await store.check() == []
     assert await store.recover_orphaned_holds() == Recovery(released=1)
     account = await store.get_account("old")
     assert (account.balance, account.held) == (1000, 0)
+    await store.aclose()
+
+
+async def test_key_limits_migration_rolls_up_the_charges_made_before_it(tmp_path):
+    """0003_key_limits: each key's charges per UTC day, from the usage rows already there."""
+    path = str(tmp_path / "before-limits.db")
+    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, step in MIGRATIONS[:2]:
+        step(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES ('old', 0, 0, 'then')")
+    for request_id, cost, at in (("a", 5, "2026-11-01T10:00:00.000+00:00"), ("b", 7, "2026-11-01T23:59:59.999+00:00"),
+                                 ("c", 0, "2026-11-02T00:00:00.000+00:00"), ("d", 3, "2026-11-02T00:00:00.000+00:00")):
+        db.execute("INSERT INTO usage (request_id, key_id, account_id, model, endpoint, stream, status, cost, "
+                   "created_at) VALUES (?, 1, 1, 'm', 'messages', 0, 200, ?, ?)", (request_id, cost, at))
+    db.conn.close()
+    store = await open_store(path, instance_id="inst-a")
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT key_id, day, spent FROM key_spend ORDER BY day").fetchall() == [
+        (1, "2026-11-01", 12), (1, "2026-11-02", 3)]
+    conn.close()
     await store.aclose()
 
 
@@ -317,3 +339,31 @@ def test_the_stall_probe_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| idle | find_key, inline |" in out and "| after | loop lag" in out
     assert "place_hold, inline" not in out and "settle, inline" not in out  # writes never on the loop
+
+
+async def test_usage_rows_from_before_channels_read_back_with_neither(tmp_path):
+    """0004_channels adds usage.channel and usage.attempts: older rows have neither (None),
+    new rows keep what they were given."""
+    path = str(tmp_path / "before-channels.db")
+    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, step in MIGRATIONS:
+        if name >= "0003":
+            break
+        step(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES ('old', 0, 0, 'then')")
+    db.execute("INSERT INTO usage (request_id, key_id, account_id, model, endpoint, stream, status, cost, partial, "
+               "created_at) VALUES ('req_old', 1, 1, 'm', 'messages', 0, 200, 0, 0, '2020-01-01')")
+    db.conn.close()
+    store = await open_store(path, instance_id="inst-a")
+    await store.register_instance(60)
+    key = await store.create_key("old", "sk-cl-oldoldol", "h", "k", None, True, (), None)
+    account = await store.get_account("old")
+    await store.credit("old", 100, "credit")
+    hold = await store.place_hold(account.id, 10, "req_new")
+    await store.settle(hold, UsageRow(request_id="req_new", key_id=key.id, model="m", endpoint="messages",
+                                      stream=False, status=200, cost=5, channel="backup", attempts=2))
+    assert [(u.request_id, u.channel, u.attempts) for u in await store.usage("old")] == [
+        ("req_new", "backup", 2), ("req_old", None, None)]
+    await store.aclose()

@@ -1,0 +1,104 @@
+"""The operator's side of a running gateway's channels, through the store: every few
+seconds (``channel_sync_interval``) it applies the overrides ``cheaplm upstream
+enable|disable`` recorded, and publishes what its router knows of each channel (the
+rows of ``Router.describe``, never a key) for ``cheaplm upstream list``.
+
+An override is applied once per change (its ``version``): a channel the operator
+enabled and whose credential is refused afterwards stays disabled until the operator
+enables it again. A gateway with one upstream and no router has no overrides to apply
+and publishes its one upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import trio
+
+from .base import Upstream
+from .router import Router
+from storage.base import ChannelOverride, ChannelStore, StoreError
+
+log = logging.getLogger("cheaplm.upstream")
+
+SINGLE = "default"  # the name the one upstream of a gateway without channels is listed under
+
+
+def operator_reason(reason: str) -> str:
+    return "disabled by the operator" + (f": {reason}" if reason else "")
+
+
+class Overrides:
+    """The operator's overrides as this gateway's router applies them: each change once."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self._names = {c.name for c in router.channels}
+        self._applied: dict[str, int] = {}  # channel -> the override version applied
+
+    def apply(self, overrides: Sequence[ChannelOverride]) -> list[str]:
+        """Apply the overrides not applied yet (of channels this router has); the names changed."""
+        changed = []
+        for override in overrides:
+            if override.name not in self._names or self._applied.get(override.name) == override.version:
+                continue
+            self._applied[override.name] = override.version
+            health = self._router.state.health(override.name)
+            if override.enabled and health.disabled:
+                was = health.disabled_reason or "disabled"
+                health.enable()
+                log.warning("upstream channel %s enabled by the operator (it was %s)", override.name, was)
+            elif not override.enabled and not health.disabled:
+                health.disable(operator_reason(override.reason))
+                log.warning("upstream channel %s %s", override.name, operator_reason(override.reason))
+            else:
+                continue
+            changed.append(override.name)
+        return changed
+
+
+def status_rows(upstream: Upstream, now: float) -> list[dict]:
+    """What this gateway publishes of its upstream: each channel's row, or the one upstream's."""
+    if isinstance(upstream, Router):
+        return upstream.describe(now)
+    return [{"name": SINGLE, "url": getattr(upstream, "url_label", upstream.label), "priority": 0, "weight": 1.0,
+             "state": "healthy", "resting_seconds": None, "disabled_reason": None, "in_flight": None,
+             "requests": None, "failures": None, "single": True}]
+
+
+class ChannelSync:
+    """One round of the exchange with the store; failures are logged once, not every round."""
+
+    def __init__(self, store: ChannelStore, upstream: Upstream) -> None:
+        self.store = store
+        self.upstream = upstream
+        self.overrides = Overrides(upstream) if isinstance(upstream, Router) else None
+        self.failing = False
+
+    async def once(self) -> None:
+        try:
+            if self.overrides is not None:
+                self.overrides.apply(await self.store.channel_overrides())
+            await self.store.publish_channels(status_rows(self.upstream, trio.current_time()))
+        except StoreError as exc:
+            if not self.failing:
+                log.warning("upstream channels: the store cannot be reached (%s); operator changes wait "
+                            "until it can", exc)
+            self.failing = True
+            return
+        if self.failing:
+            log.info("upstream channels: the store is reachable again")
+        self.failing = False
+
+
+async def sync_channels(store: ChannelStore, upstream: Upstream, interval: float, *,
+                        task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Apply the overrides and publish once (before the gateway takes requests: a channel
+    the operator disabled gets none), report started, then again every ``interval`` s."""
+    sync = ChannelSync(store, upstream)
+    await sync.once()
+    task_status.started()
+    while True:
+        await trio.sleep(interval)
+        await sync.once()

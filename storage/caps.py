@@ -1,0 +1,52 @@
+"""Spend caps' periods: the UTC calendar day and month a moment falls in, and how long
+until each rolls over (pure). The backends keep each key's charges per UTC day (a
+``YYYY-MM-DD`` text, the first ten characters of a usage row's time) and sum them from
+the period's first day."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from .errors import SpendCapReached
+from .records import KeyLimits
+
+
+@dataclass(frozen=True)
+class Period:
+    name: str        # "daily" or "monthly"
+    cap: int         # micro-USD
+    start: str       # its first UTC day, YYYY-MM-DD
+    seconds_left: int
+
+
+def spend_day(created_at: str) -> str:
+    """The UTC day a charge counts in, from its usage row's ISO 8601 UTC time."""
+    return created_at[:10]
+
+
+def capped_periods(limits: KeyLimits, now: float) -> list[Period]:
+    """The periods ``limits`` caps at unix time ``now``, longest first."""
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    periods = []
+    if limits.monthly_usd:
+        periods.append(Period("monthly", limits.monthly_usd, month.date().isoformat(), _until(next_month, now)))
+    if limits.daily_usd:
+        periods.append(Period("daily", limits.daily_usd, day.date().isoformat(), _until(day + timedelta(days=1), now)))
+    return periods
+
+
+def _until(moment: datetime, now: float) -> int:
+    return max(1, int(moment.timestamp() - now + 0.999))
+
+
+def check_periods(periods: list[Period], spent: dict[str, int], held: int, needed: int) -> None:
+    """SpendCapReached for the first period (longest first) where the key's settled
+    ``spent`` in it + its open holds ``held`` + ``needed`` would pass the cap."""
+    for period in periods:
+        committed = spent[period.name] + held
+        if committed + needed > period.cap:
+            raise SpendCapReached(period.name, period.cap, committed, needed, period.seconds_left)
