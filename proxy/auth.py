@@ -12,7 +12,7 @@ import hmac
 import ipaddress
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 from . import errors
@@ -106,8 +106,10 @@ class KeyCache:
     refused at once, cached or not."""
 
     def __init__(self, lookup: Callable, ttl: float, clock: Callable[[], float],
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 adjust: Callable[[KeyRecord], KeyRecord] | None = None) -> None:
         self._lookup = lookup
+        self._adjust = adjust  # applied to each record looked up, once per cache fill (free_tier_limits)
         self._ttl = ttl
         self._clock = clock
         self._wall = wall  # unix time, for keys that expire
@@ -127,7 +129,10 @@ class KeyCache:
         if entry is None or entry.expires <= now:
             if len(self._entries) > 100_000:
                 self._entries.clear()
-            entry = _Cached(await self._lookup(prefix), now + self._ttl)
+            record = await self._lookup(prefix)
+            if record is not None and self._adjust is not None:
+                record = self._adjust(record)
+            entry = _Cached(record, now + self._ttl)
             self._entries[prefix] = entry
         record = entry.record
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
@@ -139,6 +144,20 @@ class KeyCache:
         if record.account_disabled:
             raise errors.permission("This account is disabled")
         return record
+
+
+def free_tier_limits(rpm: int | None) -> Callable[[KeyRecord], KeyRecord] | None:
+    """The adjustment that gives the keys of users who never paid at most ``rpm`` requests
+    a minute (their own rpm, if lower, stays); None when there is no free-tier rate."""
+    if not rpm:
+        return None
+
+    def adjust(record: KeyRecord) -> KeyRecord:
+        own = record.limits.rpm
+        if not record.free_tier or (own is not None and own <= rpm):
+            return record
+        return replace(record, limits=replace(record.limits, rpm=rpm))
+    return adjust
 
 
 def check_address(record: KeyRecord, ip: str | None) -> None:

@@ -86,6 +86,7 @@ class AccountsConfig:
 
     signup: bool = True                    # anyone may sign up (false: accounts only from the CLI)
     signup_credit: Decimal = Decimal(0)    # USD of API value a new signup starts with
+    free_tier_rpm: int = 0                 # requests a minute per key of a user who never paid (0: no limit)
     signups_per_hour: int = 10             # per client IP
     login_failures_per_account: int = 5    # within login_window
     login_failures_per_ip: int = 20        # within login_window
@@ -190,7 +191,7 @@ _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout
 _CHANNEL = {"name": str, "url": str, "api_key": str, "api_key_env": str, "priority": int, "weight": float,
             "models": list, "model_ids": dict, "max_concurrency": int, "enabled": bool,
             "connect_timeout": float, "first_byte_timeout": float, "idle_timeout": float, "max_connections": int}
-_ACCOUNTS = {"signup": bool, "signup_credit": Decimal, "signups_per_hour": int, "login_failures_per_account": int,
+_ACCOUNTS = {"signup": bool, "signup_credit": Decimal, "free_tier_rpm": int, "signups_per_hour": int, "login_failures_per_account": int,
              "login_failures_per_ip": int, "login_window": float, "redeem_failures_per_user": int,
              "redeem_failures_per_ip": int, "redeem_window": float, "session_hours": float,
              "password_time_cost": int, "password_memory_kib": int, "webhook_secret": str}
@@ -393,6 +394,7 @@ def _validate_accounts(accounts: AccountsConfig) -> None:
           for n in ("login_window", "redeem_window", "session_hours")),
         (accounts.password_memory_kib >= 64, f"accounts.password_memory_kib must be at least 64, "
                                              f"got {accounts.password_memory_kib}"),
+        (accounts.free_tier_rpm >= 0, f"accounts.free_tier_rpm must be 0 (none) or more, got {accounts.free_tier_rpm}"),
         (accounts.webhook_secret is None or len(accounts.webhook_secret) >= 16,
          "accounts.webhook_secret must be at least 16 characters"),
     ):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .adaptors.base import RequestRules
-from .auth import KeyCache, Network, check_address, client_ip, presented_key
+from .auth import KeyCache, Network, check_address, client_ip, free_tier_limits, presented_key
 from .catalog import Catalog
 from .config import Config
 from .instance import InFlight
@@ -49,7 +49,8 @@ class Gateway:
         if self.catalog is None:
             self.catalog = self.config.catalog()
         if self.keys is None:
-            self.keys = KeyCache(self.store.find_key, self.config.key_cache_seconds, trio.current_time)
+            self.keys = KeyCache(self.store.find_key, self.config.key_cache_seconds, trio.current_time,
+                                 adjust=free_tier_limits(self.config.accounts.free_tier_rpm))
         self.trusted = self.config.trusted_networks()
         self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
         self.limiter = Limiter(trio.current_time, time.time)

@@ -113,6 +113,7 @@ class KeyRecord:
     revoked_at: str | None = None
     expires_at: float | None = None         # unix time after which the gateway refuses it; None: never
     account_disabled: bool = False          # its user is disabled: the gateway refuses it
+    free_tier: bool = False                 # its user never paid (a ledger entry with paid > 0)
     limits: KeyLimits = NO_LIMITS
 
 

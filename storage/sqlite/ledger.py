@@ -80,6 +80,8 @@ class SqliteLedger:
             self.db.execute(
                 "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, delta, account.balance, kind, ref, paid, now_iso()))
+            if paid:  # the account's first payment ends its free tier (KeyRecord.free_tier)
+                self.db.execute("UPDATE accounts SET paid_at = COALESCE(paid_at, ?) WHERE id = ?", (now_iso(), account_id))
         return account
 
     def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None) -> Account:
@@ -106,7 +108,7 @@ class SqliteLedger:
     # -- keys -------------------------------------------------------------------------
     _KEY_SELECT = ("SELECT k.id, k.account_id, a.username, k.prefix, k.key_hash, k.name, k.models, "
                    "k.allow_stream, k.ips, k.pass_thinking, k.created_at, k.last_used_at, k.revoked_at, "
-                   "k.expires_at, a.disabled_at IS NOT NULL AS account_disabled, "
+                   "k.expires_at, a.disabled_at IS NOT NULL AS account_disabled, a.paid_at IS NULL AS free_tier, "
                    + ", ".join(f"k.{c}" for c in LIMIT_FIELDS) + " FROM api_keys k JOIN accounts a ON a.id = k.account_id ")
 
     @staticmethod
@@ -116,7 +118,7 @@ class SqliteLedger:
         row["ips"] = tuple(json.loads(row["ips"] or "[]"))
         row["allow_stream"] = bool(row["allow_stream"])
         row["pass_thinking"] = None if row["pass_thinking"] is None else bool(row["pass_thinking"])
-        row["account_disabled"] = bool(row["account_disabled"])
+        row["account_disabled"], row["free_tier"] = bool(row["account_disabled"]), bool(row["free_tier"])
         limits = {c: row.pop(c) for c in LIMIT_FIELDS}
         return KeyRecord(**row, limits=KeyLimits(**limits) if any(limits.values()) else NO_LIMITS)
 

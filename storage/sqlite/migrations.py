@@ -83,13 +83,16 @@ def _channels(db: sqlite_utils.Database) -> None:
 
 
 def _accounts(db: sqlite_utils.Database) -> None:
-    """Accounts people log in to (password hash, email, role, disabled), key expiry,
+    """Accounts people log in to (password hash, email, role, disabled, first payment), key expiry,
     sessions (their token's hash), redemption codes (their hash) and applied payments
     (one row per provider event, so a webhook delivered twice credits once)."""
     db.execute("ALTER TABLE accounts ADD COLUMN email TEXT")
     db.execute("ALTER TABLE accounts ADD COLUMN password_hash TEXT")
     db.execute("ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'user'")
     db.execute("ALTER TABLE accounts ADD COLUMN disabled_at TEXT")
+    db.execute("ALTER TABLE accounts ADD COLUMN paid_at TEXT")  # the first payment (NULL: free tier)
+    db.execute("UPDATE accounts SET paid_at = (SELECT MIN(created_at) FROM ledger l "
+               "WHERE l.account_id = accounts.id AND l.paid > 0)")
     db.execute("ALTER TABLE api_keys ADD COLUMN expires_at REAL")
     db.execute("CREATE TABLE sessions (id INTEGER PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, "
                "account_id INTEGER NOT NULL REFERENCES accounts(id), created_at TEXT NOT NULL, "

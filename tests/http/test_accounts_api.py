@@ -409,3 +409,18 @@ async def test_hostile_bodies_are_never_a_5xx(site):
                     assert response.json()["type"] == "error", (path, body[:40], response.text)
         assert (await web.get("/api/me")).json()["balance_usd"] == "0.000000"
     assert await site.gateway.store.check() == []
+
+
+async def test_free_tier_keys_have_a_request_rate_until_their_user_pays(nursery, config):
+    running = await nursery.start(serve, replace(config, key_cache_seconds=0.05,
+                                                 accounts=AccountsConfig(**FAST_HASH, free_tier_rpm=2)))
+    free = await make_account(running, "tess")  # credited by the operator, never paid
+    body = {"model": "claude-sonnet-4.5", "max_tokens": 5, "messages": MESSAGE}
+    async with free.http() as http:
+        statuses = [(await http.post("/v1/messages", json=body)).status_code for _ in range(3)]
+        limited = await http.post("/v1/chat/completions", json=body)
+        assert statuses == [200, 200, 429] and limited.status_code == 429
+        assert limited.json()["error"]["type"] == "rate_limit_error" and int(limited.headers["retry-after"]) >= 1
+        await library(running).redeem("tess", await code_worth(running, "1"), None)
+        await trio.sleep(0.1)  # (the key cache)
+        assert (await http.post("/v1/messages", json=body)).status_code == 200

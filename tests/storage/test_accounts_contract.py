@@ -164,3 +164,17 @@ async def test_usage_and_ledger_pages(store):
     older = await store.ledger_page("u", 10, before=entries[-1].id)
     assert [e.kind for e in older] == ["charge", "credit"]
     assert await store.paid_total("u") == 0
+
+
+async def test_a_users_keys_are_free_tier_until_a_payment(store):
+    key, _ = await funded(store, 100)  # credited, never paid
+    assert (await store.find_key(key.prefix)).free_tier
+    await store.credit("u", 5, "credit", paid=0)  # a paid amount of 0 is no payment
+    assert (await store.find_key(key.prefix)).free_tier
+    await store.credit("u", 30, "topup", paid=1)
+    assert not (await store.find_key(key.prefix)).free_tier
+    await store.create_user("v")
+    other = await new_key(store, "v")
+    await store.create_codes([("c", "cccc")], 1_000_000, 30_000_000, None)
+    await store.redeem_code("c", "v")
+    assert not (await store.find_key(other.prefix)).free_tier
