@@ -165,9 +165,14 @@ class Accounts:
         return await self.store.set_password(username, await self.hash_password(password))
 
     async def change_password(self, username: str, current: str, new: str) -> Profile:
+        """Wrong current passwords count as failed logins of the account (and its lock holds)."""
         profile = await self.store.get_profile(username)
         check_password(new)
+        wait = self.login_accounts.wait(username)
+        if wait:
+            raise AccountError("Too many failed password checks; try again later", 429, wait)
         if not isinstance(current, str) or not await self._verify(profile.password_hash, current):
+            self.login_accounts.note(username)
             raise AccountError("the current password is not right", 403)
         return await self.set_password(username, new)
 

@@ -135,3 +135,19 @@ def test_throttle_slides():
     throttle.note("ip")
     throttle.clear("ip")
     assert throttle.wait("ip") == 0
+
+
+async def test_wrong_current_passwords_lock_the_account_like_failed_logins(store):
+    accounts = Accounts(store, AccountsConfig(password_time_cost=1, password_memory_kib=64,
+                                              login_failures_per_account=2))
+    await accounts.create_user("ann", "a long password")
+    for _ in range(2):
+        with pytest.raises(AccountError) as refused:
+            await accounts.change_password("ann", "a wrong guess", "a new long password")
+        assert refused.value.status == 403
+    with pytest.raises(AccountError) as locked:
+        await accounts.change_password("ann", "a long password", "a new long password")
+    assert locked.value.status == 429 and locked.value.retry_after >= 1
+    with pytest.raises(AccountError) as login:
+        await accounts.login("ann", "a long password", "10.0.0.9")
+    assert login.value.status == 429
