@@ -16,7 +16,8 @@ from tests.conftest import make_account
 PUBLIC = {"/", "/health", "/v1/models/info", "/api/hello",
           "/metrics",  # (no key: loopback, metrics_networks or the metrics token; tests/http/test_metrics.py)
           "/api/auth/signup", "/api/auth/login", "/api/auth/logout",  # (a password, or the session cookie)
-          "/api/payments/webhook"}  # (the provider's signature)
+          "/api/payments/webhook",  # (the provider's signature)
+          "/openapi.json"}
 SAMPLE_PATH = {"/v1/models/<path:model_id>": "/v1/models/claude-sonnet-4.5",
                "/api/keys/<prefix>": "/api/keys/sk-cl-abcdefgh", "/api/admin/users/<name>/credit":
                "/api/admin/users/someone/credit", "/api/admin/users/<name>/disable": "/api/admin/users/someone/disable"}
