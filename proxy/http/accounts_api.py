@@ -169,8 +169,16 @@ def _key_order(body: dict, now: float) -> dict[str, Any]:
             "expires_at": None if expires is None else parse_expiry(expires, now)}
 
 
+def restricted(key: KeyRecord) -> bool:
+    """A key with any restriction, limit or expiry: it may not mint keys without them."""
+    return (key.models is not None or bool(key.ips) or not key.allow_stream or key.expires_at is not None
+            or key.limits.limited or key.limits.capped)
+
+
 async def create_key() -> Response:
     who = await caller()
+    if who.key is not None and restricted(who.key):
+        raise errors.permission("A key with restrictions cannot create keys: log in, or use an unrestricted key")
     accounts = current_accounts()
     order = _key_order(await json_body(), accounts.clock())
     key, record = await accounts.create_key(current_gateway().catalog, who.username, **order)

@@ -424,3 +424,12 @@ async def test_free_tier_keys_have_a_request_rate_until_their_user_pays(nursery,
         await library(running).redeem("tess", await code_worth(running, "1"), None)
         await trio.sleep(0.1)  # (the key cache)
         assert (await http.post("/v1/messages", json=body)).status_code == 200
+
+
+async def test_a_restricted_key_cannot_mint_an_unrestricted_one(site):
+    fenced = await make_account(site, "uma", models=["claude-haiku-4.5"])
+    async with fenced.http() as http:
+        refused = await http.post("/api/keys", json={"name": "wider"})
+        assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
+        assert (await http.get("/api/keys")).status_code == 200  # reading is fine
+    assert len(await site.gateway.store.list_keys("uma")) == 1
