@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from typing import Callable
 
 import sqlite_utils
@@ -44,22 +45,34 @@ def connect_reader(path: str) -> sqlite_utils.Database:
     return _open(path, 0, setup)
 
 
+# How long opening waits out a lock at the least (connect_reader has no busy timeout of
+# its own): a new file is switched to WAL, and migrated, under an exclusive lock, and
+# SQLite answers "locked" at once to a connection opening meanwhile, busy handler or not.
+OPEN_LOCK_WAIT = 5.0
+
+
 def _open(path: str, busy_timeout: float, setup: Callable[[sqlite_utils.Database], None]) -> sqlite_utils.Database:
-    conn = None
-    try:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
-        db = sqlite_utils.Database(conn)
-        setup(db)
-        return db
-    except Exception as exc:
-        if conn is not None:
-            conn.close()
-        mapped = unavailable(exc)
-        if mapped is None:
-            raise
-        where = os.path.abspath(path) if path != ":memory:" else path
-        raise StoreUnavailable(f"cannot open the ledger at {where}: {_reason(exc, where)}",
-                               mapped.retry_after) from None
+    """Runs in a worker thread (the store opens there), so it may wait out a lock."""
+    deadline = time.monotonic() + max(busy_timeout, OPEN_LOCK_WAIT)
+    while True:
+        conn = None
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
+            db = sqlite_utils.Database(conn)
+            setup(db)
+            return db
+        except Exception as exc:
+            if conn is not None:
+                conn.close()
+            mapped = unavailable(exc)
+            if mapped is None:
+                raise
+            if "locked" in str(exc).lower() and time.monotonic() < deadline:
+                time.sleep(0.01)  # another connection is creating or migrating the file
+                continue
+            where = os.path.abspath(path) if path != ":memory:" else path
+            raise StoreUnavailable(f"cannot open the ledger at {where}: {_reason(exc, where)}",
+                                   mapped.retry_after) from None
 
 
 def _reason(exc: BaseException, path: str) -> str:
