@@ -39,3 +39,49 @@ def test_metrics_judge_an_ipv4_mapped_peer_as_its_ipv4_address():
     assert allowed(gateway, "::ffff:127.0.0.1", None)
     assert allowed(gateway, "::ffff:10.1.2.3", None)
     assert not allowed(gateway, "::ffff:203.0.113.5", None)
+
+
+# -- the client's bytes passed through: what a first-wins parser would read ------------------
+
+def _first_wins(raw: bytes) -> dict:
+    import json
+    return json.loads(raw, object_pairs_hook=lambda pairs: dict(reversed(pairs)))
+
+
+@pytest.mark.parametrize("raw", [
+    # a second "model" spelled with an escape: the same key to every JSON parser
+    b'{"model":"claude-opus-4-6","max_tokens":10,"messages":[{"role":"user","content":"hi"}],'
+    b'"mod\\u0065l":"claude-haiku-4-5-20251001"}',
+    # max_tokens twice: the hold is sized on the last, a first-wins upstream writes 4000
+    b'{"model":"claude-haiku-4-5-20251001","max_tokens":4000,"messages":[{"role":"user","content":"hi"}],'
+    b'"max_tokens":1}',
+    # stream twice
+    b'{"model":"claude-haiku-4-5-20251001","stream":true,"max_tokens":10,'
+    b'"messages":[{"role":"user","content":"hi"}],"stream":false}',
+    # the prompt twice: the hold is sized on the last (tiny) one
+    b'{"model":"claude-haiku-4-5-20251001","max_tokens":10,"messages":[{"role":"user","content":"' + b"x" * 3000
+    + b'"}],"messages":[{"role":"user","content":"hi"}]}',
+])
+def test_a_body_forwarded_as_sent_means_to_any_parser_what_was_checked_and_billed(raw):
+    """The client's bytes go upstream untouched when nothing changed; a body whose keys
+    repeat (literally or through a \\u escape) must be written anew, so that an upstream
+    whose parser keeps the first of two keys serves what the gateway checked, held and
+    billed (the model, max_tokens, stream, the prompt)."""
+    from proxy.adaptors.anthropic import AnthropicAdaptor
+    from proxy.adaptors.base import RequestRules
+    from proxy.catalog import default_catalog
+    parsed = AnthropicAdaptor().parse(raw, RequestRules(default_catalog()))
+    sent = _first_wins(parsed.encoded(parsed.model.upstream_id))
+    assert sent["model"] == parsed.model.upstream_id
+    assert sent["max_tokens"] == parsed.max_tokens
+    assert sent.get("stream", False) == parsed.stream
+    assert sent["messages"] == parsed.body["messages"]
+
+
+def test_a_plain_body_still_goes_upstream_as_the_client_sent_it():
+    from proxy.adaptors.anthropic import AnthropicAdaptor
+    from proxy.adaptors.base import RequestRules
+    from proxy.catalog import default_catalog
+    raw = b'{"model":"claude-haiku-4-5-20251001","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}'
+    parsed = AnthropicAdaptor().parse(raw, RequestRules(default_catalog()))
+    assert parsed.encoded(parsed.model.upstream_id) is raw
