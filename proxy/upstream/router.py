@@ -31,7 +31,7 @@ import trio
 from .. import errors
 from .base import Upstream, UpstreamRequest, UpstreamResponse, UpstreamStream
 from .health import ChannelHealth, HealthPolicy
-from .status import CREDENTIAL_REFUSED, RETRYABLE, upstream_error
+from .status import CREDENTIAL_REFUSED, RETRYABLE, misanswered, upstream_error
 
 log = logging.getLogger("cheaplm.upstream")
 
@@ -153,7 +153,7 @@ def _attempt_outcome(status: int) -> str:
         return "credential_refused"
     if status in RATE_LIMITED:
         return "rate_limited"
-    return "server_error" if status >= 500 else "client_error"
+    return "server_error" if status >= 500 or misanswered(status) else "client_error"
 
 
 def _retry_after(headers: tuple[tuple[str, str], ...]) -> float | None:
@@ -227,7 +227,7 @@ class Router:
                       "enable it again once fixed (cheaplm upstream enable %s)", channel.name, status, channel.name)
         elif status in RATE_LIMITED:
             health.rate_limited(now, _retry_after(headers))
-        elif status in RETRYABLE:
+        elif status in RETRYABLE or misanswered(status):
             health.failed(now)
         else:
             health.succeeded()

@@ -5,6 +5,7 @@ its fix."""
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import httpx
 import pytest
@@ -85,3 +86,77 @@ def test_a_plain_body_still_goes_upstream_as_the_client_sent_it():
     raw = b'{"model":"claude-haiku-4-5-20251001","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}'
     parsed = AnthropicAdaptor().parse(raw, RequestRules(default_catalog()))
     assert parsed.encoded(parsed.model.upstream_id) is raw
+
+
+# -- a channel answering a status that is neither 200 nor an error -----------------------------
+
+async def _raw_upstream(nursery, response: bytes) -> str:
+    """A server answering every request with ``response`` (raw HTTP/1.1 bytes)."""
+    import trio
+
+    async def serve_one(stream) -> None:
+        async with stream:
+            data = b""
+            with trio.move_on_after(5):
+                while b"\r\n\r\n" not in data:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(body) < length:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        return
+                    body += chunk
+                await stream.send_all(response)
+
+    listeners = await nursery.start(partial(trio.serve_tcp, serve_one, 0, host="127.0.0.1"))
+    return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+
+ODD_STATUSES = [b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+                b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/\r\nContent-Length: 0\r\n"
+                b"Connection: close\r\n\r\n"]
+
+
+@pytest.mark.parametrize("response", ODD_STATUSES, ids=["204", "302"])
+async def test_an_upstream_2xx_or_3xx_other_than_200_is_a_502_never_passed_on(nursery, config, response):
+    """The client asked for a message: a 204 (success, no body) or a redirect from the
+    upstream is the upstream failing, a 502 api_error, never the client's status."""
+    from proxy.config import UpstreamConfig
+    from proxy.serve import serve
+    url = await _raw_upstream(nursery, response)
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(url=url, first_byte_timeout=5)))
+    account = await make_account(running)
+    before = await account.balance()
+    body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    for stream in (False, True):
+        async with account.http() as http:
+            answer = await http.post("/v1/messages", json={**body, "stream": stream})
+        assert answer.status_code == 502, (stream, answer.status_code, answer.text)
+        assert answer.json()["error"]["type"] == "api_error"
+    await account.settled(2)
+    assert await account.balance() == before
+
+
+@pytest.mark.parametrize("response", ODD_STATUSES, ids=["204", "302"])
+async def test_a_channel_answering_2xx_or_3xx_other_than_200_fails_over(nursery, config, response):
+    from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+    from proxy.serve import serve
+    from tests.conftest import UPSTREAM_KEY
+    odd = await _raw_upstream(nursery, response)
+    channels = (ChannelConfig("odd", UpstreamConfig(url=odd, api_key="k", first_byte_timeout=5), priority=0),
+                ChannelConfig("good", UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY,
+                                                     first_byte_timeout=5), priority=1))
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=channels,
+                                                 routing=RoutingConfig()))
+    account = await make_account(running)
+    body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    async with account.http() as http:
+        answer = await http.post("/v1/messages", json=body)
+    assert answer.status_code == 200, answer.text
+    rows = await running.gateway.store.usage(account.username, 10)
+    assert [(r.status, r.channel, r.attempts) for r in rows] == [(200, "good", 2)]
