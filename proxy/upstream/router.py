@@ -156,6 +156,12 @@ def _attempt_outcome(status: int) -> str:
     return "server_error" if status >= 500 or misanswered(status) else "client_error"
 
 
+def _own_fault(error: errors.GatewayError) -> bool:
+    """A refusal raised before anything was sent (the body cannot be written for this
+    channel's model id: a 400): the request's fault, no failure of the channel."""
+    return error.status < 500
+
+
 def _retry_after(headers: tuple[tuple[str, str], ...]) -> float | None:
     for name, value in headers:
         lowered = name.lower()
@@ -274,6 +280,8 @@ class Router:
                 try:
                     response = await channel.upstream.send(request)
                 except errors.GatewayError as error:
+                    if _own_fault(error):
+                        raise
                     self._transport_failed(channel, error, attempts)
                     continue
                 if self._judge(channel, response.status, response.body, response.headers, attempts):
@@ -304,7 +312,7 @@ class Router:
                     yield answer
                     return
             except errors.GatewayError as error:
-                if committed:
+                if committed or _own_fault(error):
                     raise
                 self._transport_failed(channel, error, attempts)
             finally:

@@ -160,3 +160,81 @@ async def test_a_channel_answering_2xx_or_3xx_other_than_200_fails_over(nursery,
     assert answer.status_code == 200, answer.text
     rows = await running.gateway.store.usage(account.username, 10)
     assert [(r.status, r.channel, r.attempts) for r in rows] == [(200, "good", 2)]
+
+
+# -- a body one channel can take and another cannot be written for --------------------------
+
+async def test_a_body_that_cannot_be_written_for_a_channel_is_no_failure_of_that_channel(nursery, config):
+    """orjson reads nesting to 1024 but writes to 254: a body deeper than that passes the
+    relay untouched (the client's bytes), and only a channel that renames the model must
+    write it anew. That is the request's own fault (a 400), not the channel's: three such
+    requests must not open the circuit of every channel with [upstream.model_ids]."""
+    from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+    from proxy.serve import serve
+    from tests.conftest import UPSTREAM_KEY
+    mapped = UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY, first_byte_timeout=5,
+                            model_ids=(("claude-haiku-4.5", "provider-haiku"),))
+    plain = UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY, first_byte_timeout=5)
+    channels = (ChannelConfig("mapped", mapped, priority=0), ChannelConfig("plain", plain, priority=1))
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=channels,
+                                                 routing=RoutingConfig(failures_to_open=3)))
+    account = await make_account(running)
+    deep = b"[" * 300 + b"]" * 300
+    raw = (b'{"model":"claude-haiku-4-5-20251001","max_tokens":10,"messages":[{"role":"user","content":"hi"}],'
+           b'"x":' + deep + b"}")
+    async with account.http() as http:
+        for stream in (False, True, False, True):
+            body = raw if not stream else raw.replace(b'"max_tokens"', b'"stream":true,"max_tokens"')
+            answer = await http.post("/v1/messages", content=body, headers={"content-type": "application/json"})
+            assert answer.status_code in (200, 400), answer.text
+        health = (await http.get("/health")).json()["upstream"]["channels"]
+        assert {c["name"]: c["state"] for c in health} == {"mapped": "healthy", "plain": "healthy"}
+        assert {c["name"]: c["failures"] for c in health}["mapped"] == 0
+        normal = await http.post("/v1/messages", json={"model": "claude-haiku-4.5", "max_tokens": 10,
+                                                       "messages": [{"role": "user", "content": "hi"}]})
+    assert normal.status_code == 200
+    rows = await running.gateway.store.usage(account.username, 10)
+    assert rows[0].channel == "mapped"
+
+
+# -- found, not fixed here (a product decision each): pinned as strict xfails -----------------
+
+@pytest.mark.xfail(strict=True, reason="count_tokens is outside the key's rate limits (product decision: "
+                                       "Anthropic limits it separately); a limited key drives unlimited "
+                                       "upstream requests on the operator's credential")
+async def test_count_tokens_obeys_the_keys_request_rate(gateway, simulator):
+    from storage.base import KeyLimits
+    account = await make_account(gateway, limits=KeyLimits(rpm=1, concurrency=1))
+    body = {"model": "claude-haiku-4.5", "messages": [{"role": "user", "content": "hi"}]}
+    async with account.http() as http:
+        statuses = [(await http.post("/v1/messages/count_tokens", json=body)).status_code for _ in range(5)]
+    assert statuses.count(200) <= 1, statuses
+    assert len(simulator.seen("/v1/messages/count_tokens")) <= 1
+
+
+@pytest.mark.xfail(strict=True, reason="a document by url (or file_id) is estimated at a few tokens: a "
+                                       "non-streaming request's charge passes its hold, the balance and "
+                                       "the key's daily cap by the whole document (README's bound assumes "
+                                       "prompts no denser than a token per three bytes)")
+async def test_a_url_document_does_not_take_a_non_streaming_charge_past_the_balance(gateway, simulator):
+    account = await make_account(gateway, credit_micro=20_000)  # $0.02
+    body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "url", "url": "https://example.com/a-300-page.pdf"}},
+        # (the simulator's stand-in for what the upstream counts for the fetched PDF)
+        {"type": "text", "text": "summarise [sim input_tokens=200000]"}]}]}
+    async with account.http() as http:
+        answer = await http.post("/v1/messages", json=body)
+    await account.settled(1)
+    assert answer.status_code != 200 or await account.balance() >= 0, await account.balance()
+
+
+@pytest.mark.xfail(strict=True, reason="the transfer API is outside the key's spend caps: a key capped at "
+                                       "$1 a day moves the account's whole balance to another user")
+async def test_a_key_capped_at_a_dollar_a_day_cannot_move_the_whole_balance(gateway):
+    from storage.base import KeyLimits
+    account = await make_account(gateway, credit_micro=500_000_000, limits=KeyLimits(daily_usd=1_000_000))
+    from proxy import admin
+    await admin.create_user(gateway.gateway.store, "mallory")
+    async with account.http() as http:
+        answer = await http.post("/api/user/transfer", json={"toUsername": "mallory", "amount": 500})
+    assert answer.status_code != 200 or await account.balance() >= 500_000_000 - 1_000_000, answer.text
