@@ -106,9 +106,12 @@ def prompt_prefix(body: dict | None) -> str | None:
     clients move them to the newest message each turn, and the prefix stays the same."""
     if not body or not isinstance(body.get("messages"), list) or not body["messages"]:
         return None
-    parts = _unmarked([body.get("system"), body["messages"][0]])
-    digest = hashlib.blake2b(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS), digest_size=16)
-    return digest.hexdigest()
+    try:
+        parts = _unmarked([body.get("system"), body["messages"][0]])
+        encoded = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, RecursionError):  # nested deeper than orjson writes or Python recurses: no affinity
+        return None
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
 
 def _unmarked(value):

@@ -238,3 +238,25 @@ async def test_a_key_capped_at_a_dollar_a_day_cannot_move_the_whole_balance(gate
     async with account.http() as http:
         answer = await http.post("/api/user/transfer", json={"toUsername": "mallory", "amount": 500})
     assert answer.status_code != 200 or await account.balance() >= 500_000_000 - 1_000_000, answer.text
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+async def test_a_deeply_nested_first_message_is_served_or_refused_never_a_500(nursery, config, depth):
+    """Cache affinity hashes the system prompt and first message: nesting deeper than
+    orjson writes (254) or than Python recurses must not make the router raise (an
+    unhandled 500 with a traceback in the log for each such request)."""
+    from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+    from proxy.serve import serve
+    from tests.conftest import UPSTREAM_KEY
+    up = UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY, first_byte_timeout=5)
+    channels = (ChannelConfig("a", up), ChannelConfig("b", up))
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=channels,
+                                                 routing=RoutingConfig()))
+    account = await make_account(running)
+    deep = b"[" * depth + b"]" * depth
+    raw = (b'{"model":"claude-haiku-4-5-20251001","max_tokens":10,"messages":[{"role":"user","content":'
+           b'[{"type":"text","text":"hi","x":' + deep + b'}]}]}')
+    async with account.http() as http:
+        answer = await http.post("/v1/messages", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code in (200, 400), (answer.status_code, answer.text)
+    await account.settled(1)
