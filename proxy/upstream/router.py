@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 from collections import OrderedDict
 from contextlib import asynccontextmanager
@@ -166,16 +167,21 @@ def _own_fault(error: errors.GatewayError) -> bool:
 
 
 def _retry_after(headers: tuple[tuple[str, str], ...]) -> float | None:
+    """The seconds a channel asks to rest (``retry-after-ms``, else ``retry-after``), or
+    None when it says nothing usable (absent, an HTTP date, negative, NaN, infinite): the
+    default cooldown then, never none at all."""
+    found: dict[str, float] = {}
     for name, value in headers:
         lowered = name.lower()
+        if lowered not in ("retry-after-ms", "retry-after") or lowered in found:
+            continue
         try:
-            if lowered == "retry-after-ms":
-                return float(value) / 1000
-            if lowered == "retry-after":
-                return float(value)
+            seconds = float(value) / (1000 if lowered == "retry-after-ms" else 1)
         except ValueError:
-            return None
-    return None
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            found[lowered] = seconds
+    return found.get("retry-after-ms", found.get("retry-after"))
 
 
 class Router:

@@ -260,3 +260,23 @@ async def test_a_deeply_nested_first_message_is_served_or_refused_never_a_500(nu
         answer = await http.post("/v1/messages", content=raw, headers={"content-type": "application/json"})
     assert answer.status_code in (200, 400), (answer.status_code, answer.text)
     await account.settled(1)
+
+
+# -- retry-after values a channel may send -----------------------------------------------------
+
+@pytest.mark.parametrize("headers, rests", [
+    ((("retry-after", "nan"),), 30.0),            # NaN: was no rest at all (every comparison false)
+    ((("retry-after", "inf"),), 30.0),
+    ((("retry-after", "-5"),), 30.0),             # garbage: the default cooldown, not none
+    ((("retry-after-ms", "abc"), ("retry-after", "7")), 7.0),  # the usable header is still read
+    ((("retry-after", "Wed, 21 Oct 2099 07:28:00 GMT"),), 30.0),
+    ((("retry-after", "12"),), 12.0),
+    ((("retry-after", "1e308"),), 600.0),
+])
+def test_a_rate_limited_channel_rests_whatever_its_retry_after_says(headers, rests):
+    from proxy.upstream.health import ChannelHealth, HealthPolicy
+    from proxy.upstream.router import _retry_after
+    health = ChannelHealth(HealthPolicy(cooldown=30.0, max_cooldown=600.0))
+    health.rate_limited(100.0, _retry_after(headers))
+    assert health.state(100.0 + rests - 0.5) == "cooling"
+    assert health.state(100.0 + rests + 0.5) == "healthy"
