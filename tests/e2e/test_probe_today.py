@@ -281,3 +281,27 @@ def test_a_rate_limited_channel_rests_whatever_its_retry_after_says(headers, res
     health.rate_limited(100.0, _retry_after(headers))
     assert health.state(100.0 + rests - 0.5) == "cooling"
     assert health.state(100.0 + rests + 0.5) == "healthy"
+
+
+# -- a channel's key in its own error message ---------------------------------------------------
+
+async def test_an_upstream_error_echoing_the_channel_key_does_not_hand_it_to_the_client(nursery, config):
+    """The upstream's error message goes to the client: one that quotes the credential it
+    was sent (some providers do) must not give the operator's key away."""
+    from proxy.config import UpstreamConfig
+    from proxy.serve import serve
+    secret = "sk-ant-channel-secret-0123456789"
+    body = ('{"type":"error","error":{"type":"invalid_request_error","message":"bad request for key %s"}}'
+            % secret).encode()
+    url = await _raw_upstream(nursery, b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                                       b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(url=url, api_key=secret,
+                                                                                 first_byte_timeout=5)))
+    account = await make_account(running)
+    ask = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    async with account.http() as http:
+        answers = [await http.post("/v1/messages", json={**ask, "stream": stream}) for stream in (False, True)]
+        answers.append(await http.post("/v1/messages/count_tokens", json={**ask}))
+    for answer in answers:
+        assert answer.status_code == 400 and "bad request for key" in answer.text
+        assert secret not in answer.text
