@@ -3,6 +3,7 @@ everything else through untouched (new request fields keep appearing)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .. import errors
@@ -66,9 +67,10 @@ class AnthropicAdaptor:
         client_model = body["model"]
         # Pass-through: the client's bytes go upstream untouched unless something must change
         # (the upstream names the model otherwise, a field is clamped, thinking restored).
-        # A body with "model" twice is written anew: a parser that takes the first one
-        # must not see another model than the one checked and billed here.
-        raw_body = raw if raw.count(b'"model"') == 1 else None
+        # A body with a checked or billed field twice is written anew: a parser that takes
+        # the first one must not see another model, max_tokens, stream or prompt than the
+        # ones checked and held for here (a key spelled with a \u escape is the same key).
+        raw_body = raw if _unambiguous(raw) else None
         parsed = Parsed(body, model, stream, max_tokens, model.id if fell_back else client_model, raw=raw_body)
         if fell_back:
             note_fallback(parsed)
@@ -101,6 +103,25 @@ class PassThrough:
 
     def close(self) -> bytes:
         return b""
+
+
+# The fields the gateway checks, holds for or bills by: each at most once in a body
+# passed through as the client sent it.
+_CHECKED_FIELDS = (b'"model"', b'"max_tokens"', b'"stream"', b'"messages"', b'"system"', b'"tools"',
+                   b'"thinking"')
+
+
+# A \\u escape of a letter or "_" (U+0050-U+007F): how a key could spell one of them again
+# unseen by a byte count (encoders escape control and non-ASCII characters, not letters).
+_ESCAPED_LETTER = re.compile(rb"\\u00[5-7][0-9a-fA-F]")
+
+
+def _unambiguous(raw: bytes) -> bool:
+    """Whether every parser reads the same checked fields from ``raw``: none of them
+    repeated, literally or through an escaped letter."""
+    if b"\\u00" in raw and _ESCAPED_LETTER.search(raw):
+        return False
+    return all(raw.count(name) <= 1 for name in _CHECKED_FIELDS)
 
 
 def parse_count_tokens(raw: bytes, rules: RequestRules) -> tuple[dict[str, Any], Model]:

@@ -10,6 +10,7 @@ import trio
 from quart import Blueprint, Response, request
 
 from .. import errors
+from ..auth import client_ip
 from ..gateway import Gateway
 from ..metrics import CONTENT_TYPE, gauge
 from .context import current_gateway
@@ -45,12 +46,17 @@ def allowed(gateway: Gateway, peer: str | None, authorization: str | None) -> bo
         address = ipaddress.ip_address(peer or "")
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:  # a dual-stack socket's IPv4 peer
+        address = address.ipv4_mapped
     return address.is_loopback or any(address in network for network in gateway.config.metrics_allowed())
 
 
 async def metrics() -> Response:
     gateway = current_gateway()
-    if not allowed(gateway, request.remote_addr, request.headers.get("authorization")):
+    # The client, as the key checks see it: behind a trusted proxy (often on loopback) the
+    # address it forwards for, not the proxy's own.
+    peer = client_ip(request.remote_addr, request.headers.get("x-forwarded-for"), gateway.trusted)
+    if not allowed(gateway, peer, request.headers.get("authorization")):
         raise errors.permission("/metrics is served to loopback, the configured metrics_networks, "
                                 "or with the metrics token")
     return Response(gateway.metrics.render(), content_type=CONTENT_TYPE)

@@ -60,11 +60,19 @@ class RelayRoutes:
             raw = await read_body(gateway, ex)
             body, model = parse_count_tokens(raw, gateway.rules)
             check_request(key, model, False)
-            request = UpstreamRequest("/v1/messages/count_tokens", model, ex.headers, partial(with_model, body))
-            response = await gateway.upstream.send(request)
+            # A request like any other for the key's rpm and concurrency (it costs no
+            # tokens): else a limited key drives the operator's credential without bound.
+            admission = gateway.limiter.admit(key.id, key.limits, 0)
+            try:
+                request = UpstreamRequest("/v1/messages/count_tokens", model, ex.headers, partial(with_model, body))
+                response = await gateway.upstream.send(request)
+            finally:
+                if admission is not None:
+                    admission.finish(0)
             if response.status != 200:
                 raise upstream_error(response.status, response.body, response.headers)
         except GatewayError as error:
             await ex.respond_error(error, self.anthropic.error_body(error, request_id), request_id)
             return
-        await ex.respond(200, response.body, [(b"request-id", request_id.encode())])
+        await ex.respond(200, response.body, [(b"request-id", request_id.encode()),
+                                              *(admission.headers if admission is not None else ())])

@@ -8,7 +8,7 @@ key injected.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Mapping
+from typing import AsyncIterator, Callable, Mapping
 
 import httpx
 import trio
@@ -75,13 +75,21 @@ class HttpUpstream:
         finally:
             with trio.CancelScope(shield=True):
                 await response.aclose()
+        if response.status_code != 200:
+            content = self._unquoted(content)
         return UpstreamResponse(response.status_code, tuple(response.headers.items()), content)
+
+    def _unquoted(self, error_body: bytes) -> bytes:
+        """An error body (its message goes to the client) without this channel's key, which
+        some providers quote back."""
+        key = self.config.api_key
+        return error_body.replace(key.encode(), b"[redacted]") if key and key.encode() in error_body else error_body
 
     @asynccontextmanager
     async def stream(self, request: UpstreamRequest) -> AsyncIterator["HttpStream"]:
         response = await self._open(request)
         try:
-            yield HttpStream(response, self.config.idle_timeout)
+            yield HttpStream(response, self.config.idle_timeout, self._unquoted)
         finally:
             with trio.CancelScope(shield=True):
                 await response.aclose()
@@ -91,9 +99,11 @@ class HttpUpstream:
 
 
 class HttpStream:
-    def __init__(self, response: httpx.Response, idle_timeout: float) -> None:
+    def __init__(self, response: httpx.Response, idle_timeout: float,
+                 unquoted: Callable[[bytes], bytes] = lambda body: body) -> None:
         self._response = response
         self._idle = idle_timeout
+        self._unquoted = unquoted
         self.status = response.status_code
         self.headers = tuple(response.headers.items())
         self.channel, self.attempts = "", 1
@@ -109,7 +119,7 @@ class HttpStream:
     async def read(self) -> bytes:
         with _mapped_errors():
             with trio.fail_after(self._idle):
-                return await self._response.aread()
+                return self._unquoted(await self._response.aread())
 
 
 class _mapped_errors:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 from collections import OrderedDict
 from contextlib import asynccontextmanager
@@ -31,7 +32,7 @@ import trio
 from .. import errors
 from .base import Upstream, UpstreamRequest, UpstreamResponse, UpstreamStream
 from .health import ChannelHealth, HealthPolicy
-from .status import CREDENTIAL_REFUSED, RETRYABLE, upstream_error
+from .status import CREDENTIAL_REFUSED, RETRYABLE, misanswered, upstream_error
 
 log = logging.getLogger("cheaplm.upstream")
 
@@ -106,9 +107,12 @@ def prompt_prefix(body: dict | None) -> str | None:
     clients move them to the newest message each turn, and the prefix stays the same."""
     if not body or not isinstance(body.get("messages"), list) or not body["messages"]:
         return None
-    parts = _unmarked([body.get("system"), body["messages"][0]])
-    digest = hashlib.blake2b(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS), digest_size=16)
-    return digest.hexdigest()
+    try:
+        parts = _unmarked([body.get("system"), body["messages"][0]])
+        encoded = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, RecursionError):  # nested deeper than orjson writes or Python recurses: no affinity
+        return None
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
 
 def _unmarked(value):
@@ -153,20 +157,31 @@ def _attempt_outcome(status: int) -> str:
         return "credential_refused"
     if status in RATE_LIMITED:
         return "rate_limited"
-    return "server_error" if status >= 500 else "client_error"
+    return "server_error" if status >= 500 or misanswered(status) else "client_error"
+
+
+def _own_fault(error: errors.GatewayError) -> bool:
+    """A refusal raised before anything was sent (the body cannot be written for this
+    channel's model id: a 400): the request's fault, no failure of the channel."""
+    return error.status < 500
 
 
 def _retry_after(headers: tuple[tuple[str, str], ...]) -> float | None:
+    """The seconds a channel asks to rest (``retry-after-ms``, else ``retry-after``), or
+    None when it says nothing usable (absent, an HTTP date, negative, NaN, infinite): the
+    default cooldown then, never none at all."""
+    found: dict[str, float] = {}
     for name, value in headers:
         lowered = name.lower()
+        if lowered not in ("retry-after-ms", "retry-after") or lowered in found:
+            continue
         try:
-            if lowered == "retry-after-ms":
-                return float(value) / 1000
-            if lowered == "retry-after":
-                return float(value)
+            seconds = float(value) / (1000 if lowered == "retry-after-ms" else 1)
         except ValueError:
-            return None
-    return None
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            found[lowered] = seconds
+    return found.get("retry-after-ms", found.get("retry-after"))
 
 
 class Router:
@@ -227,7 +242,7 @@ class Router:
                       "enable it again once fixed (cheaplm upstream enable %s)", channel.name, status, channel.name)
         elif status in RATE_LIMITED:
             health.rate_limited(now, _retry_after(headers))
-        elif status in RETRYABLE:
+        elif status in RETRYABLE or misanswered(status):
             health.failed(now)
         else:
             health.succeeded()
@@ -274,6 +289,8 @@ class Router:
                 try:
                     response = await channel.upstream.send(request)
                 except errors.GatewayError as error:
+                    if _own_fault(error):
+                        raise
                     self._transport_failed(channel, error, attempts)
                     continue
                 if self._judge(channel, response.status, response.body, response.headers, attempts):
@@ -304,7 +321,7 @@ class Router:
                     yield answer
                     return
             except errors.GatewayError as error:
-                if committed:
+                if committed or _own_fault(error):
                     raise
                 self._transport_failed(channel, error, attempts)
             finally:

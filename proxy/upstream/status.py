@@ -17,6 +17,12 @@ RETURNED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 # Answers that say nothing about the request itself: another channel may serve it
 # (before the first byte has gone to the client; never after, never on a 400).
 RETRYABLE = frozenset({429, 500, 502, 503, 504, 529})
+
+
+def misanswered(status: int) -> bool:
+    """A status other than 200 that is no error either (a 204, a redirect): the upstream
+    failed to answer, as a 5xx does."""
+    return status != 200 and status < 400
 # The gateway's own upstream credential was refused: the channel is unusable.
 CREDENTIAL_REFUSED = frozenset({401, 403})
 
@@ -32,6 +38,8 @@ def upstream_error(status: int, body: bytes, headers: tuple[tuple[str, str], ...
     if status in CREDENTIAL_REFUSED:
         log.error("upstream refused the gateway's credentials (HTTP %s)", status)
         return errors.GatewayError(502, "The gateway's upstream credentials were refused", "api_error")
+    if status < 400:  # a 204, a redirect: no message, and not the client's status to pass on
+        return errors.GatewayError(502, f"Upstream answered HTTP {status}, not a message", "api_error")
     kind, message = _error_fields(body)
     if status >= 500 and status != 529:
         kind = "api_error"
