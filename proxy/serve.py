@@ -96,6 +96,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 binds = await nursery.start(http)
                 nursery.start_soon(checkpoint_progress, store, gateway.in_flight, config.progress_interval)
                 log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], describe_location(config.db_path))
+                log.info("dashboard: open %s/ in a browser to sign up, top up and create keys", binds[0])
                 task_status.started(Running(binds[0], gateway, simulator_url))
                 await trio.sleep_forever()
             finally:

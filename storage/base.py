@@ -202,6 +202,9 @@ class ReportStore(Protocol):
         """Ledger entries of ``username`` with an id below ``before``."""
     async def paid_total(self, username: str) -> int:
         """The sum of the paid amounts on the account's ledger entries."""
+    async def spend_by_day(self, username: str, since: str) -> Sequence[tuple[str, int]]:
+        """(UTC day "YYYY-MM-DD", the cost of the account's requests that day) for each day
+        from ``since`` (a day) on that has any, oldest first."""
 
 
 class Store(KeyStore, LedgerStore, HoldStore, UsageStore, InstanceStore, ChannelStore, MaintenanceStore,

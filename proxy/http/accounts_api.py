@@ -150,7 +150,7 @@ async def list_keys() -> Response:
     return json_response({"data": [describe_key(k) for k in keys]})
 
 
-def _key_order(body: dict, now: float) -> dict[str, Any]:
+def key_order(body: dict, now: float) -> dict[str, Any]:
     """POST /api/keys' fields, checked (the same restrictions as `cheaplm key create`)."""
     name = body.get("name", "default")
     if not isinstance(name, str) or not 0 < len(name.strip()) <= MAX_NAME:
@@ -180,7 +180,7 @@ async def create_key() -> Response:
     if who.key is not None and restricted(who.key):
         raise errors.permission("A key with restrictions cannot create keys: log in, or use an unrestricted key")
     accounts = current_accounts()
-    order = _key_order(await json_body(), accounts.clock())
+    order = key_order(await json_body(), accounts.clock())
     key, record = await accounts.create_key(current_gateway().catalog, who.username, **order)
     return json_response({"key": key, **describe_key(record)}, 201)
 

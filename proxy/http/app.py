@@ -1,6 +1,6 @@
 """create_app(gateway) -> QuartTrio: the relay routes (raw ASGI, the metered hot path)
 in front of Quart, which serves the blueprints (probes and health, models, transfer,
-the accounts and admin JSON API)."""
+the accounts and admin JSON API, the dashboard pages)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from quart_trio import QuartTrio
 
 from ..gateway import Gateway
 from ..ids import new_request_id
-from . import accounts_api, admin_api, context, error_shapes, metrics, models, openapi, payments_api, public, transfer
+from . import (accounts_api, admin_api, context, error_shapes, metrics, models, openapi, pages, payments_api, public,
+               transfer)
 from .relay_routes import RelayRoutes
 
 # Quart reads a request's body as it arrives, before the route runs: the routes it
@@ -28,7 +29,8 @@ def create_app(gateway: Gateway) -> QuartTrio:
     app.after_request(_add_request_id)
     error_shapes.install(app)
     for blueprint in (public.blueprint(), models.blueprint(), transfer.blueprint(), metrics.blueprint(gateway),
-                      accounts_api.blueprint(), admin_api.blueprint(), payments_api.blueprint(), openapi.blueprint()):
+                      accounts_api.blueprint(), admin_api.blueprint(), payments_api.blueprint(), openapi.blueprint(),
+                      pages.blueprint()):
         app.register_blueprint(blueprint)
     app.asgi_app = RelayRoutes(app.asgi_app, gateway)  # type: ignore[method-assign]
     return app

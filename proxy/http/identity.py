@@ -87,7 +87,7 @@ def https() -> bool:
             and request.headers.get("x-forwarded-proto", "").lower() == "https")
 
 
-def _own_origin() -> str:
+def own_origin() -> str:
     return f"{'https' if https() else 'http'}://{request.host}"
 
 
@@ -97,7 +97,7 @@ def check_same_site() -> None:
     if site is not None and site.lower() not in SAME_SITE:
         raise errors.permission("Cross-site request refused")
     origin = request.headers.get("origin")
-    if origin is not None and origin.rstrip("/") != _own_origin():
+    if origin is not None and origin.rstrip("/") != own_origin():
         raise errors.permission("Cross-site request refused: the Origin is not this site")
 
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from quart import Blueprint, Response, current_app
 
+from . import pages
 from .responses import json_response
 
 KEY = [{"apiKey": []}, {"bearer": []}]
@@ -92,9 +93,12 @@ def openapi_path(rule: str) -> str:
 
 
 def routes(app) -> set[tuple[str, str]]:
-    """Every (method, path) the app serves: the relay's routes and Quart's."""
+    """Every (method, path) of the API the app serves: the relay's routes and Quart's
+    (not the dashboard's HTML pages and static files)."""
     served = {("POST", path) for path in app.asgi_app.routes}
     for rule in app.url_map.iter_rules():
+        if pages.is_page(rule.endpoint):
+            continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             served.add((method, openapi_path(rule.rule)))
     return served

@@ -6,6 +6,7 @@ from __future__ import annotations
 import trio
 from quart import Blueprint, Response
 
+from . import pages
 from .context import current_gateway
 from .responses import json_response
 
@@ -21,7 +22,10 @@ def blueprint() -> Blueprint:
 
 
 async def root() -> Response:
-    """Clients probe the base URL (Claude Code sends HEAD /)."""
+    """Clients probe the base URL (Claude Code sends HEAD /) and get JSON; a browser
+    (text/html preferred) gets the dashboard's home page."""
+    if pages.wants_html():
+        return await pages.home()
     return json_response({"service": "CheapLM gateway", "version": VERSION,
                           "endpoints": ["/v1/messages", "/v1/chat/completions", "/v1/models"]})
 

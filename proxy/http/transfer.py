@@ -106,14 +106,9 @@ class RateLimiter:
 
 async def transfer() -> Response:
     key = await caller()  # an API key, or a logged-in browser's session (identity.py)
-    wait = current_app.extensions[LIMITER].take(key.limit_key)
-    if wait:
-        raise GatewayError(429, f"too many transfers; retry in {wait:.0f} s",
-                           headers=(("retry-after", str(max(1, round(wait)))),))
+    check_rate(key)
     to_username, amount = _order(await request.get_data())
-    if to_username == key.username:
-        raise Refused(400, "Cannot transfer to yourself", "toUsername matches your own username")
-    sender, receiver = await _move(key, to_username, amount)
+    sender, receiver = await send(key, to_username, amount)
     return json_response({
         "success": True, "amount": usd_number(amount), "from": sender.username, "to": receiver.username,
         "senderNewBalance": usd_number(sender.balance), "receiverNewBalance": usd_number(receiver.balance),
@@ -135,9 +130,20 @@ def _order(raw: bytes) -> tuple[str, int]:
     return body["toUsername"], amount
 
 
-async def _move(key: Caller, to_username: str, amount: int) -> tuple[Account, Account]:
-    """The store's transfer; its expected refusals in this API's words. Any other storage
-    error goes to the app's one storage mapping (errors.from_store)."""
+def check_rate(key: Caller) -> None:
+    """429 past the caller's transfers a minute."""
+    wait = current_app.extensions[LIMITER].take(key.limit_key)
+    if wait:
+        raise GatewayError(429, f"too many transfers; retry in {wait:.0f} s",
+                           headers=(("retry-after", str(max(1, round(wait)))),))
+
+
+async def send(key: Caller, to_username: str, amount: int) -> tuple[Account, Account]:
+    """The store's transfer (the API's and the transfer page's); its expected refusals in
+    this API's words. Any other storage error goes to the app's one storage mapping
+    (errors.from_store)."""
+    if to_username == key.username:
+        raise Refused(400, "Cannot transfer to yourself", "toUsername matches your own username")
     try:
         return await current_gateway().store.transfer(key.account_id, to_username, amount, new_request_id())
     except InsufficientBalance as short:

@@ -209,3 +209,9 @@ class SqliteAccounts:
         account = self.ledger.get_account(username)
         return self.db.execute("SELECT COALESCE(SUM(paid), 0) FROM ledger WHERE account_id = ?",
                                (account.id,)).fetchone()[0]
+
+    def spend_by_day(self, username: str, since: str) -> list[tuple[str, int]]:
+        account = self.ledger.get_account(username)
+        return [tuple(r) for r in self.db.execute(
+            "SELECT substr(created_at, 1, 10) AS day, SUM(cost) FROM usage WHERE account_id = ? AND created_at >= ? "
+            "GROUP BY day ORDER BY day", (account.id, since)).fetchall()]

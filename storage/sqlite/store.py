@@ -197,6 +197,9 @@ class SqliteStore:
     async def paid_total(self, username: str) -> int:
         return await self._lane.run(self._accounts.paid_total, username)
 
+    async def spend_by_day(self, username: str, since: str) -> Sequence[tuple[str, int]]:
+        return await self._lane.run(self._accounts.spend_by_day, username, since)
+
     async def check(self) -> list[str]:
         return await self._lane.run(checks.check, self._ledger.db.conn, reads_only=True)
 

@@ -11,7 +11,7 @@ async def test_the_app_is_the_relay_routes_in_front_of_the_blueprints(gateway):
     assert isinstance(app.asgi_app, RelayRoutes)
     assert set(app.asgi_app.routes) == {"/v1/messages", "/v1/chat/completions", "/v1/messages/count_tokens"}
     assert set(app.blueprints) == {"public", "models", "transfer", "metrics", "accounts_api", "admin_api",
-                                   "payments_api", "openapi"}
+                                   "payments_api", "openapi", "pages"}
     assert context.gateway_of(app) is gateway.gateway
     assert app.extensions[error_shapes.CLAIMS] == {transfer.PATH: transfer.error_body, **{
         path: error_shapes.anthropic for path in (*accounts_api.CLAIMED, payments_api.PATH)}}

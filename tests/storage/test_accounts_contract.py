@@ -166,6 +166,18 @@ async def test_usage_and_ledger_pages(store):
     assert await store.paid_total("u") == 0
 
 
+async def test_spend_by_day(store):
+    key, _ = await funded(store, 10_000)
+    for i, (day, cost) in enumerate([("2026-01-01", 5), ("2026-01-03", 7), ("2026-01-03", 1), ("2025-12-31", 100)]):
+        hold = await store.place_hold(key.account_id, 200, f"d{i}")
+        await store.settle(hold, replace(row(f"d{i}", key.id, cost), created_at=f"{day}T10:00:00.000+00:00"))
+    assert list(await store.spend_by_day("u", "2026-01-01")) == [("2026-01-01", 5), ("2026-01-03", 8)]
+    await store.create_user("w")
+    assert list(await store.spend_by_day("w", "2026-01-01")) == []
+    with pytest.raises(NotFound):
+        await store.spend_by_day("ghost", "2026-01-01")
+
+
 async def test_a_users_keys_are_free_tier_until_a_payment(store):
     key, _ = await funded(store, 100)  # credited, never paid
     assert (await store.find_key(key.prefix)).free_tier
