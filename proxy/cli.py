@@ -52,7 +52,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cheaplm", description="CheapLM gateway and its admin tools", epilog=EPILOG)
     common = _Parser(add_help=False)
     common.add_argument("--config", help="TOML config file (default: $CHEAPLM_CONFIG)")
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:
         from bench.__main__ import main as bench_main
         return bench_main(argv[1:])
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db_path = listen = None
     try:
