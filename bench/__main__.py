@@ -75,7 +75,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 async def _create_account(db_path: str) -> str:
-    from proxy import admin
+    from proxy.accounts import admin
     from proxy.catalog import default_catalog
     from storage import open_store
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import anthropic
 import trio
 
-from proxy import admin
+from proxy.accounts import admin
 from proxy.config import ChannelConfig, Config, RoutingConfig, UpstreamConfig
 from proxy.money import format_usd
 from proxy.serve import serve
-from proxy.upstream.sim_cache import PromptCache
-from proxy.upstream.simulator import SimulatorState, serve_simulator
+from proxy.simulator.cache import PromptCache
+from proxy.simulator.server import SimulatorState, serve_simulator
 
 SYSTEM = [{"type": "text", "text": "You are a careful coding agent working in a large repository. " * 400,
            "cache_control": {"type": "ephemeral"}}]

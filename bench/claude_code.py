@@ -23,7 +23,7 @@ import random
 import uuid
 from typing import Any, Sequence
 
-from proxy.upstream.sim_script import thinking_signature
+from proxy.simulator.signatures import thinking_signature
 
 MODEL = "claude-sonnet-4-5-20250929"
 MAX_TOKENS = 32000

@@ -14,12 +14,13 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .http.app import create_app
 from .config import Config
-from .gateway import Gateway
-from .instance import checkpoint_progress, new_instance_id
+from .runtime import Gateway
+from .ids import new_instance_id
+from .metering.checkpoints import checkpoint_progress
 from .upstream.channels import open_upstream
 from .upstream.operator import sync_channels
-from .upstream.sim_script import Knobs
-from .upstream.simulator import SimulatorState, serve_simulator
+from .simulator.script import Knobs
+from .simulator.server import SimulatorState, serve_simulator
 from storage import describe_location, open_store
 from storage.base import StoreError
 from storage.leases import keep_lease
@@ -94,7 +95,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                     nursery.cancel_scope.cancel()  # a graceful shutdown has finished
 
                 binds = await nursery.start(http)
-                nursery.start_soon(checkpoint_progress, store, gateway.in_flight, config.progress_interval)
+                nursery.start_soon(checkpoint_progress, store, gateway.meter.in_flight, config.progress_interval)
                 log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], describe_location(config.db_path))
                 log.info("dashboard: open %s/ in a browser to sign up, top up and create keys", binds[0])
                 task_status.started(Running(binds[0], gateway, simulator_url))

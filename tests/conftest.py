@@ -12,10 +12,10 @@ import openai
 import pytest
 import trio
 
-from proxy import admin
+from proxy.accounts import admin
 from proxy.config import Config, UpstreamConfig
 from proxy.serve import Running, serve
-from proxy.upstream.simulator import SimulatorState, serve_simulator
+from proxy.simulator.server import SimulatorState, serve_simulator
 
 UPSTREAM_KEY = "sk-upstream-secret-for-tests"
 

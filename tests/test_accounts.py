@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 import trio
 
-from proxy.accounts import AccountError, Accounts, csrf_token, parse_expiry, secret_hash
+from proxy.accounts.service import AccountError, Accounts, csrf_token, parse_expiry, secret_hash
 from proxy.config import AccountsConfig
-from proxy.payments import CodeProvider, SignedWebhook
-from proxy.throttle import Throttle
+from proxy.payments.providers import CodeProvider, SignedWebhook
+from proxy.limits.throttle import LocalThrottle
 from storage import open_store
 
 FAST = AccountsConfig(password_time_cost=1, password_memory_kib=64)
@@ -121,20 +121,49 @@ def test_csrf_token_is_per_session():
     assert csrf_token("a") != csrf_token("b") and csrf_token("a") == csrf_token("a")
 
 
-def test_throttle_slides():
+async def test_throttle_slides_and_takes_its_slot_atomically():
     now = [0.0]
-    throttle = Throttle(2, 60, lambda: now[0])
-    throttle.note("ip")
+    throttle = LocalThrottle(2, 60, lambda: now[0])
+    assert await throttle.take("ip") == 0
     now[0] = 10
-    throttle.note("ip")
-    assert throttle.wait("ip") == pytest.approx(50) and throttle.wait("other") == 0
+    assert await throttle.take("ip") == 0
+    assert await throttle.take("ip") == pytest.approx(50)  # refused: nothing recorded
+    assert await throttle.take("other") == 0
     now[0] = 59
-    assert throttle.wait("ip") == pytest.approx(1)
+    assert await throttle.take("ip") == pytest.approx(1)
     now[0] = 70.5
-    assert throttle.wait("ip") == 0
-    throttle.note("ip")
-    throttle.clear("ip")
-    assert throttle.wait("ip") == 0
+    assert await throttle.take("ip") == 0  # the first left the window
+    await throttle.give_back("ip")  # (it succeeded: it does not count)
+    assert await throttle.take("ip") == 0
+    assert await throttle.take("ip") == 0
+    assert await throttle.take("ip") == pytest.approx(60)
+    await throttle.clear("ip")
+    assert await throttle.take("ip") == 0
+
+
+async def test_concurrent_wrong_passwords_verify_at_most_the_limit(store):
+    """The failure slot is taken before the (slow) verify: 40 guesses at once, limit 5."""
+    accounts = Accounts(store, FAST, Decimal(30))
+    await accounts.create_user("target", "right-password-1")
+    verified = []
+    original = accounts._verify
+
+    async def counting(stored, password):
+        verified.append(password)
+        return await original(stored, password)
+    accounts._verify = counting
+    outcomes = []
+
+    async def guess(i):
+        try:
+            await accounts.login("target", f"wrong-{i}", f"10.0.0.{i}")
+        except AccountError as exc:
+            outcomes.append(exc.status)
+    async with trio.open_nursery() as nursery:
+        for i in range(40):
+            nursery.start_soon(guess, i)
+    assert len(verified) == FAST.login_failures_per_account
+    assert outcomes.count(401) == FAST.login_failures_per_account and outcomes.count(429) == 35
 
 
 async def test_wrong_current_passwords_lock_the_account_like_failed_logins(store):

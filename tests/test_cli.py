@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from proxy.cli import main
+from proxy.cli.main import main
 
 
 @pytest.fixture

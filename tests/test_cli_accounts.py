@@ -6,7 +6,7 @@ import io
 import pytest
 import trio
 
-from proxy.cli import main
+from proxy.cli.main import main
 from storage import open_store
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from proxy import admin
+from proxy.accounts import admin
 from proxy.catalog import default_catalog
 from proxy.money import MAX_AMOUNT
 from storage.base import NotFound

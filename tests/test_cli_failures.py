@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from proxy.cli import main
+from proxy.cli.main import main
 
 
 def run(capsys, *argv):
@@ -218,7 +218,7 @@ def test_ctrl_c_on_serve_is_a_quiet_exit(capsys, tmp_path, monkeypatch):
     (sqlite3.OperationalError("database is locked"), "the ledger at "),
 ])
 def test_other_ledger_errors_are_one_line(capsys, monkeypatch, db, error, start):
-    from proxy import admin
+    from proxy.accounts import admin
 
     async def failing(store, username):
         raise error

@@ -18,8 +18,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from proxy import direct_body
-from proxy.http.exchange import Exchange
+from proxy.relay import direct_body
+from proxy.relay.exchange import Exchange
 
 BIG = 16 * 1024 * 1024  # more than loopback's socket buffers hold: the write must wait
 

@@ -1,36 +1,28 @@
-"""The import layers of proxy/ and storage/: nothing imports upward, and the pure
-packages (protocol/, adaptors/) import no I/O library.
+"""The house's structure, derived from its folders: no import circle and no room that
+depends on a room depending on it.
 
-Layers, lowest first. A module may import its own layer and the ones below it.
-``TYPE_CHECKING`` imports count too: a type that lives above is a design smell.
+A *room* is a first-level folder of proxy/ or storage/ (``proxy.relay``, ``storage.sqlite``)
+or a module at the top of one (``proxy.money``, ``storage.base``). Imports between rooms
+must form no cycle (their topological order is the layering: nothing imports from a room
+above it), and imports between modules must form none either, ``TYPE_CHECKING`` imports
+included. The pure rooms import no I/O library. Nothing here is a hand-kept list of
+modules: add a folder and it is a room.
 """
 
 from __future__ import annotations
 
 import ast
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# (layer, what it holds): the first pattern a module name matches (exact, or a package prefix ending in ".").
-LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("pure leaves", ("storage.base", "storage.errors", "storage.records", "proxy.protocol.", "proxy.upstream.health", "proxy.http.responses",
-                     "proxy.ids", "proxy.outcome")),
-    ("core", ("proxy.money", "proxy.catalog", "proxy.errors", "proxy.billing")),
-    ("pure request rules, configuration, keys, storage backends",
-     ("proxy.adaptors.", "proxy.config", "proxy.auth", "storage.", "storage")),
-    ("edges: sockets, upstream, ASGI plumbing, metrics", ("proxy.netio", "proxy.direct_body", "proxy.upstream.",
-                                                           "proxy.http.exchange", "proxy.metrics", "proxy.logs")),
-    ("a request's state, limits and money", ("proxy.gateway", "proxy.limits", "proxy.metering", "proxy.instance",
-                                             "proxy.throttle")),
-    ("the request flow", ("proxy.relay",)),
-    ("the web side and the admin library", ("proxy.http.", "proxy.admin", "proxy.accounts", "proxy.payments")),
-    ("entry points", ("proxy.serve", "proxy.cli", "proxy.__main__")),
-]
-PURE = ("proxy/protocol", "proxy/adaptors")
+TOPS = ("proxy", "storage")
+PURE = ("proxy.protocol", "proxy.adaptors")
 # (h11 is allowed: it is sans-I/O, a state machine fed bytes, as protocol/ is.)
 IO_LIBRARIES = {"trio", "quart", "quart_trio", "httpx", "hypercorn", "sqlite_utils", "sqlite3", "socket",
-                "ssl", "asyncio", "os", "psycopg", "redis"}
+                "ssl", "asyncio", "os", "psycopg", "psycopg_pool", "redis", "stripe"}
+MAX_TOP_MODULES = 14
+MAX_LINES = 500
 
 
 def _name(path: Path) -> str:
@@ -39,20 +31,19 @@ def _name(path: Path) -> str:
 
 
 def _modules() -> dict[str, Path]:
-    return {_name(p): p for folder in ("proxy", "storage") for p in (ROOT / folder).rglob("*.py")}
+    return {_name(p): p for folder in TOPS for p in (ROOT / folder).rglob("*.py")}
 
 
-def _layer(module: str) -> int:
-    for index, (_, patterns) in enumerate(LAYERS):
-        for pattern in patterns:
-            if module == pattern or (pattern.endswith(".") and module.startswith(pattern)):
-                return index
-    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+def room(module: str) -> str:
+    """The room a module lives in: its first-level folder, or itself at the top."""
+    return ".".join(module.split(".")[:2])
 
 
-def _imports(module: str, path: Path, known: set[str]) -> set[str]:
+def _imports(module: str, path: Path, known: set[str]) -> tuple[set[str], set[str]]:
+    """(modules of the house it imports, top-level names of everything it imports)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
+    libraries: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
@@ -60,14 +51,18 @@ def _imports(module: str, path: Path, known: set[str]) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
+                libraries.add(target.split(".")[0])
             candidates = [f"{target}.{alias.name}" for alias in node.names] + [target]
         elif isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
+            libraries.update(alias.name.split(".")[0] for alias in node.names)
         else:
             continue
-        found.update(c for c in candidates if c in known)
+        hits = [c for c in candidates if c in known]
+        # "from x import y" names module x.y when it exists, else x itself
+        found.update(hits[:-1] if len(hits) > 1 and hits[-1] == target else hits)
     found.discard(module)
-    return found
+    return found, libraries
 
 
 def _bare_package(path: Path) -> bool:
@@ -76,34 +71,77 @@ def _bare_package(path: Path) -> bool:
         isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(ast.parse(path.read_text())))
 
 
-def test_every_module_has_a_layer_and_nothing_imports_upward():
+def _graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     modules = _modules()
-    assert len(modules) > 40
-    upward = []
-    for module, path in sorted(modules.items()):
-        if _bare_package(path):
-            continue
-        for imported in _imports(module, path, set(modules)):
-            if _bare_package(modules[imported]):
-                continue
-            if _layer(imported) > _layer(module):
-                upward.append(f"{module} ({LAYERS[_layer(module)][0]}) imports {imported} "
-                              f"({LAYERS[_layer(imported)][0]})")
-    assert upward == []
+    known = {m for m, p in modules.items() if not _bare_package(p)}
+    graph: dict[str, set[str]] = {}
+    libraries: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        graph[module], libraries[module] = _imports(module, path, known)
+    return graph, libraries
 
 
-def test_protocol_and_adaptors_import_no_io_library():
-    files = [p for folder in PURE for p in (ROOT / folder).glob("*.py")]
-    assert {"sse.py", "stream_filter.py", "translate.py", "thinking.py", "base.py", "openai.py"} <= {
-        p.name for p in files}
-    impure = []
-    for path in files:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            else:
-                continue
-            impure += [f"{path.relative_to(ROOT)} imports {n}" for n in names if n.split(".")[0] in IO_LIBRARIES]
-    assert impure == []
+def _order(graph: dict[str, set[str]], what: str) -> list[tuple[str, ...]]:
+    sorter = TopologicalSorter(graph)
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        raise AssertionError(f"an import circle between {what}: {' -> '.join(exc.args[1])}") from None
+    levels = []
+    while sorter.is_active():
+        ready = sorter.get_ready()
+        levels.append(tuple(sorted(ready)))
+        sorter.done(*ready)
+    return levels
+
+
+def layers() -> list[tuple[str, ...]]:
+    """The rooms in the order they may import each other, lowest first (also for the docs)."""
+    graph, _ = _graph()
+    rooms: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        rooms.setdefault(room(module), set()).update(room(t) for t in targets if room(t) != room(module))
+    return _order(rooms, "rooms")
+
+
+def test_no_import_circle_between_modules():
+    graph, _ = _graph()
+    _order(graph, "modules")
+
+
+def test_no_import_circle_between_rooms():
+    """A room importing a room that imports it back is an upward import, whichever is 'above'."""
+    assert len(layers()) > 3
+
+
+def test_the_layer_check_catches_a_circle():
+    graph = {"proxy.a": {"proxy.b"}, "proxy.b": {"proxy.c"}, "proxy.c": {"proxy.a"}}
+    try:
+        _order(graph, "modules")
+    except AssertionError as exc:
+        assert "proxy.a" in str(exc)
+    else:
+        raise AssertionError("a circle went unnoticed")
+
+
+def test_a_type_checking_import_counts(tmp_path):
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n"
+    path = tmp_path / "a.py"
+    path.write_text(source)
+    found, _ = _imports("proxy.x.a", path, {"proxy.x.b"})
+    assert found == {"proxy.x.b"}
+
+
+def test_the_pure_rooms_import_no_io_library():
+    _, libraries = _graph()
+    for module, names in libraries.items():
+        if room(module) in PURE:
+            assert not (names & IO_LIBRARIES), f"{module} imports {sorted(names & IO_LIBRARIES)}"
+
+
+def test_the_top_of_proxy_stays_small_and_modules_stay_short():
+    top = sorted(p.name for p in (ROOT / "proxy").glob("*.py"))
+    assert len(top) <= MAX_TOP_MODULES, f"{len(top)} modules at the top of proxy/: {top}"
+    long = {str(p.relative_to(ROOT)): n for p in _modules().values()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"

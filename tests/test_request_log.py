@@ -8,7 +8,7 @@ import logging
 import anthropic
 import pytest
 
-from proxy.logs import REQUESTS, JsonFormatter, request_line
+from proxy.observe.request_log import REQUESTS, JsonFormatter, request_line
 from proxy.outcome import Outcome
 from tests.conftest import MESSAGE
 

@@ -12,10 +12,10 @@ import trio
 
 from proxy import errors
 from proxy.adaptors.anthropic import PassThrough
-from proxy.http.exchange import Exchange
-from proxy.metering import Progress
+from proxy.relay.exchange import Exchange
+from proxy.metering.ticket import Progress
 from proxy.protocol.stream_filter import AnthropicStreamTap
-from proxy.relay import _pump
+from proxy.relay.flow import _pump
 
 LIMIT = 1 << 20
 
@@ -99,7 +99,9 @@ def _ticket():
     async def cover_real_input(usage):
         return None
 
-    return SimpleNamespace(cover_real_input=cover_real_input, ttft_ms=None, started=0.0)
+    ticket = SimpleNamespace(cover_real_input=cover_real_input, ttft_ms=None, started=0.0)
+    ticket.first_output = lambda: setattr(ticket, "ttft_ms", ticket.ttft_ms or 1.0)
+    return ticket
 
 
 async def _pump_paced(chunks, gaps, idle):

@@ -7,11 +7,15 @@ from __future__ import annotations
 from quart import Response, g
 from quart_trio import QuartTrio
 
-from ..gateway import Gateway
+from ..runtime import Gateway
 from ..ids import new_request_id
-from . import (accounts_api, admin_api, context, error_shapes, metrics, models, openapi, pages, payments_api, public,
-               transfer)
-from .relay_routes import RelayRoutes
+from .api import accounts as accounts_api
+from .api import admin as admin_api
+from .pages import views as pages
+from .api import payments as payments_api
+from .api import transfer
+from . import context, error_shapes, metrics, models, openapi, public
+from ..relay.routes import RelayRoutes
 
 # Quart reads a request's body as it arrives, before the route runs: the routes it
 # serves take small bodies (the metered routes, with big ones, bypass it).

@@ -7,7 +7,7 @@ from __future__ import annotations
 from quart import Quart, current_app, request
 
 from ..auth import presented_key
-from ..gateway import Gateway
+from ..runtime import Gateway
 from storage.base import KeyRecord
 
 EXTENSION = "cheaplm.gateway"

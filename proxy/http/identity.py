@@ -21,8 +21,8 @@ import trio
 from quart import Quart, Response, current_app, request
 
 from .. import errors
-from ..accounts import Accounts
-from ..admin import AdminError
+from ..accounts.service import Accounts
+from ..accounts.admin import AdminError
 from ..auth import client_ip, from_trusted_proxy, presented_key
 from ..errors import GatewayError
 from . import error_shapes
@@ -41,8 +41,9 @@ def install(app: Quart) -> None:
     if EXTENSION in app.extensions:
         return
     config = gateway_of(app).config
-    app.extensions[EXTENSION] = Accounts(gateway_of(app).store, config.accounts, config.value_multiplier,
-                                         monotonic=trio.current_time)
+    gateway = gateway_of(app)
+    app.extensions[EXTENSION] = Accounts(gateway.store, config.accounts, config.value_multiplier,
+                                         monotonic=trio.current_time, limits=gateway.limits)
     app.register_error_handler(AdminError, _refused)
 
 

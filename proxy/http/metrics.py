@@ -11,8 +11,8 @@ from quart import Blueprint, Response, request
 
 from .. import errors
 from ..auth import client_ip
-from ..gateway import Gateway
-from ..metrics import CONTENT_TYPE, gauge
+from ..runtime import Gateway
+from ..observe.metrics import CONTENT_TYPE, gauge
 from .context import current_gateway
 
 
@@ -25,9 +25,9 @@ def blueprint(gateway: Gateway) -> Blueprint:
 
 def _present(gateway: Gateway):
     """Gauges of what is true at the scrape."""
-    yield gauge("cheaplm_open_streams", "Streams being relayed", (), [((), len(gateway.in_flight))])
+    yield gauge("cheaplm_open_streams", "Streams being relayed", (), [((), len(gateway.meter.in_flight))])
     yield gauge("cheaplm_holds_open", "Requests of this process whose hold is not settled yet", (),
-                [((), gateway.holds_open)])
+                [((), gateway.meter.holds_open)])
     describe = getattr(gateway.upstream, "describe", None)
     if describe is not None:
         channels = describe(trio.current_time())

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from quart import Blueprint, Response, current_app
 
-from . import pages
+from .pages import views as pages
 from .responses import json_response
 
 KEY = [{"apiKey": []}, {"bearer": []}]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import trio
 from quart import Blueprint, Response
 
-from . import pages
+from .pages import views as pages
 from .context import current_gateway
 from .responses import json_response
 

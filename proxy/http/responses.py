@@ -1,19 +1,14 @@
-"""The one way a JSON answer is written, on the Quart side and the raw ASGI side alike."""
+"""The one way a JSON answer is written on the Quart side (the bytes: protocol/json_body.py)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable
 
 from quart import Response
 
-JSON_TYPE = "application/json"
+from ..protocol.json_body import JSON_TYPE, json_bytes
 
-
-def json_bytes(payload: Any) -> bytes:
-    """``payload`` as the JSON the gateway answers with (``json.dumps``' spacing, which
-    the transfer API's and the error bodies' consumers have always seen)."""
-    return json.dumps(payload).encode()
+__all__ = ["JSON_TYPE", "json_bytes", "json_response"]
 
 
 def json_response(payload: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> Response:

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from bench.floor import serve_floor
-from proxy.upstream.simulator import SimulatorState, serve_simulator
+from proxy.simulator.server import SimulatorState, serve_simulator
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ import httpx
 import pytest
 import trio
 
-from proxy import admin
+from proxy.accounts import admin
 from proxy.config import Config
 from storage import open_store
 

@@ -14,9 +14,9 @@ import openai
 import trio
 
 from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
-from proxy.logs import REQUESTS
+from proxy.observe.request_log import REQUESTS
 from proxy.serve import serve
-from proxy.upstream.simulator import SimulatorState, serve_simulator
+from proxy.simulator.server import SimulatorState, serve_simulator
 from tests.conftest import UPSTREAM_KEY, make_account
 from tests.http.test_metrics import _samples
 

@@ -44,7 +44,7 @@ import httpx
 import pytest
 import trio
 
-from proxy import admin
+from proxy.accounts import admin
 from proxy.billing import usage_cost
 from proxy.config import Config
 from proxy.money import parse_usd

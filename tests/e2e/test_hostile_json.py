@@ -65,7 +65,7 @@ from hypothesis import strategies as st
 
 from proxy.money import parse_usd
 from proxy.protocol.translate import translate_request
-from proxy.upstream import sim_script
+from proxy.simulator import script as sim_script
 
 from tests.conftest import make_account
 

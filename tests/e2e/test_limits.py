@@ -15,7 +15,7 @@ import openai
 import pytest
 import trio
 
-from proxy import cli
+from proxy.cli import main as cli
 from proxy.serve import serve
 from proxy.billing import estimate_input_tokens, hold_amount
 from storage.base import KeyLimits
@@ -116,7 +116,7 @@ async def test_a_success_carries_the_ratelimit_headers(gateway, shape):
 async def test_a_key_without_limits_has_no_ratelimit_headers(alice):
     headers = (await call(alice, "anthropic", "hi [sim deltas=2]")).headers
     assert not [h for h in headers if h.startswith("anthropic-ratelimit")]
-    assert alice.running.gateway.limiter.windows == {}
+    assert alice.running.gateway.meter.limiter.windows == {}
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -11,9 +11,9 @@ import pytest
 from proxy.adaptors.anthropic import AnthropicAdaptor
 from proxy.adaptors.base import RequestRules
 from proxy.catalog import default_catalog
-from proxy.cli import main
+from proxy.cli.main import main
 from proxy.protocol.thinking import Placeholder, Turn, lookup_ids, restore
-from proxy.http.transfer import usd_amount as _amount
+from proxy.http.api.transfer import usd_amount as _amount
 
 TOOL_USE = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
 TOOL_RESULT = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"}]}

@@ -10,7 +10,7 @@ from functools import partial
 import httpx
 import trio
 
-from proxy.cli import main
+from proxy.cli.main import main
 
 
 async def cli(*argv) -> int:
@@ -88,7 +88,7 @@ async def test_sigterm_lets_streams_finish_then_stops_cleanly(tmp_path, nursery)
     db = str(tmp_path / "term.db")
     assert await cli("user", "create", "t", "--db", db) == 0
     assert await cli("topup", "t", "--credit", "5", "--db", db) == 0
-    from proxy.admin import create_key, open_ledger
+    from proxy.accounts.admin import create_key, open_ledger
     from proxy.catalog import default_catalog
     async with open_ledger(db) as store:
         key, _ = await create_key(store, default_catalog(), "t")

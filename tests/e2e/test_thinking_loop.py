@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from proxy.protocol.thinking import ThinkingStore
+from proxy.protocol.thinking_memory import ThinkingStore
 
 from tests.conftest import make_account
 

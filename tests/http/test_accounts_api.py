@@ -15,10 +15,10 @@ import httpx
 import pytest
 import trio
 
-from proxy.accounts import Accounts
+from proxy.accounts.service import Accounts
 from proxy.config import AccountsConfig
 from proxy.money import parse_usd
-from proxy.payments import SignedWebhook
+from proxy.payments.providers import SignedWebhook
 from proxy.serve import serve
 
 from tests.conftest import MESSAGE, make_account

@@ -1,9 +1,12 @@
 """create_app: the pieces it assembles, and nothing shared between two apps."""
 
-from proxy.http import accounts_api, context, error_shapes, identity, payments_api, transfer
+from proxy.http.api import accounts as accounts_api
+from proxy.http.api import payments as payments_api
+from proxy.http.api import transfer
+from proxy.http import context, error_shapes, identity
 from proxy.http.app import create_app
-from proxy.http.exchange import canonical_path
-from proxy.http.relay_routes import RelayRoutes
+from proxy.relay.exchange import canonical_path
+from proxy.relay.routes import RelayRoutes
 
 
 async def test_the_app_is_the_relay_routes_in_front_of_the_blueprints(gateway):
@@ -22,7 +25,7 @@ async def test_two_apps_share_no_state(gateway):
     assert one.extensions[transfer.LIMITER] is not two.extensions[transfer.LIMITER]
     assert one.extensions[error_shapes.CLAIMS] is not two.extensions[error_shapes.CLAIMS]
     assert one.extensions[identity.EXTENSION] is not two.extensions[identity.EXTENSION]
-    one.extensions[transfer.LIMITER].take(1)
+    await one.extensions[transfer.LIMITER].take(1)
     assert two.extensions[transfer.LIMITER].buckets == {}
 
 

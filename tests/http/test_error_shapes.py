@@ -8,14 +8,16 @@ import json
 
 import httpx
 import pytest
+import trio
 
 from proxy import errors
 from proxy.adaptors.anthropic import AnthropicAdaptor
 from proxy.adaptors.openai import OpenAIAdaptor
 from proxy.errors import GatewayError
-from proxy.http import error_shapes, transfer
+from proxy.http.api import transfer
+from proxy.http import error_shapes
 from proxy.upstream.status import upstream_error
-from proxy.limits import KeyLimits, Limiter
+from proxy.limits.keys import KeyLimits, Limiter
 from storage.base import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, SpendCapReached, StoreError,
                           StoreUnavailable)
 
@@ -30,9 +32,12 @@ def upstream(status: int, kind: str, message: str = "upstream says", headers=())
 def key_rate_limit() -> GatewayError:
     """The limiter's refusal of a key's second request in a minute (rpm 1)."""
     limiter = Limiter(lambda: 0.0, lambda: 1_800_000_000.0)
-    limiter.admit(1, KeyLimits(rpm=1), 0)
+
+    async def twice() -> None:
+        await limiter.admit(1, KeyLimits(rpm=1), 0)
+        await limiter.admit(1, KeyLimits(rpm=1), 0)
     with pytest.raises(GatewayError) as refused:
-        limiter.admit(1, KeyLimits(rpm=1), 0)
+        trio.run(twice)
     return refused.value
 
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from proxy.http import pages
+from proxy.http.pages import views as pages
 from proxy.http.app import create_app
 
 from tests.conftest import make_account

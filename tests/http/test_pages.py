@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 import httpx
 
-from proxy.http import pages
+from proxy.http.pages import views as pages
 
 from tests.conftest import MESSAGE
 from tests.http.test_accounts_api import PASSWORD, code_worth, library, site  # noqa: F401 (the fixture)

@@ -11,7 +11,8 @@ import pytest
 
 from proxy.protocol import thinking as thinking_module
 from proxy.protocol.sse import SSEDecoder, encode_event, event_name
-from proxy.protocol.thinking import (Placeholder, RestoreResult, ThinkingMemory, ThinkingStore, Turn, TurnRecorder,
+from proxy.protocol.thinking_memory import ThinkingMemory, ThinkingStore
+from proxy.protocol.thinking import (Placeholder, RestoreResult, Turn, TurnRecorder,
                                      disable_thinking, lookup_ids, restore, turn_from_message)
 from proxy.protocol.translate import translate_request
 

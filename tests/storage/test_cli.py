@@ -3,7 +3,7 @@ exit 1 on a damaged one."""
 
 import sqlite3
 
-from proxy.cli import main
+from proxy.cli.main import main
 
 
 def run(capsys, *argv):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from proxy.cli import main
+from proxy.cli.main import main
 from storage import OPENERS, describe_location, open_store, parse_location
 from storage.base import StoreConfigError, StoreError
 

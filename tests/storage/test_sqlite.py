@@ -331,8 +331,8 @@ async def test_recovery_runs_in_batches_and_survives_unreadable_progress(tmp_pat
 
 
 def test_the_stall_probe_runs(tmp_path, capsys):
-    """python -m storage.sqlite.stall_probe (reader.py's figures), in miniature."""
-    from storage.sqlite import stall_probe
+    """python -m bench.stall_probe (reader.py's figures), in miniature."""
+    from bench import stall_probe
 
     stall_probe.main(["--dir", str(tmp_path), "--wal-mb", "2", "--writer-seconds", "0.1", "--idle-seconds", "0.1",
                       "--after-seconds", "0.1", "--roundtrips", "5"])

@@ -15,7 +15,7 @@ import anthropic
 import pytest
 import trio
 
-from proxy.cli import main
+from proxy.cli.main import main
 from proxy.serve import serve
 from tests.conftest import UPSTREAM_KEY, Account, make_account
 from tests.upstream.test_router import _ask, _channel, _gateway, _rows, _simulator

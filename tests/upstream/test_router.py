@@ -19,8 +19,8 @@ from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
 from proxy.serve import serve
 from proxy.upstream.base import UpstreamRequest
 from proxy.upstream.router import Channel, Router, RoutingPolicy, prompt_prefix, weighted_order
-from proxy.upstream.sim_script import Knobs
-from proxy.upstream.simulator import SimulatorState, serve_simulator
+from proxy.simulator.script import Knobs
+from proxy.simulator.server import SimulatorState, serve_simulator
 from tests.conftest import UPSTREAM_KEY, Sim, make_account
 from tests.http.test_metrics import _samples
 
@@ -252,7 +252,7 @@ def test_the_prompt_prefix_is_the_system_and_first_message_only():
 
 async def test_cache_affinity_keeps_a_conversation_on_one_channel_and_its_cache_warm(nursery, config):
     from bench.affinity import SYSTEM, conversation
-    from proxy.upstream.sim_cache import PromptCache
+    from proxy.simulator.cache import PromptCache
 
     sims = []
     for _ in range(2):

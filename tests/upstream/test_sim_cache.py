@@ -1,7 +1,7 @@
 """The simulator's prompt cache (proxy/upstream/sim_cache.py): breakpoints, reads of the
 longest cached prefix, writes up to the last breakpoint, TTL, one cache per instance."""
 
-from proxy.upstream.sim_cache import TTL, PromptCache, boundaries
+from proxy.simulator.cache import TTL, PromptCache, boundaries
 
 SYSTEM = [{"type": "text", "text": "You are a coding agent. " * 200, "cache_control": {"type": "ephemeral"}}]
 

@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from proxy.protocol.sse import SSEDecoder, parse_event
-from proxy.upstream.sim_script import (LOOP_MESSAGE, InvalidRequest, Knobs, check_request, message_body, plan,
-                                       redacted_data, thinking_signature, valid_redacted, valid_signature)
-from proxy.upstream.simulator import SimulatorState, serve_simulator
+from proxy.simulator.rules import LOOP_MESSAGE, InvalidRequest, check_request
+from proxy.simulator.script import Knobs, message_body, plan
+from proxy.simulator.signatures import redacted_data, thinking_signature, valid_redacted, valid_signature
+from proxy.simulator.server import SimulatorState, serve_simulator
 
 from tests.conftest import UPSTREAM_KEY
 
@@ -547,7 +548,7 @@ async def test_count_tokens_applies_the_rules_that_concern_it(simulator):
 
 
 def test_a_thinking_type_that_is_not_a_string_is_refused_not_a_crash():
-    from proxy.upstream.sim_script import InvalidRequest, check_request
+    from proxy.simulator.rules import InvalidRequest, check_request
     import pytest as _pytest
     for kind in ([], {"x": 1}, 5):
         with _pytest.raises(InvalidRequest, match="thinking: Input tag"):

@@ -1,0 +1,130 @@
+"""The reseller transfer API (product docs): POST /api/user/transfer.
+
+Moves balance from the caller's account (an API key's owner, or a logged-in session's) to another user's, atomically, with a
+ledger entry on each side. Answers in the documented shape; every error, its own
+refusals and Quart's alike, as ``{"success": false, "error": "<documented error>",
+"message": "<detail>"}`` (``error_body``, the shape this blueprint claims its path for).
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from quart import Blueprint, Response, current_app, request
+from quart.blueprints import BlueprintSetupState
+
+from ...errors import GatewayError
+from ...money import MAX_AMOUNT, MICRO, format_usd, parse_usd, usd_number
+from ...ids import new_request_id
+from .. import error_shapes, identity
+from ..context import current_gateway, gateway_of
+from ..identity import Caller, caller
+from ..responses import json_response
+from storage.base import Account, InsufficientBalance, NotFound
+
+PATH = "/api/user/transfer"
+LIMITER = "cheaplm.transfer_limiter"
+# The documented error word for each status this API answers with.
+ERROR_WORDS = {400: "Invalid request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+               405: "Method not allowed", 408: "Request timeout", 413: "Request too large",
+               429: "Rate limited", 503: "Service unavailable"}
+
+
+class Refused(GatewayError):
+    """A transfer refused with a documented error word of its own ("Invalid amount")."""
+
+    def __init__(self, status: int, word: str, message: str) -> None:
+        super().__init__(status, message)
+        self.word = word
+
+
+def error_body(error: GatewayError, request_id: str) -> dict:
+    """Any GatewayError in this API's documented shape (the 401/403 of a refused key,
+    the 413/405 Quart raises, a 500, a 503 of the ledger)."""
+    word = error.word if isinstance(error, Refused) else ERROR_WORDS.get(error.status, "Server error")
+    return {"success": False, "error": word, "message": error.message}
+
+
+def blueprint() -> Blueprint:
+    """Registered after the gateway is attached to the app (its rate limit is read then)."""
+    bp = Blueprint("transfer", __name__)
+    bp.record(_set_up)
+    bp.post(PATH)(transfer)
+    return bp
+
+
+def _set_up(state: BlueprintSetupState) -> None:
+    config = gateway_of(state.app).config
+    state.app.extensions[LIMITER] = gateway_of(state.app).limits.bucket("transfer", config.transfers_per_minute)
+    error_shapes.claim(state.app, PATH, error_body)
+    identity.install(state.app)
+
+
+_DOLLARS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?")
+
+
+def usd_amount(value) -> int | None:
+    """Dollars as a JSON number (or a plain decimal string such as "12.50") -> micro-USD;
+    None unless positive, at most six decimals and at most MAX_AMOUNT. A string must be
+    plain digits (no exponent, separators or spaces): nothing huge is ever built."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if isinstance(value, str) and not _DOLLARS.fullmatch(value):
+        return None
+    if isinstance(value, float) and not 0 < value <= MAX_AMOUNT / MICRO:  # NaN fails too
+        return None
+    try:  # exact or refused, bounded before anything is built (money.parse_usd)
+        micro = parse_usd(repr(value) if isinstance(value, float) else value)
+    except ValueError:
+        return None
+    return micro if 0 < micro <= MAX_AMOUNT else None
+
+
+async def transfer() -> Response:
+    key = await caller()  # an API key, or a logged-in browser's session (identity.py)
+    await check_rate(key)
+    to_username, amount = _order(await request.get_data())
+    sender, receiver = await send(key, to_username, amount)
+    return json_response({
+        "success": True, "amount": usd_number(amount), "from": sender.username, "to": receiver.username,
+        "senderNewBalance": usd_number(sender.balance), "receiverNewBalance": usd_number(receiver.balance),
+    })
+
+
+def _order(raw: bytes) -> tuple[str, int]:
+    """(toUsername, micro-USD) from the request body, or the documented 400."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Refused(400, "Invalid request", "Body must be JSON: {\"toUsername\": ..., \"amount\": ...}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("toUsername"), str) or not body["toUsername"]:
+        raise Refused(400, "Invalid request", "toUsername (string) is required")
+    amount = usd_amount(body.get("amount"))
+    if amount is None:
+        raise Refused(400, "Invalid amount", "amount must be a positive number of dollars, at most 6 decimals and "
+                                             "at most 1,000,000,000")
+    return body["toUsername"], amount
+
+
+async def check_rate(key: Caller) -> None:
+    """429 past the caller's transfers a minute."""
+    wait = await current_app.extensions[LIMITER].take(key.limit_key)
+    if wait:
+        raise GatewayError(429, f"too many transfers; retry in {wait:.0f} s",
+                           headers=(("retry-after", str(max(1, round(wait)))),))
+
+
+async def send(key: Caller, to_username: str, amount: int) -> tuple[Account, Account]:
+    """The store's transfer (the API's and the transfer page's); its expected refusals in
+    this API's words. Any other storage error goes to the app's one storage mapping
+    (errors.from_store)."""
+    if to_username == key.username:
+        raise Refused(400, "Cannot transfer to yourself", "toUsername matches your own username")
+    try:
+        return await current_gateway().store.transfer(key.account_id, to_username, amount, new_request_id())
+    except InsufficientBalance as short:
+        raise Refused(400, "Insufficient balance",
+                      f"available ${format_usd(max(short.available, 0))}, asked ${format_usd(amount)}") from None
+    except NotFound:
+        raise Refused(404, "User not found", f"no user {to_username!r}") from None

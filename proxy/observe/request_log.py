@@ -1,0 +1,73 @@
+"""Log output: one line per request (``cheaplm.requests``), as JSON or as text, and the
+process's log format. Never a prompt, never a key (only its 14-character prefix)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+import orjson
+
+from ..money import format_usd
+from ..outcome import Outcome
+
+REQUESTS = "cheaplm.requests"
+
+
+def request_line(outcome: Outcome) -> str:
+    """The text form: ``req_… alice cheaplm_ab… messages claude-sonnet-4.5 200 …``."""
+    fields = [outcome.request_id, f"user={outcome.username or '-'}", f"key={outcome.key_prefix or '-'}",
+              f"endpoint={outcome.endpoint}", f"model={outcome.model or '-'}", f"status={outcome.status}"]
+    if outcome.channel:
+        fields.append(f"channel={outcome.channel} attempts={outcome.attempts}")
+    if outcome.error_type:
+        fields.append(f"error={outcome.error_type}")
+    tokens = (outcome.input_tokens, outcome.cache_write_5m + outcome.cache_write_1h, outcome.cache_read,
+              outcome.output_tokens)
+    if any(tokens):
+        fields.append("tokens=%d/%d/%d/%d" % tokens)
+    fields.append(f"cost={format_usd(outcome.cost)}")
+    if outcome.partial:
+        fields.append("partial")
+    if outcome.ttft_ms is not None:
+        fields.append(f"ttft_ms={outcome.ttft_ms:.1f}")
+    if outcome.duration_ms is not None:
+        fields.append(f"ms={outcome.duration_ms:.1f}")
+    return " ".join(fields)
+
+
+class JsonFormatter(logging.Formatter):
+    """Every record as one JSON object; a request line carries its outcome's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+                "level": record.levelname, "logger": record.name}
+        outcome = getattr(record, "outcome", None)
+        if isinstance(outcome, Outcome):
+            line["event"] = "request"
+            line.update(outcome.as_log())
+        else:
+            line["message"] = record.getMessage()
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line).decode()
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure(log_format: str, level: str) -> None:
+    """The process's logging (set up by ``logging.basicConfig``): its stream handlers
+    write ``json`` (one object a line) or ``text``. Handlers someone else installed (a
+    test runner's) are left as they are."""
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setFormatter(formatter)
+    root.setLevel(level.upper())
+
+
+def log_request(logger: logging.Logger, outcome: Outcome) -> None:
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("%s", request_line(outcome), extra={"outcome": outcome})
