@@ -57,8 +57,7 @@ class Gateway:
         self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
         self.limits = LocalLimits(trio.current_time, time.time)
         self.meter = Meter(self.store, self.limits.key_limiter(), self.record, self.after_response)
-        if hasattr(self.upstream, "observe"):  # a router over channels reports every attempt
-            self.upstream.observe = self.metrics.attempt
+        self.upstream.observe = self.metrics.attempt  # every attempt on every channel
 
     def record(self, outcome: Outcome) -> None:
         """Every request's outcome, once: the metrics and the request log."""

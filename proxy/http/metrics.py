@@ -28,14 +28,12 @@ def _present(gateway: Gateway):
     yield gauge("cheaplm_open_streams", "Streams being relayed", (), [((), len(gateway.meter.in_flight))])
     yield gauge("cheaplm_holds_open", "Requests of this process whose hold is not settled yet", (),
                 [((), gateway.meter.holds_open)])
-    describe = getattr(gateway.upstream, "describe", None)
-    if describe is not None:
-        channels = describe(trio.current_time())
-        states = ("healthy", "cooling", "open", "probing", "disabled")
-        yield gauge("cheaplm_channel_state", "1 for each channel's current state", ("channel", "state"),
-                    [((c["name"], s), float(c["state"] == s)) for c in channels for s in states])
-        yield gauge("cheaplm_channel_in_flight", "Requests in flight per channel", ("channel",),
-                    [((c["name"],), c["in_flight"]) for c in channels])
+    channels = gateway.upstream.describe(trio.current_time())
+    states = ("healthy", "cooling", "open", "probing", "disabled")
+    yield gauge("cheaplm_channel_state", "1 for each channel's current state", ("channel", "state"),
+                [((c["name"], s), float(c["state"] == s)) for c in channels for s in states])
+    yield gauge("cheaplm_channel_in_flight", "Requests in flight per channel", ("channel",),
+                [((c["name"],), c["in_flight"]) for c in channels])
 
 
 def allowed(gateway: Gateway, peer: str | None, authorization: str | None) -> bool:

@@ -41,7 +41,5 @@ async def health() -> Response:
     body = {"status": "ok", "version": VERSION,
             "upstream": {"url": upstream.label, "simulated": gateway.simulated},
             "models": len(gateway.catalog.models)}
-    describe = getattr(upstream, "describe", None)  # several channels: each one's state (never a key)
-    if describe is not None:
-        body["upstream"]["channels"] = describe(trio.current_time())
+    body["upstream"]["channels"] = upstream.describe(trio.current_time())  # each one's state, never a key
     return json_response(body)

@@ -63,8 +63,15 @@ class UpstreamStream(Protocol):
 
 
 class Upstream(Protocol):
+    """What the relay talks to: always a router over channels (one channel for a single
+    ``[upstream]``), each channel an HTTP transport to one provider."""
+
     label: str
     idle_timeout: float  # longest silence allowed in a streamed body
+    observe: Callable[[str, str], None]  # told (channel, outcome) of every attempt: the metrics
+
+    def describe(self, now: float) -> list[dict]:
+        """Each channel as an operator sees it (/health, ``cheaplm upstream list``): never its key."""
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
 

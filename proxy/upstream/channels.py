@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from ..catalog import Catalog
 from ..config import ChannelConfig, Config, UpstreamConfig
-from .base import Upstream
 from .health import HealthPolicy
 from .http import HttpUpstream
 from .router import Channel, Router, RoutingPolicy
@@ -37,13 +36,17 @@ def _channel(config: ChannelConfig, catalog: Catalog) -> Channel:
     return Channel(config.name, upstream, config.priority, config.weight, models, config.max_concurrency)
 
 
-def open_upstream(config: Config, catalog: Catalog, simulator_url: str | None = None) -> Upstream:
-    """The configured upstream; ``simulator_url`` when the simulator serves instead."""
-    if simulator_url is not None:
-        return HttpUpstream(simulator_url, config.upstream, label="simulator")
-    if not config.channels:
-        return HttpUpstream(config.upstream.effective_url, config.upstream,
-                            model_ids=provider_model_ids(config.upstream, catalog))
+SINGLE = "default"  # the channel of ``[upstream]`` (or the simulator) when no ``[[upstreams]]`` are given
+
+
+def open_upstream(config: Config, catalog: Catalog, simulator_url: str | None = None) -> Router:
+    """The configured upstream, always a router: ``[[upstreams]]``, or one channel named
+    "default" for ``[upstream]`` or, at ``simulator_url``, the simulator."""
+    if simulator_url is not None or not config.channels:
+        url = simulator_url or config.upstream.effective_url
+        only = HttpUpstream(url, config.upstream, label="simulator" if simulator_url else None,
+                            model_ids=None if simulator_url else provider_model_ids(config.upstream, catalog))
+        return Router([Channel(SINGLE, only, 0, 1.0, None, None)], routing_policy(config))
     router = Router([_channel(c, catalog) for c in config.channels], routing_policy(config))
     for channel in config.channels:
         if not channel.enabled:

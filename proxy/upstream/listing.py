@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from ..config import Config
+from ..config import ChannelConfig, Config
 from .base import redacted_url
-from .operator import SINGLE, operator_reason
+from .channels import SINGLE
+from .operator import operator_reason
 from storage.base import ChannelOverride, ChannelSnapshot
 
 SEVERITY = ("healthy", "cooling", "probing", "open", "disabled")  # the worst of an instance's states is shown
@@ -68,8 +69,7 @@ def live_rows(snapshots: Sequence[ChannelSnapshot], overrides: Sequence[ChannelO
     for name, rows in by_name.items():
         first = rows[0][1]
         state = _state(rows, len(snapshots))
-        if not first.get("single"):
-            state += _pending(state, override_of.get(name), oldest)
+        state += _pending(state, override_of.get(name), oldest)
         out.append({"name": name, "url": first["url"], "priority": first["priority"], "weight": first["weight"],
                     "state": state, **{c: _summed(row.get(c) for _, row in rows)
                                        for c in ("in_flight", "requests", "failures")}})
@@ -79,26 +79,29 @@ def live_rows(snapshots: Sequence[ChannelSnapshot], overrides: Sequence[ChannelO
 def configured_rows(config: Config, overrides: Sequence[ChannelOverride]) -> list[dict]:
     """The channels as the configuration and the operator's overrides start them (no gateway runs)."""
     idle = {"in_flight": "-", "requests": "-", "failures": "-"}
-    if not config.channels:
-        up = config.upstream
-        url = "(built-in simulator)" if up.simulated else redacted_url(up.effective_url or "")
-        return [{"name": SINGLE, "url": url, "priority": 0, "weight": 1.0, "state": "enabled", **idle}]
     override_of = {o.name: o for o in overrides}
     rows = []
-    for channel in config.channels:
+    for channel in _channels(config):
         override = override_of.get(channel.name)
         if override is not None:
             state = "enabled" if override.enabled else f"disabled ({operator_reason(override.reason)})"
         else:
             state = "enabled" if channel.enabled else "disabled (disabled in the configuration)"
-        rows.append({"name": channel.name, "url": redacted_url(channel.upstream.effective_url or ""),
-                     "priority": channel.priority, "weight": channel.weight, "state": state, **idle})
+        up = channel.upstream
+        url = "(built-in simulator)" if up.simulated else redacted_url(up.effective_url or "")
+        rows.append({"name": channel.name, "url": url, "priority": channel.priority, "weight": channel.weight,
+                     "state": state, **idle})
     return rows
+
+
+def _channels(config: Config) -> tuple[ChannelConfig, ...]:
+    """The configured channels: ``[[upstreams]]``, or the one ``[upstream]`` as "default"."""
+    return config.channels or (ChannelConfig(SINGLE, config.upstream),)
 
 
 def channel_names(config: Config, snapshots: Sequence[ChannelSnapshot]) -> list[str]:
     """The channels an operator may enable or disable: the configuration's and the live routers'."""
-    names = dict.fromkeys(c.name for c in config.channels)
+    names = dict.fromkeys(c.name for c in _channels(config))
     for snapshot in snapshots:
-        names.update(dict.fromkeys(row["name"] for row in snapshot.channels if not row.get("single")))
+        names.update(dict.fromkeys(row["name"] for row in snapshot.channels))
     return list(names)

@@ -5,8 +5,7 @@ rows of ``Router.describe``, never a key) for ``cheaplm upstream list``.
 
 An override is applied once per change (its ``version``): a channel the operator
 enabled and whose credential is refused afterwards stays disabled until the operator
-enables it again. A gateway with one upstream and no router has no overrides to apply
-and publishes its one upstream.
+enables it again. A gateway with one ``[upstream]`` has one channel, named "default".
 """
 
 from __future__ import annotations
@@ -16,13 +15,13 @@ from typing import Sequence
 
 import trio
 
-from .base import Upstream
+from .channels import SINGLE
 from .router import Router
 from storage.base import ChannelOverride, ChannelStore, StoreError
 
 log = logging.getLogger("cheaplm.upstream")
 
-SINGLE = "default"  # the name the one upstream of a gateway without channels is listed under
+__all__ = ["SINGLE", "ChannelSync", "Overrides", "operator_reason", "sync_channels"]
 
 
 def operator_reason(reason: str) -> str:
@@ -58,29 +57,19 @@ class Overrides:
         return changed
 
 
-def status_rows(upstream: Upstream, now: float) -> list[dict]:
-    """What this gateway publishes of its upstream: each channel's row, or the one upstream's."""
-    if isinstance(upstream, Router):
-        return upstream.describe(now)
-    return [{"name": SINGLE, "url": getattr(upstream, "url_label", upstream.label), "priority": 0, "weight": 1.0,
-             "state": "healthy", "resting_seconds": None, "disabled_reason": None, "in_flight": None,
-             "requests": None, "failures": None, "single": True}]
-
-
 class ChannelSync:
     """One round of the exchange with the store; failures are logged once, not every round."""
 
-    def __init__(self, store: ChannelStore, upstream: Upstream) -> None:
+    def __init__(self, store: ChannelStore, upstream: Router) -> None:
         self.store = store
         self.upstream = upstream
-        self.overrides = Overrides(upstream) if isinstance(upstream, Router) else None
+        self.overrides = Overrides(upstream)
         self.failing = False
 
     async def once(self) -> None:
         try:
-            if self.overrides is not None:
-                self.overrides.apply(await self.store.channel_overrides())
-            await self.store.publish_channels(status_rows(self.upstream, trio.current_time()))
+            self.overrides.apply(await self.store.channel_overrides())
+            await self.store.publish_channels(self.upstream.describe(trio.current_time()))
         except StoreError as exc:
             if not self.failing:
                 log.warning("upstream channels: the store cannot be reached (%s); operator changes wait "
@@ -92,7 +81,7 @@ class ChannelSync:
         self.failing = False
 
 
-async def sync_channels(store: ChannelStore, upstream: Upstream, interval: float, *,
+async def sync_channels(store: ChannelStore, upstream: Router, interval: float, *,
                         task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Apply the overrides and publish once (before the gateway takes requests: a channel
     the operator disabled gets none), report started, then again every ``interval`` s."""

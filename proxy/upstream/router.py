@@ -58,6 +58,7 @@ class Channel:
     in_flight: int = 0
     requests: int = 0
     failures: int = 0
+    rested_by: int | None = None  # the status (429 or 529) that rests it, while it rests for that
 
     def serves(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models
@@ -193,7 +194,7 @@ class Router:
         self.policy = policy
         self.state = state if state is not None else LocalRoutingState(policy.health)
         self._rng = rng or random.Random()
-        self.label = f"{len(channels)} channels"
+        self.label = channels[0].upstream.label if len(channels) == 1 else f"{len(channels)} channels"
         self.observe: Callable[[str, str], None] = _ignore  # (channel, outcome) per attempt: the metrics
         self.idle_timeout = max(c.upstream.idle_timeout for c in channels)
 
@@ -218,7 +219,9 @@ class Router:
     def nothing_available(self, request: UpstreamRequest, now: float) -> errors.GatewayError:
         """Every channel for this model is resting (or disabled): say when to come back."""
         serving = [c for c in self.channels if c.serves(request.model.id)]
-        waits = [until - now for c in serving if (until := self.state.health(c.name).until(now)) is not None]
+        resting = [(until - now, c.rested_by) for c in serving
+                   if (until := self.state.health(c.name).until(now)) is not None]
+        waits = [wait for wait, _ in resting]
         if not waits:
             busy = any(not c.has_room() for c in serving)
             if busy:
@@ -226,6 +229,9 @@ class Router:
                                            "overloaded_error", headers=(("retry-after", "1"),))
             return errors.GatewayError(502, "No upstream channel is available for this model", "api_error")
         seconds = str(max(1, int(min(waits) + 0.999)))
+        if all(status == 429 for _, status in resting):  # the upstream's own rate limit: say it as one
+            return errors.GatewayError(429, f"The upstream is rate limiting this gateway; retry in {seconds} s",
+                                       "rate_limit_error", headers=(("retry-after", seconds),))
         return errors.GatewayError(529, f"Every upstream channel is resting; retry in {seconds} s",
                                    "overloaded_error", headers=(("retry-after", seconds),))
 
@@ -242,8 +248,10 @@ class Router:
                       "enable it again once fixed (cheaplm upstream enable %s)", channel.name, status, channel.name)
         elif status in RATE_LIMITED:
             health.rate_limited(now, _retry_after(headers))
+            channel.rested_by = status
         elif status in RETRYABLE or misanswered(status):
             health.failed(now)
+            channel.rested_by = None
         else:
             health.succeeded()
             return False
@@ -254,6 +262,7 @@ class Router:
     def _transport_failed(self, channel: Channel, error: errors.GatewayError, attempts: Attempts) -> None:
         self.observe(channel.name, "timeout" if error.status == 504 else "connect_error")
         self.state.health(channel.name).failed(trio.current_time())
+        channel.rested_by = None
         channel.failures += 1
         attempts.errors.append((error, None))
 
@@ -340,7 +349,7 @@ class Router:
         for c in self.channels:
             health = self.state.health(c.name)
             until = health.until(now)
-            rows.append({"name": c.name, "url": getattr(c.upstream, "url_label", c.upstream.label), "priority": c.priority, "weight": c.weight,
+            rows.append({"name": c.name, "url": c.upstream.url_label, "priority": c.priority, "weight": c.weight,
                          "state": health.state(now), "resting_seconds": None if until is None else round(until - now, 3),
                          "disabled_reason": health.disabled_reason or None, "in_flight": c.in_flight,
                          "requests": c.requests, "failures": c.failures})

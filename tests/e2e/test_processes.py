@@ -69,7 +69,10 @@ async def test_standalone_simulator_behind_the_gateway(tmp_path, nursery, capsys
     spawn(nursery, str(tmp_path), "serve", "--port", str(gw_port), "--db", db, "--upstream-url",
           f"http://127.0.0.1:{sim_port}")
     health = (await wait_http(f"http://127.0.0.1:{gw_port}/health")).json()
+    channels = health["upstream"].pop("channels")
     assert health["upstream"] == {"url": f"http://127.0.0.1:{sim_port}", "simulated": False}
+    assert [(c["name"], c["url"], c["state"]) for c in channels] == [
+        ("default", f"http://127.0.0.1:{sim_port}", "healthy")]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", headers={"x-api-key": key}) as http:
         response = await http.post("/v1/messages", json={
             "model": "claude-haiku-4.5", "max_tokens": 50, "stream": True,

@@ -9,9 +9,9 @@ import logging
 import trio
 
 from proxy.config import ChannelConfig, Config, UpstreamConfig
-from proxy.upstream.http import HttpUpstream
 from proxy.upstream.listing import channel_names, clock_time, configured_rows, live_rows
-from proxy.upstream.operator import Overrides, status_rows, sync_channels
+from proxy.upstream.channels import open_upstream
+from proxy.upstream.operator import Overrides, sync_channels
 from proxy.upstream.router import Channel, Router, RoutingPolicy
 from storage.base import ChannelOverride, ChannelSnapshot, StoreUnavailable
 
@@ -56,14 +56,15 @@ def test_an_enable_overrides_the_configuration_and_leaves_a_cooldown_alone():
     assert _state(router, "a") == "healthy" and _state(router, "b") == "cooling"
 
 
-def test_a_single_upstream_publishes_its_one_row_without_its_key():
-    upstream = HttpUpstream("http://user:sk-secret@up.example:8443/v1?key=sk-secret", UpstreamConfig(
-        api_key="sk-secret"))
-    [row] = status_rows(upstream, 0.0)
-    assert row["name"] == "default" and row["single"] and row["url"] == "http://up.example:8443/v1"
-    assert "sk-secret" not in repr(row)
+def test_a_single_upstream_is_a_one_channel_router_that_publishes_its_row_without_its_key():
+    config = Config(upstream=UpstreamConfig(url="http://user:sk-secret@up.example:8443/v1?key=sk-secret",
+                                            api_key="sk-secret"))
+    upstream = open_upstream(config, config.catalog())
+    [row] = upstream.describe(0.0)
+    assert row["name"] == "default" and row["url"] == "http://up.example:8443/v1"
+    assert upstream.label == "http://up.example:8443/v1" and "sk-secret" not in repr(row)
     router = _router("a")
-    assert [r["name"] for r in status_rows(router, 0.0)] == ["a"]
+    assert [r["name"] for r in router.describe(0.0)] == ["a"]
 
 
 class _FakeChannelStore:
@@ -155,6 +156,7 @@ def test_without_a_gateway_the_configuration_and_overrides_are_listed():
     assert "sk-secret" not in repr(rows) and rows[0]["url"] == "https://one.example"
     assert [r["url"] for r in configured_rows(Config(), [])] == ["(built-in simulator)"]
     assert channel_names(config, []) == ["a", "b", "c"]
-    single = ChannelSnapshot("i1", 0.0, tuple(status_rows(HttpUpstream("http://x.example", UpstreamConfig()), 0.0)))
-    assert channel_names(Config(), [single]) == []
-    assert channel_names(Config(), [ChannelSnapshot("i1", 0.0, (_row("z"),))]) == ["z"]
+    single = ChannelSnapshot("i1", 0.0, tuple(open_upstream(Config(), Config().catalog(), "http://x.example")
+                                              .describe(0.0)))
+    assert channel_names(Config(), [single]) == ["default"]
+    assert channel_names(Config(), [ChannelSnapshot("i1", 0.0, (_row("z"),))]) == ["default", "z"]

@@ -166,18 +166,18 @@ async def test_a_request_no_channel_served_still_says_how_many_were_tried(nurser
     assert [(r.channel, r.attempts, r.status, r.cost) for r in rows] == [(None, 2, 529, 0), (None, 2, 529, 0)]
 
 
-async def test_a_single_upstream_serves_rows_without_a_channel_and_lists_its_one_upstream(gateway, simulator,
-                                                                                         config, capsys):
+async def test_a_single_upstream_is_the_channel_named_default(gateway, simulator, config, capsys):
     alice = await make_account(gateway)
     await _ask(alice.anthropic())
     [row] = await _rows(gateway, 1)
-    assert (row.channel, row.attempts) == (None, 1)
+    assert (row.channel, row.attempts) == ("default", 1)
     code, out, err = await _cli(capsys, "upstream", "list", "--db", config.db_path)
     rows = _table(out)
     assert code == 0 and list(rows) == ["default"] and rows["default"]["url"] == simulator.url
     assert rows["default"]["state"] == "healthy" and "1 running gateway instance" in err
-    code, out, err = await _cli(capsys, "upstream", "disable", "default", "--db", config.db_path)
-    assert code == 1 and out == "" and err.count("\n") == 1 and "one [upstream] serves" in err
+    code, out, err = await _cli(capsys, "upstream", "disable", "default", "--reason", "maintenance",
+                                "--db", config.db_path)
+    assert code == 0 and "default" in out
 
 
 async def test_without_a_gateway_the_configuration_is_listed_and_names_are_checked(tmp_path, capsys):

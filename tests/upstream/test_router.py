@@ -18,7 +18,7 @@ from proxy.catalog import default_catalog
 from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
 from proxy.serve import serve
 from proxy.upstream.base import UpstreamRequest
-from proxy.upstream.router import Channel, Router, RoutingPolicy, prompt_prefix, weighted_order
+from proxy.upstream.router import Attempts, Channel, Router, RoutingPolicy, prompt_prefix, weighted_order
 from proxy.simulator.script import Knobs
 from proxy.simulator.server import SimulatorState, serve_simulator
 from tests.conftest import UPSTREAM_KEY, Sim, make_account
@@ -202,6 +202,7 @@ async def test_the_circuit_lets_one_probe_through_and_closes_on_success(nursery,
 
 class _Nowhere:
     idle_timeout = 1.0
+    label = url_label = "http://nowhere.invalid"
 
 
 def _request(text: str = "hi", system: str | None = None) -> UpstreamRequest:
@@ -272,3 +273,17 @@ async def test_cache_affinity_keeps_a_conversation_on_one_channel_and_its_cache_
     rows = sorted(await running.gateway.store.usage("alice", 100), key=lambda r: r.created_at)
     later_turns = rows[6:]
     assert all(r.cache_read > 0 for r in later_turns)
+
+
+async def test_a_channel_resting_for_the_upstreams_429_is_answered_as_a_rate_limit_and_a_529_as_overload():
+    """One [upstream] is a one-channel router: while its only channel rests for a 429, the
+    client hears a rate limit (retry-after), not an invented overload."""
+    channel = Channel("default", _Nowhere())
+    router = Router([channel], RoutingPolicy())
+    router._judge(channel, 429, b"{}", (("retry-after", "7"),), Attempts())
+    refused = router.nothing_available(_request(), trio.current_time())
+    assert (refused.status, refused.error_type, dict(refused.headers)["retry-after"]) == (429, "rate_limit_error",
+                                                                                           "7")
+    router._judge(channel, 529, b"{}", (("retry-after", "3"),), Attempts())
+    refused = router.nothing_available(_request(), trio.current_time())
+    assert (refused.status, refused.error_type) == (529, "overloaded_error")

@@ -411,8 +411,7 @@ async def admin_page(session: Session, status: int = 200, **values: Any) -> Resp
               "created_at": p.created_at, "balance": format_usd(a.balance), "held": format_usd(a.held),
               "available": format_usd(a.available)} for p, a in listed]
     recent = [describe_usage(u, with_user=True) for u in await usage_lines(None, USAGE_PAGE)]
-    describe = getattr(gateway.upstream, "describe", None)  # a router over channels
-    channels = describe(trio.current_time()) if describe is not None else None
+    channels = gateway.upstream.describe(trio.current_time())
     return await page("admin.html", session, status, users=users, recent=recent, channels=channels,
                       upstream=gateway.upstream.label, simulated=gateway.simulated, **values)
 
