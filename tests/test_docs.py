@@ -99,3 +99,14 @@ def test_a_missing_command_or_flag_fails(cli):
     assert missing_cli(without_command, cli) == ["cheaplm upstream disable"]
     without_flag = re.sub(r"(?<![\w-])--prompt-cache(?![\w-])", "", text)
     assert missing_cli(without_flag, cli) == ["--prompt-cache"]
+
+
+def test_relative_links_in_the_readme_and_docs_point_at_files():
+    root = DOCS.parent
+    broken = []
+    for page in [root / "README.md", root / "CHANGELOG.md", *sorted(DOCS.glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            path = target.split("#", 1)[0]
+            if path and "://" not in path and not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(root)}: {target}")
+    assert broken == []
