@@ -205,6 +205,23 @@ _ENV_TOP = {"CHEAPLM_DB": "db_path", "CHEAPLM_HOST": "host", "CHEAPLM_PORT": "po
 _ENV_UP = {"CHEAPLM_UPSTREAM_URL": "url", "CHEAPLM_UPSTREAM_API_KEY": "api_key"}
 
 
+# Settings load_config reads outside the tables above (lists, nested tables, one env var).
+_LIST_KEYS = ("trusted_proxies", "metrics_networks")
+_ENV_OTHER = ("CHEAPLM_CONFIG", "CHEAPLM_TRUSTED_PROXIES")
+
+
+def known_keys() -> frozenset[str]:
+    """Every setting load_config accepts, as the documentation names it: dotted TOML keys
+    (``accounts.signup``, ``upstreams[].url``, ``models.ID.prices.input``) and the
+    ``CHEAPLM_*`` environment variables. tests/test_docs.py checks each is documented."""
+    from .catalog import _MODEL_FIELDS, LANES
+    return frozenset((
+        *_TOP, *_LIST_KEYS, "upstream.model_ids", *(f"upstream.{k}" for k in _UP),
+        *(f"upstreams[].{k}" for k in _CHANNEL), *(f"routing.{k}" for k in _ROUTING),
+        *(f"accounts.{k}" for k in _ACCOUNTS), *(f"models.ID.{k}" for k in _MODEL_FIELDS - {"prices"}),
+        *(f"models.ID.prices.{lane}" for lane in LANES), *_ENV_TOP, *_ENV_UP, *_ENV_OTHER))
+
+
 def _coerce(schema: Mapping[str, type], values: Mapping[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in values.items():

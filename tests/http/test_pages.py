@@ -137,8 +137,10 @@ async def test_keys_created_shown_once_with_setup_and_revoked(site):
         made = await post(client, "/dashboard/keys", {"name": "laptop", "models": "claude-sonnet-4.5", "ips": "127.0.0.0/8",
                                                       "stream": "off", "expires_at": "2099-01-01"})
         key = new_key_of(made.text)
-        assert f'ANTHROPIC_API_KEY="{key}"' in made.text and f'ANTHROPIC_BASE_URL="{site.url}"' in made.text
-        assert f'"apiBase": "{site.url}/v1"' in made.text and "Cline" in made.text and "Cursor" in made.text
+        assert f'"ANTHROPIC_AUTH_TOKEN": "{key}"' in made.text and f'"ANTHROPIC_BASE_URL": "{site.url}"' in made.text
+        assert f"apiBase: {site.url}/v1" in made.text and f'"baseURL": "{site.url}/v1"' in made.text  # Continue, OpenCode
+        assert f'base_url = "{site.url}/v1"' in made.text and "model_context_window = 200000" in made.text  # Codex
+        assert f"cline auth -p openai -k {key} -b {site.url}/v1" in made.text and "Cursor" in made.text
         listing = await client.get("/dashboard/keys")
         assert key not in listing.text and key[:14] in listing.text and "no streaming" in listing.text
         assert "valid until 2099-01-02 00:00 UTC" in listing.text  # through the day picked

@@ -304,7 +304,8 @@ async def keys_page(session: Session, status: int = 200, new_key: str | None = N
     listed = await current_gateway().store.list_keys(session.profile.username)
     models = [m.id for m in current_gateway().catalog.models]
     return await page("keys.html", session, status, keys=[describe_key(k) for k in listed], new_key=new_key,
-                      setup=client_setup(new_key), models=models, **values)
+                      setup=client_setup(new_key), models=models, catalog_models=current_gateway().catalog.models,
+                      **values)
 
 
 async def _create_key(session: Session, fields: dict[str, str]) -> dict[str, Any]:
