@@ -59,7 +59,7 @@ def settings():
 
 @pytest.fixture(scope="module")
 def cli():
-    from proxy.cli import build_parser
+    from proxy.cli.main import build_parser
     return sorted(set(cli_names(build_parser())))
 
 
