@@ -4,6 +4,7 @@ upstream and key cache. Built by serve.py; handed to the app and the relay."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ class Gateway:
     catalog: Catalog | None = None
     keys: KeyCache | None = None
     after_response: trio.Nursery | None = None
+    reasoning_secret: bytes | None = None  # seals Responses reasoning items (serve: proxy/reasoning_key.py)
     trusted: tuple[Network, ...] = field(init=False, default=())
     rules: RequestRules = field(init=False)
     in_flight: InFlight = field(init=False, default_factory=InFlight)
@@ -52,6 +54,9 @@ class Gateway:
             self.keys = KeyCache(self.store.find_key, self.config.key_cache_seconds, trio.current_time,
                                  adjust=free_tier_limits(self.config.accounts.free_tier_rpm))
         self.trusted = self.config.trusted_networks()
+        if self.reasoning_secret is None:  # (in-process gateways: the configured secret, or one of their own)
+            secret = self.config.responses_secret
+            self.reasoning_secret = secret.encode() if secret else secrets.token_bytes(32)
         self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
         self.limiter = Limiter(trio.current_time, time.time)
         if hasattr(self.upstream, "observe"):  # a router over channels reports every attempt

@@ -36,10 +36,12 @@ class Parsed:
     model: Model
     stream: bool
     max_tokens: int
-    client_model: str            # the id the answer names (the serving model's after a fallback)
+    client_model: str            # the id the answer names: the client's own, as sent (Claude Code keeps a
+                                 # turn's thinking only while its model equals the one it asks for)
     include_usage: bool = False  # OpenAI stream_options.include_usage
     raw: bytes | None = None     # the client's exact bytes, while nothing in them had to change
     notes: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-cheaplm-* response headers
+    pass_thinking: bool = False  # the key may see thinking text (set by the relay once the key is known)
 
     def encoded(self, model_id: str) -> bytes:
         """The body for an upstream that calls this model ``model_id``: the client's own

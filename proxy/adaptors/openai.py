@@ -8,6 +8,7 @@ import time
 import orjson
 
 from .. import errors
+from ..protocol.prompt_cache import with_breakpoints
 from ..protocol.stream_a2o import AnthropicToOpenAIStream
 from ..protocol.translate import TranslationError, translate_request, translate_response
 from .base import Parsed, RequestRules, cap_output, decode_json_object, find_model, note_fallback
@@ -15,6 +16,9 @@ from .base import Parsed, RequestRules, cap_output, decode_json_object, find_mod
 
 class OpenAIAdaptor:
     endpoint = "chat"
+
+    def __init__(self, auto_cache: bool = True) -> None:
+        self.auto_cache = auto_cache  # cache breakpoints for requests that mark none (they never can here)
 
     def parse(self, raw: bytes, rules: RequestRules) -> Parsed:
         body = decode_json_object(raw)
@@ -40,8 +44,9 @@ class OpenAIAdaptor:
             raise errors.invalid_request(exc.message, exc.param) from None
         if stream:
             upstream["stream"] = True
-        parsed = Parsed(upstream, model, stream, upstream["max_tokens"], model.id if fell_back else model_id,
-                        include_usage)
+        if self.auto_cache:
+            upstream = with_breakpoints(upstream) or upstream
+        parsed = Parsed(upstream, model, stream, upstream["max_tokens"], model_id, include_usage)
         if fell_back:
             note_fallback(parsed)
         cap_output(parsed, rules, "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens")
