@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any, Callable
 
-import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -64,7 +64,8 @@ class ReasoningSeal:
             raise ValueError("only a thinking {type, thinking, signature} or redacted_thinking {type, data} "
                              "block can be sealed")
         nonce = self._random(_NONCE)
-        sealed = self._aead.encrypt(nonce, orjson.dumps(block), _AAD)
+        # (ASCII JSON: any string the upstream's JSON held, even a lone surrogate, round-trips exactly)
+        sealed = self._aead.encrypt(nonce, json.dumps(block, separators=(",", ":")).encode(), _AAD)
         return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
     def open(self, content: Any) -> dict[str, Any] | None:
@@ -75,11 +76,13 @@ class ReasoningSeal:
             raw = base64.urlsafe_b64decode(content[len(PREFIX):].encode("ascii"))
         except (binascii.Error, ValueError, UnicodeEncodeError):
             return None
+        if base64.urlsafe_b64encode(raw).decode("ascii") != content[len(PREFIX):]:
+            return None  # not as sealed (trailing or non-canonical characters)
         if len(raw) < _NONCE + _TAG:
             return None
         try:
             plain = self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], _AAD)
-            block = orjson.loads(plain)
-        except (InvalidTag, orjson.JSONDecodeError):
+            block = json.loads(plain)
+        except (InvalidTag, ValueError):
             return None
         return block if _block_ok(block) else None

@@ -178,6 +178,14 @@ class AnthropicToResponsesStream:
             return  # server tool blocks and the like: this gateway serves no hosted tools
         self._blocks[data.get("index")] = item
         self._output.append(None)
+        # a start that already holds content (a thinking block sent whole) counts as its first delta
+        if kind == "thinking":
+            item.signature = block.get("signature") or ""
+            if block.get("thinking"):
+                self._delta({"index": data.get("index"), "delta": {"type": "thinking_delta",
+                                                                    "thinking": block["thinking"]}}, out)
+        elif kind == "text" and block.get("text"):
+            self._delta({"index": data.get("index"), "delta": {"type": "text_delta", "text": block["text"]}}, out)
 
     def _delta(self, data: dict, out: list[bytes]) -> None:
         item = self._blocks.get(data.get("index"))
