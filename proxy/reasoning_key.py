@@ -15,7 +15,7 @@ import os
 import secrets
 import tempfile
 
-from .config import Config
+from .config import Config, ConfigError
 from storage.errors import StoreConfigError
 from storage.location import parse_location
 
@@ -60,6 +60,6 @@ def _read(path: str) -> bytes:
     with open(path, encoding="ascii") as fh:
         text = fh.read().strip()
     if len(text) < 2 * _BYTES:
-        raise ValueError(f"{path}: not a responses secret (expected {2 * _BYTES} hex digits); remove it to make a "
+        raise ConfigError(f"{path}: not a responses secret (expected {2 * _BYTES} hex digits); remove it to make a "
                          "new one (reasoning items sealed under the old one stop opening)")
     return text.encode()
