@@ -118,6 +118,28 @@ def find_model(body: dict[str, Any], rules: RequestRules, endpoint: str) -> tupl
     return None, False
 
 
+def openai_model(body: dict[str, Any], rules: RequestRules, endpoint: str,
+                 code: str | int) -> tuple[str, Model, bool]:
+    """(the id the client sent, the model serving it, whether by fallback) on an OpenAI
+    endpoint; an unknown model is the product docs' 400 'Model "x" is not available.'."""
+    model_id = body.get("model")
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise errors.invalid_request("model: a model id is required", "model")
+    model, fell_back = find_model(body, rules, endpoint)
+    if model is None:
+        raise errors.GatewayError(400, f'Model "{model_id}" is not available.', param="model", code=code)
+    return model_id, model, fell_back
+
+
+def openai_stream_flag(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise errors.invalid_request("stream: must be a boolean", "stream")
+    return stream
+
+
 def cap_output(parsed: Parsed, rules: RequestRules, param: str = "max_tokens") -> CapResult:
     """Apply the model's output cap to ``parsed.body`` (a 400 under ``reject``), noting
     a change in the response headers."""

@@ -29,7 +29,7 @@ from ..protocol.responses_request import ToolName, translate_responses_request
 from ..protocol.stream_a2r import AnthropicToResponsesStream
 from ..protocol.translate import TranslationError
 from ..protocol.usage import Usage
-from .base import Parsed, RequestRules, cap_output, decode_json_object, find_model, note_fallback
+from .base import Parsed, RequestRules, cap_output, decode_json_object, note_fallback, openai_model, openai_stream_flag
 
 log = logging.getLogger("cheaplm.responses")
 
@@ -38,15 +38,6 @@ log = logging.getLogger("cheaplm.responses")
 class ResponsesParsed(Parsed):
     tools: dict[str, ToolName] = field(default_factory=dict)  # Anthropic tool name -> the client's
     echo: dict[str, Any] = field(default_factory=dict)        # what the response object repeats
-
-
-def _stream_flag(body: dict) -> bool:
-    stream = body.get("stream", False)
-    if stream is None:
-        return False
-    if not isinstance(stream, bool):
-        raise errors.invalid_request("stream: must be a boolean", "stream")
-    return stream
 
 
 def _retry_after(error: errors.GatewayError) -> str | None:
@@ -62,14 +53,8 @@ class ResponsesAdaptor:
 
     def parse(self, raw: bytes, rules: RequestRules) -> ResponsesParsed:
         body = decode_json_object(raw)
-        model_id = body.get("model")
-        if not isinstance(model_id, str) or not model_id.strip():
-            raise errors.invalid_request("model: a model id is required", "model")
-        model, fell_back = find_model(body, rules, self.endpoint)
-        if model is None:
-            raise errors.GatewayError(400, f'Model "{model_id}" is not available.', param="model",
-                                      code="model_not_found")
-        stream = _stream_flag(body)
+        model_id, model, fell_back = openai_model(body, rules, self.endpoint, "model_not_found")
+        stream = openai_stream_flag(body)
         try:
             translated = translate_responses_request(body, model.upstream_id, model.max_output, model.thinking,
                                                      self.seal.open)

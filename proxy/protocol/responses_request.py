@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import orjson
 
-from .translate import MIN_THINKING_BUDGET, TranslationError, _image, _number
+from .translate import MIN_THINKING_BUDGET, TranslationError, _image, copy_sampling, drop_sampling_for_thinking
 
 # reasoning.effort -> thinking budget (clamped below max_tokens); "none" or no effort: no thinking
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32000}
@@ -324,12 +324,17 @@ def _refuse_stateful(body: dict) -> None:
             raise TranslationError(message, name)
 
 
+def _object(body: dict, name: str) -> dict | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise TranslationError(f"{name}: must be an object", name)
+    return value
+
+
 def _text_format(body: dict, out: dict) -> None:
-    text = body.get("text")
+    text = _object(body, "text")
     if text is None:
         return
-    if not isinstance(text, dict):
-        raise TranslationError("text: must be an object", "text")
     fmt = text.get("format")
     if fmt is None:
         return
@@ -346,11 +351,9 @@ def _text_format(body: dict, out: dict) -> None:
 
 
 def _thinking(body: dict, out: dict, thinking_supported: bool, translated: Translated) -> None:
-    reasoning = body.get("reasoning")
+    reasoning = _object(body, "reasoning")
     if reasoning is None:
         return
-    if not isinstance(reasoning, dict):
-        raise TranslationError("reasoning: must be an object", "reasoning")
     effort = reasoning.get("effort")
     if effort is None or effort == "none":
         return
@@ -370,9 +373,7 @@ def _thinking(body: dict, out: dict, thinking_supported: bool, translated: Trans
     # at most half the output cap (Codex sends none, so the cap is the model's): room is left for the answer
     budget = max(MIN_THINKING_BUDGET, min(THINKING_BUDGETS[effort], out["max_tokens"] // 2))
     out["thinking"] = {"type": "enabled", "budget_tokens": min(budget, out["max_tokens"] - 1)}
-    out.pop("temperature", None)  # thinking requires the default temperature
-    if out.get("top_p", 1) < 0.95:
-        out.pop("top_p")
+    drop_sampling_for_thinking(out)
 
 
 def translate_responses_request(body: dict, upstream_model: str, max_output: int, thinking_supported: bool,
@@ -398,12 +399,7 @@ def translate_responses_request(body: dict, upstream_model: str, max_output: int
         raise TranslationError("max_output_tokens: must be a positive integer", "max_output_tokens")
     out["max_tokens"] = limit
 
-    temperature = _number(body, "temperature", 0, 2)
-    if temperature is not None:
-        out["temperature"] = min(temperature, 1)
-    top_p = _number(body, "top_p", 0, 1)
-    if top_p is not None:
-        out["top_p"] = top_p
+    copy_sampling(body, out)
 
     if body.get("tools"):
         tools = translate_tools(body["tools"], translated)

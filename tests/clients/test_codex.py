@@ -18,10 +18,8 @@ the turn; every request is a ``responses`` row with a charge.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -30,7 +28,7 @@ import trio
 
 from storage import open_store
 
-from .test_claude_code import USER, _account, _clean_env, _start, _stop
+from .test_claude_code import USER, stack  # noqa: F401  (the fixture: simulator, gateway, recording proxy)
 
 pytestmark = pytest.mark.skipif(os.environ.get("CHEAPLM_TEST_CODEX") != "1",
                                 reason="opt-in: set CHEAPLM_TEST_CODEX=1 to run the real Codex CLI")
@@ -73,24 +71,6 @@ def codex_bin(tmp_path_factory) -> Path:
     return binary
 
 
-@pytest.fixture
-async def stack(tmp_path):
-    processes: list[trio.Process] = []
-    env = _clean_env(CHEAPLM_LOG_LEVEL="DEBUG")
-    try:
-        db = tmp_path / "ledger.db"
-        key = await _account(db)
-        sim_url = await _start(processes, [sys.executable, "-m", "proxy", "simulator", "--port", "0", "--record"],
-                               tmp_path / "simulator.log", re.compile(r"simulated upstream listening on (\S+)"), env)
-        gateway_url = await _start(processes, [sys.executable, "-m", "proxy", "serve", "--port", "0", "--db",
-                                               str(db), "--upstream-url", sim_url],
-                                   tmp_path / "gateway.log", re.compile(r"CheapLM gateway listening on (\S+)"), env)
-        yield tmp_path, db, gateway_url, sim_url, key
-    finally:
-        for process in reversed(processes):
-            await _stop(process)
-
-
 async def codex(binary: Path, tmp: Path, gateway_url: str, key: str, prompt: str) -> subprocess.CompletedProcess:
     home = tmp / f"home-{len(list(tmp.glob('home-*')))}"
     (home / ".codex").mkdir(parents=True)
@@ -105,12 +85,12 @@ async def codex(binary: Path, tmp: Path, gateway_url: str, key: str, prompt: str
 
 
 async def test_codex_completes_a_turn_and_a_tool_call(codex_bin, stack):
-    tmp, db, gateway_url, sim_url, key = stack
-    plain = await codex(codex_bin, tmp, gateway_url, key, "Say hello [sim mode=text]")
+    tmp, db, sim_url = stack.tmp, stack.db, stack.simulator_url
+    plain = await codex(codex_bin, tmp, stack.gateway_url, stack.key, "Say hello [sim mode=text]")
     assert plain.returncode == 0, plain.stderr.decode(errors="replace")[-3000:]
     assert SIM_TEXT in plain.stdout.decode()
 
-    tool = await codex(codex_bin, tmp, gateway_url, key, "List the files here")
+    tool = await codex(codex_bin, tmp, stack.gateway_url, stack.key, "List the files here")
     assert tool.returncode == 0, tool.stderr.decode(errors="replace")[-3000:]
     async with httpx.AsyncClient() as http:
         seen = (await http.get(sim_url + "/_sim/requests")).json()["data"]

@@ -186,9 +186,13 @@ async def test_errors_inside_the_stream_are_response_failed(alice, gateway, simu
             headers={"authorization": f"Bearer {alice.key}"})
     failed = failed_event(response.text)
     assert failed["status"] == "failed" and failed["error"]["code"] == "server_is_overloaded"
-    await alice.settled(1)
+    account = await alice.settled(1)
     row = (await gateway.gateway.store.usage("alice", 1))[0]
-    assert row.partial and row.output_tokens >= 3 and row.endpoint == "responses"
+    assert row.partial and row.output_tokens >= 3 and row.endpoint == "responses" and row.status == 200
+    # billed as on the other endpoints: what was delivered, every lane at its price, to the micro-dollar
+    delivered = Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens)
+    assert row.cost == usage_cost(delivered, gateway.gateway.catalog.resolve("claude-sonnet-4.5").prices) > 0
+    assert account.balance == 10_000_000 - row.cost
 
 
 async def test_real_prompt_larger_than_the_hold_fails_in_stream_with_insufficient_quota(gateway, simulator):
