@@ -15,7 +15,9 @@ Breakpoints, in prompt order and at most Anthropic's four:
 
 A breakpoint goes on the last block of its place that can carry one: not on a thinking
 or redacted_thinking block, not on an empty text block. Where there is no such block
-the place gets none. Nothing is marked twice.
+the place gets none. Nothing is marked twice. A first message given as a string is
+written as one text block whether marked or not (the same prompt to the upstream), so
+its shape does not change from turn to turn.
 """
 
 from __future__ import annotations
@@ -96,5 +98,10 @@ def with_breakpoints(body: dict[str, Any]) -> dict[str, Any] | None:
             if marked is not None:
                 new_messages[index] = {**messages[index], "content": marked}
                 placed += 1
+        first = new_messages[0] if new_messages else None
+        if isinstance(first, dict) and isinstance(first.get("content"), str) and first["content"]:
+            # one shape for the first message on every turn, marked or not: the router's cache
+            # affinity hashes it (markers aside), and "hi" and [{"type": "text", "text": "hi"}] differ there
+            new_messages[0] = {**first, "content": _as_blocks(first["content"])}
         out["messages"] = new_messages
     return out if placed else None

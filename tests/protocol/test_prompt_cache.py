@@ -72,6 +72,18 @@ def test_nothing_markable_is_none():
     assert with_breakpoints({"system": "", "messages": []}) is None
 
 
+def test_the_first_message_keeps_one_shape_turn_after_turn():
+    """The router's cache affinity hashes the first message without markers: a string
+    turned into a marked block on turn one must stay a block on turn three."""
+    from proxy.upstream.router import prompt_prefix
+
+    turns = [[{"role": "user", "content": "first"}]]
+    for n in range(2, 5):
+        turns.append([*turns[-1], {"role": "assistant", "content": "ok"}, {"role": "user", "content": f"turn {n}"}])
+    prefixes = {prompt_prefix(with_breakpoints({"system": "s", "messages": messages})) for messages in turns}
+    assert len(prefixes) == 1
+
+
 def test_images_and_tool_results_can_carry_one():
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
     out = with_breakpoints({"messages": [{"role": "user", "content": [text("look"), image]}]})
@@ -147,4 +159,6 @@ def test_every_combination(system, tools):
                 if isinstance(before["messages"][i]["content"], str):
                     assert message["content"] == [text(before["messages"][i]["content"])]
                     message["content"] = before["messages"][i]["content"]
+        if out["messages"] and before["messages"][0]["content"]:  # the first message is always blocks
+            assert isinstance(out["messages"][0]["content"], list)
         assert stripped == before
