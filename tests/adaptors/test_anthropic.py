@@ -17,7 +17,6 @@ def test_upstream_id_is_forwarded_byte_for_byte():
 
 
 def test_alias_is_rewritten_and_unknown_fields_kept():
-
     raw = BODY.replace(b"MODEL", b"claude-sonnet-4.5")
     parsed = AnthropicAdaptor().parse(raw, RequestRules(default_catalog()))
     sent = json.loads(parsed.encoded(parsed.model.upstream_id))
