@@ -19,7 +19,7 @@ from typing import Iterable, Mapping
 from .money import parse_usd, scale
 
 LANES = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
-ENDPOINTS = ("messages", "chat")
+ENDPOINTS = ("messages", "chat", "responses")
 
 CACHE_READ_FACTOR = Decimal("0.1")  # cache reads cost a tenth of the input price
 _DATE_SUFFIX = re.compile(r"-(\d{8}|latest)$")

@@ -112,6 +112,13 @@ class Config:
     max_body_bytes: int = 32 * 1024 * 1024
     trusted_proxies: tuple[str, ...] = ()
     pass_thinking: bool = False
+    # Automatic prompt caching (cache breakpoints for requests that mark none): on for the
+    # translated endpoints (Responses, Chat Completions), off for /v1/messages by default.
+    auto_cache: bool = True
+    auto_cache_messages: bool = False
+    # The key that seals thinking into Responses reasoning items (at least 16 characters);
+    # unset: a random one kept in a file beside the ledger (proxy/reasoning_key.py).
+    responses_secret: str | None = None
     key_cache_seconds: float = 5.0
     transfers_per_minute: int = 20  # per key, for the reseller transfer API
     log_level: str = "INFO"
@@ -183,7 +190,8 @@ _TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
         "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
         "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
         "progress_interval": float, "store_busy_timeout": float, "channel_sync_interval": float,
-        "log_format": str, "metrics_token": str}
+        "log_format": str, "metrics_token": str, "auto_cache": bool, "auto_cache_messages": bool,
+        "responses_secret": str}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
        "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
        "sim_deltas": int}
@@ -201,7 +209,9 @@ _ROUTING = {"max_attempts": int, "deadline": float, "affinity": bool, "cooldown"
 _ENV_TOP = {"CHEAPLM_DB": "db_path", "CHEAPLM_HOST": "host", "CHEAPLM_PORT": "port",
             "CHEAPLM_VALUE_MULTIPLIER": "value_multiplier", "CHEAPLM_MAX_BODY_BYTES": "max_body_bytes",
             "CHEAPLM_PASS_THINKING": "pass_thinking", "CHEAPLM_LOG_LEVEL": "log_level",
-            "CHEAPLM_LOG_FORMAT": "log_format", "CHEAPLM_METRICS_TOKEN": "metrics_token"}
+            "CHEAPLM_LOG_FORMAT": "log_format", "CHEAPLM_METRICS_TOKEN": "metrics_token",
+            "CHEAPLM_RESPONSES_SECRET": "responses_secret", "CHEAPLM_AUTO_CACHE": "auto_cache",
+            "CHEAPLM_AUTO_CACHE_MESSAGES": "auto_cache_messages"}
 _ENV_UP = {"CHEAPLM_UPSTREAM_URL": "url", "CHEAPLM_UPSTREAM_API_KEY": "api_key"}
 
 
@@ -386,6 +396,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"metrics_networks: {exc}") from None
     if config.metrics_token is not None and len(config.metrics_token) < 16:
         raise ConfigError("metrics_token must be at least 16 characters")
+    if config.responses_secret is not None and len(config.responses_secret.encode()) < 16:
+        raise ConfigError("responses_secret must be at least 16 characters")
     _validate_accounts(config.accounts)
     if config.max_tokens_policy not in ("clamp", "reject"):
         raise ConfigError("max_tokens_policy must be clamp or reject")

@@ -6,6 +6,7 @@ implementation (in-process today; a shared one is one line here)."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ class Gateway:
     catalog: Catalog | None = None
     keys: KeyCache | None = None
     after_response: trio.Nursery | None = None
+    reasoning_secret: bytes | None = None  # seals Responses reasoning items (serve: proxy/reasoning_key.py)
     trusted: tuple[Network, ...] = field(init=False, default=())
     rules: RequestRules = field(init=False)
     thinking: ThinkingMemory = field(init=False, default_factory=ThinkingStore)
@@ -54,6 +56,9 @@ class Gateway:
             self.keys = KeyCache(self.store.find_key, self.config.key_cache_seconds, trio.current_time,
                                  adjust=free_tier_limits(self.config.accounts.free_tier_rpm))
         self.trusted = self.config.trusted_networks()
+        if self.reasoning_secret is None:  # (in-process gateways: the configured secret, or one of their own)
+            secret = self.config.responses_secret
+            self.reasoning_secret = secret.encode() if secret else secrets.token_bytes(32)
         self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
         self.limits = LocalLimits(trio.current_time, time.time)
         self.meter = Meter(self.store, self.limits.key_limiter(), self.record, self.after_response)

@@ -17,6 +17,7 @@ from .config import Config
 from .runtime import Gateway
 from .ids import new_instance_id
 from .metering.checkpoints import checkpoint_progress
+from .reasoning_key import load_reasoning_secret
 from .upstream.channels import open_upstream
 from .upstream.operator import sync_channels
 from .simulator.script import Knobs
@@ -86,7 +87,8 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 # Streams are settled in this nursery, after their handler has returned: a
                 # keep-alive connection's next request is served only once the previous
                 # handler is done, and settling (a ledger transaction) need not hold it up.
-                gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery)
+                gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery,
+                                  reasoning_secret=load_reasoning_secret(config))
                 trigger = partial(_signalled, shutdown_signals) if shutdown_signals else None
 
                 async def http(task_status=trio.TASK_STATUS_IGNORED) -> None:

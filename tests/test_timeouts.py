@@ -106,7 +106,7 @@ def _ticket():
 
 async def _pump_paced(chunks, gaps, idle):
     client, progress = Client(), Progress()
-    held = await _pump(PacedUpstream(chunks, gaps), AnthropicStreamTap(False), PassThrough(), client, _ticket(),
+    held = await _pump(PacedUpstream(chunks, gaps), AnthropicStreamTap(False), PassThrough("x"), client, _ticket(),
                        idle, progress)
     return client, progress, held
 

@@ -3,11 +3,14 @@ everything else through untouched (new request fields keep appearing)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from .. import errors
 from ..catalog import Model
+from ..protocol.prompt_cache import with_breakpoints
+from ..protocol.sse import encode_event, event_name, parse_event
 from .base import Parsed, RequestRules, cap_output, decode_json_object, find_model, note_fallback
 
 
@@ -53,6 +56,9 @@ def _max_tokens(body: dict[str, Any]) -> int:
 class AnthropicAdaptor:
     endpoint = "messages"
 
+    def __init__(self, auto_cache: bool = False) -> None:
+        self.auto_cache = auto_cache  # cache breakpoints for requests that mark none ([auto_cache_messages])
+
     def parse(self, raw: bytes, rules: RequestRules) -> Parsed:
         body = decode_json_object(raw)
         model, fell_back = resolve_model(body, rules, self.endpoint)
@@ -71,9 +77,12 @@ class AnthropicAdaptor:
         # the first one must not see another model, max_tokens, stream or prompt than the
         # ones checked and held for here (a key spelled with a \u escape is the same key).
         raw_body = raw if _unambiguous(raw) else None
-        parsed = Parsed(body, model, stream, max_tokens, model.id if fell_back else client_model, raw=raw_body)
+        parsed = Parsed(body, model, stream, max_tokens, client_model, raw=raw_body)
         if fell_back:
             note_fallback(parsed)
+        if self.auto_cache and (cached := with_breakpoints(body)) is not None:
+            parsed.body = cached
+            parsed.changed()
         cap_output(parsed, rules)
         return parsed
 
@@ -87,19 +96,46 @@ class AnthropicAdaptor:
         return error.anthropic_sse(request_id)
 
     def render_message(self, upstream_body: bytes, message: dict, parsed: Parsed) -> bytes:
-        return upstream_body
+        if message.get("model") == parsed.client_model:
+            return upstream_body
+        return json.dumps({**message, "model": parsed.client_model}, ensure_ascii=False,
+                          separators=(",", ":")).encode()
 
     def stream_renderer(self, parsed: Parsed, request_id: str) -> "PassThrough":
-        return PassThrough()
+        return PassThrough(parsed.client_model)
 
 
 class PassThrough:
-    """The Anthropic stream goes to the client as the tap produced it."""
+    """The Anthropic stream goes to the client as the tap produced it, but for the model
+    ``message_start`` names: the one the client asked for, as it spelled it. Claude Code
+    sends a turn's thinking blocks back only while that turn's ``message.model`` equals
+    the model it now requests, so an upstream's dated id (claude-sonnet-4-5-20250929 for
+    claude-sonnet-4.5) would cost a --pass-thinking key its thinking in tool loops."""
 
-    __slots__ = ()
+    __slots__ = ("client_model", "_started")
+
+    def __init__(self, client_model: str) -> None:
+        self.client_model = client_model
+        self._started = False
 
     def render(self, events: list[bytes]) -> bytes:
+        if not self._started:
+            events = [self._named(raw) for raw in events]
         return b"".join(events)
+
+    def _named(self, raw: bytes) -> bytes:
+        if self._started or event_name(raw) != "message_start":
+            return raw
+        self._started = True
+        try:
+            data = json.loads(parse_event(raw).data)
+        except ValueError:
+            return raw
+        message = data.get("message") if isinstance(data, dict) else None
+        if not isinstance(message, dict) or message.get("model") == self.client_model:
+            return raw
+        data["message"] = {**message, "model": self.client_model}
+        return encode_event("message_start", data)
 
     def close(self) -> bytes:
         return b""

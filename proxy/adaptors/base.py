@@ -36,10 +36,12 @@ class Parsed:
     model: Model
     stream: bool
     max_tokens: int
-    client_model: str            # the id the answer names (the serving model's after a fallback)
+    client_model: str            # the id the answer names: the client's own, as sent (Claude Code keeps a
+                                 # turn's thinking only while its model equals the one it asks for)
     include_usage: bool = False  # OpenAI stream_options.include_usage
     raw: bytes | None = None     # the client's exact bytes, while nothing in them had to change
     notes: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-cheaplm-* response headers
+    pass_thinking: bool = False  # the key may see thinking text (set by the relay once the key is known)
 
     def encoded(self, model_id: str) -> bytes:
         """The body for an upstream that calls this model ``model_id``: the client's own
@@ -114,6 +116,28 @@ def find_model(body: dict[str, Any], rules: RequestRules, endpoint: str) -> tupl
         if fallback is not None:
             return fallback, True
     return None, False
+
+
+def openai_model(body: dict[str, Any], rules: RequestRules, endpoint: str,
+                 code: str | int) -> tuple[str, Model, bool]:
+    """(the id the client sent, the model serving it, whether by fallback) on an OpenAI
+    endpoint; an unknown model is the product docs' 400 'Model "x" is not available.'."""
+    model_id = body.get("model")
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise errors.invalid_request("model: a model id is required", "model")
+    model, fell_back = find_model(body, rules, endpoint)
+    if model is None:
+        raise errors.GatewayError(400, f'Model "{model_id}" is not available.', param="model", code=code)
+    return model_id, model, fell_back
+
+
+def openai_stream_flag(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise errors.invalid_request("stream: must be a boolean", "stream")
+    return stream
 
 
 def cap_output(parsed: Parsed, rules: RequestRules, param: str = "max_tokens") -> CapResult:

@@ -8,28 +8,23 @@ import time
 import orjson
 
 from .. import errors
+from ..protocol.prompt_cache import with_breakpoints
 from ..protocol.stream_a2o import AnthropicToOpenAIStream
 from ..protocol.translate import TranslationError, translate_request, translate_response
-from .base import Parsed, RequestRules, cap_output, decode_json_object, find_model, note_fallback
+from .base import (Parsed, RequestRules, cap_output, decode_json_object, note_fallback, openai_model,
+                   openai_stream_flag)
 
 
 class OpenAIAdaptor:
     endpoint = "chat"
 
+    def __init__(self, auto_cache: bool = True) -> None:
+        self.auto_cache = auto_cache  # cache breakpoints for requests that mark none (they never can here)
+
     def parse(self, raw: bytes, rules: RequestRules) -> Parsed:
         body = decode_json_object(raw)
-        model_id = body.get("model")
-        if not isinstance(model_id, str) or not model_id.strip():
-            raise errors.invalid_request("model: a model id is required", "model")
-        model, fell_back = find_model(body, rules, self.endpoint)
-        if model is None:
-            # The product docs' wording and code for this answer.
-            raise errors.GatewayError(400, f'Model "{model_id}" is not available.', param="model", code=400)
-        stream = body.get("stream", False)
-        if stream is None:
-            stream = False
-        if not isinstance(stream, bool):
-            raise errors.invalid_request("stream: must be a boolean", "stream")
+        model_id, model, fell_back = openai_model(body, rules, self.endpoint, 400)  # (the product docs' code)
+        stream = openai_stream_flag(body)
         options = body.get("stream_options")
         if options is not None and not isinstance(options, dict):
             raise errors.invalid_request("stream_options: must be an object", "stream_options")
@@ -40,8 +35,9 @@ class OpenAIAdaptor:
             raise errors.invalid_request(exc.message, exc.param) from None
         if stream:
             upstream["stream"] = True
-        parsed = Parsed(upstream, model, stream, upstream["max_tokens"], model.id if fell_back else model_id,
-                        include_usage)
+        if self.auto_cache:
+            upstream = with_breakpoints(upstream) or upstream
+        parsed = Parsed(upstream, model, stream, upstream["max_tokens"], model_id, include_usage)
         if fell_back:
             note_fallback(parsed)
         cap_output(parsed, rules, "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens")

@@ -27,7 +27,7 @@ async def root() -> Response:
     if pages.wants_html():
         return await pages.home()
     return json_response({"service": "CheapLM gateway", "version": VERSION,
-                          "endpoints": ["/v1/messages", "/v1/chat/completions", "/v1/models"]})
+                          "endpoints": ["/v1/messages", "/v1/chat/completions", "/v1/responses", "/v1/models"]})
 
 
 async def hello() -> Response:

@@ -232,6 +232,22 @@ def _number(body: dict, name: str, low: float, high: float) -> float | None:
     return value
 
 
+def copy_sampling(body: dict, out: dict) -> None:
+    """OpenAI temperature (0-2, capped at Anthropic's 1) and top_p."""
+    temperature = _number(body, "temperature", 0, 2)
+    if temperature is not None:
+        out["temperature"] = min(temperature, 1)
+    top_p = _number(body, "top_p", 0, 1)
+    if top_p is not None:
+        out["top_p"] = top_p
+
+
+def drop_sampling_for_thinking(out: dict) -> None:
+    out.pop("temperature", None)  # thinking requires the default temperature
+    if out.get("top_p", 1) < 0.95:
+        out.pop("top_p")
+
+
 def translate_request(body: dict, upstream_model: str, max_output: int, thinking_supported: bool) -> dict:
     """An OpenAI Chat Completions body -> an Anthropic Messages body. ``max_output`` is
     the default ``max_tokens``; a larger value is translated as asked (the caller
@@ -261,12 +277,7 @@ def translate_request(body: dict, upstream_model: str, max_output: int, thinking
         if kept:
             out["stop_sequences"] = kept
 
-    temperature = _number(body, "temperature", 0, 2)
-    if temperature is not None:
-        out["temperature"] = min(temperature, 1)
-    top_p = _number(body, "top_p", 0, 1)
-    if top_p is not None:
-        out["top_p"] = top_p
+    copy_sampling(body, out)
 
     if body.get("tools"):
         out["tools"] = _tools(body["tools"])
@@ -295,9 +306,7 @@ def translate_request(body: dict, upstream_model: str, max_output: int, thinking
         out["thinking"] = {"type": "enabled",
                            "budget_tokens": max(MIN_THINKING_BUDGET,
                                                 min(THINKING_BUDGETS[effort], out["max_tokens"] - 1))}
-        out.pop("temperature", None)  # thinking requires the default temperature
-        if out.get("top_p", 1) < 0.95:
-            out.pop("top_p")
+        drop_sampling_for_thinking(out)
         if out.get("tool_choice", {}).get("type") in ("any", "tool"):
             raise TranslationError("tool_choice: with reasoning_effort only auto or none are possible",
                                    "tool_choice")

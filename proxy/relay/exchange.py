@@ -26,7 +26,7 @@ JSON_HEADER = (b"content-type", JSON_TYPE.encode())
 
 # API paths also served without their /v1 prefix (a client given a base URL without /v1
 # that appends only /messages, as OpenCode does).
-UNPREFIXED = ("/messages", "/chat/completions", "/models")
+UNPREFIXED = ("/messages", "/chat/completions", "/responses", "/models")
 
 
 def canonical_path(path: str) -> str:

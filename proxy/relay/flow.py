@@ -96,6 +96,7 @@ async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
     raw = await read_body(gateway, ex)
     known.parsed = parsed = adaptor.parse(raw, gateway.rules)
     check_request(key, parsed.model, parsed.stream)
+    parsed.pass_thinking = key.pass_thinking if key.pass_thinking is not None else gateway.config.pass_thinking
     await _restore_thinking(gateway, key, parsed, request_id)
     request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded, parsed.body)
     request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
@@ -236,9 +237,7 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
 
 async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket,
                         request: UpstreamRequest) -> None:
-    pass_thinking = ticket.key.pass_thinking if ticket.key.pass_thinking is not None \
-        else gateway.config.pass_thinking
-    filtered = not adaptor.keep_thinking(pass_thinking)
+    filtered = not adaptor.keep_thinking(ticket.parsed.pass_thinking)
     recorder = TurnRecorder() if _needs_recording(adaptor, ticket.parsed, filtered) else None
     tap = AnthropicStreamTap(filter_thinking=filtered, observer=recorder.feed if recorder else None)
     progress = Progress()
@@ -269,7 +268,8 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
                 # Mid-stream failure (idle timeout, dropped connection): the client gets an
                 # error event in its own protocol, then the stream ends.
                 stream_error = error
-                await ex.end_stream(adaptor.error_event(error, ticket.request_id))
+                numbered = getattr(renderer, "error_event", None)  # (a renderer that numbers its events)
+                await ex.end_stream(numbered(error) if numbered else adaptor.error_event(error, ticket.request_id))
     except errors.GatewayError as error:  # no upstream answered: the usage row says what the client was told
         stream_error = error
         raise

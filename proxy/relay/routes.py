@@ -5,15 +5,18 @@ request, so Quart routes by the canonical path too."""
 
 from __future__ import annotations
 
+import secrets
 from functools import partial
 
 from ..adaptors.anthropic import AnthropicAdaptor, parse_count_tokens
 from ..adaptors.base import with_model
 from ..adaptors.openai import OpenAIAdaptor
+from ..adaptors.responses import ResponsesAdaptor
 from ..auth import check_request
 from ..errors import GatewayError
 from ..runtime import Gateway
 from ..ids import new_request_id
+from ..protocol.reasoning_seal import ReasoningSeal
 from .flow import handle, read_body
 from ..upstream.base import UpstreamRequest
 from ..upstream.status import upstream_error
@@ -26,11 +29,15 @@ class RelayRoutes:
     def __init__(self, inner, gateway: Gateway) -> None:
         self.inner = inner
         self.gateway = gateway
-        self.anthropic = AnthropicAdaptor()
-        self.openai = OpenAIAdaptor()
+        config = gateway.config
+        self.anthropic = AnthropicAdaptor(auto_cache=config.auto_cache_messages)
+        self.openai = OpenAIAdaptor(auto_cache=config.auto_cache)
+        self.responses = ResponsesAdaptor(ReasoningSeal(gateway.reasoning_secret, secrets.token_bytes),
+                                          auto_cache=config.auto_cache)
         self.routes = {
             "/v1/messages": self._messages,
             "/v1/chat/completions": self._chat,
+            "/v1/responses": self._responses,
             "/v1/messages/count_tokens": self._count_tokens,
         }
 
@@ -50,6 +57,9 @@ class RelayRoutes:
 
     async def _chat(self, ex: Exchange) -> None:
         await handle(self.gateway, ex, self.openai, "/v1/messages")
+
+    async def _responses(self, ex: Exchange) -> None:
+        await handle(self.gateway, ex, self.responses, "/v1/messages")
 
     async def _count_tokens(self, ex: Exchange) -> None:
         """Forwarded upstream, never answered with a made-up figure."""

@@ -33,7 +33,9 @@ async def test_plain_chat_with_system_and_developer(alice, gateway, simulator):
     assert choice.finish_reason == "stop" and completion.model == "claude-sonnet-4"
     assert completion.object == "chat.completion" and completion.id.startswith("chatcmpl-")
     seen = simulator.seen()[-1]
-    assert seen.body["system"] == "Be brief.\nNo emoji." and seen.body["temperature"] == 1
+    # (a cache breakpoint on it: automatic prompt caching, on by default for translated requests)
+    assert seen.body["system"] == [{"type": "text", "text": "Be brief.\nNo emoji.", "cache_control": {"type": "ephemeral"}}]
+    assert seen.body["temperature"] == 1
     assert seen.body["max_tokens"] == 100 and seen.api_key == UPSTREAM_KEY
     usage = Usage(input_tokens=completion.usage.prompt_tokens, output_tokens=completion.usage.completion_tokens)
     cost = usage_cost(usage, gateway.gateway.catalog.resolve("claude-sonnet-4").prices)

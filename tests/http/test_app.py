@@ -12,7 +12,8 @@ from proxy.relay.routes import RelayRoutes
 async def test_the_app_is_the_relay_routes_in_front_of_the_blueprints(gateway):
     app = create_app(gateway.gateway)
     assert isinstance(app.asgi_app, RelayRoutes)
-    assert set(app.asgi_app.routes) == {"/v1/messages", "/v1/chat/completions", "/v1/messages/count_tokens"}
+    assert set(app.asgi_app.routes) == {"/v1/messages", "/v1/chat/completions", "/v1/responses",
+                                     "/v1/messages/count_tokens"}
     assert set(app.blueprints) == {"public", "models", "transfer", "metrics", "accounts_api", "admin_api",
                                    "payments_api", "openapi", "pages"}
     assert context.gateway_of(app) is gateway.gateway
