@@ -32,17 +32,19 @@ def connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
     return _open(path, busy_timeout, setup)
 
 
-def connect_reader(path: str) -> sqlite_utils.Database:
-    """A connection that can only read, for the event loop's thread (reader.py): it
-    never writes, so it never commits frames, never runs an auto-checkpoint (off here
-    as well, in case) and never fsyncs; it never waits for a lock (busy timeout 0: a
-    busy database raises at once). Opened after ``connect`` has migrated the file."""
+def connect_reader(path: str, busy_timeout: float = 0) -> sqlite_utils.Database:
+    """A connection that can only read: the event loop's (reader.py) or one of the read
+    path's (pool.py). It never writes, so it never commits frames, never runs an
+    auto-checkpoint (off here as well, in case) and never fsyncs. The loop's never waits
+    for a lock (busy timeout 0: a busy database raises at once); the read path's, in
+    worker threads, wait up to ``busy_timeout``. Opened after ``connect`` has migrated
+    the file."""
     def setup(db: sqlite_utils.Database) -> None:
-        db.execute("PRAGMA busy_timeout=0")
+        db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         db.execute("PRAGMA wal_autocheckpoint=0")
         db.execute("PRAGMA query_only=1")
 
-    return _open(path, 0, setup)
+    return _open(path, busy_timeout, setup)
 
 
 # How long opening waits out a lock at the least (connect_reader has no busy timeout of

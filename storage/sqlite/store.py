@@ -1,6 +1,8 @@
-"""The async SQLite Store: each call runs its synchronous operation (ledger.py,
-owners.py, channels.py, checks.py) through the one writer lane's thread (lane.py); key lookups run
-on the event loop, on a read-only connection (reader.py)."""
+"""The async SQLite Store: each write runs its synchronous operation (ledger.py,
+owners.py, channels.py, accounts.py) through the one writer lane's thread (lane.py);
+each read runs on the read path (pool.py: read-only connections in worker threads),
+never in the writer lane; key lookups run on the event loop, on a read-only connection
+of their own (reader.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .connection import connect, connect_reader
 from .lane import WriterLane
 from .ledger import SqliteLedger
 from .owners import SqliteOwners
+from .pool import ReadOps, ReadPool
 from .reader import LoopReader
 
 
@@ -29,12 +32,13 @@ class SqliteStore:
     ``looked_up``: the same on the loop's read-only connection (reads only)."""
 
     def __init__(self, lane: WriterLane, ledger: SqliteLedger, owners: SqliteOwners, reader: LoopReader,
-                 looked_up: SqliteLedger) -> None:
+                 looked_up: SqliteLedger, reads: Callable[[], ReadOps] | None) -> None:
         self._lane = lane
         self._ledger = ledger
         self._owners = owners
         self._channels = SqliteChannels(ledger, owners.here)
         self._accounts = SqliteAccounts(ledger)
+        self._reads = ReadPool(reads, lane, ReadOps(ledger.db, ledger, self._accounts, self._channels))
         self._reader = reader
         self._looked_up = looked_up
 
@@ -50,7 +54,12 @@ class SqliteStore:
         ledger = SqliteLedger(db, instance_id, clock)
         lane = WriterLane(db, busy_timeout)
         looked_up = ledger if loop_db is None else SqliteLedger(loop_db, instance_id, clock)
-        return cls(lane, ledger, SqliteOwners(ledger), LoopReader(loop_db, lane), looked_up)
+        owners = SqliteOwners(ledger)
+
+        def reads() -> ReadOps:
+            return ReadOps.on(SqliteLedger(connect_reader(path, busy_timeout), instance_id, clock), owners.here)
+
+        return cls(lane, ledger, owners, LoopReader(loop_db), looked_up, None if loop_db is None else reads)
 
     @property
     def instance_id(self) -> str | None:
@@ -60,10 +69,10 @@ class SqliteStore:
         return await self._lane.run(self._ledger.create_user, username)
 
     async def list_users(self) -> Sequence[Account]:
-        return await self._lane.run(self._ledger.list_users)
+        return await self._reads.run(lambda o: o.ledger.list_users())
 
     async def get_account(self, username: str) -> Account:
-        return await self._lane.run(self._ledger.get_account, username)
+        return await self._reads.run(lambda o: o.ledger.get_account(username))
 
     async def create_key(self, username: str, prefix: str, key_hash: str, name: str,
                          models: tuple[str, ...] | None, allow_stream: bool,
@@ -76,10 +85,11 @@ class SqliteStore:
         return await self._lane.run(self._ledger.set_key_limits, prefix, dict(changes))
 
     async def list_keys(self, username: str) -> Sequence[KeyRecord]:
-        return await self._lane.run(self._ledger.list_keys, username)
+        return await self._reads.run(lambda o: o.ledger.list_keys(username))
 
     async def find_key(self, prefix: str) -> KeyRecord | None:
-        return await self._reader.run(self._looked_up.find_key, self._ledger.find_key, prefix)
+        return await self._reader.run(self._looked_up.find_key, prefix, elsewhere=self._reads.run,
+                                      read=lambda o: o.ledger.find_key(prefix))
 
     async def revoke_key(self, prefix: str) -> KeyRecord:
         return await self._lane.run(self._ledger.revoke_key, prefix)
@@ -128,22 +138,22 @@ class SqliteStore:
         return total
 
     async def usage(self, username: str, limit: int = 50) -> Sequence[UsageRow]:
-        return await self._lane.run(self._ledger.usage, username, limit)
+        return await self._reads.run(lambda o: o.ledger.usage(username, limit))
 
     async def set_channel_enabled(self, name: str, enabled: bool, reason: str) -> ChannelOverride:
         return await self._lane.run(self._channels.set_channel_enabled, name, enabled, reason)
 
     async def channel_overrides(self) -> Sequence[ChannelOverride]:
-        return await self._lane.run(self._channels.channel_overrides)
+        return await self._reads.run(lambda o: o.channels.channel_overrides())
 
     async def publish_channels(self, channels: Sequence[dict]) -> None:
         await self._lane.run(self._channels.publish_channels, list(channels))
 
     async def channel_status(self) -> Sequence[ChannelSnapshot]:
-        return await self._lane.run(self._channels.channel_status)
+        return await self._reads.run(lambda o: o.channels.channel_status())
 
     async def ledger(self, username: str) -> Sequence[LedgerEntry]:
-        return await self._lane.run(self._ledger.ledger, username)
+        return await self._reads.run(lambda o: o.ledger.ledger(username))
 
     # -- accounts, sessions, codes, reports (accounts.py) ----------------------------
     async def create_profile(self, username: str, password_hash: str | None, email: str | None, role: str,
@@ -151,10 +161,10 @@ class SqliteStore:
         return await self._lane.run(self._accounts.create_profile, username, password_hash, email, role, credit)
 
     async def get_profile(self, username: str) -> Profile:
-        return await self._lane.run(self._accounts.get_profile, username)
+        return await self._reads.run(lambda o: o.accounts.get_profile(username))
 
     async def list_profiles(self) -> Sequence[tuple[Profile, Account]]:
-        return await self._lane.run(self._accounts.list_profiles)
+        return await self._reads.run(lambda o: o.accounts.list_profiles())
 
     async def set_password(self, username: str, password_hash: str) -> Profile:
         return await self._lane.run(self._accounts.set_password, username, password_hash)
@@ -169,7 +179,7 @@ class SqliteStore:
         return await self._lane.run(self._accounts.create_session, account_id, token_hash, expires_at)
 
     async def find_session(self, token_hash: str) -> Session | None:
-        return await self._lane.run(self._accounts.find_session, token_hash)
+        return await self._reads.run(lambda o: o.accounts.find_session(token_hash))
 
     async def end_session(self, token_hash: str) -> None:
         await self._lane.run(self._accounts.end_session, token_hash)
@@ -179,7 +189,7 @@ class SqliteStore:
         return await self._lane.run(self._accounts.create_codes, list(codes), paid, credit, expires_at)
 
     async def list_codes(self) -> Sequence[CodeRecord]:
-        return await self._lane.run(self._accounts.list_codes)
+        return await self._reads.run(lambda o: o.accounts.list_codes())
 
     async def redeem_code(self, code_hash: str, username: str) -> tuple[CodeRecord, Account]:
         return await self._lane.run(self._accounts.redeem_code, code_hash, username)
@@ -189,25 +199,26 @@ class SqliteStore:
 
     async def usage_page(self, username: str | None, limit: int, before: str | None = None,
                          key_prefix: str | None = None, model: str | None = None) -> Sequence[UsageLine]:
-        return await self._lane.run(self._accounts.usage_page, username, limit, before, key_prefix, model)
+        return await self._reads.run(lambda o: o.accounts.usage_page(username, limit, before, key_prefix, model))
 
     async def ledger_page(self, username: str, limit: int, before: int | None = None) -> Sequence[LedgerEntry]:
-        return await self._lane.run(self._accounts.ledger_page, username, limit, before)
+        return await self._reads.run(lambda o: o.accounts.ledger_page(username, limit, before))
 
     async def paid_total(self, username: str) -> int:
-        return await self._lane.run(self._accounts.paid_total, username)
+        return await self._reads.run(lambda o: o.accounts.paid_total(username))
 
     async def spend_by_day(self, username: str, since: str) -> Sequence[tuple[str, int]]:
-        return await self._lane.run(self._accounts.spend_by_day, username, since)
+        return await self._reads.run(lambda o: o.accounts.spend_by_day(username, since))
 
     async def check(self) -> list[str]:
-        return await self._lane.run(checks.check, self._ledger.db.conn, reads_only=True)
+        return await self._reads.run(lambda o: checks.check(o.db.conn))
 
     async def stats(self) -> StoreStats:
-        return await self._lane.run(checks.stats, self._ledger.db.conn, reads_only=True)
+        return await self._reads.run(lambda o: checks.stats(o.db.conn))
 
     async def aclose(self) -> None:
         try:
             await trio.to_thread.run_sync(self._reader.close)
+            await trio.to_thread.run_sync(self._reads.close)
         finally:
             await self._lane.aclose()

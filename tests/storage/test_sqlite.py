@@ -99,9 +99,9 @@ async def test_writes_run_in_the_thread_batched_and_key_lookups_on_the_loop(tmp_
     await store.aclose()
 
 
-async def test_a_busy_loop_read_goes_to_the_lane(tmp_path, monkeypatch):
+async def test_a_busy_loop_read_goes_to_the_read_path(tmp_path, monkeypatch):
     """If SQLite answers "busy" to the loop's read (a WAL being recovered), the lookup
-    runs in the lane's thread instead; an in-memory store has no loop connection."""
+    runs in a read path's thread instead; an in-memory store has no loop connection."""
     store = await open_store(str(tmp_path / "b.db"), instance_id="inst-a")
     key, _ = await funded(store, 10)
 
@@ -123,6 +123,43 @@ async def test_a_busy_loop_read_goes_to_the_lane(tmp_path, monkeypatch):
 def usage_row(request_id: str, key_id: int, cost: int) -> UsageRow:
     return UsageRow(request_id=request_id, key_id=key_id, model="m", endpoint="messages", stream=False,
                     status=200, cost=cost)
+
+
+async def test_reads_never_take_the_write_lock(tmp_path, monkeypatch):
+    """With another connection holding the write lock (a writer mid-transaction), every
+    read of the store answers at once, off the event loop and outside the writer lane;
+    a write still waits for the lock (and gives up after the busy timeout)."""
+    path = str(tmp_path / "r.db")
+    store = await open_store(path, instance_id="inst-a", busy_timeout=0.3)
+    key, _ = await funded(store, 1_000)
+    session = await store.create_session((await store.get_account("u")).id, "tok", time.time() + 60)
+    lane_ops = []
+    real_run = store._lane.run
+
+    async def run(fn, *args, **kwargs):
+        lane_ops.append(fn)
+        return await real_run(fn, *args, **kwargs)
+
+    monkeypatch.setattr(store._lane, "run", run)
+    reads = [store.list_users(), store.get_account("u"), store.list_keys("u"), store.usage("u"),
+             store.channel_overrides(), store.channel_status(), store.ledger("u"), store.get_profile("u"),
+             store.list_profiles(), store.find_session("tok"), store.list_codes(), store.usage_page(None, 10),
+             store.ledger_page("u", 10), store.paid_total("u"), store.spend_by_day("u", "2020-01-01"),
+             store.check(), store.stats()]
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        results = [await read for read in reads]
+        assert time.monotonic() - started < 0.3 * 2
+        with pytest.raises(StoreUnavailable):
+            await store.credit("u", 1, "credit")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert results[1].balance == 1_000 and results[9].id == session.id and results[15] == []
+    assert lane_ops == [store._ledger.credit]  # the write alone went to the lane
+    await store.aclose()
 
 
 async def test_balances_near_the_bound_stay_integers(tmp_path):
