@@ -64,16 +64,20 @@ class SqliteLedger:
         return self._account_row("username = ?", username)
 
     def change_balance(self, account_id: int, delta: int, kind: str, ref: str | None,
-                       paid: int | None = None, release: int = 0) -> Account:
+                       paid: int | None = None, release: int = 0, spend: int | None = None) -> Account:
         """Inside a transaction: move the balance by ``delta`` (and drop ``release`` of held),
-        writing the ledger entry when the balance moves. AmountOutOfRange (raised before
-        the caller's savepoint ends, so nothing stays applied) if the balance would leave
-        +-MAX_BALANCE."""
+        writing the ledger entry when the balance moves. With ``spend``, only if the
+        available balance covers it: one conditional statement (InsufficientBalance, and
+        nothing changed, when it does not), correct with concurrent writers. AmountOutOfRange
+        (raised before the caller's savepoint ends, so nothing stays applied) if the balance
+        would leave +-MAX_BALANCE."""
+        guard, args = ("", ()) if spend is None else (" AND balance - held >= ?", (spend,))
         row = self.db.execute(
-            "UPDATE accounts SET balance = balance + ?, held = held - ? WHERE id = ? "
-            "RETURNING id, username, balance, held, created_at", (delta, release, account_id)).fetchone()
+            "UPDATE accounts SET balance = balance + ?, held = held - ? WHERE id = ?" + guard
+            + " RETURNING id, username, balance, held, created_at", (delta, release, account_id, *args)).fetchone()
         if row is None:
-            raise NotFound(f"account {account_id} not found")
+            account = self._account_row("id = ?", account_id)  # NotFound if there is none
+            raise InsufficientBalance(account.available, spend)
         account = Account(*row)
         if delta:
             checked_balance(account.balance, account.username)
@@ -93,17 +97,22 @@ class SqliteLedger:
             return self.change_balance(account.id, amount, kind, ref, paid)
 
     def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str) -> tuple[Account, Account]:
+        """The debit is conditional on the sender's available balance; the two accounts
+        change in the order of their ids, so two opposite transfers on a backend with row
+        locks wait for each other instead of deadlocking."""
         checked_amount(amount, "transfer amount")
         with savepoint(self.db):
             sender = self._account_row("id = ?", from_account_id)
             receiver = self.get_account(to_username)
             if receiver.id == sender.id:
                 raise StoreError("Cannot transfer to yourself")
-            if sender.available < amount:
-                raise InsufficientBalance(sender.available, amount)
-            sender = self.change_balance(sender.id, -amount, "transfer_out", f"{ref}:{receiver.username}")
-            receiver = self.change_balance(receiver.id, amount, "transfer_in", f"{ref}:{sender.username}")
-        return sender, receiver
+            debit = lambda: self.change_balance(sender.id, -amount, "transfer_out", f"{ref}:{receiver.username}",
+                                                spend=amount)
+            credit = lambda: self.change_balance(receiver.id, amount, "transfer_in", f"{ref}:{sender.username}")
+            if sender.id < receiver.id:
+                return debit(), credit()
+            received = credit()
+            return debit(), received
 
     # -- keys -------------------------------------------------------------------------
     _KEY_SELECT = ("SELECT k.id, k.account_id, a.username, k.prefix, k.key_hash, k.name, k.models, "
@@ -175,57 +184,62 @@ class SqliteLedger:
         return found
 
     # -- holds ------------------------------------------------------------------------
+    # A hold is one conditional statement on its account's row (held grows only if the
+    # available balance covers it), so it is correct with concurrent writers, whatever
+    # the backend's isolation. A capped key's spend is then checked under that row's
+    # lock (every hold, growth and settle of the key's account takes it), in a statement
+    # that starts after the lock was had, so it sees every hold and charge committed
+    # before: exceeding the cap undoes the hold (the caller's savepoint).
+    _CAPS = ("(SELECT k.daily_usd FROM api_keys k WHERE k.id = ? AND k.account_id = accounts.id), "
+             "(SELECT k.monthly_usd FROM api_keys k WHERE k.id = ? AND k.account_id = accounts.id)")
+
     def place_hold(self, account_id: int, amount: int, request_id: str, key_id: int | None = None) -> int:
         checked_amount(amount, "hold")
         if self.instance_id is None:
             raise StoreError("this store was opened without an instance id: it may not place holds")
         with savepoint(self.db):
-            row = self.db.execute(
-                "SELECT a.balance - a.held, k.daily_usd, k.monthly_usd FROM accounts a "
-                "LEFT JOIN api_keys k ON k.id = ? AND k.account_id = a.id WHERE a.id = ?",
-                (key_id, account_id)).fetchone()
-            if row is None:
-                raise NotFound(f"account {account_id} not found")
-            available, daily, monthly = row
-            if available < amount:
+            caps = self.db.execute(f"UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ? "
+                                   f"RETURNING {self._CAPS}", (amount, account_id, amount, key_id, key_id)).fetchone()
+            if caps is None:
+                available = self._account_row("id = ?", account_id).available  # NotFound if there is none
                 raise InsufficientBalance(available, amount)
-            if daily or monthly:
-                self._check_caps(key_id, KeyLimits(daily_usd=daily, monthly_usd=monthly), amount)
-            self.db.execute("UPDATE accounts SET held = held + ? WHERE id = ?", (amount, account_id))
-            return self.db.execute(
+            hold_id = self.db.execute(
                 "INSERT INTO holds (account_id, key_id, amount, request_id, state, owner, created_at) "
-                "VALUES (?, ?, ?, ?, 'open', ?, ?)",
-                (account_id, key_id, amount, request_id, self.instance_id, now_iso())).lastrowid
+                "VALUES (?, ?, ?, ?, 'open', ?, ?) RETURNING id",
+                (account_id, key_id, amount, request_id, self.instance_id, now_iso())).fetchone()[0]
+            if caps[0] or caps[1]:
+                self._check_caps(key_id, KeyLimits(daily_usd=caps[0], monthly_usd=caps[1]), amount)
+            return hold_id
 
     def _check_caps(self, key_id: int, caps: KeyLimits, needed: int) -> None:
-        """SpendCapReached when ``needed`` more would take the key past a cap in the
-        current day or month (its charges settled in it + its open holds)."""
+        """SpendCapReached when the key's spend in the current day or month (its charges
+        settled in it + its open holds, ``needed`` of them just placed or grown) passes a
+        cap. Run under the lock of the key's account (see above)."""
         periods = capped_periods(caps, self.clock())
         spent = self.db.execute(
-            "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(spent) FILTER (WHERE day >= ?), 0) FROM key_spend "
-            "WHERE key_id = ? AND day >= ?", (periods[-1].start, key_id, periods[0].start)).fetchone()
+            "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(CASE WHEN day >= ? THEN spent ELSE 0 END), 0) "
+            "FROM key_spend WHERE key_id = ? AND day >= ?", (periods[-1].start, key_id, periods[0].start)).fetchone()
         held = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = ? AND state = 'open'",
                                (key_id,)).fetchone()[0]
         by_name = {periods[0].name: spent[0], periods[-1].name: spent[1]}
-        check_periods(periods, by_name, held, needed)
+        check_periods(periods, by_name, held - needed, needed)
 
     def extend_hold(self, hold_id: int, extra: int) -> None:
-        """Grow an open hold by ``extra`` when the available balance and its key's caps cover it."""
+        """Grow an open hold by ``extra`` when the available balance and its key's caps
+        cover it: the hold's row first, then its account's (the order settle takes them)."""
         checked_amount(extra, "hold")
         with savepoint(self.db):
-            row = self.db.execute(
-                "SELECT a.id, a.balance - a.held, h.key_id, k.daily_usd, k.monthly_usd FROM holds h "
-                "JOIN accounts a ON a.id = h.account_id LEFT JOIN api_keys k ON k.id = h.key_id "
-                "WHERE h.id = ? AND h.state = 'open'", (hold_id,)).fetchone()
-            if row is None:
+            grown = self.db.execute("UPDATE holds SET amount = amount + ? WHERE id = ? AND state = 'open' "
+                                    "RETURNING account_id, key_id", (extra, hold_id)).fetchone()
+            if grown is None:
                 raise NotFound(f"no open hold {hold_id}")
-            account_id, available, key_id, daily, monthly = row
-            if available < extra:
-                raise InsufficientBalance(available, extra)
-            if daily or monthly:
-                self._check_caps(key_id, KeyLimits(daily_usd=daily, monthly_usd=monthly), extra)
-            self.db.execute("UPDATE accounts SET held = held + ? WHERE id = ?", (extra, account_id))
-            self.db.execute("UPDATE holds SET amount = amount + ? WHERE id = ?", (extra, hold_id))
+            account_id, key_id = grown
+            caps = self.db.execute(f"UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ? "
+                                   f"RETURNING {self._CAPS}", (extra, account_id, extra, key_id, key_id)).fetchone()
+            if caps is None:
+                raise InsufficientBalance(self._account_row("id = ?", account_id).available, extra)
+            if caps[0] or caps[1]:
+                self._check_caps(key_id, KeyLimits(daily_usd=caps[0], monthly_usd=caps[1]), extra)
 
     def close_hold(self, hold_id: int, state: str) -> tuple[int, int] | None:
         """Close an open hold: (account_id, amount), or None if it is not open (any
