@@ -26,6 +26,7 @@ from .config import PORTS, Config, ConfigError, load_config
 from .money import format_usd, parse_usd, scale
 from .upstream.listing import COLUMNS
 from storage import describe_location
+from storage.records import iso_time
 from storage.base import KeyLimits, StoreError
 
 LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's db_path, else ./cheaplm.db in the current directory"
@@ -240,7 +241,7 @@ async def _user_list(args: argparse.Namespace, config: Config, ledger: Ledger) -
         users = await store.list_profiles()
     _print_table([{"username": a.username, "role": p.role, "disabled": "yes" if p.disabled else "-",
                    "balance_usd": format_usd(a.balance), "held_usd": format_usd(a.held),
-                   "created": a.created_at} for p, a in users])
+                   "created": iso_time(a.created_at)} for p, a in users])
 
 
 async def _key_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
@@ -259,7 +260,8 @@ async def _key_list(args: argparse.Namespace, config: Config, ledger: Ledger) ->
     _print_table([{
         "prefix": k.prefix, "name": k.name, "models": ",".join(k.models) if k.models else "*",
         "stream": "yes" if k.allow_stream else "no", "ips": ",".join(k.ips) or "*", **admin.describe_limits(k.limits),
-        "created": k.created_at, "last_used": k.last_used_at or "-", "revoked": k.revoked_at or "-"} for k in keys])
+        "created": iso_time(k.created_at), "last_used": iso_time(k.last_used_at) or "-",
+        "revoked": iso_time(k.revoked_at) or "-"} for k in keys])
 
 
 async def _key_set(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
@@ -293,7 +295,7 @@ async def _usage(args: argparse.Namespace, config: Config, ledger: Ledger) -> No
     async with ledger() as store:
         rows = await admin.usage(store, args.username, args.limit)
     _print_table([{
-        "time": u.created_at, "request": u.request_id, "model": u.model, "endpoint": u.endpoint,
+        "time": iso_time(u.created_at), "request": u.request_id, "model": u.model, "endpoint": u.endpoint,
         "stream": int(u.stream), "status": u.status, "in": u.input_tokens,
         "cache_w": u.cache_write_5m + u.cache_write_1h, "cache_r": u.cache_read, "out": u.output_tokens,
         "cost_usd": format_usd(u.cost), "partial": int(u.partial), "channel": u.channel or "-",

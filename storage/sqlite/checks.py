@@ -1,11 +1,13 @@
 """The ledger's invariants, checked in one read snapshot: each broken one becomes a
-line of text for the operator (``cheaplm db check``)."""
+line of text for the operator (``cheaplm db check``). Every finding but
+``_not_integers`` is portable SQL."""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import Callable, Iterable
 
+from ..caps import SPEND_DAY, day_of
 from ..records import StoreStats
 
 Finding = Callable[[sqlite3.Connection], Iterable[str]]
@@ -15,6 +17,7 @@ _MONEY_COLUMNS = (("accounts", "balance"), ("accounts", "held"), ("ledger", "del
 
 
 def _not_integers(conn: sqlite3.Connection) -> Iterable[str]:
+    """SQLite's own: a column's declared type does not bind what it stores (PostgreSQL's does)."""
     for table, column in _MONEY_COLUMNS:
         for key, value, kind in conn.execute(
                 f"SELECT rowid, {column}, typeof({column}) FROM {table} WHERE typeof({column}) != 'integer'"):
@@ -89,9 +92,10 @@ def _key_spend_is_usage_sum(conn: sqlite3.Connection) -> Iterable[str]:
     for key_id, day, spent, total in conn.execute(
             "SELECT key_id, day, SUM(spent), SUM(cost) FROM ("
             "  SELECT key_id, day, spent, 0 AS cost FROM key_spend UNION ALL"
-            "  SELECT key_id, substr(created_at, 1, 10), 0, cost FROM usage WHERE cost > 0"
-            ") GROUP BY key_id, day HAVING SUM(spent) != SUM(cost) ORDER BY key_id, day"):
-        yield f"key {key_id} on {day}: its spend is recorded as {spent} but that day's charges sum to {total}"
+            f"  SELECT key_id, {SPEND_DAY}, 0, cost FROM usage WHERE cost > 0"
+            ") per_day GROUP BY key_id, day HAVING SUM(spent) != SUM(cost) ORDER BY key_id, day"):
+        yield (f"key {key_id} on {day_of(day)}: its spend is recorded as {spent} but that day's charges "
+               f"sum to {total}")
 
 
 FINDINGS: tuple[Finding, ...] = (_not_integers, _balance_is_ledger_sum, _last_entry_matches, _chain,

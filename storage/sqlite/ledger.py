@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import fields
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import sqlite_utils
@@ -22,10 +21,6 @@ from .transactions import savepoint
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 class SqliteLedger:
     """``instance_id``: the owner recorded on the holds this store places (None: a
     store that may not place holds). ``clock``: unix time, for leases and progress."""
@@ -35,9 +30,9 @@ class SqliteLedger:
         self.instance_id = instance_id
         self.clock = clock
 
-    def now_iso(self) -> str:
-        """Now by this store's clock: the time of usage rows, which spend caps sum by period."""
-        return datetime.fromtimestamp(self.clock(), timezone.utc).isoformat(timespec="milliseconds")
+    def now(self) -> float:
+        """Now by this store's clock, unix time: every time the store records (records.py)."""
+        return self.clock()
 
     # -- accounts -------------------------------------------------------------------
     def _account_row(self, where: str, arg: Any) -> Account:
@@ -51,7 +46,7 @@ class SqliteLedger:
         try:
             with savepoint(self.db):
                 self.db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES (?, 0, 0, ?)",
-                                (username, now_iso()))
+                                (username, self.now()))
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"user already exists: {username}") from None
         return self.get_account(username)
@@ -83,9 +78,9 @@ class SqliteLedger:
             checked_balance(account.balance, account.username)
             self.db.execute(
                 "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, delta, account.balance, kind, ref, paid, now_iso()))
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, delta, account.balance, kind, ref, paid, self.now()))
             if paid:  # the account's first payment ends its free tier (KeyRecord.free_tier)
-                self.db.execute("UPDATE accounts SET paid_at = COALESCE(paid_at, ?) WHERE id = ?", (now_iso(), account_id))
+                self.db.execute("UPDATE accounts SET paid_at = COALESCE(paid_at, ?) WHERE id = ?", (self.now(), account_id))
         return account
 
     def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None) -> Account:
@@ -144,7 +139,7 @@ class SqliteLedger:
                     f"{', ?' * len(values)})",
                     (account.id, prefix, key_hash, name, None if models is None else json.dumps(list(models)),
                      int(allow_stream), json.dumps(list(ips)),
-                     None if pass_thinking is None else int(pass_thinking), now_iso(), *values.values()))
+                     None if pass_thinking is None else int(pass_thinking), self.now(), *values.values()))
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"key prefix collision: {prefix}") from None
         found = self.find_key(prefix)
@@ -163,7 +158,7 @@ class SqliteLedger:
     def revoke_key(self, prefix: str) -> KeyRecord:
         with savepoint(self.db):
             cursor = self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL",
-                                     (now_iso(), prefix))
+                                     (self.now(), prefix))
             if cursor.rowcount == 0 and self.find_key(prefix) is None:
                 raise NotFound(f"no key with prefix {prefix}")
         found = self.find_key(prefix)
@@ -206,7 +201,7 @@ class SqliteLedger:
             hold_id = self.db.execute(
                 "INSERT INTO holds (account_id, key_id, amount, request_id, state, owner, created_at) "
                 "VALUES (?, ?, ?, ?, 'open', ?, ?) RETURNING id",
-                (account_id, key_id, amount, request_id, self.instance_id, now_iso())).fetchone()[0]
+                (account_id, key_id, amount, request_id, self.instance_id, self.now())).fetchone()[0]
             if caps[0] or caps[1]:
                 self._check_caps(key_id, KeyLimits(daily_usd=caps[0], monthly_usd=caps[1]), amount)
             return hold_id
@@ -255,15 +250,15 @@ class SqliteLedger:
 
     def write_usage(self, account_id: int, row: UsageRow) -> None:
         values = [getattr(row, c) for c in USAGE_COLUMNS]
-        created_at = values[USAGE_COLUMNS.index("created_at")] = row.created_at or self.now_iso()
+        created_at = values[USAGE_COLUMNS.index("created_at")] = row.created_at or self.now()
         self.db.execute(
             f"INSERT INTO usage (account_id, {', '.join(USAGE_COLUMNS)}) VALUES (?{', ?' * len(values)})",
             (account_id, *values))
         if row.cost:  # the key's spend that day, which its caps read
             self.db.execute("INSERT INTO key_spend (key_id, day, spent) VALUES (?, ?, ?) "
-                            "ON CONFLICT (key_id, day) DO UPDATE SET spent = spent + excluded.spent",
+                            "ON CONFLICT (key_id, day) DO UPDATE SET spent = key_spend.spent + excluded.spent",
                             (row.key_id, spend_day(created_at), row.cost))
-        self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now_iso(), row.key_id))
+        self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (self.now(), row.key_id))
 
     def settle(self, hold_id: int, row: UsageRow) -> Account:
         checked_amount(row.cost, "charge", allow_zero=True)
@@ -287,7 +282,7 @@ class SqliteLedger:
     def usage(self, username: str, limit: int) -> list[UsageRow]:
         account = self.get_account(username)
         rows = self.db.query(f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage WHERE account_id = ? "
-                             "ORDER BY created_at DESC, rowid DESC LIMIT ?", (account.id, limit))
+                             "ORDER BY created_at DESC, request_id DESC LIMIT ?", (account.id, limit))
         return [UsageRow(**{**r, "stream": bool(r["stream"]), "partial": bool(r["partial"])}) for r in rows]
 
     def ledger(self, username: str) -> list[LedgerEntry]:

@@ -10,6 +10,7 @@ import sqlite_utils
 import trio
 
 from storage import open_store
+from storage.caps import day_of
 from storage.base import MAX_AMOUNT, MAX_BALANCE, AmountOutOfRange, Recovery, StoreUnavailable, UsageRow
 from storage.sqlite.migrations import MIGRATIONS
 from storage.sqlite.transactions import unavailable
@@ -243,8 +244,8 @@ async def test_key_limits_migration_rolls_up_the_charges_made_before_it(tmp_path
     db.conn.close()
     store = await open_store(path, instance_id="inst-a")
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT key_id, day, spent FROM key_spend ORDER BY day").fetchall() == [
-        (1, "2026-11-01", 12), (1, "2026-11-02", 3)]
+    assert [(k, day_of(day), spent) for k, day, spent in conn.execute(
+        "SELECT key_id, day, spent FROM key_spend ORDER BY day")] == [(1, "2026-11-01", 12), (1, "2026-11-02", 3)]
     conn.close()
     await store.aclose()
 
