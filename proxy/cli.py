@@ -29,8 +29,8 @@ from storage import describe_location
 from storage.records import iso_time
 from storage.base import KeyLimits, StoreError
 
-LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's db_path, else ./cheaplm.db in the current directory"
-EPILOG = (f"The ledger is one SQLite file: --db PATH (or a sqlite:///PATH URL), else {LEDGER_DEFAULT}. Only "
+LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's database_url, else ./cheaplm.db in the current directory"
+EPILOG = (f"The ledger is a database URL: --db URL (a SQLite file path, or a sqlite:///PATH URL), else {LEDGER_DEFAULT}. Only "
           "`serve` and `user create` create a new one. Benchmarks: cheaplm bench --help, and the README's "
           "Benchmarks section.")
 _LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cheaplm", description="CheapLM gateway and its admin tools", epilog=EPILOG)
     common = _Parser(add_help=False)
     common.add_argument("--config", help="TOML config file (default: $CHEAPLM_CONFIG)")
-    common.add_argument("--db", metavar="PATH", help=f"SQLite ledger file, or a sqlite:///PATH URL "
+    common.add_argument("--db", metavar="URL", help=f"the ledger: a SQLite file path, or a sqlite:///PATH URL "
                                                      f"(default: {LEDGER_DEFAULT})")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -376,10 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulator":
             listen = _listen_address(args.host, args.port)
             return _run_simulator(args)
-        config = load_config(args.config, db_path=args.db,
+        config = load_config(args.config, database_url=args.db,
                              **({"host": args.host, "port": args.port, "upstream_url": args.upstream_url}
                                 if args.command == "serve" else {}))
-        db_path = config.db_path
+        db_path = config.database_url
         logs.configure(config.log_format, config.log_level)
         if args.command == "serve":
             from .serve import serve
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "db":
             return trio.run(_db_check, config)
         command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
-        trio.run(_ADMIN[command], args, config, partial(admin.open_ledger, config.db_path))
+        trio.run(_ADMIN[command], args, config, partial(admin.open_ledger, config.database_url))
         return 0
     except BaseException as exc:
         if _interrupted(exc):
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _db_check(config: Config) -> int:
     """``cheaplm db check``: one line per broken invariant (exit 1), or a summary (exit 0)."""
-    async with admin.open_ledger(config.db_path) as store:
+    async with admin.open_ledger(config.database_url) as store:
         problems = await store.check()
         stats = await store.stats()
     for problem in problems:
