@@ -13,7 +13,6 @@ import json
 import logging
 import signal
 import socket
-import sqlite3
 import sys
 import time
 from functools import partial
@@ -25,9 +24,9 @@ from . import accounts, admin, logs
 from .config import PORTS, Config, ConfigError, load_config
 from .money import format_usd, parse_usd, scale
 from .upstream.listing import COLUMNS
-from storage import describe_location
+from storage import describe_location, open_store
 from storage.records import iso_time
-from storage.base import KeyLimits, StoreError
+from storage.base import KeyLimits, StoreBusy, StoreError
 
 LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's database_url, else ./cheaplm.db in the current directory"
 EPILOG = (f"The ledger is a database URL: --db URL (a SQLite file path, or a sqlite:///PATH URL), else {LEDGER_DEFAULT}. Only "
@@ -126,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="ledger maintenance").add_subparsers(dest="action", required=True)
     db.add_parser("check", parents=[common], help="verify the ledger's invariants (exit 1 on a problem)")
+    db.add_parser("migrate", parents=[common], help="apply the schema migrations the ledger needs (say which)")
 
     bench = sub.add_parser("bench", help="run the benchmark suite (options: cheaplm bench --help; the README's "
                            "Benchmarks section)", add_help=False)
@@ -351,13 +351,10 @@ def _failure(exc: BaseException, db_path: str | None, listen: str | None) -> str
     if isinstance(exc, BaseExceptionGroup):  # trio's nurseries, hypercorn's among them, wrap errors
         lines = [_failure(e, db_path, listen) for e in exc.exceptions]
         return lines[0] if all(lines) else None
+    if isinstance(exc, StoreBusy) and db_path:
+        return f"the ledger at {describe_location(db_path)} is busy: another process holds its write lock ({exc})"
     if isinstance(exc, (ConfigError, admin.AdminError, StoreError)):
         return str(exc)
-    if isinstance(exc, sqlite3.Error) and db_path:
-        where = describe_location(db_path)
-        if "locked" in str(exc):
-            return f"the ledger at {where} is busy: another process holds its write lock ({exc})"
-        return f"cannot open the ledger at {where}: {exc}"
     if isinstance(exc, OSError) and listen and (isinstance(exc, socket.gaierror) or exc.errno in _LISTEN_ERRNOS):
         reason = exc.strerror or str(exc)
         return f"cannot listen on {listen}: {reason[:1].lower()}{reason[1:]}"
@@ -387,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             trio.run(partial(serve, config, shutdown_signals=(signal.SIGTERM,)))
             return 0
         if args.command == "db":
-            return trio.run(_db_check, config)
+            return trio.run(_db_migrate if args.action == "migrate" else _db_check, config)
         command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
         trio.run(_ADMIN[command], args, config, partial(admin.open_ledger, config.database_url))
         return 0
@@ -399,6 +396,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cheaplm: {line}", file=sys.stderr)
         return 1
+
+
+async def _db_migrate(config: Config) -> int:
+    """``cheaplm db migrate``: apply what the ledger needs, and say what that was."""
+    store = await open_store(config.database_url, create=False, busy_timeout=config.store_busy_timeout)
+    await store.aclose()
+    where = describe_location(config.database_url)
+    applied = store.applied_migrations
+    print(f"applied {len(applied)} migration(s) to {where}: {', '.join(applied)}" if applied
+          else f"the ledger at {where} needs no migration")
+    return 0
 
 
 async def _db_check(config: Config) -> int:

@@ -20,7 +20,7 @@ from .location import Location, parse_location
 
 __all__ = ["OPENERS", "Location", "Store", "StoreConfigError", "describe_location", "open_store", "parse_location"]
 
-Opener = Callable[..., Awaitable[Store]]  # (location, *, instance_id, busy_timeout, clock) -> Store
+Opener = Callable[..., Awaitable[Store]]  # (location, *, instance_id, busy_timeout, clock, create, upgrade)
 
 
 async def _open_sqlite(location: Location, **options) -> Store:
@@ -43,7 +43,7 @@ OPENERS: Mapping[str, Opener] = MappingProxyType({
 
 
 async def open_store(url: str, *, instance_id: str | None = None, busy_timeout: float = 5.0,
-                     clock: Callable[[], float] = time.time) -> Store:
+                     clock: Callable[[], float] = time.time, create: bool = True, upgrade: bool = True) -> Store:
     """The store at ``url``: a bare path or ``sqlite:///path`` (a SQLite file;
     ``:memory:`` for throwaway use), ``postgresql://...`` later (location.py).
     StoreConfigError for a scheme no backend serves.
@@ -52,14 +52,21 @@ async def open_store(url: str, *, instance_id: str | None = None, busy_timeout: 
     (a gateway draws one with ``secrets`` at start-up, then ``register_instance``);
     None for the admin CLI and tools, which may not place holds. ``busy_timeout``:
     how long an operation waits for another process's write lock before raising
-    StoreUnavailable. ``clock``: unix time (tests move it to expire leases)."""
+    StoreUnavailable. ``clock``: unix time (tests move it to expire leases).
+
+    The schema: a ledger whose recorded migrations this version does not know is
+    refused (SchemaTooNew); one with no schema is created unless not ``create``
+    (LedgerMissing); an older one is migrated unless not ``upgrade`` (MigrationNeeded,
+    naming ``cheaplm db migrate``): admin commands beside a running gateway never
+    migrate under it. ``store.applied_migrations`` says what opening applied."""
     location = parse_location(url)
     opener = OPENERS.get(location.backend)
     if opener is None:
         known = ", ".join(f"{scheme}://" for scheme in OPENERS)
         raise StoreConfigError(f"the ledger {location.shown} has an unknown scheme {location.backend!r} "
                                f"(known: a file path, {known})")
-    return await opener(location, instance_id=instance_id, busy_timeout=busy_timeout, clock=clock)
+    return await opener(location, instance_id=instance_id, busy_timeout=busy_timeout, clock=clock, create=create,
+                        upgrade=upgrade)
 
 
 def describe_location(url: str) -> str:

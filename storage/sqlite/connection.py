@@ -10,26 +10,34 @@ from typing import Callable
 
 import sqlite_utils
 
-from ..errors import StoreUnavailable
+from ..errors import LedgerMissing, StoreUnavailable
 from .migrations import migrate
 from .transactions import unavailable
 
 
-def connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
-    """The migrated database at ``path``; StoreUnavailable (one line) if it cannot be
-    opened or written: a missing or read-only directory, a locked or damaged file."""
+def connect(path: str, busy_timeout: float, *, create: bool = True,
+            upgrade: bool = True) -> tuple[sqlite_utils.Database, list[str]]:
+    """The migrated database at ``path`` and the migrations applied in opening it;
+    StoreUnavailable (one line) if it cannot be opened or written: a missing or
+    read-only directory, a locked or damaged file. ``create``, ``upgrade``: whether a
+    missing ledger may be created, an older one migrated (migrations.migrate)."""
+    shown = os.path.abspath(path) if path != ":memory:" else path
+    if not create and path != ":memory:" and not os.path.exists(path):
+        raise LedgerMissing(f"no ledger at {shown}")
+    applied: list[str] = []
+
     def setup(db: sqlite_utils.Database) -> None:
         db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         if path != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        migrate(db, busy_timeout)
+        applied[:] = migrate(db, busy_timeout, shown, create=create, upgrade=upgrade)
         # From here on a locked database never blocks a statement: writers wait in
         # begin_immediate, in the worker thread, where they can be retried.
         db.execute("PRAGMA busy_timeout=0")
 
-    return _open(path, busy_timeout, setup)
+    return _open(path, busy_timeout, setup), applied
 
 
 def connect_reader(path: str, busy_timeout: float = 0) -> sqlite_utils.Database:

@@ -7,6 +7,7 @@ from typing import Callable
 
 import sqlite_utils
 
+from ..errors import LedgerMissing, MigrationNeeded, SchemaTooNew
 from .transactions import immediate
 
 
@@ -167,10 +168,28 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
 )
 
 
-def migrate(db: sqlite_utils.Database, wait: float) -> list[str]:
+def migrate(db: sqlite_utils.Database, wait: float, shown: str, *, create: bool = True,
+            upgrade: bool = True) -> list[str]:
     """Apply the migrations not yet recorded, each in its own write transaction
     (waiting up to ``wait`` seconds for the write lock); return the names applied.
-    Two processes opening one new database at once apply each migration once."""
+    Two processes opening one new database at once apply each migration once.
+
+    SchemaTooNew if the ledger records a migration this version does not know;
+    LedgerMissing for a ledger with no schema at all unless ``create``; MigrationNeeded
+    for one with some migrations to apply unless ``upgrade`` (``shown``: the ledger's
+    location, for those messages)."""
+    if not _has_schema(db):
+        if not create:
+            raise LedgerMissing(f"no ledger at {shown}")
+    else:
+        recorded = [name for (name,) in db.execute("SELECT name FROM _migrations ORDER BY name").fetchall()]
+        known = [name for name, _ in MIGRATIONS]
+        unknown = tuple(name for name in recorded if name not in known)
+        if unknown:
+            raise SchemaTooNew(shown, unknown)
+        pending = tuple(name for name in known if name not in recorded)
+        if pending and not upgrade:
+            raise MigrationNeeded(shown, pending)
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     applied = []
     for name, step in MIGRATIONS:
@@ -184,6 +203,10 @@ def migrate(db: sqlite_utils.Database, wait: float) -> list[str]:
                        (name, datetime.now(timezone.utc).isoformat()))
         applied.append(name)
     return applied
+
+
+def _has_schema(db: sqlite_utils.Database) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is not None
 
 
 def _done(db: sqlite_utils.Database, name: str) -> bool:

@@ -7,6 +7,7 @@ of their own (reader.py)."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 import trio
@@ -41,11 +42,14 @@ class SqliteStore:
         self._reads = ReadPool(reads, lane, ReadOps(ledger.db, ledger, self._accounts, self._channels))
         self._reader = reader
         self._looked_up = looked_up
+        self.applied_migrations: tuple[str, ...] = ()
 
     @classmethod
     async def open(cls, path: str, *, instance_id: str | None = None, busy_timeout: float = 5.0,
-                   clock: Callable[[], float] = time.time) -> "SqliteStore":
-        db = await trio.to_thread.run_sync(connect, path, busy_timeout)
+                   clock: Callable[[], float] = time.time, create: bool = True,
+                   upgrade: bool = True) -> "SqliteStore":
+        db, applied = await trio.to_thread.run_sync(partial(connect, path, busy_timeout, create=create,
+                                                            upgrade=upgrade))
         try:
             loop_db = None if path == MEMORY else await trio.to_thread.run_sync(connect_reader, path)
         except BaseException:
@@ -59,7 +63,9 @@ class SqliteStore:
         def reads() -> ReadOps:
             return ReadOps.on(SqliteLedger(connect_reader(path, busy_timeout), instance_id, clock), owners.here)
 
-        return cls(lane, ledger, owners, LoopReader(loop_db), looked_up, None if loop_db is None else reads)
+        store = cls(lane, ledger, owners, LoopReader(loop_db), looked_up, None if loop_db is None else reads)
+        store.applied_migrations = tuple(applied)
+        return store
 
     @property
     def instance_id(self) -> str | None:
