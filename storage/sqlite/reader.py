@@ -3,7 +3,7 @@ indexed read (the key lookup of a key-cache miss), on a connection of its own th
 cannot write. Every write goes through the writer lane's thread (lane.py), every other
 read through the read path's threads (pool.py).
 
-The decision, measured with ``python -m storage.sqlite.stall_probe --dir DIR`` (a
+The decision, measured with ``python -m bench.stall_probe --dir DIR`` (a
 quiet gateway: a key lookup, a hold and a settle every ~9 ms; another process writes
 100 MB over 5 s while a long reader holds checkpoints back, a 125-130 MB WAL; a 1 ms
 ticker measures the loop's lag; figures p50 / p99 / max ms, two runs each, 2026-11-26,

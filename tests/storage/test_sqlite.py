@@ -368,17 +368,6 @@ async def test_recovery_runs_in_batches_and_survives_unreadable_progress(tmp_pat
     await store.aclose()
 
 
-def test_the_stall_probe_runs(tmp_path, capsys):
-    """python -m storage.sqlite.stall_probe (reader.py's figures), in miniature."""
-    from storage.sqlite import stall_probe
-
-    stall_probe.main(["--dir", str(tmp_path), "--wal-mb", "2", "--writer-seconds", "0.1", "--idle-seconds", "0.1",
-                      "--after-seconds", "0.1", "--roundtrips", "5"])
-    out = capsys.readouterr().out
-    assert "| idle | find_key, inline |" in out and "| after | loop lag" in out
-    assert "place_hold, inline" not in out and "settle, inline" not in out  # writes never on the loop
-
-
 async def test_usage_rows_from_before_channels_read_back_with_neither(tmp_path):
     """0004_channels adds usage.channel and usage.attempts: older rows have neither (None),
     new rows keep what they were given."""

@@ -1,6 +1,6 @@
 """Can the SQLite store stall the event loop? A measurement, not a test.
 
-``python -m storage.sqlite.stall_probe [--dir DIR] [--wal-mb 100] [--writer-seconds 5] [--no-pin]``
+``python -m bench.stall_probe [--dir DIR] [--wal-mb 100] [--writer-seconds 5] [--no-pin]``
 
 One trio process plays a quiet gateway: it looks a key up, places a hold, and settles
 it, with pauses of a few milliseconds so that the store's lane stays idle (the case
@@ -227,7 +227,7 @@ def report(path, writer_report, hop_ms, sleep0_ms, on_loop_ms, in_lane_ms, sampl
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m storage.sqlite.stall_probe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.stall_probe", description=__doc__.split("\n")[0])
     parser.add_argument("--dir", help="where the probe's database goes, kept afterwards (default: a new directory "
                                       "in /var/tmp, removed afterwards)")
     parser.add_argument("--wal-mb", type=int, default=100, help="MB the other process writes")
