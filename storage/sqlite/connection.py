@@ -15,6 +15,15 @@ from .migrations import migrate
 from .transactions import unavailable
 
 
+class SqliteDb(sqlite_utils.Database):
+    """A SQLite database as the shared SQL operations call it (storage/sql/db.py)."""
+
+    IntegrityError = sqlite3.IntegrityError
+
+    def executemany(self, sql: str, rows) -> sqlite3.Cursor:
+        return self.conn.executemany(sql, rows)
+
+
 def connect(path: str, busy_timeout: float, *, create: bool = True,
             upgrade: bool = True) -> tuple[sqlite_utils.Database, list[str]]:
     """The migrated database at ``path`` and the migrations applied in opening it;
@@ -68,7 +77,7 @@ def _open(path: str, busy_timeout: float, setup: Callable[[sqlite_utils.Database
         conn = None
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
-            db = sqlite_utils.Database(conn)
+            db = SqliteDb(conn)
             setup(db)
             return db
         except Exception as exc:

@@ -5,8 +5,7 @@ lookup (reader.py) runs here, in a read snapshot of its own: a report over a lar
 ledger never takes the write lock, so holds and settles in the writer lane (lane.py)
 go on beside it (in WAL mode a reader and the writer do not wait for each other).
 
-Each connection carries its own operations (``ReadOps``: the ledger's, the accounts',
-the channels' read methods bound to it); a read is a function of them, run in the
+Each connection carries its own operations (storage/sql/ops.py, bound to it); a read is a function of them, run in the
 thread. An in-memory ledger has no second connection (``:memory:`` is private to its
 connection): its reads run in the writer lane, as read snapshots, never in a write
 transaction.
@@ -15,17 +14,12 @@ transaction.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-import sqlite_utils
 import trio
 
-from ..leases import Host
-from .accounts import SqliteAccounts
-from .channels import SqliteChannels
+from ..sql.ops import Ops
 from .lane import WriterLane
-from .ledger import SqliteLedger
 from .transactions import snapshot, unavailable
 
 T = TypeVar("T")
@@ -33,39 +27,25 @@ T = TypeVar("T")
 READERS = 2  # concurrent reads in threads: reports are rare; the machine has few cores
 
 
-@dataclass(frozen=True)
-class ReadOps:
-    """The read operations on one connection."""
-
-    db: sqlite_utils.Database
-    ledger: SqliteLedger
-    accounts: SqliteAccounts
-    channels: SqliteChannels
-
-    @classmethod
-    def on(cls, ledger: SqliteLedger, here: Host) -> "ReadOps":
-        return cls(ledger.db, ledger, SqliteAccounts(ledger), SqliteChannels(ledger, here))
-
-
 class ReadPool:
     """``connect()`` opens one more read-only connection's operations (in a worker
     thread); ``connect`` None: no such connections, reads go to ``lane`` with
     ``writer_ops``."""
 
-    def __init__(self, connect: Callable[[], ReadOps] | None, lane: WriterLane, writer_ops: ReadOps,
+    def __init__(self, connect: Callable[[], Ops] | None, lane: WriterLane, writer_ops: Ops,
                  size: int = READERS) -> None:
         self._connect = connect
         self._lane = lane
         self._writer_ops = writer_ops
         self._limiter = trio.CapacityLimiter(size)
-        self._idle: list[ReadOps] = []
+        self._idle: list[Ops] = []
         self._closed = False
 
-    async def run(self, read: Callable[[ReadOps], T]) -> T:
+    async def run(self, read: Callable[[Ops], T]) -> T:
         if self._connect is None:
             return await self._lane.run(read, self._writer_ops, reads_only=True)
         async with self._limiter:
-            held: list[ReadOps] = [self._idle.pop()] if self._idle else []
+            held: list[Ops] = [self._idle.pop()] if self._idle else []
             try:
                 return await trio.to_thread.run_sync(self._read, held, read)
             finally:
@@ -75,7 +55,7 @@ class ReadPool:
                     else:
                         self._idle.append(held[0])
 
-    def _read(self, held: list[ReadOps], read: Callable[[ReadOps], T]) -> T:
+    def _read(self, held: list[Ops], read: Callable[[Ops], T]) -> T:
         """In the worker thread: open a connection if none was idle, then ``read`` in a
         snapshot of it. sqlite3 faults that mean "cannot serve now" are StoreUnavailable."""
         try:

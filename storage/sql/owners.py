@@ -1,4 +1,4 @@
-"""Hold ownership in SQLite: the instances table (leases), progress checkpoints of
+"""Hold ownership (every backend): the instances table (leases), progress checkpoints of
 in-flight holds, and the recovery of holds whose owner is gone (leases.py decides who
 is gone)."""
 
@@ -8,7 +8,6 @@ import json
 import logging
 import operator
 import os
-import sqlite3
 from dataclasses import replace
 from typing import Sequence
 
@@ -17,8 +16,8 @@ import orjson
 from ..errors import StoreError
 from ..records import Recovery, UsageRow, checked_amount
 from ..leases import Host, InstanceRow, dead_instances, orphaned
-from .ledger import USAGE_COLUMNS, SqliteLedger
-from .transactions import savepoint
+from .ledger import USAGE_COLUMNS, Ledger
+from .db import savepoint
 
 log = logging.getLogger("cheaplm.storage")
 
@@ -42,14 +41,14 @@ def decode_progress(text: str) -> UsageRow:
     return UsageRow(**{**data, "stream": bool(data.get("stream")), "partial": bool(data.get("partial"))})
 
 
-class SqliteOwners:
-    """The lease and recovery operations, run in the writer lane like the ledger's."""
+class Owners:
+    """The lease and recovery operations, run like the ledger's. The lease this instance
+    registered with is the store's to remember (connections come and go)."""
 
-    def __init__(self, ledger: SqliteLedger, here: Host | None = None) -> None:
+    def __init__(self, ledger: Ledger, here: Host | None = None) -> None:
         self.ledger = ledger
         self.db = ledger.db
         self.here = here or Host.this()
-        self.lease_seconds: float | None = None
 
     def _me(self) -> str:
         if self.ledger.instance_id is None:
@@ -63,7 +62,6 @@ class SqliteOwners:
         me = self._me()
         with savepoint(self.db):
             self._insert_instance(me, lease_seconds)
-        self.lease_seconds = lease_seconds
 
     def _insert_instance(self, me: str, lease_seconds: float) -> None:
         now = self.ledger.clock()
@@ -73,9 +71,10 @@ class SqliteOwners:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (me, self.here.name, self.here.pid_namespace, os.getpid(), now, now, float(lease_seconds)))
 
-    def heartbeat(self) -> None:
+    def heartbeat(self, lease_seconds: float | None) -> None:
+        """Renew this instance's lease (``lease_seconds``: what it registered with)."""
         me = self._me()
-        if self.lease_seconds is None:
+        if lease_seconds is None:
             raise StoreError("heartbeat before register_instance")
         with savepoint(self.db):
             renewed = self.db.execute("UPDATE instances SET heartbeat_at = ? WHERE id = ?",
@@ -83,13 +82,12 @@ class SqliteOwners:
             if not renewed:
                 log.warning("instance %s had been taken for dead (its row was removed): registering it again; "
                             "holds it had open may have been released or charged meanwhile", me)
-                self._insert_instance(me, self.lease_seconds)
+                self._insert_instance(me, lease_seconds)
 
     def unregister_instance(self) -> None:
         me = self._me()
         with savepoint(self.db):
             self.db.execute("DELETE FROM instances WHERE id = ?", (me,))
-        self.lease_seconds = None
 
     # -- progress ------------------------------------------------------------------------
     def record_progress(self, items: Sequence[tuple[int, UsageRow]]) -> None:
@@ -99,7 +97,7 @@ class SqliteOwners:
             checked_amount(row.cost, "progress cost", allow_zero=True)
         at = self.ledger.clock()
         with savepoint(self.db):
-            self.db.conn.executemany(_RECORD_PROGRESS, [(encode_progress(row), at, hold_id)
+            self.db.executemany(_RECORD_PROGRESS, [(encode_progress(row), at, hold_id)
                                                         for hold_id, row in items])
 
     # -- recovery -------------------------------------------------------------------------
@@ -139,7 +137,7 @@ class SqliteOwners:
                     self.ledger.change_balance(account_id, -row.cost, "charge", row.request_id, release=amount)
                     self.ledger.write_usage(account_id, replace(row, partial=True))
                 return Recovery(charged=1, charged_micro=row.cost)
-            except (StoreError, sqlite3.IntegrityError) as exc:
+            except (StoreError, self.db.IntegrityError) as exc:
                 # out of range, or a usage row already there: the hold must not stay open for it
                 log.error("orphaned hold %s: its recorded charge cannot be applied (%s); releasing it", hold_id, exc)
         with savepoint(self.db):

@@ -1,4 +1,4 @@
-"""Upstream channels in SQLite: the operator's overrides, and the channel status each
+"""Upstream channels (every backend): the operator's overrides, and the channel status each
 live gateway instance publishes (leases.py decides who is live)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Sequence
 from ..errors import StoreError
 from ..leases import Host, InstanceRow, dead_instances
 from ..records import ChannelOverride, ChannelSnapshot
-from .ledger import SqliteLedger
-from .transactions import savepoint
+from .ledger import Ledger
+from .db import savepoint
 
 _OVERRIDE_COLUMNS = "name, enabled, reason, set_at, version"
 
@@ -20,10 +20,10 @@ def _override(row: tuple) -> ChannelOverride:
     return ChannelOverride(name, bool(enabled), reason, set_at, version)
 
 
-class SqliteChannels:
+class Channels:
     """Run in the writer lane like the ledger's operations."""
 
-    def __init__(self, ledger: SqliteLedger, here: Host) -> None:
+    def __init__(self, ledger: Ledger, here: Host) -> None:
         self.ledger = ledger
         self.db = ledger.db
         self.here = here

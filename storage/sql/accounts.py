@@ -1,19 +1,18 @@
-"""The synchronous SQLite operations on people, sessions, codes and payments, and the
-report pages. Each runs in the writer lane's transaction (lane.py), in a savepoint of
+"""The synchronous operations on people, sessions, codes and payments, and the report
+pages (every backend: db.py). Each runs in its backend's transaction, in a savepoint of
 its own, on the ledger's connection (its balance changes go through
-``SqliteLedger.change_balance``, so each is a ledger entry)."""
+``Ledger.change_balance``, so each is a ledger entry)."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any, Sequence
 
 from ..errors import AlreadyExists, CodeRefused, NotFound, StoreError
 from ..records import (ROLES, Account, CodeRecord, KeyRecord, LedgerEntry, Payment, Profile, Session, UsageLine,
                        UsageRow, checked_amount)
 from ..caps import SPEND_DAY, day_of, spend_day_start
-from .ledger import USAGE_COLUMNS, SqliteLedger
-from .transactions import savepoint
+from .ledger import USAGE_COLUMNS, Ledger
+from .db import savepoint
 
 _PROFILE = ("SELECT a.id AS account_id, a.username, a.email, a.role, a.password_hash, "
             "a.disabled_at IS NOT NULL AS disabled, a.created_at FROM accounts a ")
@@ -25,8 +24,8 @@ def _profile(row: dict) -> Profile:
     return Profile(**{**row, "disabled": bool(row["disabled"])})
 
 
-class SqliteAccounts:
-    def __init__(self, ledger: SqliteLedger) -> None:
+class Accounts:
+    def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.db = ledger.db
 
@@ -49,7 +48,7 @@ class SqliteAccounts:
                     "INSERT INTO accounts (username, balance, held, created_at, email, password_hash, role) "
                     "VALUES (?, 0, 0, ?, ?, ?, ?) RETURNING id",
                     (username, self.ledger.now(), email, password_hash, role)).fetchone()[0]
-            except sqlite3.IntegrityError:
+            except self.db.IntegrityError:
                 raise AlreadyExists(f"user already exists: {username}") from None
             if credit:
                 self.ledger.change_balance(account_id, credit, "signup_credit", None)
@@ -135,7 +134,7 @@ class SqliteAccounts:
                                        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                                        (code_hash, hint, paid, credit, created, expires_at)).fetchone()[0]
                        for code_hash, hint in codes]
-            except sqlite3.IntegrityError:
+            except self.db.IntegrityError:
                 raise AlreadyExists("a code with this hash exists already") from None
         return [self._code("c.id = ?", i) for i in ids]
 
@@ -167,10 +166,11 @@ class SqliteAccounts:
         with savepoint(self.db):
             account = self.ledger.get_account(payment.username)
             try:
-                self.db.execute("INSERT INTO payments (provider, event_id, account_id, paid, credit, created_at) "
-                                "VALUES (?, ?, ?, ?, ?, ?)", (payment.provider, payment.event_id, account.id,
-                                                              payment.paid, payment.credit, self.ledger.now()))
-            except sqlite3.IntegrityError:
+                with savepoint(self.db):  # PostgreSQL: a failed statement spoils its transaction, not the savepoint's
+                    self.db.execute("INSERT INTO payments (provider, event_id, account_id, paid, credit, created_at) "
+                                    "VALUES (?, ?, ?, ?, ?, ?)", (payment.provider, payment.event_id, account.id,
+                                                                  payment.paid, payment.credit, self.ledger.now()))
+            except self.db.IntegrityError:
                 return account, False
             account = self.ledger.change_balance(account.id, payment.credit, "payment",
                                                  f"{payment.provider}:{payment.event_id}", payment.paid)

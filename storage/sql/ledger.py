@@ -1,31 +1,29 @@
-"""The synchronous SQLite operations on accounts, keys, balances and holds.
+"""The synchronous operations on accounts, keys, balances and holds (every backend:
+db.py).
 
-Each runs inside the writer lane's transaction (see lane.py) and opens a savepoint
-of its own, so that one operation's failure undoes only that operation."""
+Each runs inside its backend's transaction (SQLite: the writer lane's batch) and opens
+a savepoint of its own, so that one operation's failure undoes only that operation."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import fields
 from typing import Any, Callable
-
-import sqlite_utils
 
 from ..caps import capped_periods, check_periods, spend_day
 from ..errors import AlreadyExists, InsufficientBalance, NotFound, StoreError
 from ..records import (LIMIT_FIELDS, MAX_RATE, NO_LIMITS, Account, KeyLimits, KeyRecord, LedgerEntry, UsageRow,
                        checked_amount, checked_balance)
-from .transactions import savepoint
+from .db import Db, savepoint
 
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
 
 
-class SqliteLedger:
+class Ledger:
     """``instance_id``: the owner recorded on the holds this store places (None: a
     store that may not place holds). ``clock``: unix time, for leases and progress."""
 
-    def __init__(self, db: sqlite_utils.Database, instance_id: str | None, clock: Callable[[], float]) -> None:
+    def __init__(self, db: Db, instance_id: str | None, clock: Callable[[], float]) -> None:
         self.db = db
         self.instance_id = instance_id
         self.clock = clock
@@ -47,7 +45,7 @@ class SqliteLedger:
             with savepoint(self.db):
                 self.db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES (?, 0, 0, ?)",
                                 (username, self.now()))
-        except sqlite3.IntegrityError:
+        except self.db.IntegrityError:
             raise AlreadyExists(f"user already exists: {username}") from None
         return self.get_account(username)
 
@@ -140,7 +138,7 @@ class SqliteLedger:
                     (account.id, prefix, key_hash, name, None if models is None else json.dumps(list(models)),
                      int(allow_stream), json.dumps(list(ips)),
                      None if pass_thinking is None else int(pass_thinking), self.now(), *values.values()))
-            except sqlite3.IntegrityError:
+            except self.db.IntegrityError:
                 raise AlreadyExists(f"key prefix collision: {prefix}") from None
         found = self.find_key(prefix)
         assert found is not None
