@@ -2,7 +2,8 @@
 
 base.py holds the Store protocols (split by concern), errors.py and records.py what they
 raise and return, location.py how a path or URL is read, leases.py the hold-ownership
-rule every backend shares, and one package per backend (sqlite/).
+rule every backend shares, sql/ the operations written once for every SQL backend, and
+one package per backend (sqlite/, postgres/).
 
 A backend joins by one entry in ``OPENERS``: its scheme and an async opener taking
 the parsed Location and the options below.
@@ -29,23 +30,25 @@ async def _open_sqlite(location: Location, **options) -> Store:
     return await SqliteStore.open(location.target, **options)
 
 
-def _not_in_this_build(name: str) -> Opener:
-    async def refuse(location: Location, **options) -> Store:
-        raise StoreConfigError(f"the ledger {location.shown} needs the {name} store, which is not available in "
-                               "this build of CheapLM: use a SQLite path (sqlite:///path/to/ledger.db)")
-    return refuse
+async def _open_postgresql(location: Location, **options) -> Store:
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:  # psycopg is a dependency: a broken install
+        raise StoreConfigError(f"the ledger {location.shown} needs the PostgreSQL store, which cannot be loaded "
+                               f"here ({exc}): install psycopg[binary] and psycopg-pool") from None
+    return await PostgresStore.open(location.target, shown=location.shown, **options)
 
 
 OPENERS: Mapping[str, Opener] = MappingProxyType({
     "sqlite": _open_sqlite,
-    "postgresql": _not_in_this_build("PostgreSQL"),  # postgres:// is an alias (location.SCHEME_ALIASES)
+    "postgresql": _open_postgresql,  # postgres:// is an alias (location.SCHEME_ALIASES)
 })
 
 
 async def open_store(url: str, *, instance_id: str | None = None, busy_timeout: float = 5.0,
                      clock: Callable[[], float] = time.time, create: bool = True, upgrade: bool = True) -> Store:
     """The store at ``url``: a bare path or ``sqlite:///path`` (a SQLite file;
-    ``:memory:`` for throwaway use), ``postgresql://...`` later (location.py).
+    ``:memory:`` for throwaway use), or ``postgresql://...`` (libpq's URL: location.py).
     StoreConfigError for a scheme no backend serves.
 
     ``instance_id``: the identity of the process that places holds through this store
