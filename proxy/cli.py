@@ -24,7 +24,7 @@ from . import accounts, admin, logs
 from .config import PORTS, Config, ConfigError, load_config
 from .money import format_usd, parse_usd, scale
 from .upstream.listing import COLUMNS
-from storage import describe_location, open_store
+from storage import copy_store, describe_location, open_store
 from storage.records import iso_time
 from storage.base import KeyLimits, StoreBusy, StoreError
 
@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="ledger maintenance").add_subparsers(dest="action", required=True)
     db.add_parser("check", parents=[common], help="verify the ledger's invariants (exit 1 on a problem)")
     db.add_parser("migrate", parents=[common], help="apply the schema migrations the ledger needs (say which)")
+    copy = db.add_parser("copy", parents=[common], help="copy a ledger into a new one (any backends) and verify it")
+    copy.add_argument("--from", dest="source", metavar="URL", required=True, help="the ledger to copy")
+    copy.add_argument("--to", dest="target", metavar="URL", required=True, help="a new or empty ledger")
 
     bench = sub.add_parser("bench", help="run the benchmark suite (options: cheaplm bench --help; the README's "
                            "Benchmarks section)", add_help=False)
@@ -384,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             trio.run(partial(serve, config, shutdown_signals=(signal.SIGTERM,)))
             return 0
         if args.command == "db":
-            return trio.run(_db_migrate if args.action == "migrate" else _db_check, config)
+            return trio.run(partial(_DB[args.action], args), config)
         command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
         trio.run(_ADMIN[command], args, config, partial(admin.open_ledger, config.database_url))
         return 0
@@ -398,7 +401,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-async def _db_migrate(config: Config) -> int:
+async def _db_copy(args: argparse.Namespace, config: Config) -> int:
+    """``cheaplm db copy --from URL --to URL``: copied and verified, or one line why not."""
+    copied = await copy_store(args.source, args.target, busy_timeout=config.store_busy_timeout)
+    print(f"copied {describe_location(args.source)} to {describe_location(args.target)}: "
+          + ", ".join(f"{n} {table}" for table, n in copied.rows.items())
+          + f"; every account's balance, held and ledger sum match ({copied.accounts} accounts)")
+    return 0
+
+
+async def _db_migrate(args: argparse.Namespace, config: Config) -> int:
     """``cheaplm db migrate``: apply what the ledger needs, and say what that was."""
     store = await open_store(config.database_url, create=False, busy_timeout=config.store_busy_timeout)
     await store.aclose()
@@ -409,7 +421,7 @@ async def _db_migrate(config: Config) -> int:
     return 0
 
 
-async def _db_check(config: Config) -> int:
+async def _db_check(args: argparse.Namespace, config: Config) -> int:
     """``cheaplm db check``: one line per broken invariant (exit 1), or a summary (exit 0)."""
     async with admin.open_ledger(config.database_url) as store:
         problems = await store.check()
@@ -419,6 +431,9 @@ async def _db_check(config: Config) -> int:
     if not problems:
         print(f"ok: {stats.accounts} accounts, {stats.ledger_entries} ledger entries, {stats.open_holds} open holds")
     return 1 if problems else 0
+
+
+_DB = {"check": _db_check, "migrate": _db_migrate, "copy": _db_copy}
 
 
 def _run_simulator(args: argparse.Namespace) -> int:

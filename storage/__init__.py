@@ -19,7 +19,8 @@ from .base import Store
 from .errors import StoreConfigError
 from .location import Location, parse_location
 
-__all__ = ["OPENERS", "Location", "Store", "StoreConfigError", "describe_location", "open_store", "parse_location"]
+__all__ = ["OPENERS", "Location", "Store", "StoreConfigError", "copy_store", "describe_location", "open_store",
+           "parse_location"]
 
 Opener = Callable[..., Awaitable[Store]]  # (location, *, instance_id, busy_timeout, clock, create, upgrade)
 
@@ -70,6 +71,24 @@ async def open_store(url: str, *, instance_id: str | None = None, busy_timeout: 
                                f"(known: a file path, {known})")
     return await opener(location, instance_id=instance_id, busy_timeout=busy_timeout, clock=clock, create=create,
                         upgrade=upgrade)
+
+
+async def copy_store(source_url: str, target_url: str, *, busy_timeout: float = 5.0):
+    """Copy the ledger at ``source_url`` into a new (or empty) one at ``target_url``, on
+    any backends, and verify that every account's balance, held and ledger sum, and every
+    table's row count, came out equal (storage/sql/copy.py): the figures copied, or
+    CopyRefused. Both must have this version's schema (MigrationNeeded otherwise)."""
+    from .sql.copy import copy_ledger
+
+    source = await open_store(source_url, busy_timeout=busy_timeout, create=False, upgrade=False)
+    try:
+        target = await open_store(target_url, busy_timeout=busy_timeout, create=True, upgrade=False)
+        try:
+            return await copy_ledger(source, target)
+        finally:
+            await target.aclose()
+    finally:
+        await source.aclose()
 
 
 def describe_location(url: str) -> str:

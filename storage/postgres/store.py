@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Callable, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 import psycopg
 import trio
@@ -79,6 +79,14 @@ class PostgresStore(SqlStore):
             if mapped is None:
                 raise
             raise mapped from None
+
+    async def _after_copy(self, tables: Sequence[str]) -> None:
+        def advance(ops: Ops) -> None:
+            for table in tables:
+                if ops.db.execute("SELECT pg_get_serial_sequence(?, 'id')", (table,)).fetchone()[0]:
+                    ops.db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                   f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)")
+        await self._write(advance)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

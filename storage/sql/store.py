@@ -40,6 +40,10 @@ class SqlStore:
     async def aclose(self) -> None:
         raise NotImplementedError
 
+    async def _after_copy(self, tables: Sequence[str]) -> None:
+        """After rows were copied in with their ids (copy.py): what the backend needs to
+        go on numbering after them (PostgreSQL: its identity sequences)."""
+
     async def create_user(self, username: str) -> Account:
         return await self._write(lambda o: o.ledger.create_user(username))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import trio
 
-from storage.base import InsufficientBalance, SpendCapReached
+from storage.base import CodeRefused, InsufficientBalance, Payment, SpendCapReached
 
 from .helpers import funded, row
 
@@ -107,3 +107,33 @@ async def test_a_capped_hold_refused_leaves_nothing_held(store):
         raise AssertionError("the hold passed the cap")
     assert (await store.get_account("u")).held == 400
     assert (await store.stats()).open_holds == 1 and await store.check() == []
+
+
+async def test_a_code_redeemed_from_two_instances_at_once_credits_once(pair):
+    a, b = pair
+    for user in ("x", "y"):
+        await a.create_user(user)
+    await a.create_codes([("code-hash", "abcd")], 1_000_000, 30_000_000, None)
+    results: list = []
+
+    async def redeem(store, user):
+        try:
+            results.append(await store.redeem_code("code-hash", user))
+        except CodeRefused as refused:
+            results.append(refused.reason)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(redeem, (a, b)[i % 2], ("x", "y")[i // 2 % 2])
+    assert sorted(r if isinstance(r, str) else "ok" for r in results) == ["ok"] + ["used"] * 9
+    balances = [(await b.get_account(u)).balance for u in ("x", "y")]
+    assert sorted(balances) == [0, 30_000_000] and await a.check() == []
+
+
+async def test_a_payment_delivered_to_two_instances_at_once_applies_once(pair):
+    a, b = pair
+    await a.create_user("x")
+    results = await _all([lambda s=(a, b)[i % 2]: s.apply_payment(Payment("stripe", "evt_1", "x", 5, 150))
+                          for i in range(10)])
+    assert sum(applied for _, applied in results) == 1
+    assert (await b.get_account("x")).balance == 150 and await b.paid_total("x") == 5
