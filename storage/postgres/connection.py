@@ -6,9 +6,7 @@ become StoreUnavailable (StoreBusy for a lock not had in time or a deadlock)."""
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any, Iterator, Sequence
 
 import psycopg
@@ -16,6 +14,7 @@ from psycopg import errors as pg_errors
 from psycopg import postgres
 from psycopg.adapt import Dumper, Loader
 from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
 
 from ..errors import StoreBusy, StoreUnavailable
 
@@ -23,11 +22,10 @@ LOCK_RETRY_AFTER = 1
 FAULT_RETRY_AFTER = 2
 
 
-@lru_cache(maxsize=512)
 def dialect(sql: str) -> str:
     """The shared SQL (qmark placeholders, no literal ``%`` or ``?`` in it) in psycopg's
     format style."""
-    return re.sub(r"\?", "%s", sql)
+    return sql.replace("?", "%s")
 
 
 class IntegralNumeric(Loader):
@@ -91,10 +89,6 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
     if isinstance(exc, (psycopg.OperationalError, pg_errors.AdminShutdown, pg_errors.DiskFull,
                         pg_errors.InsufficientResources, pg_errors.ReadOnlySqlTransaction)):
         return StoreUnavailable(f"the ledger is unavailable: {_first_line(exc)}", FAULT_RETRY_AFTER)
-    try:
-        from psycopg_pool import PoolTimeout
-    except ImportError:  # pragma: no cover
-        return None
     if isinstance(exc, PoolTimeout):
         return StoreBusy(f"the ledger is busy: no database connection free ({_first_line(exc)})", LOCK_RETRY_AFTER)
     return None

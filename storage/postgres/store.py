@@ -89,9 +89,8 @@ class PostgresStore(SqlStore):
         await self._write(advance)
 
     async def aclose(self) -> None:
+        """Close the pool (a connection still in use by an operation closes when returned)."""
         with trio.CancelScope(shield=True):
-            async with self._limiter:  # let running operations finish (one at a time is enough to know)
-                pass
             await trio.to_thread.run_sync(self._pool.close)
 
 

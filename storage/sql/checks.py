@@ -12,6 +12,7 @@ from .db import Db
 
 Finding = Callable[[Db], Iterable[str]]
 
+
 def _balance_is_ledger_sum(conn: Db) -> Iterable[str]:
     for username, balance, total in conn.execute(
             "SELECT a.username, a.balance, COALESCE(SUM(l.delta), 0) AS total FROM accounts a "

@@ -1,11 +1,12 @@
 """`cheaplm db check`: a summary and exit 0 on a sound ledger, one line per problem and
-exit 1 on a damaged one."""
+exit 1 on a damaged one. `cheaplm db migrate`, and admin commands refusing a ledger that
+needs a migration (or was made by a newer CheapLM)."""
 
 import sqlite3
 
-import sqlite_utils
-
 from proxy.cli import main
+
+from .helpers import sqlite_ledger_at
 
 
 def run(capsys, *argv):
@@ -50,13 +51,7 @@ def test_an_unopenable_ledger_is_one_line_for_every_command(capsys, tmp_path):
 
 def _older_ledger(path: str) -> None:
     """A ledger as 0005 left it (one user), before 0006."""
-    from storage.sqlite.migrations import MIGRATIONS
-
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, step in MIGRATIONS[:5]:
-        step(db)
-        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db = sqlite_ledger_at(path, 5)
     db.execute("INSERT INTO accounts (username, balance, held, created_at) "
                "VALUES ('ann', 0, 0, '2026-11-01T10:00:00.000+00:00')")
     db.conn.close()

@@ -6,7 +6,6 @@ import sqlite3
 import time
 
 import pytest
-import sqlite_utils
 import trio
 
 from storage import open_store
@@ -14,7 +13,7 @@ from storage.caps import day_of
 from storage.base import MAX_AMOUNT, MAX_BALANCE, AmountOutOfRange, Recovery, StoreUnavailable, UsageRow
 from storage.sqlite.migrations import MIGRATIONS
 from storage.sqlite.transactions import unavailable
-from .helpers import funded, row
+from .helpers import funded, row, sqlite_ledger_at
 
 
 async def test_locked_database_never_blocks_the_event_loop(tmp_path):
@@ -198,11 +197,7 @@ async def test_check_reports_money_stored_as_real(tmp_path):
 
 def legacy_database(path: str) -> None:
     """A ledger as the version before hold owners left it: one hold still open."""
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    name, step = MIGRATIONS[0]
-    step(db)
-    db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db = sqlite_ledger_at(path, 1)
     db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES ('old', 1000, 300, 'then')")
     db.execute("INSERT INTO ledger (account_id, delta, balance_after, kind, created_at) "
                "VALUES (1, 1000, 1000, 'credit', 'then')")
@@ -231,11 +226,7 @@ async def test_holds_from_before_owners_are_recovered_as_orphans(tmp_path):
 async def test_key_limits_migration_rolls_up_the_charges_made_before_it(tmp_path):
     """0003_key_limits: each key's charges per UTC day, from the usage rows already there."""
     path = str(tmp_path / "before-limits.db")
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, step in MIGRATIONS[:2]:
-        step(db)
-        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db = sqlite_ledger_at(path, 2)
     db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES ('old', 0, 0, 'then')")
     for request_id, cost, at in (("a", 5, "2026-11-01T10:00:00.000+00:00"), ("b", 7, "2026-11-01T23:59:59.999+00:00"),
                                  ("c", 0, "2026-11-02T00:00:00.000+00:00"), ("d", 3, "2026-11-02T00:00:00.000+00:00")):
@@ -372,13 +363,7 @@ async def test_usage_rows_from_before_channels_read_back_with_neither(tmp_path):
     """0004_channels adds usage.channel and usage.attempts: older rows have neither (None),
     new rows keep what they were given."""
     path = str(tmp_path / "before-channels.db")
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, step in MIGRATIONS:
-        if name >= "0003":
-            break
-        step(db)
-        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db = sqlite_ledger_at(path, 2)
     db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES ('old', 0, 0, 'then')")
     db.execute("INSERT INTO usage (request_id, key_id, account_id, model, endpoint, stream, status, cost, partial, "
                "created_at) VALUES ('req_old', 1, 1, 'm', 'messages', 0, 200, 0, 0, '2020-01-01')")

@@ -6,16 +6,15 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
-import sqlite_utils
 import trio
 
 from storage import open_store
 from storage.caps import DAY, day_of
-from storage.sqlite.migrations import ISO_TIME_COLUMNS, MIGRATIONS
+from storage.sqlite.migrations import ISO_TIME_COLUMNS
 
-from .helpers import LEASE, funded, new_key
+from .helpers import LEASE, funded, new_key, sqlite_ledger_at
 
 
 def unix(iso: str) -> float:
@@ -24,11 +23,7 @@ def unix(iso: str) -> float:
 
 async def test_0006_turns_every_iso_time_into_unix_seconds(tmp_path):
     path = str(tmp_path / "before-0006.db")
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, step in MIGRATIONS[:5]:
-        step(db)
-        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db = sqlite_ledger_at(path, 5)
     at = "2026-11-01T10:00:00.250+00:00"
     db.execute("INSERT INTO accounts (username, balance, held, created_at, paid_at) VALUES ('old', 5, 0, ?, ?)",
                (at, at))
