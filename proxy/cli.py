@@ -29,8 +29,8 @@ from storage.records import iso_time
 from storage.base import KeyLimits, StoreBusy, StoreError
 
 LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's database_url, else ./cheaplm.db in the current directory"
-EPILOG = (f"The ledger is a database URL: --db URL (a SQLite file path, or a sqlite:///PATH URL), else {LEDGER_DEFAULT}. Only "
-          "`serve` and `user create` create a new one. Benchmarks: cheaplm bench --help, and the README's "
+EPILOG = ("The ledger is a database URL: --db URL (a SQLite file path, a sqlite:///PATH or a postgresql:// URL), "
+          f"else {LEDGER_DEFAULT}. Only `serve` and `user create` create a new one. Benchmarks: cheaplm bench --help, and the README's "
           "Benchmarks section.")
 _LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cheaplm", description="CheapLM gateway and its admin tools", epilog=EPILOG)
     common = _Parser(add_help=False)
     common.add_argument("--config", help="TOML config file (default: $CHEAPLM_CONFIG)")
-    common.add_argument("--db", metavar="URL", help=f"the ledger: a SQLite file path, or a sqlite:///PATH URL "
+    common.add_argument("--db", metavar="URL", help=f"the ledger: a SQLite file path, a sqlite:///PATH or a postgresql:// URL "
                                                      f"(default: {LEDGER_DEFAULT})")
     sub = parser.add_subparsers(dest="command", required=True)
 

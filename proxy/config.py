@@ -102,8 +102,8 @@ class AccountsConfig:
 
 @dataclass(frozen=True)
 class Config:
-    # The ledger: a SQLite file path, a sqlite:/// URL (storage/location.py); TOML also
-    # takes the old name db_path.
+    # The ledger: a SQLite file path, a sqlite:/// URL or a postgresql:// URL
+    # (storage/location.py); TOML also takes the old name db_path.
     database_url: str = "cheaplm.db"
     host: str = "127.0.0.1"
     port: int = 8080

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import psycopg
 import pytest
 
 from proxy.cli import main
 from proxy.serve import serve
 from storage import open_store
+from storage.base import MigrationNeeded, SchemaTooNew
 
 from ..conftest import MESSAGE, make_account
 from .backends import PostgresBackend
@@ -75,3 +77,23 @@ async def test_a_gateway_on_postgresql_bills_exactly_and_never_overdraws(nursery
     store = await open_store(pg_url, create=False, upgrade=False)
     assert await store.check() == []
     await store.aclose()
+
+
+async def test_postgresql_schema_gates(pg_url):
+    """As on SQLite: a ledger with a migration this version does not know is refused by
+    every opener; one missing a migration is refused by admin openers, migrated by serve's."""
+    store = await open_store(pg_url)
+    await store.aclose()
+    conn = psycopg.connect(pg_url, autocommit=True)
+    conn.execute("DELETE FROM _migrations WHERE name = '0006_unix_times'")
+    conn.execute("DROP INDEX idx_usage_created, idx_usage_account_created, idx_usage_key_created, "
+                 "idx_sessions_expires")
+    with pytest.raises(MigrationNeeded, match="0006_unix_times"):
+        await open_store(pg_url, create=False, upgrade=False)
+    store = await open_store(pg_url)
+    assert store.applied_migrations == ("0006_unix_times",)
+    await store.aclose()
+    conn.execute("INSERT INTO _migrations VALUES ('0099_future', 0)")
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="0099_future"):
+        await open_store(pg_url)

@@ -137,8 +137,9 @@ async def test_holds_stay_fast_while_reports_run_over_300k_usage_rows(tmp_path):
         print(f"  {name}: {len(took)} runs, median {statistics.median(took) * 1000:.1f} ms, "
               f"max {max(took) * 1000:.1f} ms")
     assert len(by_name) == 6 and by_name["db check"]  # every report ran while the holds went on
-    assert statistics.median(busy) < statistics.median(quiet) + 0.003
-    assert sorted(busy)[int(len(busy) * 0.99) - 1] < 0.020  # a shared 2-core machine: few-ms, with margin
-    assert max(by_name["db check"]) > 0.020  # the report took far longer than any hold
+    assert statistics.median(busy) < statistics.median(quiet) + 0.003  # within a few milliseconds
+    # No hold waited for a report (as each did behind BEGIN IMMEDIATE before): the slowest
+    # holds stay far below one db check, whatever else this shared machine runs meanwhile.
+    assert sorted(busy)[int(len(busy) * 0.99) - 1] < statistics.median(by_name["db check"]) / 4
     assert (await store.get_account("u")).held == 0
     await store.aclose()
