@@ -1,9 +1,9 @@
 """The PostgreSQL Store (storage/sql/store.py's operations) on psycopg 3 and a
 psycopg_pool connection pool, driven from trio through worker threads, as the SQLite
 lane is: each operation takes a pooled connection in a thread (at most the pool's size
-at once, a trio CapacityLimiter) and runs in a transaction of its own; a read runs in a
-READ ONLY, REPEATABLE READ one (one snapshot for the several statements of a report or
-``db check``). psycopg's async API is asyncio's, not trio's.
+at once, a trio CapacityLimiter): a write in a transaction of its own; a read that needs
+one snapshot for several statements (``db check``) in a READ ONLY, REPEATABLE READ one,
+any other read statement by statement. psycopg's async API is asyncio's, not trio's.
 
 No group commit here: concurrent transactions on several connections are what
 PostgreSQL does well, and a batch of several operations would hold several accounts'
@@ -62,18 +62,23 @@ class PostgresStore(SqlStore):
             async with self._limiter:
                 return await trio.to_thread.run_sync(self._run, op, False)
 
-    async def _read(self, op: Op[T]) -> T:
+    async def _read(self, op: Op[T], snapshot: bool = False) -> T:
         async with self._limiter:
-            return await trio.to_thread.run_sync(self._run, op, True)
+            return await trio.to_thread.run_sync(self._run, op, True, snapshot)
 
-    def _run(self, op: Op[T], read_only: bool) -> T:
-        """In a worker thread: ``op`` in a transaction on a pooled connection."""
+    def _run(self, op: Op[T], read: bool, snapshot: bool = False) -> T:
+        """In a worker thread: ``op`` on a pooled connection; a write in a transaction; a
+        read in a READ ONLY, REPEATABLE READ one when it needs a snapshot, otherwise its
+        statements each on their own (a key lookup: one round trip, not four)."""
         try:
             with self._pool.connection() as conn:
+                ops = Ops.on(PgDb(conn), self.instance_id, self._clock, self._here)
+                if read and not snapshot:
+                    return op(ops)
                 with conn.transaction():
-                    if read_only:
+                    if read:
                         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    return op(Ops.on(PgDb(conn), self.instance_id, self._clock, self._here))
+                    return op(ops)
         except Exception as exc:
             mapped = unavailable(exc)
             if mapped is None:

@@ -34,7 +34,9 @@ class SqlStore:
     async def _write(self, op: Op[T]) -> T:
         raise NotImplementedError
 
-    async def _read(self, op: Op[T]) -> T:
+    async def _read(self, op: Op[T], snapshot: bool = False) -> T:
+        """``snapshot``: ``op``'s statements must all see one moment (``db check``);
+        otherwise each statement is enough of one (a backend may give more)."""
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -196,7 +198,7 @@ class SqlStore:
         return await self._read(lambda o: o.accounts.spend_by_day(username, since))
 
     async def check(self) -> list[str]:
-        return await self._read(lambda o: checks.check(o.db, self._findings))
+        return await self._read(lambda o: checks.check(o.db, self._findings), snapshot=True)
 
     async def stats(self) -> StoreStats:
         return await self._read(lambda o: checks.stats(o.db))

@@ -68,8 +68,8 @@ class SqliteStore(SqlStore):
     async def _write(self, op: Op[T]) -> T:
         return await self._lane.run(op, self._writer)
 
-    async def _read(self, op: Op[T]) -> T:
-        return await self._reads.run(op)
+    async def _read(self, op: Op[T], snapshot: bool = False) -> T:
+        return await self._reads.run(op)  # always in a read snapshot: it costs SQLite nothing
 
     async def find_key(self, prefix: str) -> KeyRecord | None:
         return await self._reader.run(self._looked_up.find_key, prefix, elsewhere=self._reads.run,
