@@ -1,7 +1,7 @@
 """The Store protocols: the small named operations the gateway needs, split by concern,
 so that a caller can ask for (and a test fake can provide) only the part it uses.
 
-Every backend (SQLite now, PostgreSQL later) implements ``Store``, the union of them,
+Every backend (SQLite, PostgreSQL) implements ``Store``, the union of them,
 and passes tests/storage/test_contract.py. All amounts are integer micro-USD; every
 balance change writes a ledger entry.
 
