@@ -54,7 +54,7 @@ async def measure(affinity: bool, conversations: int, turns: int, workdir: Path)
             url, _ = await nursery.start(partial(serve_simulator, "127.0.0.1", 0,
                                                  state=SimulatorState(prompt_cache=PromptCache(), record=False)))
             urls.append(url)
-        config = Config(db_path=str(workdir / f"affinity-{affinity}.db"), port=0, upstream=UpstreamConfig(),
+        config = Config(database_url=str(workdir / f"affinity-{affinity}.db"), port=0, upstream=UpstreamConfig(),
                         channels=tuple(ChannelConfig(f"ch{i}", UpstreamConfig(url=u)) for i, u in enumerate(urls)),
                         routing=RoutingConfig(affinity=affinity))
         running = await nursery.start(serve, config)

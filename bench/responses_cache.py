@@ -70,7 +70,7 @@ async def measure(auto_cache: bool, turns: int, workdir: Path) -> dict:
     async with trio.open_nursery() as nursery:
         url, _ = await nursery.start(partial(serve_simulator, "127.0.0.1", 0,
                                              state=SimulatorState(prompt_cache=PromptCache(), record=False)))
-        config = replace(Config(db_path=str(workdir / f"cache-{auto_cache}.db"), port=0,
+        config = replace(Config(database_url=str(workdir / f"cache-{auto_cache}.db"), port=0,
                                 upstream=UpstreamConfig(url=url)), auto_cache=auto_cache)
         running = await nursery.start(serve, config)
         store = running.gateway.store

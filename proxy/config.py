@@ -102,7 +102,9 @@ class AccountsConfig:
 
 @dataclass(frozen=True)
 class Config:
-    db_path: str = "cheaplm.db"
+    # The ledger: a SQLite file path, a sqlite:/// URL or a postgresql:// URL
+    # (storage/location.py); TOML also takes the old name db_path.
+    database_url: str = "cheaplm.db"
     host: str = "127.0.0.1"
     port: int = 8080
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -185,7 +187,7 @@ def _as_number(kind, value: Any, name: str):
         raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}") from None
 
 
-_TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
+_TOP = {"database_url": str, "host": str, "port": int, "value_multiplier": Decimal,
         "max_body_bytes": int, "pass_thinking": bool, "key_cache_seconds": float, "log_level": str,
         "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
         "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
@@ -206,7 +208,7 @@ _ACCOUNTS = {"signup": bool, "signup_credit": Decimal, "free_tier_rpm": int, "si
 _ROUTING = {"max_attempts": int, "deadline": float, "affinity": bool, "cooldown": float, "failures_to_open": int,
             "open_base": float, "open_max": float}
 
-_ENV_TOP = {"CHEAPLM_DB": "db_path", "CHEAPLM_HOST": "host", "CHEAPLM_PORT": "port",
+_ENV_TOP = {"CHEAPLM_DB": "database_url", "CHEAPLM_HOST": "host", "CHEAPLM_PORT": "port",
             "CHEAPLM_VALUE_MULTIPLIER": "value_multiplier", "CHEAPLM_MAX_BODY_BYTES": "max_body_bytes",
             "CHEAPLM_PASS_THINKING": "pass_thinking", "CHEAPLM_LOG_LEVEL": "log_level",
             "CHEAPLM_LOG_FORMAT": "log_format", "CHEAPLM_METRICS_TOKEN": "metrics_token",
@@ -226,7 +228,7 @@ def known_keys() -> frozenset[str]:
     ``CHEAPLM_*`` environment variables. tests/test_docs.py checks each is documented."""
     from .catalog import _MODEL_FIELDS, LANES
     return frozenset((
-        *_TOP, *_LIST_KEYS, "upstream.model_ids", *(f"upstream.{k}" for k in _UP),
+        *_TOP, "db_path", *_LIST_KEYS, "upstream.model_ids", *(f"upstream.{k}" for k in _UP),
         *(f"upstreams[].{k}" for k in _CHANNEL), *(f"routing.{k}" for k in _ROUTING),
         *(f"accounts.{k}" for k in _ACCOUNTS), *(f"models.ID.{k}" for k in _MODEL_FIELDS - {"prices"}),
         *(f"models.ID.prices.{lane}" for lane in LANES), *_ENV_TOP, *_ENV_UP, *_ENV_OTHER))
@@ -274,6 +276,10 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
                                         "accounts"))
     proxies = _shaped(data.pop("trusted_proxies", []), list, "trusted_proxies", "a list")
     metrics_networks = _shaped(data.pop("metrics_networks", []), list, "metrics_networks", "a list")
+    if "db_path" in data:  # the setting's name before it took URLs
+        if "database_url" in data:
+            raise ConfigError("database_url and db_path are one setting (db_path is its old name): give one")
+        data["database_url"] = data.pop("db_path")
     top = _coerce(_TOP, data, "")
     up = _coerce(_UP, upstream_table, "upstream")
     top.update(_coerce(_TOP, {v: env[k] for k, v in _ENV_TOP.items() if env.get(k)}, "env"))
@@ -371,7 +377,7 @@ def _validate(config: Config) -> None:
     up = config.upstream
     multiplier = config.value_multiplier
     for ok, message in (
-        (config.db_path != "", "db_path must not be empty"),
+        (config.database_url != "", "database_url must not be empty"),
         (config.port in PORTS, f"port must be 0-65535 (0: any free port), got {config.port}"),
         (multiplier.is_finite() and 0 < multiplier <= MAX_AMOUNT,
          f"value_multiplier must be a positive number up to {MAX_AMOUNT}, got {multiplier}"),
@@ -460,5 +466,5 @@ def _validate_channels(config: Config, catalog: Catalog) -> None:
                           "cooldown not negative, and 0 < open_base <= open_max")
 
 
-def with_db(config: Config, db_path: str | None) -> Config:
-    return config if db_path is None else replace(config, db_path=db_path)
+def with_db(config: Config, database_url: str | None) -> Config:
+    return config if database_url is None else replace(config, database_url=database_url)

@@ -35,7 +35,7 @@ def secret_file(db_path: str) -> str | None:
 def load_reasoning_secret(config: Config) -> bytes:
     if config.responses_secret:
         return config.responses_secret.encode()
-    path = secret_file(config.db_path)
+    path = secret_file(config.database_url)
     if path is not None and os.path.exists(path):
         return _read(path)
     if path is None:

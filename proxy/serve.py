@@ -61,7 +61,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
     """Serve until cancelled or, gracefully, until one of ``shutdown_signals`` arrives
     (``cheaplm serve`` passes SIGTERM: what docker, systemd and Kubernetes send)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
-    store = await open_store(config.db_path, instance_id=new_instance_id(), busy_timeout=config.store_busy_timeout)
+    store = await open_store(config.database_url, instance_id=new_instance_id(), busy_timeout=config.store_busy_timeout)
     try:
         async with trio.open_nursery() as nursery:
             # Registers this instance (its holds are its own), then recovers only the holds
@@ -98,7 +98,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
 
                 binds = await nursery.start(http)
                 nursery.start_soon(checkpoint_progress, store, gateway.meter.in_flight, config.progress_interval)
-                log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], describe_location(config.db_path))
+                log.info("CheapLM gateway listening on %s (ledger: %s)", binds[0], describe_location(config.database_url))
                 log.info("dashboard: open %s/ in a browser to sign up, top up and create keys", binds[0])
                 task_status.started(Running(binds[0], gateway, simulator_url))
                 await trio.sleep_forever()

@@ -1,7 +1,7 @@
 """The Store protocols: the small named operations the gateway needs, split by concern,
 so that a caller can ask for (and a test fake can provide) only the part it uses.
 
-Every backend (SQLite now, PostgreSQL later) implements ``Store``, the union of them,
+Every backend (SQLite, PostgreSQL) implements ``Store``, the union of them,
 and passes tests/storage/test_contract.py. All amounts are integer micro-USD; every
 balance change writes a ledger entry.
 
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Mapping, Protocol, Sequence
 
-from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, SpendCapReached,
-                     StoreConfigError, StoreError, StoreUnavailable)
+from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, LedgerMissing, MigrationNeeded,
+                     NotFound, SchemaTooNew, SpendCapReached, StoreBusy, StoreConfigError, StoreError,
+                     StoreUnavailable)
 from .errors import CodeRefused
 from .records import (LIMIT_FIELDS, MAX_AMOUNT, MAX_BALANCE, MAX_RATE, NO_LIMITS, Account, ChannelOverride,
                       ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
@@ -29,7 +30,8 @@ from .records import ROLES, CodeRecord, Payment, Profile, Session, UsageLine
 __all__ = [
     "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "ChannelStore", "MaintenanceStore",
     "Store",
-    "StoreError", "StoreUnavailable", "StoreConfigError", "AmountOutOfRange", "NotFound", "AlreadyExists",
+    "StoreError", "StoreUnavailable", "StoreBusy", "StoreConfigError", "LedgerMissing", "MigrationNeeded",
+    "SchemaTooNew", "AmountOutOfRange", "NotFound", "AlreadyExists",
     "InsufficientBalance", "SpendCapReached", "MAX_AMOUNT", "MAX_BALANCE", "MAX_RATE", "checked_amount",
     "checked_balance", "Account", "ChannelOverride", "ChannelSnapshot", "KeyLimits", "LIMIT_FIELDS", "NO_LIMITS",
     "KeyRecord", "LedgerEntry", "Recovery", "StoreStats", "UsageRow",
@@ -136,6 +138,8 @@ class ChannelStore(Protocol):
 
 
 class MaintenanceStore(Protocol):
+    applied_migrations: tuple[str, ...]  # the schema migrations opening this store applied
+
     async def check(self) -> list[str]:
         """The ledger's broken invariants, one line each (empty: all hold)."""
     async def stats(self) -> StoreStats: ...

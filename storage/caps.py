@@ -1,7 +1,7 @@
 """Spend caps' periods: the UTC calendar day and month a moment falls in, and how long
-until each rolls over (pure). The backends keep each key's charges per UTC day (a
-``YYYY-MM-DD`` text, the first ten characters of a usage row's time) and sum them from
-the period's first day."""
+until each rolls over (pure). The backends keep each key's charges per UTC day (the
+day's number since 1970-01-01, ``spend_day`` of a usage row's unix time; in SQL,
+``SPEND_DAY``) and sum them from the period's first day."""
 
 from __future__ import annotations
 
@@ -16,13 +16,28 @@ from .records import KeyLimits
 class Period:
     name: str        # "daily" or "monthly"
     cap: int         # micro-USD
-    start: str       # its first UTC day, YYYY-MM-DD
+    start: int       # its first UTC day (spend_day)
     seconds_left: int
 
 
-def spend_day(created_at: str) -> str:
-    """The UTC day a charge counts in, from its usage row's ISO 8601 UTC time."""
-    return created_at[:10]
+DAY = 86400
+# The same in SQL, portable (SQLite and PostgreSQL): the day of a row's created_at.
+SPEND_DAY = f"CAST(FLOOR(created_at / {DAY}) AS INTEGER)"
+
+
+def spend_day(created_at: float) -> int:
+    """The UTC day a charge counts in: its number since 1970-01-01, from unix time."""
+    return int(created_at // DAY)
+
+
+def day_of(day: int) -> str:
+    """A spend day as ``YYYY-MM-DD``."""
+    return datetime.fromtimestamp(day * DAY, timezone.utc).date().isoformat()
+
+
+def spend_day_start(iso_day: str) -> float:
+    """The unix time a ``YYYY-MM-DD`` UTC day starts at."""
+    return datetime.fromisoformat(iso_day).replace(tzinfo=timezone.utc).timestamp()
 
 
 def capped_periods(limits: KeyLimits, now: float) -> list[Period]:
@@ -33,9 +48,9 @@ def capped_periods(limits: KeyLimits, now: float) -> list[Period]:
     next_month = (month + timedelta(days=32)).replace(day=1)
     periods = []
     if limits.monthly_usd:
-        periods.append(Period("monthly", limits.monthly_usd, month.date().isoformat(), _until(next_month, now)))
+        periods.append(Period("monthly", limits.monthly_usd, spend_day(month.timestamp()), _until(next_month, now)))
     if limits.daily_usd:
-        periods.append(Period("daily", limits.daily_usd, day.date().isoformat(), _until(day + timedelta(days=1), now)))
+        periods.append(Period("daily", limits.daily_usd, spend_day(day.timestamp()), _until(day + timedelta(days=1), now)))
     return periods
 
 

@@ -18,6 +18,35 @@ class StoreUnavailable(StoreError):
         self.retry_after = retry_after
 
 
+class StoreBusy(StoreUnavailable):
+    """Another connection (another process: a gateway, the admin CLI) holds the write
+    lock, or the rows' locks, longer than the busy timeout. Nothing was applied."""
+
+
+class LedgerMissing(StoreError):
+    """No ledger at the location (no file, or a database without a schema), and the
+    caller did not ask to create one."""
+
+
+class MigrationNeeded(StoreError):
+    """The ledger's schema is older than this version's and the caller may not migrate it
+    (an admin command beside a running gateway): ``pending`` names the migrations."""
+
+    def __init__(self, shown: str, pending: tuple[str, ...]) -> None:
+        super().__init__(f"the ledger at {shown} needs {len(pending)} schema migration(s) "
+                         f"({', '.join(pending)}): run `cheaplm db migrate`")
+        self.pending = pending
+
+
+class SchemaTooNew(StoreError):
+    """The ledger records migrations this version does not know: a newer CheapLM made it."""
+
+    def __init__(self, shown: str, unknown: tuple[str, ...]) -> None:
+        super().__init__(f"the ledger at {shown} has a newer schema than this CheapLM knows "
+                         f"({', '.join(unknown)}): upgrade CheapLM")
+        self.unknown = unknown
+
+
 class StoreConfigError(StoreError):
     """A ledger location this build cannot open: an unknown URL scheme, a backend not
     built in, a malformed URL. A configuration mistake, worded for the operator in one

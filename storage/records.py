@@ -1,16 +1,26 @@
 """What the stores hand back and take: accounts, keys, usage rows, ledger entries,
 recovery and maintenance figures; and the bounds every amount must keep.
 
-All amounts are integer micro-USD (1 USD = 1,000,000)."""
+All amounts are integer micro-USD (1 USD = 1,000,000). Every time is unix time in
+seconds (a float, UTC), in records as in every table: one representation that compares,
+orders and subtracts the same in SQLite and PostgreSQL and in Python (the presentation
+layer formats it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from .errors import AmountOutOfRange
 
 MAX_AMOUNT = 10**15   # micro-USD ($1e9): the largest single credit, transfer, hold or charge
 MAX_BALANCE = 10**17  # micro-USD: the largest |balance| (and held); int64 tops out at ~9.2e18
+
+
+def iso_time(moment: float | None) -> str | None:
+    """A recorded time for people and the wire: ISO 8601 UTC with milliseconds (the text
+    the ledger stored before 0006), None for None."""
+    return None if moment is None else datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def checked_amount(value: object, what: str, *, allow_zero: bool = False) -> int:
@@ -59,7 +69,7 @@ class Account:
     username: str
     balance: int
     held: int
-    created_at: str
+    created_at: float
 
     @property
     def available(self) -> int:
@@ -108,9 +118,9 @@ class KeyRecord:
     allow_stream: bool = True
     ips: tuple[str, ...] = ()               # empty: any address
     pass_thinking: bool | None = None       # None: the global setting
-    created_at: str = ""
-    last_used_at: str | None = None
-    revoked_at: str | None = None
+    created_at: float = 0.0
+    last_used_at: float | None = None
+    revoked_at: float | None = None
     expires_at: float | None = None         # unix time after which the gateway refuses it; None: never
     account_disabled: bool = False          # its user is disabled: the gateway refuses it
     free_tier: bool = False                 # its user never paid (a ledger entry with paid > 0)
@@ -139,7 +149,7 @@ class UsageRow:
     ttft_ms: float | None = None
     channel: str | None = None      # the upstream channel that served (None: a single upstream)
     attempts: int | None = None     # upstream attempts it took (0: none made; None: a row from before 0004)
-    created_at: str = field(default="")
+    created_at: float | None = None  # None: now, when written
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,7 @@ class LedgerEntry:
     kind: str
     ref: str | None
     paid: int | None
-    created_at: str
+    created_at: float
 
 
 ROLES = ("user", "admin")
@@ -168,7 +178,7 @@ class Profile:
     role: str                               # one of ROLES
     password_hash: str | None
     disabled: bool
-    created_at: str
+    created_at: float
 
     @property
     def is_admin(self) -> bool:
@@ -194,9 +204,9 @@ class CodeRecord:
     hint: str                               # its first characters, to tell codes apart in a listing
     paid: int
     credit: int
-    created_at: str
+    created_at: float
     expires_at: float | None = None         # unix time; None: never
-    redeemed_at: str | None = None
+    redeemed_at: float | None = None
     redeemed_by: str | None = None          # username
 
     def status(self, now: float) -> str:

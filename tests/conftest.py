@@ -45,7 +45,7 @@ async def simulator(nursery) -> Sim:
 
 @pytest.fixture
 def config(tmp_path, simulator) -> Config:
-    return Config(db_path=str(tmp_path / "ledger.db"), host="127.0.0.1", port=0,
+    return Config(database_url=str(tmp_path / "ledger.db"), host="127.0.0.1", port=0,
                   upstream=UpstreamConfig(url=simulator.url, api_key=UPSTREAM_KEY, first_byte_timeout=10,
                                           idle_timeout=10))
 

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from proxy.cli.main import main
+from storage.base import StoreBusy, StoreUnavailable
 
 
 def run(capsys, *argv):
@@ -213,11 +214,12 @@ def test_ctrl_c_on_serve_is_a_quiet_exit(capsys, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("error,start", [
-    (sqlite3.OperationalError("attempt to write a readonly database"), "cannot open the ledger at "),
-    (sqlite3.DatabaseError("database disk image is malformed"), "cannot open the ledger at "),
-    (sqlite3.OperationalError("database is locked"), "the ledger at "),
+    (StoreUnavailable("cannot open the ledger at DB: the database is read-only"), "cannot open the ledger at "),
+    (StoreUnavailable("cannot open the ledger at DB: the database file is damaged"), "cannot open the ledger at "),
+    (StoreBusy("the ledger is busy: database is locked (waited 5 s)"), "the ledger at "),
 ])
 def test_other_ledger_errors_are_one_line(capsys, monkeypatch, db, error, start):
+    error.args = (error.args[0].replace("DB", db),)
     from proxy.accounts import admin
 
     async def failing(store, username):

@@ -7,8 +7,18 @@ from proxy.config import ANTHROPIC_API_URL, ConfigError, load_config
 
 def test_defaults_are_embedded_and_simulated():
     config = load_config(env={})
-    assert config.db_path == "cheaplm.db" and config.upstream.simulated
+    assert config.database_url == "cheaplm.db" and config.upstream.simulated
     assert config.upstream.effective_url is None and config.value_multiplier == 30
+
+
+def test_the_ledger_is_a_database_url_db_path_its_old_name(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('database_url = "sqlite:///var/lib/cheaplm/ledger.db"\n')
+    assert load_config(str(path), env={}).database_url == "sqlite:///var/lib/cheaplm/ledger.db"
+    path.write_text('db_path = "old.db"\n')
+    assert load_config(str(path), env={}).database_url == "old.db"
+    assert load_config(str(path), env={"CHEAPLM_DB": "sqlite://env.db"}).database_url == "sqlite://env.db"
+    assert load_config(str(path), env={}, database_url="flag.db").database_url == "flag.db"
 
 
 def test_file_env_and_flags_in_order(tmp_path):
@@ -26,7 +36,7 @@ max_output = 64000
 """)
     env = {"CHEAPLM_DB": "from-env.db", "CHEAPLM_UPSTREAM_API_KEY": "k", "CHEAPLM_VALUE_MULTIPLIER": "25"}
     config = load_config(str(path), env=env, port=9100)
-    assert config.port == 9100 and config.db_path == "from-env.db" and config.pass_thinking
+    assert config.port == 9100 and config.database_url == "from-env.db" and config.pass_thinking
     assert config.upstream.url == "http://file-upstream" and config.upstream.api_key == "k"
     assert config.upstream.idle_timeout == 12.0 and config.value_multiplier == Decimal(25)
     assert config.catalog().resolve("claude-sonnet-4.5").max_output == 64000
@@ -63,7 +73,9 @@ def test_missing_file():
     ("port = -80", "port"),
     ("value_multiplier = 'nan'", "value_multiplier"),
     ("value_multiplier = 'inf'", "value_multiplier"),
-    ("db_path = ''", "db_path"),
+    ("db_path = ''", "database_url"),
+    ("database_url = ''", "database_url"),
+    ('database_url = "a.db"\ndb_path = "b.db"', "give one"),
     ("log_level = 'LOUD'", "log_level"),
     ("[upstream]\nconnect_timeout = 0", "upstream.connect_timeout"),
     ("[upstream]\nfirst_byte_timeout = -1", "upstream.first_byte_timeout"),

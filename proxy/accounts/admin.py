@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ from ..catalog import Catalog
 from ..config import Config
 from ..money import MAX_AMOUNT, format_usd, parse_usd, scale
 from ..upstream.listing import channel_names, configured_rows, live_rows
-from storage import open_store, parse_location
+from storage import open_store
 from storage.base import (LIMIT_FIELDS, MAX_RATE, NO_LIMITS, Account, AlreadyExists, ChannelOverride, KeyLimits,
-                          KeyRecord, Store, UsageRow)
+                          KeyRecord, LedgerMissing, Store, UsageRow)
 
 # a key limit -> its CLI flag; the *_usd ones are USD amounts, the others whole numbers
 LIMIT_FLAGS = {"rpm": "--rpm", "tpm": "--tpm", "concurrency": "--concurrency", "daily_usd": "--daily-usd",
@@ -33,13 +32,14 @@ class AdminError(ValueError):
 @asynccontextmanager
 async def open_ledger(path: str, create: bool = False) -> AsyncIterator[Store]:
     """The store at ``path`` (a file path or a ledger URL: storage.open_store), closed on
-    exit. Unless ``create``, a ledger file that does not exist is refused rather than
-    created empty (an admin command run in the wrong directory)."""
-    location = parse_location(path)
-    if not create and location.file is not None and not os.path.exists(location.file):
-        raise AdminError(f"no ledger at {location.shown} (run `cheaplm serve` or `cheaplm user create` "
-                         "first, or pass --db)")
-    store = await open_store(path)
+    exit. Unless ``create``, a ledger that does not exist is refused rather than created
+    empty (an admin command run in the wrong directory). A ledger that needs a schema
+    migration is refused (MigrationNeeded: ``cheaplm db migrate``), never migrated under
+    a gateway that may be running on it."""
+    try:
+        store = await open_store(path, create=create, upgrade=False)
+    except LedgerMissing as missing:
+        raise AdminError(f"{missing} (run `cheaplm serve` or `cheaplm user create` first, or pass --db)") from None
     try:
         yield store
     finally:

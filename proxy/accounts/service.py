@@ -35,6 +35,7 @@ from ..limits.base import Limits, give_back_all, take_all
 from ..limits.local import LocalLimits
 from storage.base import (Account, AlreadyExists, CodeRecord, CodeRefused, KeyRecord, NotFound, Profile, Session,
                           Store)
+from storage.records import iso_time
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024        # argon2 takes any length; a megabyte "password" is a denial of service
@@ -309,5 +310,5 @@ class Accounts:
 
 def describe_code(code: CodeRecord, now: float) -> dict[str, str]:
     return {"code": code.hint + "...", "paid_usd": format_usd(code.paid), "credit_usd": format_usd(code.credit),
-            "status": code.status(now), "created": code.created_at, "expires": iso(code.expires_at) or "-",
-            "redeemed": code.redeemed_at or "-", "by": code.redeemed_by or "-"}
+            "status": code.status(now), "created": iso_time(code.created_at), "expires": iso(code.expires_at) or "-",
+            "redeemed": iso_time(code.redeemed_at) or "-", "by": code.redeemed_by or "-"}

@@ -13,7 +13,6 @@ import json
 import logging
 import signal
 import socket
-import sqlite3
 import sys
 import time
 from functools import partial
@@ -27,12 +26,13 @@ from ..observe import request_log as logs
 from ..config import PORTS, Config, ConfigError, load_config
 from ..money import format_usd, parse_usd, scale
 from ..upstream.listing import COLUMNS
-from storage import describe_location
-from storage.base import KeyLimits, StoreError
+from storage import copy_store, describe_location, open_store
+from storage.records import iso_time
+from storage.base import KeyLimits, StoreBusy, StoreError
 
-LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's db_path, else ./cheaplm.db in the current directory"
-EPILOG = (f"The ledger is one SQLite file: --db PATH (or a sqlite:///PATH URL), else {LEDGER_DEFAULT}. Only "
-          "`serve` and `user create` create a new one. Benchmarks: cheaplm bench --help, and the README's "
+LEDGER_DEFAULT = "$CHEAPLM_DB, else the config file's database_url, else ./cheaplm.db in the current directory"
+EPILOG = ("The ledger is a database URL: --db URL (a SQLite file path, a sqlite:///PATH or a postgresql:// URL), "
+          f"else {LEDGER_DEFAULT}. Only `serve` and `user create` create a new one. Benchmarks: cheaplm bench --help, and the README's "
           "Benchmarks section.")
 _LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cheaplm", description="CheapLM gateway and its admin tools", epilog=EPILOG)
     common = _Parser(add_help=False)
     common.add_argument("--config", help="TOML config file (default: $CHEAPLM_CONFIG)")
-    common.add_argument("--db", metavar="PATH", help=f"SQLite ledger file, or a sqlite:///PATH URL "
+    common.add_argument("--db", metavar="URL", help=f"the ledger: a SQLite file path, a sqlite:///PATH or a postgresql:// URL "
                                                      f"(default: {LEDGER_DEFAULT})")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="ledger maintenance").add_subparsers(dest="action", required=True)
     db.add_parser("check", parents=[common], help="verify the ledger's invariants (exit 1 on a problem)")
+    db.add_parser("migrate", parents=[common], help="apply the schema migrations the ledger needs (say which)")
+    copy = db.add_parser("copy", parents=[common], help="copy a ledger into a new one (any backends) and verify it")
+    copy.add_argument("--from", dest="source", metavar="URL", required=True, help="the ledger to copy")
+    copy.add_argument("--to", dest="target", metavar="URL", required=True, help="a new or empty ledger")
 
     bench = sub.add_parser("bench", help="run the benchmark suite (options: cheaplm bench --help; the README's "
                            "Benchmarks section)", add_help=False)
@@ -242,7 +246,7 @@ async def _user_list(args: argparse.Namespace, config: Config, ledger: Ledger) -
         users = await store.list_profiles()
     _print_table([{"username": a.username, "role": p.role, "disabled": "yes" if p.disabled else "-",
                    "balance_usd": format_usd(a.balance), "held_usd": format_usd(a.held),
-                   "created": a.created_at} for p, a in users])
+                   "created": iso_time(a.created_at)} for p, a in users])
 
 
 async def _key_create(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
@@ -261,7 +265,8 @@ async def _key_list(args: argparse.Namespace, config: Config, ledger: Ledger) ->
     _print_table([{
         "prefix": k.prefix, "name": k.name, "models": ",".join(k.models) if k.models else "*",
         "stream": "yes" if k.allow_stream else "no", "ips": ",".join(k.ips) or "*", **admin.describe_limits(k.limits),
-        "created": k.created_at, "last_used": k.last_used_at or "-", "revoked": k.revoked_at or "-"} for k in keys])
+        "created": iso_time(k.created_at), "last_used": iso_time(k.last_used_at) or "-",
+        "revoked": iso_time(k.revoked_at) or "-"} for k in keys])
 
 
 async def _key_set(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:
@@ -295,7 +300,7 @@ async def _usage(args: argparse.Namespace, config: Config, ledger: Ledger) -> No
     async with ledger() as store:
         rows = await admin.usage(store, args.username, args.limit)
     _print_table([{
-        "time": u.created_at, "request": u.request_id, "model": u.model, "endpoint": u.endpoint,
+        "time": iso_time(u.created_at), "request": u.request_id, "model": u.model, "endpoint": u.endpoint,
         "stream": int(u.stream), "status": u.status, "in": u.input_tokens,
         "cache_w": u.cache_write_5m + u.cache_write_1h, "cache_r": u.cache_read, "out": u.output_tokens,
         "cost_usd": format_usd(u.cost), "partial": int(u.partial), "channel": u.channel or "-",
@@ -351,13 +356,10 @@ def _failure(exc: BaseException, db_path: str | None, listen: str | None) -> str
     if isinstance(exc, BaseExceptionGroup):  # trio's nurseries, hypercorn's among them, wrap errors
         lines = [_failure(e, db_path, listen) for e in exc.exceptions]
         return lines[0] if all(lines) else None
+    if isinstance(exc, StoreBusy) and db_path:
+        return f"the ledger at {describe_location(db_path)} is busy: another process holds its write lock ({exc})"
     if isinstance(exc, (ConfigError, admin.AdminError, StoreError)):
         return str(exc)
-    if isinstance(exc, sqlite3.Error) and db_path:
-        where = describe_location(db_path)
-        if "locked" in str(exc):
-            return f"the ledger at {where} is busy: another process holds its write lock ({exc})"
-        return f"cannot open the ledger at {where}: {exc}"
     if isinstance(exc, OSError) and listen and (isinstance(exc, socket.gaierror) or exc.errno in _LISTEN_ERRNOS):
         reason = exc.strerror or str(exc)
         return f"cannot listen on {listen}: {reason[:1].lower()}{reason[1:]}"
@@ -376,10 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulator":
             listen = _listen_address(args.host, args.port)
             return _run_simulator(args)
-        config = load_config(args.config, db_path=args.db,
+        config = load_config(args.config, database_url=args.db,
                              **({"host": args.host, "port": args.port, "upstream_url": args.upstream_url}
                                 if args.command == "serve" else {}))
-        db_path = config.db_path
+        db_path = config.database_url
         logs.configure(config.log_format, config.log_level)
         if args.command == "serve":
             from ..serve import serve
@@ -387,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             trio.run(partial(serve, config, shutdown_signals=(signal.SIGTERM,)))
             return 0
         if args.command == "db":
-            return trio.run(_db_check, config)
+            return trio.run(partial(_DB[args.action], args), config)
         command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
-        trio.run(_ADMIN[command], args, config, partial(admin.open_ledger, config.db_path))
+        trio.run(_ADMIN[command], args, config, partial(admin.open_ledger, config.database_url))
         return 0
     except BaseException as exc:
         if _interrupted(exc):
@@ -401,9 +403,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-async def _db_check(config: Config) -> int:
+async def _db_copy(args: argparse.Namespace, config: Config) -> int:
+    """``cheaplm db copy --from URL --to URL``: copied and verified, or one line why not."""
+    copied = await copy_store(args.source, args.target, busy_timeout=config.store_busy_timeout)
+    print(f"copied {describe_location(args.source)} to {describe_location(args.target)}: "
+          + ", ".join(f"{n} {table}" for table, n in copied.rows.items())
+          + f"; every account's balance, held and ledger sum match ({copied.accounts} accounts)")
+    return 0
+
+
+async def _db_migrate(args: argparse.Namespace, config: Config) -> int:
+    """``cheaplm db migrate``: apply what the ledger needs, and say what that was."""
+    store = await open_store(config.database_url, create=False, busy_timeout=config.store_busy_timeout)
+    await store.aclose()
+    where = describe_location(config.database_url)
+    applied = store.applied_migrations
+    print(f"applied {len(applied)} migration(s) to {where}: {', '.join(applied)}" if applied
+          else f"the ledger at {where} needs no migration")
+    return 0
+
+
+async def _db_check(args: argparse.Namespace, config: Config) -> int:
     """``cheaplm db check``: one line per broken invariant (exit 1), or a summary (exit 0)."""
-    async with admin.open_ledger(config.db_path) as store:
+    async with admin.open_ledger(config.database_url) as store:
         problems = await store.check()
         stats = await store.stats()
     for problem in problems:
@@ -411,6 +433,9 @@ async def _db_check(config: Config) -> int:
     if not problems:
         print(f"ok: {stats.accounts} accounts, {stats.ledger_entries} ledger entries, {stats.open_holds} open holds")
     return 1 if problems else 0
+
+
+_DB = {"check": _db_check, "migrate": _db_migrate, "copy": _db_copy}
 
 
 def _run_simulator(args: argparse.Namespace) -> int:

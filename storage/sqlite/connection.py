@@ -10,39 +10,58 @@ from typing import Callable
 
 import sqlite_utils
 
-from ..errors import StoreUnavailable
+from ..errors import LedgerMissing, StoreUnavailable
 from .migrations import migrate
 from .transactions import unavailable
 
 
-def connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
-    """The migrated database at ``path``; StoreUnavailable (one line) if it cannot be
-    opened or written: a missing or read-only directory, a locked or damaged file."""
+class SqliteDb(sqlite_utils.Database):
+    """A SQLite database as the shared SQL operations call it (storage/sql/db.py)."""
+
+    IntegrityError = sqlite3.IntegrityError
+
+    def executemany(self, sql: str, rows) -> sqlite3.Cursor:
+        return self.conn.executemany(sql, rows)
+
+
+def connect(path: str, busy_timeout: float, *, create: bool = True,
+            upgrade: bool = True) -> tuple[sqlite_utils.Database, list[str]]:
+    """The migrated database at ``path`` and the migrations applied in opening it;
+    StoreUnavailable (one line) if it cannot be opened or written: a missing or
+    read-only directory, a locked or damaged file. ``create``, ``upgrade``: whether a
+    missing ledger may be created, an older one migrated (migrations.migrate)."""
+    shown = os.path.abspath(path) if path != ":memory:" else path
+    if not create and path != ":memory:" and not os.path.exists(path):
+        raise LedgerMissing(f"no ledger at {shown}")
+    applied: list[str] = []
+
     def setup(db: sqlite_utils.Database) -> None:
         db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         if path != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        migrate(db, busy_timeout)
+        applied[:] = migrate(db, busy_timeout, shown, create=create, upgrade=upgrade)
         # From here on a locked database never blocks a statement: writers wait in
         # begin_immediate, in the worker thread, where they can be retried.
         db.execute("PRAGMA busy_timeout=0")
 
-    return _open(path, busy_timeout, setup)
+    return _open(path, busy_timeout, setup), applied
 
 
-def connect_reader(path: str) -> sqlite_utils.Database:
-    """A connection that can only read, for the event loop's thread (reader.py): it
-    never writes, so it never commits frames, never runs an auto-checkpoint (off here
-    as well, in case) and never fsyncs; it never waits for a lock (busy timeout 0: a
-    busy database raises at once). Opened after ``connect`` has migrated the file."""
+def connect_reader(path: str, busy_timeout: float = 0) -> sqlite_utils.Database:
+    """A connection that can only read: the event loop's (reader.py) or one of the read
+    path's (pool.py). It never writes, so it never commits frames, never runs an
+    auto-checkpoint (off here as well, in case) and never fsyncs. The loop's never waits
+    for a lock (busy timeout 0: a busy database raises at once); the read path's, in
+    worker threads, wait up to ``busy_timeout``. Opened after ``connect`` has migrated
+    the file."""
     def setup(db: sqlite_utils.Database) -> None:
-        db.execute("PRAGMA busy_timeout=0")
+        db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         db.execute("PRAGMA wal_autocheckpoint=0")
         db.execute("PRAGMA query_only=1")
 
-    return _open(path, 0, setup)
+    return _open(path, busy_timeout, setup)
 
 
 # How long opening waits out a lock at the least (connect_reader has no busy timeout of
@@ -58,7 +77,7 @@ def _open(path: str, busy_timeout: float, setup: Callable[[sqlite_utils.Database
         conn = None
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
-            db = sqlite_utils.Database(conn)
+            db = SqliteDb(conn)
             setup(db)
             return db
         except Exception as exc:

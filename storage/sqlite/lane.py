@@ -1,6 +1,7 @@
-"""The writer lane: every write (and every read that is not a key lookup) on the
-store's writer connection goes through it, in the worker thread, and everything queued
-while a batch runs goes together as the next batch, in one transaction (group commit).
+"""The writer lane: every write on the store's writer connection goes through it, in
+the worker thread, and everything queued while a batch runs goes together as the next
+batch, in one transaction (group commit). Reads do not come here (pool.py), but for an
+in-memory ledger's and the lane's own final flush, which run as read snapshots.
 
 Nothing here runs on the event loop's thread: a commit may fsync, and on this
 connection SQLite's auto-checkpoint runs (copying the whole WAL, which another

@@ -7,6 +7,7 @@ from typing import Callable
 
 import sqlite_utils
 
+from ..errors import LedgerMissing, MigrationNeeded, SchemaTooNew
 from .transactions import immediate
 
 
@@ -106,19 +107,89 @@ def _accounts(db: sqlite_utils.Database) -> None:
                "credit INTEGER NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (provider, event_id))")
 
 
+# The columns that held ISO 8601 text before 0006 (the others were unix time already).
+ISO_TIME_COLUMNS = (("accounts", "created_at"), ("accounts", "disabled_at"), ("accounts", "paid_at"),
+                    ("api_keys", "created_at"), ("api_keys", "last_used_at"), ("api_keys", "revoked_at"),
+                    ("ledger", "created_at"), ("holds", "created_at"), ("usage", "created_at"),
+                    ("sessions", "created_at"), ("codes", "created_at"), ("codes", "redeemed_at"),
+                    ("payments", "created_at"))
+_NOT_NULL = {"created_at"}
+_UNIX = "ROUND((julianday({}) - 2440587.5) * 86400.0, 3)"  # ISO 8601 text -> unix seconds (ms kept)
+
+
+def _unix_times(db: sqlite_utils.Database) -> None:
+    """One time representation: every time is unix seconds (REAL), as the leases,
+    expiries and channel times already were, instead of ISO text for some and numbers
+    for others. Numbers compare, sort and subtract alike in SQLite, PostgreSQL and
+    Python, need no parsing in a report, and make the spend day portable arithmetic
+    (caps.SPEND_DAY) instead of SQLite's substr; the presentation formats them.
+    ``key_spend.day`` becomes the day's number since 1970-01-01 (an integer).
+
+    A time that is not ISO 8601 text (none this code wrote) becomes NULL, or 0 (1970)
+    where a time is required. Each column is swapped for a REAL one (SQLite cannot change a column's type in
+    place: a TEXT column would store numbers as text): add, fill, drop, rename. Also the
+    indexes the reports sort and filter by: usage by time (the admin usage page), by
+    account and time (a user's pages and spend_by_day: it covers the cost), by key and
+    time (a key's page); sessions by expiry (end_session sweeps the expired)."""
+    db.execute("DROP INDEX IF EXISTS idx_usage_account_id_created_at")
+    for table, column in ISO_TIME_COLUMNS:
+        not_null = " NOT NULL DEFAULT 0" if column in _NOT_NULL else ""
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}__unix REAL{not_null}")
+        unix = _UNIX.format(column)
+        db.execute(f"UPDATE {table} SET {column}__unix = " + (f"COALESCE({unix}, 0)" if not_null else unix)
+                   + f" WHERE {column} IS NOT NULL")
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        db.execute(f"ALTER TABLE {table} RENAME COLUMN {column}__unix TO {column}")
+    db.execute("CREATE TABLE key_spend__days (key_id INTEGER NOT NULL, day INTEGER NOT NULL, "
+               "spent INTEGER NOT NULL, PRIMARY KEY (key_id, day))")
+    db.execute("INSERT INTO key_spend__days (key_id, day, spent) "
+               "SELECT key_id, CAST(julianday(day) - 2440587.5 AS INTEGER), spent FROM key_spend")
+    db.execute("DROP TABLE key_spend")
+    db.execute("ALTER TABLE key_spend__days RENAME TO key_spend")
+    for statement in REPORT_INDEXES:
+        db.execute(statement)
+
+
+REPORT_INDEXES = (
+    "CREATE INDEX idx_usage_created ON usage (created_at, request_id)",
+    "CREATE INDEX idx_usage_account_created ON usage (account_id, created_at, request_id, cost)",
+    "CREATE INDEX idx_usage_key_created ON usage (key_id, created_at, request_id)",
+    "CREATE INDEX idx_sessions_expires ON sessions (expires_at)",
+)
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
     ("0003_key_limits", _key_limits),
     ("0004_channels", _channels),
     ("0005_accounts", _accounts),
+    ("0006_unix_times", _unix_times),
 )
 
 
-def migrate(db: sqlite_utils.Database, wait: float) -> list[str]:
+def migrate(db: sqlite_utils.Database, wait: float, shown: str, *, create: bool = True,
+            upgrade: bool = True) -> list[str]:
     """Apply the migrations not yet recorded, each in its own write transaction
     (waiting up to ``wait`` seconds for the write lock); return the names applied.
-    Two processes opening one new database at once apply each migration once."""
+    Two processes opening one new database at once apply each migration once.
+
+    SchemaTooNew if the ledger records a migration this version does not know;
+    LedgerMissing for a ledger with no schema at all unless ``create``; MigrationNeeded
+    for one with some migrations to apply unless ``upgrade`` (``shown``: the ledger's
+    location, for those messages)."""
+    if not _has_schema(db):
+        if not create:
+            raise LedgerMissing(f"no ledger at {shown}")
+    else:
+        recorded = [name for (name,) in db.execute("SELECT name FROM _migrations ORDER BY name").fetchall()]
+        known = [name for name, _ in MIGRATIONS]
+        unknown = tuple(name for name in recorded if name not in known)
+        if unknown:
+            raise SchemaTooNew(shown, unknown)
+        pending = tuple(name for name in known if name not in recorded)
+        if pending and not upgrade:
+            raise MigrationNeeded(shown, pending)
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     applied = []
     for name, step in MIGRATIONS:
@@ -132,6 +203,10 @@ def migrate(db: sqlite_utils.Database, wait: float) -> list[str]:
                        (name, datetime.now(timezone.utc).isoformat()))
         applied.append(name)
     return applied
+
+
+def _has_schema(db: sqlite_utils.Database) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is not None
 
 
 def _done(db: sqlite_utils.Database, name: str) -> bool:

@@ -1,6 +1,7 @@
 """The one kind of SQLite transaction that runs on the event loop's thread: a small
 indexed read (the key lookup of a key-cache miss), on a connection of its own that
-cannot write. Every write goes through the writer lane's thread (lane.py).
+cannot write. Every write goes through the writer lane's thread (lane.py), every other
+read through the read path's threads (pool.py).
 
 The decision, measured with ``python -m bench.stall_probe --dir DIR`` (a
 quiet gateway: a key lookup, a hold and a settle every ~9 ms; another process writes
@@ -26,7 +27,7 @@ auto-checkpoint (which runs on the committing connection) never runs on it, and
 ``wal_autocheckpoint=0`` is set on it besides; it never writes or fsyncs; in WAL mode
 a reader waits for no lock a writer or checkpointer holds, and with a busy timeout of
 0 SQLite's rare "busy" for a reader (a WAL being recovered after a crash) raises at
-once and the read goes to the lane. What is left is reading a few pages from the page
+once and the read goes to the read path (pool.py). What is left is reading a few pages from the page
 cache or the WAL file.
 
 Writes stay off the loop because a write cannot be made safe there: even without
@@ -44,35 +45,35 @@ non-streaming at 1 client 816 / 797 / 514 -> 688 / 777 / 736 req/s, 0.96-1.03 ->
 1,446 / 1,334: batched anyway); added TTFT p50 at 1 stream 1.33 / 1.54 / 1.38 -> 1.55
 / 1.81 / 1.07 ms (8 streams a run: within its noise).
 
-An in-memory store has no second connection (``:memory:`` is private to its
-connection): its reads go through the lane.
+Every other read runs on the read path (pool.py), in worker threads, never in the
+writer lane. An in-memory store has no second connection (``:memory:`` is private to
+its connection): its reads go through the lane, as read snapshots.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import sqlite_utils
 
-from .lane import WriterLane
 from .transactions import snapshot, unavailable
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class LoopReader:
     """Runs reads on the event loop's thread, on ``db`` (connection.connect_reader);
-    ``db`` None: no such connection, every read goes through ``lane``."""
+    ``db`` None: no such connection, every read goes elsewhere (the read path)."""
 
-    def __init__(self, db: sqlite_utils.Database | None, lane: WriterLane) -> None:
+    def __init__(self, db: sqlite_utils.Database | None) -> None:
         self.db = db
-        self.lane = lane
 
-    async def run(self, here: Callable[..., T], there: Callable[..., T], *args: Any) -> T:
+    async def run(self, here: Callable[..., T], *args: Any, elsewhere: Callable[[R], Awaitable[T]], read: R) -> T:
         """``here(*args)`` in a read snapshot of the loop's connection; if SQLite says
-        busy or faults, ``there(*args)`` (the same read on the writer connection) in the
-        lane's thread, which waits, retries and maps the fault."""
+        busy or faults, ``elsewhere(read)`` (the same read on the read path, in a worker
+        thread, which waits, retries and maps the fault)."""
         if self.db is not None:
             try:
                 with snapshot(self.db):
@@ -80,7 +81,7 @@ class LoopReader:
             except sqlite3.Error as exc:
                 if unavailable(exc) is None:
                     raise
-        return await self.lane.run(there, *args, reads_only=True)
+        return await elsewhere(read)
 
     def close(self) -> None:
         """Close the connection (in a worker thread: the last connection to close

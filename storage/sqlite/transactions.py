@@ -11,7 +11,7 @@ from typing import Iterator
 
 import sqlite_utils
 
-from ..errors import StoreUnavailable
+from ..errors import StoreBusy, StoreUnavailable
 
 LOCK_RETRY_AFTER = 1  # seconds a client is told to wait after the write lock was not had in time
 FAULT_RETRY_AFTER = 2  # ... after a disk or file fault
@@ -43,8 +43,7 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
     if isinstance(exc, StoreUnavailable):
         return exc
     if isinstance(exc, Busy):
-        return StoreUnavailable("the ledger is busy: " + (str(exc) or "locked by another connection"),
-                                LOCK_RETRY_AFTER)
+        return StoreBusy("the ledger is busy: " + (str(exc) or "locked by another connection"), LOCK_RETRY_AFTER)
     if not isinstance(exc, (sqlite3.OperationalError, sqlite3.DatabaseError)) or isinstance(
             exc, sqlite3.IntegrityError):
         return None
@@ -53,8 +52,9 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
     text = str(exc).lower()
     if reason is None and not any(m in text for m in _UNAVAILABLE_MESSAGES):
         return None
-    retry = LOCK_RETRY_AFTER if (code is not None and code & 0xFF in (5, 6)) or "locked" in text else FAULT_RETRY_AFTER
-    return StoreUnavailable(f"the ledger is unavailable: {exc}", retry)
+    if (code is not None and code & 0xFF in (5, 6)) or "locked" in text:
+        return StoreBusy(f"the ledger is unavailable: {exc}", LOCK_RETRY_AFTER)
+    return StoreUnavailable(f"the ledger is unavailable: {exc}", FAULT_RETRY_AFTER)
 
 
 def begin_immediate(db: sqlite_utils.Database, wait: float) -> None:

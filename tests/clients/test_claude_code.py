@@ -133,7 +133,7 @@ async def _start(processes: list[trio.Process], args: list[str], log: Path, read
 async def _account(db: Path) -> str:
     """README "First steps" (user create, topup --paid 10, key create) as the library
     calls the CLI makes (proxy/admin.py), without three more interpreter start-ups."""
-    config = Config(db_path=str(db))
+    config = Config(database_url=str(db))
     store = await open_store(str(db))
     try:
         await admin.create_user(store, USER)

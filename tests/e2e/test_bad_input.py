@@ -61,7 +61,7 @@ async def test_a_ledger_locked_by_another_process_is_a_503_with_retry_after(nurs
     body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
     async with account.http() as http:
         assert (await http.post("/v1/messages", json=body)).status_code == 200  # the key is cached now
-        other = sqlite3.connect(config.db_path, isolation_level=None)
+        other = sqlite3.connect(config.database_url, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
             anthropic_shape = await http.post("/v1/messages", json=body)

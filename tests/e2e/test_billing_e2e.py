@@ -132,7 +132,7 @@ async def test_restart_releases_holds_left_open(tmp_path, config, nursery):
     from proxy.serve import serve
     from storage import open_store
 
-    store = await open_store(config.db_path, instance_id="a-process-that-died")  # never registered
+    store = await open_store(config.database_url, instance_id="a-process-that-died")  # never registered
     await store.create_user("bob")
     await store.credit("bob", 1_000_000, "credit")
     account = await store.get_account("bob")

@@ -38,7 +38,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import httpx
 import pytest
@@ -341,11 +340,6 @@ class Ledger:
         return cls(usage, charges, holds)
 
 
-def stamp(iso: str) -> float:
-    """A ledger timestamp (ISO 8601, UTC) as unix time."""
-    return datetime.fromisoformat(iso).timestamp()
-
-
 def assert_ledger_adds_up(db: str) -> None:
     """No hold open, nothing held, nothing charged twice, every balance the sum of its
     ledger entries, every charge matching its usage row, one hold per request."""
@@ -574,8 +568,8 @@ async def test_second_serve_on_a_live_ledger(tmp_path, procs):
     # not yet settled, as the ledger's own timestamps say): what their start-up
     # recovery had to spare.
     covered_to = spawned_at
-    for start, end in sorted((stamp(ledger.holds[r.request_id][0]["created_at"]),
-                              stamp(ledger.usage[r.request_id]["created_at"])) for r in rolling if r.completed):
+    for start, end in sorted((ledger.holds[r.request_id][0]["created_at"],
+                              ledger.usage[r.request_id]["created_at"]) for r in rolling if r.completed):
         if start <= covered_to:
             covered_to = max(covered_to, end)
     assert covered_to >= ready_at, "A had no hold open at some moment of B's and C's start-up"
@@ -624,7 +618,7 @@ async def test_second_serve_on_a_live_ledger(tmp_path, procs):
     for rec in cut:
         assert not rec.completed
         assert assert_cut_stream_charged(ledger, rec, killed_at) == "recovered"
-        recovered_at = stamp(ledger.usage[rec.request_id]["created_at"])
+        recovered_at = ledger.usage[rec.request_id]["created_at"]  # unix time
         assert lapses_at <= recovered_at <= recovered_seen, "recovered before A's lease lapsed"
     assert served_during >= 3 and all(r.completed for r in on_c), [(r.status, r.error) for r in on_c
                                                                    if not r.completed]

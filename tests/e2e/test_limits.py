@@ -197,7 +197,7 @@ async def test_cheaplm_key_set_reaches_a_running_gateway_within_the_key_cache(nu
     running = await nursery.start(serve, replace(config, key_cache_seconds=0.3))
     account = await make_account(running)
     assert (await call(account, "anthropic", "hi")).status == 200  # (the key is cached now, unlimited)
-    argv = ["key", "set", account.key[:14], "--rpm", "1", "--db", config.db_path]
+    argv = ["key", "set", account.key[:14], "--rpm", "1", "--db", config.database_url]
     assert await trio.to_thread.run_sync(cli.main, argv) == 0  # the CLI, on its own connection
     await trio.sleep(0.35)
     results = await fire(account, "openai", 3, "hi")

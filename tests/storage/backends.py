@@ -1,11 +1,16 @@
-"""The backends the Store contract runs against. A PostgreSQL backend joins with one
-more entry in BACKENDS (and its own ``raw``/``write_locked``): every contract test then
-runs against it too; ``shared`` says whether several stores (and processes) can open
-one database, which the multi-instance tests need."""
+"""The backends the Store contract runs against: every contract test runs against each
+entry of BACKENDS; ``shared`` says whether several stores (and processes) can open
+one database, which the multi-instance tests need.
+
+PostgreSQL (127.0.0.1:5432, user postgres, trust auth, as on the machine and in CI):
+the session's database (conftest.pg_database, created fresh and uniquely named for the
+run, dropped at its end) holds one schema per test, so tests never see each other's
+rows; its tests skip, with the reason, only when the server cannot be reached."""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,14 +54,48 @@ class SqliteBackend(Backend):
             other.close()
 
 
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+class PostgresBackend(Backend):
+    """A schema of its own in the session's database (the URL's search_path)."""
+
+    def __init__(self, name: str, database_url: str) -> None:
+        import psycopg
+
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        super().__init__(name, f"{database_url}?options=-csearch_path%3D{schema}")
+
+    def raw(self):
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True)
+
+    @contextmanager
+    def write_locked(self) -> Iterator[None]:
+        """Another transaction holding the tables' write locks (reads go on)."""
+        other = self.raw()
+        other.execute("BEGIN")
+        other.execute("LOCK TABLE accounts, holds, instances IN EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     name: str
     shared: bool                          # several stores can open the same database
-    make: Callable[[Path], Backend]       # a fresh database under the test's tmp_path
+    make: Callable[[Path, str | None], Backend]  # a fresh database (tmp_path, the session's PostgreSQL database)
+    postgres: bool = False
 
 
 BACKENDS: tuple[BackendSpec, ...] = (
-    BackendSpec("sqlite", True, lambda tmp: SqliteBackend("sqlite", f"sqlite://{tmp}/s.db")),  # sqlite:///abs
-    BackendSpec("sqlite-memory", False, lambda tmp: SqliteBackend("sqlite-memory", ":memory:")),
+    BackendSpec("sqlite", True, lambda tmp, pg: SqliteBackend("sqlite", f"sqlite://{tmp}/s.db")),  # sqlite:///abs
+    BackendSpec("sqlite-memory", False, lambda tmp, pg: SqliteBackend("sqlite-memory", ":memory:")),
+    BackendSpec("postgresql", True, lambda tmp, pg: PostgresBackend("postgresql", pg), postgres=True),
 )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import sqlite_utils
+
 from storage.base import UsageRow
+from storage.sqlite.migrations import MIGRATIONS
 
 LEASE = 60.0
 
@@ -29,3 +34,14 @@ async def funded(store, amount: int):
     key = await new_key(store)
     await store.credit("u", amount, "credit")
     return key, await store.get_account("u")
+
+
+def sqlite_ledger_at(path: str, migrations: int) -> sqlite_utils.Database:
+    """A SQLite ledger as the first ``migrations`` recorded migrations left it (open, for
+    the test to fill with rows of that time; close its ``conn`` when done)."""
+    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, step in MIGRATIONS[:migrations]:
+        step(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    return db

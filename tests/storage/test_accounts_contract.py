@@ -2,6 +2,7 @@
 backend (backends.BACKENDS) must pass these."""
 
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
 import trio
@@ -142,6 +143,10 @@ async def test_payments_apply_once_per_event(store):
         await store.apply_payment(Payment("stripe", "evt_2", "ghost", 1, 1))
 
 
+def unix(iso: str) -> float:
+    return datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp()
+
+
 async def test_usage_and_ledger_pages(store):
     key, account = await funded(store, 10_000)
     await store.create_user("w")
@@ -151,7 +156,7 @@ async def test_usage_and_ledger_pages(store):
                                     (key, "claude-sonnet-4.5")]):
         hold = await store.place_hold(k.account_id, 100, f"r{i}")
         await store.settle(hold, replace(row(f"r{i}", k.id, 10 + i), model=model,
-                                         created_at=f"2026-01-01T00:00:0{i}.000+00:00"))
+                                         created_at=unix(f"2026-01-01T00:00:0{i}")))
     mine = await store.usage_page("u", 10)
     assert [line.row.request_id for line in mine] == ["r3", "r1", "r0"]
     assert {line.username for line in mine} == {"u"} and mine[0].key_prefix == key.prefix
@@ -170,7 +175,7 @@ async def test_spend_by_day(store):
     key, _ = await funded(store, 10_000)
     for i, (day, cost) in enumerate([("2026-01-01", 5), ("2026-01-03", 7), ("2026-01-03", 1), ("2025-12-31", 100)]):
         hold = await store.place_hold(key.account_id, 200, f"d{i}")
-        await store.settle(hold, replace(row(f"d{i}", key.id, cost), created_at=f"{day}T10:00:00.000+00:00"))
+        await store.settle(hold, replace(row(f"d{i}", key.id, cost), created_at=unix(f"{day}T10:00:00")))
     assert list(await store.spend_by_day("u", "2026-01-01")) == [("2026-01-01", 5), ("2026-01-03", 8)]
     await store.create_user("w")
     assert list(await store.spend_by_day("w", "2026-01-01")) == []

@@ -1,9 +1,12 @@
 """`cheaplm db check`: a summary and exit 0 on a sound ledger, one line per problem and
-exit 1 on a damaged one."""
+exit 1 on a damaged one. `cheaplm db migrate`, and admin commands refusing a ledger that
+needs a migration (or was made by a newer CheapLM)."""
 
 import sqlite3
 
 from proxy.cli.main import main
+
+from .helpers import sqlite_ledger_at
 
 
 def run(capsys, *argv):
@@ -44,3 +47,42 @@ def test_db_check_without_a_ledger_is_one_line(capsys, tmp_path):
 def test_an_unopenable_ledger_is_one_line_for_every_command(capsys, tmp_path):
     code, out, err = run(capsys, "user", "list", "--db", str(tmp_path / "missing" / "x.db"))
     assert code == 1 and out == "" and err.count("\n") == 1 and "no ledger at" in err
+
+
+def _older_ledger(path: str) -> None:
+    """A ledger as 0005 left it (one user), before 0006."""
+    db = sqlite_ledger_at(path, 5)
+    db.execute("INSERT INTO accounts (username, balance, held, created_at) "
+               "VALUES ('ann', 0, 0, '2026-11-01T10:00:00.000+00:00')")
+    db.conn.close()
+
+
+def test_admin_commands_refuse_a_ledger_that_needs_a_migration_and_db_migrate_applies_it(capsys, tmp_path):
+    db = str(tmp_path / "old.db")
+    _older_ledger(db)
+    for argv in (("user", "list"), ("user", "create", "bo"), ("db", "check"), ("topup", "ann", "--credit", "1")):
+        code, out, err = run(capsys, *argv, "--db", db)
+        assert (code, out) == (1, "") and err.count("\n") == 1, argv
+        assert "needs 1 schema migration(s) (0006_unix_times): run `cheaplm db migrate`" in err
+    assert [n for (n,) in sqlite3.connect(db).execute("SELECT name FROM _migrations")][-1] == "0005_accounts"
+    code, out, err = run(capsys, "db", "migrate", "--db", db)
+    assert (code, err) == (0, "") and out == f"applied 1 migration(s) to {db}: 0006_unix_times\n"
+    assert run(capsys, "db", "migrate", "--db", db)[1] == f"the ledger at {db} needs no migration\n"
+    code, out, err = run(capsys, "user", "list", "--db", db)
+    assert code == 0 and "ann" in out and "2026-11-01T10:00:00.000+00:00" in out
+
+
+def test_a_ledger_newer_than_this_version_is_refused_by_every_command(capsys, tmp_path):
+    db = str(tmp_path / "new.db")
+    assert run(capsys, "user", "create", "ann", "--db", db)[0] == 0
+    sqlite3.connect(db, isolation_level=None).execute("INSERT INTO _migrations VALUES ('0099_future', 'then')")
+    for argv in (("user", "list"), ("db", "migrate"), ("serve", "--port", "0")):
+        code, out, err = run(capsys, *argv, "--db", db)
+        assert code == 1 and err.count("\n") == 1, (argv, err)
+        assert "has a newer schema than this CheapLM knows (0099_future): upgrade CheapLM" in err
+
+
+def test_db_migrate_without_a_ledger_creates_none(capsys, tmp_path):
+    code, out, err = run(capsys, "db", "migrate", "--db", str(tmp_path / "none.db"))
+    assert code == 1 and "no ledger at" in err and not (tmp_path / "none.db").exists()
+

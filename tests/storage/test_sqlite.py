@@ -6,14 +6,14 @@ import sqlite3
 import time
 
 import pytest
-import sqlite_utils
 import trio
 
 from storage import open_store
+from storage.caps import day_of
 from storage.base import MAX_AMOUNT, MAX_BALANCE, AmountOutOfRange, Recovery, StoreUnavailable, UsageRow
 from storage.sqlite.migrations import MIGRATIONS
 from storage.sqlite.transactions import unavailable
-from .helpers import funded, row
+from .helpers import funded, row, sqlite_ledger_at
 
 
 async def test_locked_database_never_blocks_the_event_loop(tmp_path):
@@ -99,9 +99,9 @@ async def test_writes_run_in_the_thread_batched_and_key_lookups_on_the_loop(tmp_
     await store.aclose()
 
 
-async def test_a_busy_loop_read_goes_to_the_lane(tmp_path, monkeypatch):
+async def test_a_busy_loop_read_goes_to_the_read_path(tmp_path, monkeypatch):
     """If SQLite answers "busy" to the loop's read (a WAL being recovered), the lookup
-    runs in the lane's thread instead; an in-memory store has no loop connection."""
+    runs in a read path's thread instead; an in-memory store has no loop connection."""
     store = await open_store(str(tmp_path / "b.db"), instance_id="inst-a")
     key, _ = await funded(store, 10)
 
@@ -123,6 +123,43 @@ async def test_a_busy_loop_read_goes_to_the_lane(tmp_path, monkeypatch):
 def usage_row(request_id: str, key_id: int, cost: int) -> UsageRow:
     return UsageRow(request_id=request_id, key_id=key_id, model="m", endpoint="messages", stream=False,
                     status=200, cost=cost)
+
+
+async def test_reads_never_take_the_write_lock(tmp_path, monkeypatch):
+    """With another connection holding the write lock (a writer mid-transaction), every
+    read of the store answers at once, off the event loop and outside the writer lane;
+    a write still waits for the lock (and gives up after the busy timeout)."""
+    path = str(tmp_path / "r.db")
+    store = await open_store(path, instance_id="inst-a", busy_timeout=0.3)
+    key, _ = await funded(store, 1_000)
+    session = await store.create_session((await store.get_account("u")).id, "tok", time.time() + 60)
+    lane_ops = []
+    real_run = store._lane.run
+
+    async def run(fn, *args, **kwargs):
+        lane_ops.append(fn)
+        return await real_run(fn, *args, **kwargs)
+
+    monkeypatch.setattr(store._lane, "run", run)
+    reads = [store.list_users(), store.get_account("u"), store.list_keys("u"), store.usage("u"),
+             store.channel_overrides(), store.channel_status(), store.ledger("u"), store.get_profile("u"),
+             store.list_profiles(), store.find_session("tok"), store.list_codes(), store.usage_page(None, 10),
+             store.ledger_page("u", 10), store.paid_total("u"), store.spend_by_day("u", "2020-01-01"),
+             store.check(), store.stats()]
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        results = [await read for read in reads]
+        assert time.monotonic() - started < 0.3 * 2
+        with pytest.raises(StoreUnavailable):
+            await store.credit("u", 1, "credit")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert results[1].balance == 1_000 and results[9].id == session.id and results[15] == []
+    assert len(lane_ops) == 1  # the write alone went to the lane
+    await store.aclose()
 
 
 async def test_balances_near_the_bound_stay_integers(tmp_path):
@@ -160,11 +197,7 @@ async def test_check_reports_money_stored_as_real(tmp_path):
 
 def legacy_database(path: str) -> None:
     """A ledger as the version before hold owners left it: one hold still open."""
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    name, step = MIGRATIONS[0]
-    step(db)
-    db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db = sqlite_ledger_at(path, 1)
     db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES ('old', 1000, 300, 'then')")
     db.execute("INSERT INTO ledger (account_id, delta, balance_after, kind, created_at) "
                "VALUES (1, 1000, 1000, 'credit', 'then')")
@@ -193,11 +226,7 @@ async def test_holds_from_before_owners_are_recovered_as_orphans(tmp_path):
 async def test_key_limits_migration_rolls_up_the_charges_made_before_it(tmp_path):
     """0003_key_limits: each key's charges per UTC day, from the usage rows already there."""
     path = str(tmp_path / "before-limits.db")
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, step in MIGRATIONS[:2]:
-        step(db)
-        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db = sqlite_ledger_at(path, 2)
     db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES ('old', 0, 0, 'then')")
     for request_id, cost, at in (("a", 5, "2026-11-01T10:00:00.000+00:00"), ("b", 7, "2026-11-01T23:59:59.999+00:00"),
                                  ("c", 0, "2026-11-02T00:00:00.000+00:00"), ("d", 3, "2026-11-02T00:00:00.000+00:00")):
@@ -206,8 +235,8 @@ async def test_key_limits_migration_rolls_up_the_charges_made_before_it(tmp_path
     db.conn.close()
     store = await open_store(path, instance_id="inst-a")
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT key_id, day, spent FROM key_spend ORDER BY day").fetchall() == [
-        (1, "2026-11-01", 12), (1, "2026-11-02", 3)]
+    assert [(k, day_of(day), spent) for k, day, spent in conn.execute(
+        "SELECT key_id, day, spent FROM key_spend ORDER BY day")] == [(1, "2026-11-01", 12), (1, "2026-11-02", 3)]
     conn.close()
     await store.aclose()
 
@@ -304,7 +333,7 @@ def test_other_errors_keep_their_type(exc):
 
 
 async def test_recovery_runs_in_batches_and_survives_unreadable_progress(tmp_path, monkeypatch):
-    from storage.sqlite import owners
+    from storage.sql import owners
 
     monkeypatch.setattr(owners, "RECOVERY_BATCH", 2)
     path = str(tmp_path / "batches.db")
@@ -330,28 +359,11 @@ async def test_recovery_runs_in_batches_and_survives_unreadable_progress(tmp_pat
     await store.aclose()
 
 
-def test_the_stall_probe_runs(tmp_path, capsys):
-    """python -m bench.stall_probe (reader.py's figures), in miniature."""
-    from bench import stall_probe
-
-    stall_probe.main(["--dir", str(tmp_path), "--wal-mb", "2", "--writer-seconds", "0.1", "--idle-seconds", "0.1",
-                      "--after-seconds", "0.1", "--roundtrips", "5"])
-    out = capsys.readouterr().out
-    assert "| idle | find_key, inline |" in out and "| after | loop lag" in out
-    assert "place_hold, inline" not in out and "settle, inline" not in out  # writes never on the loop
-
-
 async def test_usage_rows_from_before_channels_read_back_with_neither(tmp_path):
     """0004_channels adds usage.channel and usage.attempts: older rows have neither (None),
     new rows keep what they were given."""
     path = str(tmp_path / "before-channels.db")
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, step in MIGRATIONS:
-        if name >= "0003":
-            break
-        step(db)
-        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (name,))
+    db = sqlite_ledger_at(path, 2)
     db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES ('old', 0, 0, 'then')")
     db.execute("INSERT INTO usage (request_id, key_id, account_id, model, endpoint, stream, status, cost, partial, "
                "created_at) VALUES ('req_old', 1, 1, 'm', 'messages', 0, 200, 0, 0, '2020-01-01')")

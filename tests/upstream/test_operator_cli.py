@@ -69,7 +69,7 @@ async def test_the_cli_disables_and_enables_a_channel_of_a_running_gateway(nurse
     backup = await _simulator(nursery)
     running, alice = await _gateway(nursery, replace(config, channel_sync_interval=SYNC),
                                     [_channel("primary", primary.url), _channel("backup", backup.url, priority=1)])
-    db = config.db_path
+    db = config.database_url
     await _ask(alice.anthropic(), "before")
     assert (len(primary.seen()), len(backup.seen())) == (1, 0)
 
@@ -110,9 +110,9 @@ async def test_two_gateways_on_one_ledger_are_listed_together_and_both_obey(nurs
     await _ask(alice.anthropic(), "on one")
     for i in range(2):
         await _ask(alice_two.anthropic(), f"on two {i}")
-    rows, _, err = await _listed(capsys, config.db_path, "primary", "3")
+    rows, _, err = await _listed(capsys, config.database_url, "primary", "3")
     assert rows["primary"]["state"] == "healthy" and "2 running gateway instance" in err
-    assert (await _cli(capsys, "upstream", "disable", "primary", "--db", config.db_path))[0] == 0
+    assert (await _cli(capsys, "upstream", "disable", "primary", "--db", config.database_url))[0] == 0
     await _until(alice, "primary", "disabled")
     await _until(alice_two, "primary", "disabled")
     await _ask(alice_two.anthropic(), "after")
@@ -129,7 +129,7 @@ async def test_an_operator_enable_clears_a_refused_credential(nursery, config, c
     bad.state.api_key = "sk-wrong"  # the provider's side is fixed
     await _ask(alice.anthropic(), "still disabled")
     assert (len(bad.seen()), len(good.seen())) == (1, 2)
-    assert (await _cli(capsys, "upstream", "enable", "bad", "--db", config.db_path))[0] == 0
+    assert (await _cli(capsys, "upstream", "enable", "bad", "--db", config.database_url))[0] == 0
     await _until(alice, "bad", "healthy")
     await _ask(alice.anthropic(), "served by bad again")
     assert (len(bad.seen()), len(good.seen())) == (2, 2)
@@ -147,7 +147,7 @@ async def test_usage_rows_name_the_channel_and_attempts_after_a_failover(nursery
     rows = await _rows(running, 2)
     assert [(r.channel, r.attempts, r.status) for r in rows] == [("backup", 2, 200), ("backup", 2, 200)]
     assert len(primary.seen()) == 2 and len(backup.seen()) == 2
-    code, out, _ = await _cli(capsys, "usage", "alice", "--db", config.db_path)
+    code, out, _ = await _cli(capsys, "usage", "alice", "--db", config.database_url)
     listed = list(_table(out).values())
     assert code == 0 and [(r["channel"], r["attempts"]) for r in listed] == [("backup", "2"), ("backup", "2")]
 
@@ -171,12 +171,12 @@ async def test_a_single_upstream_is_the_channel_named_default(gateway, simulator
     await _ask(alice.anthropic())
     [row] = await _rows(gateway, 1)
     assert (row.channel, row.attempts) == ("default", 1)
-    code, out, err = await _cli(capsys, "upstream", "list", "--db", config.db_path)
+    code, out, err = await _cli(capsys, "upstream", "list", "--db", config.database_url)
     rows = _table(out)
     assert code == 0 and list(rows) == ["default"] and rows["default"]["url"] == simulator.url
     assert rows["default"]["state"] == "healthy" and "1 running gateway instance" in err
     code, out, err = await _cli(capsys, "upstream", "disable", "default", "--reason", "maintenance",
-                                "--db", config.db_path)
+                                "--db", config.database_url)
     assert code == 0 and "default" in out
 
 

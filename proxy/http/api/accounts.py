@@ -24,6 +24,7 @@ from ..context import current_gateway
 from ..identity import Caller, caller, current_accounts, json_body
 from ..responses import json_response
 from storage.base import KeyRecord, LedgerEntry, Profile, UsageLine
+from storage.records import iso_time
 
 # The paths whose errors answer in the Anthropic shape (a trailing "/": and below).
 CLAIMED = ("/api/auth/", "/api/me", "/api/keys", "/api/keys/", "/api/usage", "/api/usage.csv", "/api/ledger",
@@ -55,14 +56,14 @@ def _set_up(state: BlueprintSetupState) -> None:
 # -- descriptions --------------------------------------------------------------------
 def describe_key(k: KeyRecord) -> dict[str, Any]:
     return {"prefix": k.prefix, "name": k.name, "models": list(k.models) if k.models is not None else None,
-            "stream": k.allow_stream, "ips": list(k.ips), "created_at": k.created_at,
-            "last_used_at": k.last_used_at, "revoked_at": k.revoked_at, "expires_at": iso(k.expires_at)}
+            "stream": k.allow_stream, "ips": list(k.ips), "created_at": iso_time(k.created_at),
+            "last_used_at": iso_time(k.last_used_at), "revoked_at": iso_time(k.revoked_at), "expires_at": iso(k.expires_at)}
 
 
 def describe_usage(line: UsageLine, with_user: bool = False) -> dict[str, Any]:
     u = line.row
     out = {  # USAGE_FIELDS: these names, in this order
-        "request_id": u.request_id, "created_at": u.created_at, "key": line.key_prefix, "model": u.model,
+        "request_id": u.request_id, "created_at": iso_time(u.created_at), "key": line.key_prefix, "model": u.model,
         "endpoint": u.endpoint, "stream": u.stream, "status": u.status, "input_tokens": u.input_tokens,
         "cache_write_5m_tokens": u.cache_write_5m, "cache_write_1h_tokens": u.cache_write_1h,
         "cache_read_tokens": u.cache_read, "output_tokens": u.output_tokens, "cost_usd": format_usd(u.cost),
@@ -71,7 +72,7 @@ def describe_usage(line: UsageLine, with_user: bool = False) -> dict[str, Any]:
 
 
 def describe_entry(e: LedgerEntry) -> dict[str, Any]:
-    return {"id": e.id, "created_at": e.created_at, "kind": e.kind, "amount_usd": format_usd(e.delta),
+    return {"id": e.id, "created_at": iso_time(e.created_at), "kind": e.kind, "amount_usd": format_usd(e.delta),
             "balance_after_usd": format_usd(e.balance_after), "ref": e.ref,
             "paid_usd": None if e.paid is None else format_usd(e.paid)}
 
@@ -80,7 +81,7 @@ async def describe_me(profile: Profile) -> dict[str, Any]:
     store = current_gateway().store
     account = await store.get_account(profile.username)
     return {"username": profile.username, "email": profile.email, "role": profile.role,
-            "created_at": profile.created_at, "balance_usd": format_usd(account.balance),
+            "created_at": iso_time(profile.created_at), "balance_usd": format_usd(account.balance),
             "held_usd": format_usd(account.held), "available_usd": format_usd(account.available),
             "paid_usd_total": format_usd(await store.paid_total(profile.username))}
 

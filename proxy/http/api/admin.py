@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from storage.records import iso_time
+
 from ... import errors
 from ...money import format_usd
 from .. import identity
@@ -32,7 +34,7 @@ async def users() -> Response:
     listed = await current_gateway().store.list_profiles()
     return json_response({"data": [{
         "username": p.username, "email": p.email, "role": p.role, "disabled": p.disabled,
-        "created_at": p.created_at, "balance_usd": format_usd(a.balance), "held_usd": format_usd(a.held),
+        "created_at": iso_time(p.created_at), "balance_usd": format_usd(a.balance), "held_usd": format_usd(a.held),
         "available_usd": format_usd(a.available)} for p, a in listed]})
 
 

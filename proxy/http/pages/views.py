@@ -32,6 +32,7 @@ from ..context import current_gateway
 from ..identity import Caller, current_accounts
 from ..api.transfer import check_rate, send, usd_amount
 from storage.base import Profile, Session, StoreError
+from storage.records import iso_time
 
 NAME = "pages"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -384,7 +385,8 @@ async def transfer() -> Response:
 
 
 async def settings_page(session: Session, status: int = 200, **values: Any) -> Response:
-    return await page("settings.html", session, status, **values)
+    since = (iso_time(session.profile.created_at) or "")[:10]
+    return await page("settings.html", session, status, since=since, **values)
 
 
 async def _change_password(session: Session, fields: dict[str, str]) -> Response:
@@ -409,7 +411,7 @@ async def admin_page(session: Session, status: int = 200, **values: Any) -> Resp
     gateway = current_gateway()
     listed = await gateway.store.list_profiles()
     users = [{"username": p.username, "email": p.email or "", "role": p.role, "disabled": p.disabled,
-              "created_at": p.created_at, "balance": format_usd(a.balance), "held": format_usd(a.held),
+              "created_at": iso_time(p.created_at), "balance": format_usd(a.balance), "held": format_usd(a.held),
               "available": format_usd(a.available)} for p, a in listed]
     recent = [describe_usage(u, with_user=True) for u in await usage_lines(None, USAGE_PAGE)]
     channels = gateway.upstream.describe(trio.current_time())

@@ -1,4 +1,4 @@
-"""Hold ownership in SQLite: the instances table (leases), progress checkpoints of
+"""Hold ownership (every backend): the instances table (leases), progress checkpoints of
 in-flight holds, and the recovery of holds whose owner is gone (leases.py decides who
 is gone)."""
 
@@ -8,29 +8,32 @@ import json
 import logging
 import operator
 import os
-import sqlite3
 from dataclasses import replace
 from typing import Sequence
+
+import orjson
 
 from ..errors import StoreError
 from ..records import Recovery, UsageRow, checked_amount
 from ..leases import Host, InstanceRow, dead_instances, orphaned
-from .ledger import USAGE_COLUMNS, SqliteLedger
-from .transactions import savepoint
+from .ledger import USAGE_COLUMNS, Ledger
+from .db import savepoint
 
 log = logging.getLogger("cheaplm.storage")
 
 RECOVERY_BATCH = 500  # orphaned holds closed per transaction
 
-# A checkpoint is the UsageRow as a JSON object, built by SQLite (json_object) from
-# bound values: Python only gathers the values (attrgetter, in C), so a batch of a
-# thousand costs the event loop's thread about a millisecond of GIL, not the tens of
-# milliseconds json.dumps would.
+# A checkpoint is the UsageRow as a JSON object, written by orjson from the gathered
+# values (attrgetter, in C): a batch of a thousand costs about a millisecond of GIL, not
+# the tens of milliseconds json.dumps would, and the statement is plain SQL every
+# backend runs (SQLite's json_object was as fast but SQLite's own).
 _PROGRESS_FIELDS = tuple(c for c in USAGE_COLUMNS if c != "created_at")
 _progress_values = operator.attrgetter(*_PROGRESS_FIELDS)
-_RECORD_PROGRESS = ("UPDATE holds SET progress = json_object("
-                    + ", ".join(f"'{c}', ?" for c in _PROGRESS_FIELDS)
-                    + "), progress_at = ? WHERE id = ? AND state = 'open'")
+_RECORD_PROGRESS = "UPDATE holds SET progress = ?, progress_at = ? WHERE id = ? AND state = 'open'"
+
+
+def encode_progress(row: UsageRow) -> str:
+    return orjson.dumps(dict(zip(_PROGRESS_FIELDS, _progress_values(row)))).decode()
 
 
 def decode_progress(text: str) -> UsageRow:
@@ -38,14 +41,14 @@ def decode_progress(text: str) -> UsageRow:
     return UsageRow(**{**data, "stream": bool(data.get("stream")), "partial": bool(data.get("partial"))})
 
 
-class SqliteOwners:
-    """The lease and recovery operations, run in the writer lane like the ledger's."""
+class Owners:
+    """The lease and recovery operations, run like the ledger's. The lease this instance
+    registered with is the store's to remember (connections come and go)."""
 
-    def __init__(self, ledger: SqliteLedger, here: Host | None = None) -> None:
+    def __init__(self, ledger: Ledger, here: Host | None = None) -> None:
         self.ledger = ledger
         self.db = ledger.db
         self.here = here or Host.this()
-        self.lease_seconds: float | None = None
 
     def _me(self) -> str:
         if self.ledger.instance_id is None:
@@ -59,7 +62,6 @@ class SqliteOwners:
         me = self._me()
         with savepoint(self.db):
             self._insert_instance(me, lease_seconds)
-        self.lease_seconds = lease_seconds
 
     def _insert_instance(self, me: str, lease_seconds: float) -> None:
         now = self.ledger.clock()
@@ -69,9 +71,10 @@ class SqliteOwners:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (me, self.here.name, self.here.pid_namespace, os.getpid(), now, now, float(lease_seconds)))
 
-    def heartbeat(self) -> None:
+    def heartbeat(self, lease_seconds: float | None) -> None:
+        """Renew this instance's lease (``lease_seconds``: what it registered with)."""
         me = self._me()
-        if self.lease_seconds is None:
+        if lease_seconds is None:
             raise StoreError("heartbeat before register_instance")
         with savepoint(self.db):
             renewed = self.db.execute("UPDATE instances SET heartbeat_at = ? WHERE id = ?",
@@ -79,13 +82,12 @@ class SqliteOwners:
             if not renewed:
                 log.warning("instance %s had been taken for dead (its row was removed): registering it again; "
                             "holds it had open may have been released or charged meanwhile", me)
-                self._insert_instance(me, self.lease_seconds)
+                self._insert_instance(me, lease_seconds)
 
     def unregister_instance(self) -> None:
         me = self._me()
         with savepoint(self.db):
             self.db.execute("DELETE FROM instances WHERE id = ?", (me,))
-        self.lease_seconds = None
 
     # -- progress ------------------------------------------------------------------------
     def record_progress(self, items: Sequence[tuple[int, UsageRow]]) -> None:
@@ -95,7 +97,7 @@ class SqliteOwners:
             checked_amount(row.cost, "progress cost", allow_zero=True)
         at = self.ledger.clock()
         with savepoint(self.db):
-            self.db.conn.executemany(_RECORD_PROGRESS, [(*_progress_values(row), at, hold_id)
+            self.db.executemany(_RECORD_PROGRESS, [(encode_progress(row), at, hold_id)
                                                         for hold_id, row in items])
 
     # -- recovery -------------------------------------------------------------------------
@@ -135,7 +137,7 @@ class SqliteOwners:
                     self.ledger.change_balance(account_id, -row.cost, "charge", row.request_id, release=amount)
                     self.ledger.write_usage(account_id, replace(row, partial=True))
                 return Recovery(charged=1, charged_micro=row.cost)
-            except (StoreError, sqlite3.IntegrityError) as exc:
+            except (StoreError, self.db.IntegrityError) as exc:
                 # out of range, or a usage row already there: the hold must not stay open for it
                 log.error("orphaned hold %s: its recorded charge cannot be applied (%s); releasing it", hold_id, exc)
         with savepoint(self.db):

@@ -1,4 +1,4 @@
-"""Upstream channels in SQLite: the operator's overrides, and the channel status each
+"""Upstream channels (every backend): the operator's overrides, and the channel status each
 live gateway instance publishes (leases.py decides who is live)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Sequence
 from ..errors import StoreError
 from ..leases import Host, InstanceRow, dead_instances
 from ..records import ChannelOverride, ChannelSnapshot
-from .ledger import SqliteLedger
-from .transactions import savepoint
+from .ledger import Ledger
+from .db import savepoint
 
 _OVERRIDE_COLUMNS = "name, enabled, reason, set_at, version"
 
@@ -20,10 +20,10 @@ def _override(row: tuple) -> ChannelOverride:
     return ChannelOverride(name, bool(enabled), reason, set_at, version)
 
 
-class SqliteChannels:
+class Channels:
     """Run in the writer lane like the ledger's operations."""
 
-    def __init__(self, ledger: SqliteLedger, here: Host) -> None:
+    def __init__(self, ledger: Ledger, here: Host) -> None:
         self.ledger = ledger
         self.db = ledger.db
         self.here = here
@@ -35,7 +35,7 @@ class SqliteChannels:
             row = self.db.execute(
                 "INSERT INTO channel_overrides (name, enabled, reason, set_at, version) VALUES (?, ?, ?, ?, 1) "
                 "ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled, reason = excluded.reason, "
-                f"set_at = excluded.set_at, version = version + 1 RETURNING {_OVERRIDE_COLUMNS}",
+                f"set_at = excluded.set_at, version = channel_overrides.version + 1 RETURNING {_OVERRIDE_COLUMNS}",
                 (name, int(enabled), reason, self.ledger.clock())).fetchone()
         return _override(row)
 
@@ -49,7 +49,8 @@ class SqliteChannels:
             raise StoreError("this store was opened without an instance id: it has no channels to publish")
         text = json.dumps(list(channels))
         with savepoint(self.db):
-            self.db.execute("INSERT OR REPLACE INTO channel_snapshots (instance_id, at, channels) VALUES (?, ?, ?)",
+            self.db.execute("INSERT INTO channel_snapshots (instance_id, at, channels) VALUES (?, ?, ?) "
+                            "ON CONFLICT (instance_id) DO UPDATE SET at = excluded.at, channels = excluded.channels",
                             (me, self.ledger.clock(), text))
             # Instances that stopped (or were recovered as dead) leave no snapshot behind.
             self.db.execute("DELETE FROM channel_snapshots WHERE instance_id NOT IN (SELECT id FROM instances) "

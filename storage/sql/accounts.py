@@ -1,18 +1,18 @@
-"""The synchronous SQLite operations on people, sessions, codes and payments, and the
-report pages. Each runs in the writer lane's transaction (lane.py), in a savepoint of
+"""The synchronous operations on people, sessions, codes and payments, and the report
+pages (every backend: db.py). Each runs in its backend's transaction, in a savepoint of
 its own, on the ledger's connection (its balance changes go through
-``SqliteLedger.change_balance``, so each is a ledger entry)."""
+``Ledger.change_balance``, so each is a ledger entry)."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any, Sequence
 
 from ..errors import AlreadyExists, CodeRefused, NotFound, StoreError
 from ..records import (ROLES, Account, CodeRecord, KeyRecord, LedgerEntry, Payment, Profile, Session, UsageLine,
                        UsageRow, checked_amount)
-from .ledger import USAGE_COLUMNS, SqliteLedger, now_iso
-from .transactions import savepoint
+from ..caps import SPEND_DAY, day_of, spend_day_start
+from .ledger import USAGE_COLUMNS, Ledger
+from .db import savepoint
 
 _PROFILE = ("SELECT a.id AS account_id, a.username, a.email, a.role, a.password_hash, "
             "a.disabled_at IS NOT NULL AS disabled, a.created_at FROM accounts a ")
@@ -24,8 +24,8 @@ def _profile(row: dict) -> Profile:
     return Profile(**{**row, "disabled": bool(row["disabled"])})
 
 
-class SqliteAccounts:
-    def __init__(self, ledger: SqliteLedger) -> None:
+class Accounts:
+    def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.db = ledger.db
 
@@ -46,8 +46,9 @@ class SqliteAccounts:
             try:
                 account_id = self.db.execute(
                     "INSERT INTO accounts (username, balance, held, created_at, email, password_hash, role) "
-                    "VALUES (?, 0, 0, ?, ?, ?, ?)", (username, now_iso(), email, password_hash, role)).lastrowid
-            except sqlite3.IntegrityError:
+                    "VALUES (?, 0, 0, ?, ?, ?, ?) RETURNING id",
+                    (username, self.ledger.now(), email, password_hash, role)).fetchone()[0]
+            except self.db.IntegrityError:
                 raise AlreadyExists(f"user already exists: {username}") from None
             if credit:
                 self.ledger.change_balance(account_id, credit, "signup_credit", None)
@@ -80,7 +81,7 @@ class SqliteAccounts:
             profile = self.get_profile(username)
             if disabled:
                 self.db.execute("UPDATE accounts SET disabled_at = COALESCE(disabled_at, ?) WHERE id = ?",
-                                (now_iso(), profile.account_id))
+                                (self.ledger.now(), profile.account_id))
                 self._end_sessions(profile.account_id)
             else:
                 self.db.execute("UPDATE accounts SET disabled_at = NULL WHERE id = ?", (profile.account_id,))
@@ -99,7 +100,7 @@ class SqliteAccounts:
     def create_session(self, account_id: int, token_hash: str, expires_at: float) -> Session:
         with savepoint(self.db):
             self.db.execute("INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                            (token_hash, account_id, now_iso(), expires_at))
+                            (token_hash, account_id, self.ledger.now(), expires_at))
         found = self.find_session(token_hash)
         if found is None:
             raise StoreError("the session ended as it was made (the account is disabled, or the expiry is past)")
@@ -126,14 +127,14 @@ class SqliteAccounts:
                      expires_at: float | None) -> list[CodeRecord]:
         checked_amount(paid, "paid")
         checked_amount(credit, "credit")
-        created = now_iso()
+        created = self.ledger.now()
         with savepoint(self.db):
             try:
                 ids = [self.db.execute("INSERT INTO codes (code_hash, hint, paid, credit, created_at, expires_at) "
-                                       "VALUES (?, ?, ?, ?, ?, ?)",
-                                       (code_hash, hint, paid, credit, created, expires_at)).lastrowid
+                                       "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                                       (code_hash, hint, paid, credit, created, expires_at)).fetchone()[0]
                        for code_hash, hint in codes]
-            except sqlite3.IntegrityError:
+            except self.db.IntegrityError:
                 raise AlreadyExists("a code with this hash exists already") from None
         return [self._code("c.id = ?", i) for i in ids]
 
@@ -154,7 +155,7 @@ class SqliteAccounts:
             if status != "open":
                 raise CodeRefused("used" if status == "redeemed" else status)
             if self.db.execute("UPDATE codes SET redeemed_at = ?, redeemed_by = ? WHERE id = ? AND redeemed_at IS NULL",
-                               (now_iso(), account.id, code.id)).rowcount != 1:
+                               (self.ledger.now(), account.id, code.id)).rowcount != 1:
                 raise CodeRefused("used")
             account = self.ledger.change_balance(account.id, code.credit, "redeem", f"code:{code.id}", code.paid)
         return self._code("c.id = ?", code.id), account
@@ -165,10 +166,11 @@ class SqliteAccounts:
         with savepoint(self.db):
             account = self.ledger.get_account(payment.username)
             try:
-                self.db.execute("INSERT INTO payments (provider, event_id, account_id, paid, credit, created_at) "
-                                "VALUES (?, ?, ?, ?, ?, ?)", (payment.provider, payment.event_id, account.id,
-                                                              payment.paid, payment.credit, now_iso()))
-            except sqlite3.IntegrityError:
+                with savepoint(self.db):  # PostgreSQL: a failed statement spoils its transaction, not the savepoint's
+                    self.db.execute("INSERT INTO payments (provider, event_id, account_id, paid, credit, created_at) "
+                                    "VALUES (?, ?, ?, ?, ?, ?)", (payment.provider, payment.event_id, account.id,
+                                                                  payment.paid, payment.credit, self.ledger.now()))
+            except self.db.IntegrityError:
                 return account, False
             account = self.ledger.change_balance(account.id, payment.credit, "payment",
                                                  f"{payment.provider}:{payment.event_id}", payment.paid)
@@ -183,14 +185,14 @@ class SqliteAccounts:
                 where.append(clause)
                 args.append(value)
         if before is not None:
-            where.append("(u.created_at, u.rowid) < (SELECT created_at, rowid FROM usage WHERE request_id = ?)")
+            where.append("(u.created_at, u.request_id) < (SELECT created_at, request_id FROM usage WHERE request_id = ?)")
             args.append(before)
         columns = ", ".join(f"u.{c}" for c in USAGE_COLUMNS)
         rows = self.db.query(
             f"SELECT {columns}, a.username AS _username, k.prefix AS _prefix FROM usage u "
             "JOIN accounts a ON a.id = u.account_id JOIN api_keys k ON k.id = u.key_id "
             + (f"WHERE {' AND '.join(where)} " if where else "")
-            + "ORDER BY u.created_at DESC, u.rowid DESC LIMIT ?", (*args, limit))
+            + "ORDER BY u.created_at DESC, u.request_id DESC LIMIT ?", (*args, limit))
         out = []
         for r in rows:
             username_, prefix = r.pop("_username"), r.pop("_prefix")
@@ -200,10 +202,10 @@ class SqliteAccounts:
 
     def ledger_page(self, username: str, limit: int, before: int | None = None) -> list[LedgerEntry]:
         account = self.ledger.get_account(username)
+        older, args = ("", ()) if before is None else ("AND id < ? ", (before,))
         return [LedgerEntry(**r) for r in self.db.query(
             "SELECT id, account_id, delta, balance_after, kind, ref, paid, created_at FROM ledger "
-            "WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            (account.id, 2**63 - 1 if before is None else before, limit))]
+            f"WHERE account_id = ? {older}ORDER BY id DESC LIMIT ?", (account.id, *args, limit))]
 
     def paid_total(self, username: str) -> int:
         account = self.ledger.get_account(username)
@@ -212,6 +214,6 @@ class SqliteAccounts:
 
     def spend_by_day(self, username: str, since: str) -> list[tuple[str, int]]:
         account = self.ledger.get_account(username)
-        return [tuple(r) for r in self.db.execute(
-            "SELECT substr(created_at, 1, 10) AS day, SUM(cost) FROM usage WHERE account_id = ? AND created_at >= ? "
-            "GROUP BY day ORDER BY day", (account.id, since)).fetchall()]
+        return [(day_of(day), total) for day, total in self.db.execute(
+            f"SELECT {SPEND_DAY} AS day, SUM(cost) FROM usage WHERE account_id = ? AND created_at >= ? "
+            "GROUP BY day ORDER BY day", (account.id, spend_day_start(since))).fetchall()]

@@ -1,27 +1,19 @@
 """The ledger's invariants, checked in one read snapshot: each broken one becomes a
-line of text for the operator (``cheaplm db check``)."""
+line of text for the operator (``cheaplm db check``). Portable SQL (every backend:
+db.py); a backend adds findings of its own (SQLite: money stored as a float)."""
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
+from ..caps import SPEND_DAY, day_of
 from ..records import StoreStats
+from .db import Db
 
-Finding = Callable[[sqlite3.Connection], Iterable[str]]
-
-_MONEY_COLUMNS = (("accounts", "balance"), ("accounts", "held"), ("ledger", "delta"),
-                  ("ledger", "balance_after"), ("holds", "amount"), ("usage", "cost"), ("key_spend", "spent"))
+Finding = Callable[[Db], Iterable[str]]
 
 
-def _not_integers(conn: sqlite3.Connection) -> Iterable[str]:
-    for table, column in _MONEY_COLUMNS:
-        for key, value, kind in conn.execute(
-                f"SELECT rowid, {column}, typeof({column}) FROM {table} WHERE typeof({column}) != 'integer'"):
-            yield f"{table} row {key}: {column} is stored as {kind} ({value!r}), not an integer"
-
-
-def _balance_is_ledger_sum(conn: sqlite3.Connection) -> Iterable[str]:
+def _balance_is_ledger_sum(conn: Db) -> Iterable[str]:
     for username, balance, total in conn.execute(
             "SELECT a.username, a.balance, COALESCE(SUM(l.delta), 0) AS total FROM accounts a "
             "LEFT JOIN ledger l ON l.account_id = a.id GROUP BY a.id, a.username, a.balance "
@@ -29,7 +21,7 @@ def _balance_is_ledger_sum(conn: sqlite3.Connection) -> Iterable[str]:
         yield f"account {username}: balance {balance} but its ledger entries sum to {total}"
 
 
-def _last_entry_matches(conn: sqlite3.Connection) -> Iterable[str]:
+def _last_entry_matches(conn: Db) -> Iterable[str]:
     for username, balance, entry, after in conn.execute(
             "SELECT a.username, a.balance, l.id, l.balance_after FROM accounts a "
             "JOIN ledger l ON l.id = (SELECT MAX(id) FROM ledger WHERE account_id = a.id) "
@@ -37,7 +29,7 @@ def _last_entry_matches(conn: sqlite3.Connection) -> Iterable[str]:
         yield f"account {username}: balance {balance} but its last ledger entry ({entry}) says {after}"
 
 
-def _chain(conn: sqlite3.Connection) -> Iterable[str]:
+def _chain(conn: Db) -> Iterable[str]:
     for entry, username, delta, after, before in conn.execute(
             "SELECT c.id, a.username, c.delta, c.balance_after, c.before FROM ("
             "  SELECT id, account_id, delta, balance_after,"
@@ -48,7 +40,7 @@ def _chain(conn: sqlite3.Connection) -> Iterable[str]:
                f"left {before} and the delta is {delta}")
 
 
-def _held_is_open_holds(conn: sqlite3.Connection) -> Iterable[str]:
+def _held_is_open_holds(conn: Db) -> Iterable[str]:
     for username, held, total in conn.execute(
             "SELECT a.username, a.held, COALESCE(SUM(h.amount), 0) FROM accounts a "
             "LEFT JOIN holds h ON h.account_id = a.id AND h.state = 'open' "
@@ -60,7 +52,7 @@ def _held_is_open_holds(conn: sqlite3.Connection) -> Iterable[str]:
         yield f"hold {hold}: amount {amount} is not positive"
 
 
-def _charges_match_usage(conn: sqlite3.Connection) -> Iterable[str]:
+def _charges_match_usage(conn: Db) -> Iterable[str]:
     """Every charge is one ledger entry (kind 'charge', ref = the request id, delta =
     -cost) of the account whose usage row has that request id and a positive cost."""
     for ref, count, total, cost, same_account in conn.execute(
@@ -84,25 +76,26 @@ def _charges_match_usage(conn: sqlite3.Connection) -> Iterable[str]:
         yield f"request {request_id}: negative cost {cost}"
 
 
-def _key_spend_is_usage_sum(conn: sqlite3.Connection) -> Iterable[str]:
+def _key_spend_is_usage_sum(conn: Db) -> Iterable[str]:
     """Each key's spend per UTC day (what its caps read) is the sum of that day's charges."""
     for key_id, day, spent, total in conn.execute(
             "SELECT key_id, day, SUM(spent), SUM(cost) FROM ("
             "  SELECT key_id, day, spent, 0 AS cost FROM key_spend UNION ALL"
-            "  SELECT key_id, substr(created_at, 1, 10), 0, cost FROM usage WHERE cost > 0"
-            ") GROUP BY key_id, day HAVING SUM(spent) != SUM(cost) ORDER BY key_id, day"):
-        yield f"key {key_id} on {day}: its spend is recorded as {spent} but that day's charges sum to {total}"
+            f"  SELECT key_id, {SPEND_DAY}, 0, cost FROM usage WHERE cost > 0"
+            ") per_day GROUP BY key_id, day HAVING SUM(spent) != SUM(cost) ORDER BY key_id, day"):
+        yield (f"key {key_id} on {day_of(day)}: its spend is recorded as {spent} but that day's charges "
+               f"sum to {total}")
 
 
-FINDINGS: tuple[Finding, ...] = (_not_integers, _balance_is_ledger_sum, _last_entry_matches, _chain,
+FINDINGS: tuple[Finding, ...] = (_balance_is_ledger_sum, _last_entry_matches, _chain,
                                  _held_is_open_holds, _charges_match_usage, _key_spend_is_usage_sum)
 
 
-def check(conn: sqlite3.Connection) -> list[str]:
-    return [problem for finding in FINDINGS for problem in finding(conn)]
+def check(conn: Db, extra: Sequence[Finding] = ()) -> list[str]:
+    return [problem for finding in (*extra, *FINDINGS) for problem in finding(conn)]
 
 
-def stats(conn: sqlite3.Connection) -> StoreStats:
+def stats(conn: Db) -> StoreStats:
     return StoreStats(*conn.execute(
         "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM ledger), "
         "(SELECT COUNT(*) FROM holds WHERE state = 'open')").fetchone())

@@ -1,43 +1,36 @@
-"""The synchronous SQLite operations on accounts, keys, balances and holds.
+"""The synchronous operations on accounts, keys, balances and holds (every backend:
+db.py).
 
-Each runs inside the writer lane's transaction (see lane.py) and opens a savepoint
-of its own, so that one operation's failure undoes only that operation."""
+Each runs inside its backend's transaction (SQLite: the writer lane's batch) and opens
+a savepoint of its own, so that one operation's failure undoes only that operation."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import fields
-from datetime import datetime, timezone
 from typing import Any, Callable
-
-import sqlite_utils
 
 from ..caps import capped_periods, check_periods, spend_day
 from ..errors import AlreadyExists, InsufficientBalance, NotFound, StoreError
 from ..records import (LIMIT_FIELDS, MAX_RATE, NO_LIMITS, Account, KeyLimits, KeyRecord, LedgerEntry, UsageRow,
                        checked_amount, checked_balance)
-from .transactions import savepoint
+from .db import Db, savepoint
 
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-class SqliteLedger:
+class Ledger:
     """``instance_id``: the owner recorded on the holds this store places (None: a
     store that may not place holds). ``clock``: unix time, for leases and progress."""
 
-    def __init__(self, db: sqlite_utils.Database, instance_id: str | None, clock: Callable[[], float]) -> None:
+    def __init__(self, db: Db, instance_id: str | None, clock: Callable[[], float]) -> None:
         self.db = db
         self.instance_id = instance_id
         self.clock = clock
 
-    def now_iso(self) -> str:
-        """Now by this store's clock: the time of usage rows, which spend caps sum by period."""
-        return datetime.fromtimestamp(self.clock(), timezone.utc).isoformat(timespec="milliseconds")
+    def now(self) -> float:
+        """Now by this store's clock, unix time: every time the store records (records.py)."""
+        return self.clock()
 
     # -- accounts -------------------------------------------------------------------
     def _account_row(self, where: str, arg: Any) -> Account:
@@ -51,8 +44,8 @@ class SqliteLedger:
         try:
             with savepoint(self.db):
                 self.db.execute("INSERT INTO accounts (username, balance, held, created_at) VALUES (?, 0, 0, ?)",
-                                (username, now_iso()))
-        except sqlite3.IntegrityError:
+                                (username, self.now()))
+        except self.db.IntegrityError:
             raise AlreadyExists(f"user already exists: {username}") from None
         return self.get_account(username)
 
@@ -64,24 +57,28 @@ class SqliteLedger:
         return self._account_row("username = ?", username)
 
     def change_balance(self, account_id: int, delta: int, kind: str, ref: str | None,
-                       paid: int | None = None, release: int = 0) -> Account:
+                       paid: int | None = None, release: int = 0, spend: int | None = None) -> Account:
         """Inside a transaction: move the balance by ``delta`` (and drop ``release`` of held),
-        writing the ledger entry when the balance moves. AmountOutOfRange (raised before
-        the caller's savepoint ends, so nothing stays applied) if the balance would leave
-        +-MAX_BALANCE."""
+        writing the ledger entry when the balance moves. With ``spend``, only if the
+        available balance covers it: one conditional statement (InsufficientBalance, and
+        nothing changed, when it does not), correct with concurrent writers. AmountOutOfRange
+        (raised before the caller's savepoint ends, so nothing stays applied) if the balance
+        would leave +-MAX_BALANCE."""
+        guard, args = ("", ()) if spend is None else (" AND balance - held >= ?", (spend,))
         row = self.db.execute(
-            "UPDATE accounts SET balance = balance + ?, held = held - ? WHERE id = ? "
-            "RETURNING id, username, balance, held, created_at", (delta, release, account_id)).fetchone()
+            "UPDATE accounts SET balance = balance + ?, held = held - ? WHERE id = ?" + guard
+            + " RETURNING id, username, balance, held, created_at", (delta, release, account_id, *args)).fetchone()
         if row is None:
-            raise NotFound(f"account {account_id} not found")
+            account = self._account_row("id = ?", account_id)  # NotFound if there is none
+            raise InsufficientBalance(account.available, spend)
         account = Account(*row)
         if delta:
             checked_balance(account.balance, account.username)
             self.db.execute(
                 "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, delta, account.balance, kind, ref, paid, now_iso()))
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, delta, account.balance, kind, ref, paid, self.now()))
             if paid:  # the account's first payment ends its free tier (KeyRecord.free_tier)
-                self.db.execute("UPDATE accounts SET paid_at = COALESCE(paid_at, ?) WHERE id = ?", (now_iso(), account_id))
+                self.db.execute("UPDATE accounts SET paid_at = COALESCE(paid_at, ?) WHERE id = ?", (self.now(), account_id))
         return account
 
     def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None) -> Account:
@@ -93,17 +90,22 @@ class SqliteLedger:
             return self.change_balance(account.id, amount, kind, ref, paid)
 
     def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str) -> tuple[Account, Account]:
+        """The debit is conditional on the sender's available balance; the two accounts
+        change in the order of their ids, so two opposite transfers on a backend with row
+        locks wait for each other instead of deadlocking."""
         checked_amount(amount, "transfer amount")
         with savepoint(self.db):
             sender = self._account_row("id = ?", from_account_id)
             receiver = self.get_account(to_username)
             if receiver.id == sender.id:
                 raise StoreError("Cannot transfer to yourself")
-            if sender.available < amount:
-                raise InsufficientBalance(sender.available, amount)
-            sender = self.change_balance(sender.id, -amount, "transfer_out", f"{ref}:{receiver.username}")
-            receiver = self.change_balance(receiver.id, amount, "transfer_in", f"{ref}:{sender.username}")
-        return sender, receiver
+            debit = lambda: self.change_balance(sender.id, -amount, "transfer_out", f"{ref}:{receiver.username}",
+                                                spend=amount)
+            credit = lambda: self.change_balance(receiver.id, amount, "transfer_in", f"{ref}:{sender.username}")
+            if sender.id < receiver.id:
+                return debit(), credit()
+            received = credit()
+            return debit(), received
 
     # -- keys -------------------------------------------------------------------------
     _KEY_SELECT = ("SELECT k.id, k.account_id, a.username, k.prefix, k.key_hash, k.name, k.models, "
@@ -135,8 +137,8 @@ class SqliteLedger:
                     f"{', ?' * len(values)})",
                     (account.id, prefix, key_hash, name, None if models is None else json.dumps(list(models)),
                      int(allow_stream), json.dumps(list(ips)),
-                     None if pass_thinking is None else int(pass_thinking), now_iso(), *values.values()))
-            except sqlite3.IntegrityError:
+                     None if pass_thinking is None else int(pass_thinking), self.now(), *values.values()))
+            except self.db.IntegrityError:
                 raise AlreadyExists(f"key prefix collision: {prefix}") from None
         found = self.find_key(prefix)
         assert found is not None
@@ -154,7 +156,7 @@ class SqliteLedger:
     def revoke_key(self, prefix: str) -> KeyRecord:
         with savepoint(self.db):
             cursor = self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL",
-                                     (now_iso(), prefix))
+                                     (self.now(), prefix))
             if cursor.rowcount == 0 and self.find_key(prefix) is None:
                 raise NotFound(f"no key with prefix {prefix}")
         found = self.find_key(prefix)
@@ -175,57 +177,62 @@ class SqliteLedger:
         return found
 
     # -- holds ------------------------------------------------------------------------
+    # A hold is one conditional statement on its account's row (held grows only if the
+    # available balance covers it), so it is correct with concurrent writers, whatever
+    # the backend's isolation. A capped key's spend is then checked under that row's
+    # lock (every hold, growth and settle of the key's account takes it), in a statement
+    # that starts after the lock was had, so it sees every hold and charge committed
+    # before: exceeding the cap undoes the hold (the caller's savepoint).
+    _CAPS = ("(SELECT k.daily_usd FROM api_keys k WHERE k.id = ? AND k.account_id = accounts.id), "
+             "(SELECT k.monthly_usd FROM api_keys k WHERE k.id = ? AND k.account_id = accounts.id)")
+
     def place_hold(self, account_id: int, amount: int, request_id: str, key_id: int | None = None) -> int:
         checked_amount(amount, "hold")
         if self.instance_id is None:
             raise StoreError("this store was opened without an instance id: it may not place holds")
         with savepoint(self.db):
-            row = self.db.execute(
-                "SELECT a.balance - a.held, k.daily_usd, k.monthly_usd FROM accounts a "
-                "LEFT JOIN api_keys k ON k.id = ? AND k.account_id = a.id WHERE a.id = ?",
-                (key_id, account_id)).fetchone()
-            if row is None:
-                raise NotFound(f"account {account_id} not found")
-            available, daily, monthly = row
-            if available < amount:
+            caps = self.db.execute(f"UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ? "
+                                   f"RETURNING {self._CAPS}", (amount, account_id, amount, key_id, key_id)).fetchone()
+            if caps is None:
+                available = self._account_row("id = ?", account_id).available  # NotFound if there is none
                 raise InsufficientBalance(available, amount)
-            if daily or monthly:
-                self._check_caps(key_id, KeyLimits(daily_usd=daily, monthly_usd=monthly), amount)
-            self.db.execute("UPDATE accounts SET held = held + ? WHERE id = ?", (amount, account_id))
-            return self.db.execute(
+            hold_id = self.db.execute(
                 "INSERT INTO holds (account_id, key_id, amount, request_id, state, owner, created_at) "
-                "VALUES (?, ?, ?, ?, 'open', ?, ?)",
-                (account_id, key_id, amount, request_id, self.instance_id, now_iso())).lastrowid
+                "VALUES (?, ?, ?, ?, 'open', ?, ?) RETURNING id",
+                (account_id, key_id, amount, request_id, self.instance_id, self.now())).fetchone()[0]
+            if caps[0] or caps[1]:
+                self._check_caps(key_id, KeyLimits(daily_usd=caps[0], monthly_usd=caps[1]), amount)
+            return hold_id
 
     def _check_caps(self, key_id: int, caps: KeyLimits, needed: int) -> None:
-        """SpendCapReached when ``needed`` more would take the key past a cap in the
-        current day or month (its charges settled in it + its open holds)."""
+        """SpendCapReached when the key's spend in the current day or month (its charges
+        settled in it + its open holds, ``needed`` of them just placed or grown) passes a
+        cap. Run under the lock of the key's account (see above)."""
         periods = capped_periods(caps, self.clock())
         spent = self.db.execute(
-            "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(spent) FILTER (WHERE day >= ?), 0) FROM key_spend "
-            "WHERE key_id = ? AND day >= ?", (periods[-1].start, key_id, periods[0].start)).fetchone()
+            "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(CASE WHEN day >= ? THEN spent ELSE 0 END), 0) "
+            "FROM key_spend WHERE key_id = ? AND day >= ?", (periods[-1].start, key_id, periods[0].start)).fetchone()
         held = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = ? AND state = 'open'",
                                (key_id,)).fetchone()[0]
         by_name = {periods[0].name: spent[0], periods[-1].name: spent[1]}
-        check_periods(periods, by_name, held, needed)
+        check_periods(periods, by_name, held - needed, needed)
 
     def extend_hold(self, hold_id: int, extra: int) -> None:
-        """Grow an open hold by ``extra`` when the available balance and its key's caps cover it."""
+        """Grow an open hold by ``extra`` when the available balance and its key's caps
+        cover it: the hold's row first, then its account's (the order settle takes them)."""
         checked_amount(extra, "hold")
         with savepoint(self.db):
-            row = self.db.execute(
-                "SELECT a.id, a.balance - a.held, h.key_id, k.daily_usd, k.monthly_usd FROM holds h "
-                "JOIN accounts a ON a.id = h.account_id LEFT JOIN api_keys k ON k.id = h.key_id "
-                "WHERE h.id = ? AND h.state = 'open'", (hold_id,)).fetchone()
-            if row is None:
+            grown = self.db.execute("UPDATE holds SET amount = amount + ? WHERE id = ? AND state = 'open' "
+                                    "RETURNING account_id, key_id", (extra, hold_id)).fetchone()
+            if grown is None:
                 raise NotFound(f"no open hold {hold_id}")
-            account_id, available, key_id, daily, monthly = row
-            if available < extra:
-                raise InsufficientBalance(available, extra)
-            if daily or monthly:
-                self._check_caps(key_id, KeyLimits(daily_usd=daily, monthly_usd=monthly), extra)
-            self.db.execute("UPDATE accounts SET held = held + ? WHERE id = ?", (extra, account_id))
-            self.db.execute("UPDATE holds SET amount = amount + ? WHERE id = ?", (extra, hold_id))
+            account_id, key_id = grown
+            caps = self.db.execute(f"UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ? "
+                                   f"RETURNING {self._CAPS}", (extra, account_id, extra, key_id, key_id)).fetchone()
+            if caps is None:
+                raise InsufficientBalance(self._account_row("id = ?", account_id).available, extra)
+            if caps[0] or caps[1]:
+                self._check_caps(key_id, KeyLimits(daily_usd=caps[0], monthly_usd=caps[1]), extra)
 
     def close_hold(self, hold_id: int, state: str) -> tuple[int, int] | None:
         """Close an open hold: (account_id, amount), or None if it is not open (any
@@ -241,15 +248,15 @@ class SqliteLedger:
 
     def write_usage(self, account_id: int, row: UsageRow) -> None:
         values = [getattr(row, c) for c in USAGE_COLUMNS]
-        created_at = values[USAGE_COLUMNS.index("created_at")] = row.created_at or self.now_iso()
+        created_at = values[USAGE_COLUMNS.index("created_at")] = row.created_at or self.now()
         self.db.execute(
             f"INSERT INTO usage (account_id, {', '.join(USAGE_COLUMNS)}) VALUES (?{', ?' * len(values)})",
             (account_id, *values))
         if row.cost:  # the key's spend that day, which its caps read
             self.db.execute("INSERT INTO key_spend (key_id, day, spent) VALUES (?, ?, ?) "
-                            "ON CONFLICT (key_id, day) DO UPDATE SET spent = spent + excluded.spent",
+                            "ON CONFLICT (key_id, day) DO UPDATE SET spent = key_spend.spent + excluded.spent",
                             (row.key_id, spend_day(created_at), row.cost))
-        self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now_iso(), row.key_id))
+        self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (self.now(), row.key_id))
 
     def settle(self, hold_id: int, row: UsageRow) -> Account:
         checked_amount(row.cost, "charge", allow_zero=True)
@@ -273,7 +280,7 @@ class SqliteLedger:
     def usage(self, username: str, limit: int) -> list[UsageRow]:
         account = self.get_account(username)
         rows = self.db.query(f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage WHERE account_id = ? "
-                             "ORDER BY created_at DESC, rowid DESC LIMIT ?", (account.id, limit))
+                             "ORDER BY created_at DESC, request_id DESC LIMIT ?", (account.id, limit))
         return [UsageRow(**{**r, "stream": bool(r["stream"]), "partial": bool(r["partial"])}) for r in rows]
 
     def ledger(self, username: str) -> list[LedgerEntry]:
