@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from ..errors import AlreadyExists, CodeRefused, NotFound, StoreError
 from ..records import (ROLES, Account, CodeRecord, KeyRecord, LedgerEntry, Payment, Profile, Session, UsageLine,
                        UsageRow, checked_amount)
-from .ledger import USAGE_COLUMNS, SqliteLedger, now_iso
+from .ledger import LEDGER_COLUMNS, USAGE_COLUMNS, SqliteLedger, now_iso
 from .transactions import savepoint
 
 _PROFILE = ("SELECT a.id AS account_id, a.username, a.email, a.role, a.password_hash, "
@@ -96,10 +96,15 @@ class SqliteAccounts:
         return found
 
     # -- sessions ---------------------------------------------------------------------
-    def create_session(self, account_id: int, token_hash: str, expires_at: float) -> Session:
+    def create_session(self, account_id: int, token_hash: str, expires_at: float,
+                       keep: int | None = None) -> Session:
         with savepoint(self.db):
+            self.db.execute("DELETE FROM sessions WHERE expires_at <= ?", (self.ledger.clock(),))
             self.db.execute("INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
                             (token_hash, account_id, now_iso(), expires_at))
+            if keep is not None:  # the account's newest ``keep`` sessions stay; older ones end
+                self.db.execute("DELETE FROM sessions WHERE account_id = ? AND id NOT IN (SELECT id FROM sessions "
+                                "WHERE account_id = ? ORDER BY id DESC LIMIT ?)", (account_id, account_id, keep))
         found = self.find_session(token_hash)
         if found is None:
             raise StoreError("the session ended as it was made (the account is disabled, or the expiry is past)")
@@ -176,9 +181,11 @@ class SqliteAccounts:
 
     # -- reports ----------------------------------------------------------------------
     def usage_page(self, username: str | None, limit: int, before: str | None = None,
-                   key_prefix: str | None = None, model: str | None = None) -> list[UsageLine]:
+                   key_prefix: str | None = None, model: str | None = None, since: str | None = None,
+                   until: str | None = None) -> list[UsageLine]:
         where, args = [], []
-        for clause, value in (("a.username = ?", username), ("k.prefix = ?", key_prefix), ("u.model = ?", model)):
+        for clause, value in (("a.username = ?", username), ("k.prefix = ?", key_prefix), ("u.model = ?", model),
+                              ("u.created_at >= ?", since), ("u.created_at < ?", until)):
             if value is not None:
                 where.append(clause)
                 args.append(value)
@@ -201,8 +208,7 @@ class SqliteAccounts:
     def ledger_page(self, username: str, limit: int, before: int | None = None) -> list[LedgerEntry]:
         account = self.ledger.get_account(username)
         return [LedgerEntry(**r) for r in self.db.query(
-            "SELECT id, account_id, delta, balance_after, kind, ref, paid, created_at FROM ledger "
-            "WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (account.id, 2**63 - 1 if before is None else before, limit))]
 
     def paid_total(self, username: str) -> int:

@@ -20,6 +20,7 @@ from ..records import (LIMIT_FIELDS, MAX_RATE, NO_LIMITS, Account, KeyLimits, Ke
 from .transactions import savepoint
 
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
+LEDGER_COLUMNS = ", ".join(f.name for f in fields(LedgerEntry))
 
 
 def now_iso() -> str:
@@ -64,7 +65,8 @@ class SqliteLedger:
         return self._account_row("username = ?", username)
 
     def change_balance(self, account_id: int, delta: int, kind: str, ref: str | None,
-                       paid: int | None = None, release: int = 0) -> Account:
+                       paid: int | None = None, release: int = 0, reason: str | None = None,
+                       actor: str | None = None) -> Account:
         """Inside a transaction: move the balance by ``delta`` (and drop ``release`` of held),
         writing the ledger entry when the balance moves. AmountOutOfRange (raised before
         the caller's savepoint ends, so nothing stays applied) if the balance would leave
@@ -78,19 +80,36 @@ class SqliteLedger:
         if delta:
             checked_balance(account.balance, account.username)
             self.db.execute(
-                "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, delta, account.balance, kind, ref, paid, now_iso()))
+                "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at, reason, actor) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (account_id, delta, account.balance, kind, ref, paid, now_iso(), reason, actor))
             if paid:  # the account's first payment ends its free tier (KeyRecord.free_tier)
                 self.db.execute("UPDATE accounts SET paid_at = COALESCE(paid_at, ?) WHERE id = ?", (now_iso(), account_id))
         return account
 
-    def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None) -> Account:
+    def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None,
+               reason: str | None = None, actor: str | None = None) -> Account:
         checked_amount(amount, "credit")
         if paid is not None:
             checked_amount(paid, "paid", allow_zero=True)
         with savepoint(self.db):
             account = self.get_account(username)
-            return self.change_balance(account.id, amount, kind, ref, paid)
+            return self.change_balance(account.id, amount, kind, ref, paid, reason=reason, actor=actor)
+
+    def debit(self, username: str, amount: int, kind: str, reason: str | None, actor: str | None) -> Account:
+        """Take ``amount`` off the balance in one conditional write: nothing when the
+        available balance (balance less open holds) cannot cover it."""
+        checked_amount(amount, "debit")
+        with savepoint(self.db):
+            account = self.get_account(username)
+            row = self.db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance - held >= ? "
+                                  "RETURNING balance", (amount, account.id, amount)).fetchone()
+            if row is None:
+                raise InsufficientBalance(account.available, amount)
+            self.db.execute(
+                "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at, reason, actor) "
+                "VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, ?)", (account.id, -amount, row[0], kind, now_iso(), reason, actor))
+        return self.get_account(username)
 
     def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str) -> tuple[Account, Account]:
         checked_amount(amount, "transfer amount")
@@ -279,8 +298,7 @@ class SqliteLedger:
     def ledger(self, username: str) -> list[LedgerEntry]:
         account = self.get_account(username)
         return [LedgerEntry(**r) for r in self.db.query(
-            "SELECT id, account_id, delta, balance_after, kind, ref, paid, created_at FROM ledger "
-            "WHERE account_id = ? ORDER BY id", (account.id,))]
+            f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE account_id = ? ORDER BY id", (account.id,))]
 
 
 def _checked_limits(changes: dict[str, int | None]) -> dict[str, int | None]:

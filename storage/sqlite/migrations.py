@@ -106,12 +106,21 @@ def _accounts(db: sqlite_utils.Database) -> None:
                "credit INTEGER NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (provider, event_id))")
 
 
+def _audit(db: sqlite_utils.Database) -> None:
+    """The audit trail of operators' credits and corrections: why, and who made them;
+    sessions found per account oldest first (the per-account cap drops the oldest)."""
+    db.execute("ALTER TABLE ledger ADD COLUMN reason TEXT")
+    db.execute("ALTER TABLE ledger ADD COLUMN actor TEXT")
+    db.execute("CREATE INDEX idx_sessions_expiry ON sessions(expires_at)")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
     ("0003_key_limits", _key_limits),
     ("0004_channels", _channels),
     ("0005_accounts", _accounts),
+    ("0008_audit", _audit),
 )
 
 

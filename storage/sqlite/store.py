@@ -85,8 +85,12 @@ class SqliteStore:
         return await self._lane.run(self._ledger.revoke_key, prefix)
 
     async def credit(self, username: str, amount: int, kind: str, paid: int | None = None,
-                     ref: str | None = None) -> Account:
-        return await self._lane.run(self._ledger.credit, username, amount, kind, paid, ref)
+                     ref: str | None = None, reason: str | None = None, actor: str | None = None) -> Account:
+        return await self._lane.run(self._ledger.credit, username, amount, kind, paid, ref, reason, actor)
+
+    async def debit(self, username: str, amount: int, kind: str, reason: str | None = None,
+                    actor: str | None = None) -> Account:
+        return await self._lane.run(self._ledger.debit, username, amount, kind, reason, actor)
 
     async def transfer(self, from_account_id: int, to_username: str, amount: int,
                        ref: str) -> tuple[Account, Account]:
@@ -165,8 +169,9 @@ class SqliteStore:
     async def set_key_expiry(self, prefix: str, expires_at: float | None) -> KeyRecord:
         return await self._lane.run(self._accounts.set_key_expiry, prefix, expires_at)
 
-    async def create_session(self, account_id: int, token_hash: str, expires_at: float) -> Session:
-        return await self._lane.run(self._accounts.create_session, account_id, token_hash, expires_at)
+    async def create_session(self, account_id: int, token_hash: str, expires_at: float,
+                             keep: int | None = None) -> Session:
+        return await self._lane.run(self._accounts.create_session, account_id, token_hash, expires_at, keep)
 
     async def find_session(self, token_hash: str) -> Session | None:
         return await self._lane.run(self._accounts.find_session, token_hash)
@@ -188,8 +193,10 @@ class SqliteStore:
         return await self._lane.run(self._accounts.apply_payment, payment)
 
     async def usage_page(self, username: str | None, limit: int, before: str | None = None,
-                         key_prefix: str | None = None, model: str | None = None) -> Sequence[UsageLine]:
-        return await self._lane.run(self._accounts.usage_page, username, limit, before, key_prefix, model)
+                         key_prefix: str | None = None, model: str | None = None, since: str | None = None,
+                         until: str | None = None) -> Sequence[UsageLine]:
+        return await self._lane.run(self._accounts.usage_page, username, limit, before, key_prefix, model, since,
+                                    until)
 
     async def ledger_page(self, username: str, limit: int, before: int | None = None) -> Sequence[LedgerEntry]:
         return await self._lane.run(self._accounts.ledger_page, username, limit, before)
