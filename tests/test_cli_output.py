@@ -100,3 +100,9 @@ def test_credit_and_correction_with_reason_and_actor(capsys, db):
                                      ("correction", -2_500_000, None, "duplicate payment")]
     assert len({r[4] for r in rows}) == 1 and rows[0][4].startswith("cli:")
     assert json.loads(run(capsys, "db", "check", "--db", db, "--json")[1])["ok"] is True
+
+
+def test_bench_runs_as_its_own_process(capfd):
+    """The CLI never imports bench/: `cheaplm bench` runs `python -m bench`."""
+    assert main(["bench", "--help"]) == 0
+    assert "usage" in capfd.readouterr().out.lower()

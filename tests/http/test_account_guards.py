@@ -6,9 +6,11 @@ corrections, usage filtered and paged) go through the accounts library."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
+from proxy.accounts.audit import Actor
 from proxy.catalog import default_catalog
 from storage.base import KeyLimits, UsageRow
 
@@ -156,3 +158,27 @@ async def test_admin_usage_is_paged_and_filtered_by_user_model_and_day(site):
         assert page.status_code == 200 and 'value="ben" selected' in page.text
         assert page.text.count("<td>ben</td>") == 1 and "<td>ann</td>" not in page.text
         assert (await web.get("/admin/usage?since=nope")).status_code == 400
+
+
+async def test_the_ledger_page_is_paged_with_reasons_and_actors(site):
+    lib = site.accounts
+    await lib.create_user("lea", PASSWORD)
+    await lib.create_user("root", PASSWORD, role="admin")
+    admin = Actor("root", "web")
+    for i in range(52):
+        await lib.credit("lea", 1_000 + i, f"bonus <{i}>", admin)
+    await lib.credit("lea", -1_000, "over-credited", admin)
+    async with site.client(accept="text/html") as web:
+        await login(web, "lea")
+        first = await web.get("/dashboard/ledger")
+        assert first.status_code == 200 and first.text.count("<td>web:root</td>") == 50
+        assert "over-credited" in first.text and "correction" in first.text
+        assert "bonus &lt;51&gt;" in first.text and "<51>" not in first.text  # escaped
+        older = re.search(r'href="/dashboard/ledger\?(before=\d+)"', first.text).group(1)
+        rest = await web.get(f"/dashboard/ledger?{older}")
+        assert rest.text.count("<td>web:root</td>") == 3 and "Older entries" not in rest.text
+        assert (await web.get("/dashboard/ledger?before=%C2%B2")).status_code == 200  # ignored, not a 500
+        csv_rows = (await web.get("/api/ledger.csv?limit=2")).text.splitlines()
+        assert len(csv_rows) == 3 and csv_rows[1].endswith(",over-credited,web:root")
+    async with site.client(accept="text/html") as anonymous:
+        assert (await anonymous.get("/dashboard/ledger")).status_code == 303
