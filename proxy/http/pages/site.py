@@ -12,8 +12,8 @@ from . import admin, views
 def blueprint() -> Blueprint:
     bp = Blueprint(views.NAME, views.__name__, template_folder="templates", static_folder="static",
                    static_url_path="/static")
-    bp.record(views._set_up)
-    bp.after_app_request(views._secure)
+    bp.record(views.set_up)
+    bp.after_app_request(views.add_security_headers)
     for path, view, methods in (
         ("/signup", views.signup, ["GET", "POST"]), ("/login", views.login, ["GET", "POST"]),
         ("/logout", views.logout, ["POST"]), ("/dashboard", views.dashboard, ["GET"]),
@@ -25,8 +25,8 @@ def blueprint() -> Blueprint:
         ("/admin/disable", admin.admin_disable, ["POST"]),
     ):
         bp.add_url_rule(path, view_func=view, methods=methods)
-    bp.register_error_handler(views.LoginNeeded, views._login_needed)
+    bp.register_error_handler(views.LoginNeeded, views.to_login)
     for refused in views.REFUSALS:
-        bp.register_error_handler(refused, views._error_page)
-    bp.register_error_handler(500, views._server_error)
+        bp.register_error_handler(refused, views.refusal_page)
+    bp.register_error_handler(500, views.server_error_page)
     return bp

@@ -48,7 +48,7 @@ LANES = (("input", "Input"), ("cache_write_5m", "Cache write 5m"), ("cache_write
          ("cache_read", "Cache read"), ("output", "Output"))
 
 
-def _set_up(state: BlueprintSetupState) -> None:
+def set_up(state: BlueprintSetupState) -> None:
     identity.install(state.app)
 
 
@@ -63,7 +63,7 @@ def wants_html() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
-async def _secure(response: Response) -> Response:
+async def add_security_headers(response: Response) -> Response:
     if response.mimetype == "text/html" or is_page(request.endpoint):
         for name, value in SECURITY_HEADERS:
             response.headers[name] = value
@@ -137,15 +137,15 @@ async def refused_page(render: Callable[..., Awaitable[Response]], exc: Exceptio
     return response
 
 
-async def _login_needed(_exc: LoginNeeded) -> Response:
+async def to_login(_exc: LoginNeeded) -> Response:
     return redirect("/login?" + urlencode({"next": request.path}), 303)
 
 
-async def _error_page(exc: Exception) -> Response:
+async def refusal_page(exc: Exception) -> Response:
     return await refused_page(page, exc, "error.html")
 
 
-async def _server_error(_exc: BaseException) -> Response:
+async def server_error_page(_exc: BaseException) -> Response:
     """No session lookup here (the store may be what failed), and no detail."""
     html = await render_template("error.html", me=None, csrf="", path=request.path,
                                  error="Something went wrong on our side; nothing was changed. Please try again.")
