@@ -75,15 +75,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 async def _create_account(db_path: str) -> str:
-    from proxy.accounts import admin
+    from proxy.accounts.service import Accounts
     from proxy.catalog import default_catalog
     from storage import open_store
 
     store = await open_store(db_path)
     try:
-        await admin.create_user(store, "bench")
+        await Accounts(store).create_user("bench")
         await store.credit("bench", 10**12, "credit")  # a million dollars of API value
-        key, _ = await admin.create_key(store, default_catalog(), "bench", "bench")
+        key, _ = await Accounts(store).create_key(default_catalog(), "bench", "bench")
         return key
     finally:
         await store.aclose()

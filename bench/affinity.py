@@ -19,7 +19,7 @@ from pathlib import Path
 import anthropic
 import trio
 
-from proxy.accounts import admin
+from proxy.accounts.service import Accounts
 from proxy.config import ChannelConfig, Config, RoutingConfig, UpstreamConfig
 from proxy.money import format_usd
 from proxy.serve import serve
@@ -59,9 +59,9 @@ async def measure(affinity: bool, conversations: int, turns: int, workdir: Path)
                         routing=RoutingConfig(affinity=affinity))
         running = await nursery.start(serve, config)
         store = running.gateway.store
-        await admin.create_user(store, "bench")
+        await Accounts(store).create_user("bench")
         await store.credit("bench", 10**12, "credit")
-        key, _ = await admin.create_key(store, running.gateway.catalog, "bench", "bench")
+        key, _ = await Accounts(store).create_key(running.gateway.catalog, "bench", "bench")
         client = anthropic.AsyncAnthropic(api_key=key, base_url=running.url, max_retries=0)
         for turn in range(turns):  # the conversations interleave, as a team's agents do
             async with trio.open_nursery() as requests:

@@ -22,7 +22,7 @@ from pathlib import Path
 import openai
 import trio
 
-from proxy.accounts import admin
+from proxy.accounts.service import Accounts
 from proxy.config import Config, UpstreamConfig
 from proxy.money import format_usd
 from proxy.serve import serve
@@ -74,9 +74,9 @@ async def measure(auto_cache: bool, turns: int, workdir: Path) -> dict:
                                 upstream=UpstreamConfig(url=url)), auto_cache=auto_cache)
         running = await nursery.start(serve, config)
         store = running.gateway.store
-        await admin.create_user(store, "bench")
+        await Accounts(store).create_user("bench")
         await store.credit("bench", 10**12, "credit")
-        key, _ = await admin.create_key(store, running.gateway.catalog, "bench", "bench")
+        key, _ = await Accounts(store).create_key(running.gateway.catalog, "bench", "bench")
         client = openai.AsyncOpenAI(api_key=key, base_url=running.url + "/v1", max_retries=0)
         await conversation(client, turns)
         rows = await store.usage("bench", 100_000)

@@ -175,9 +175,3 @@ def check_request(record: KeyRecord, model: Model, stream: bool) -> None:
         raise errors.permission(f"This API key may not use model {model.id}; allowed: {', '.join(record.models)}")
     if stream and not record.allow_stream:
         raise errors.permission("This API key may not stream; send stream: false")
-
-
-def check_restrictions(record: KeyRecord, model: Model, stream: bool, ip: str | None) -> None:
-    """Raise the 403 for the first restriction the request breaks."""
-    check_address(record, ip)
-    check_request(record, model, stream)

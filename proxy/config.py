@@ -88,9 +88,12 @@ class AccountsConfig:
     signup_credit: Decimal = Decimal(0)    # USD of API value a new signup starts with
     free_tier_rpm: int = 0                 # requests a minute per key of a user who never paid (0: no limit)
     signups_per_hour: int = 10             # per client IP
-    login_failures_per_account: int = 5    # within login_window
-    login_failures_per_ip: int = 20        # within login_window
+    login_failures_per_account: int = 20   # within login_window, from clients it never logged in from
+    login_failures_per_ip: int = 20        # within login_window, across accounts
     login_window: float = 900.0            # seconds
+    login_backoff: float = 1.0             # a client's wait after its 2nd failure in a row on an account, doubling
+    login_known_days: float = 30.0         # a client that logged in is known to the account this long
+    max_sessions: int = 20                 # live sessions per account (a new login ends the oldest)
     redeem_failures_per_user: int = 10     # wrong, used or expired codes within redeem_window
     redeem_failures_per_ip: int = 30
     redeem_window: float = 3600.0
@@ -201,7 +204,8 @@ _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout
 _CHANNEL = {"name": str, "url": str, "api_key": str, "api_key_env": str, "priority": int, "weight": float,
             "models": list, "model_ids": dict, "max_concurrency": int, "enabled": bool,
             "connect_timeout": float, "first_byte_timeout": float, "idle_timeout": float, "max_connections": int}
-_ACCOUNTS = {"signup": bool, "signup_credit": Decimal, "free_tier_rpm": int, "signups_per_hour": int, "login_failures_per_account": int,
+_ACCOUNTS = {"signup": bool, "signup_credit": Decimal, "free_tier_rpm": int, "signups_per_hour": int,
+             "login_failures_per_account": int, "login_backoff": float, "login_known_days": float, "max_sessions": int,
              "login_failures_per_ip": int, "login_window": float, "redeem_failures_per_user": int,
              "redeem_failures_per_ip": int, "redeem_window": float, "session_hours": float,
              "password_time_cost": int, "password_memory_kib": int, "webhook_secret": str}
@@ -424,9 +428,9 @@ def _validate_accounts(accounts: AccountsConfig) -> None:
          f"accounts.signup_credit must be 0 to {MAX_AMOUNT // MICRO} USD, to the micro-dollar, got {credit}"),
         *((getattr(accounts, n) >= 1, f"accounts.{n} must be at least 1, got {getattr(accounts, n)}")
           for n in ("signups_per_hour", "login_failures_per_account", "login_failures_per_ip",
-                    "redeem_failures_per_user", "redeem_failures_per_ip", "password_time_cost")),
+                    "redeem_failures_per_user", "redeem_failures_per_ip", "password_time_cost", "max_sessions")),
         *((0 < getattr(accounts, n) < math.inf, f"accounts.{n} must be a positive number, got {getattr(accounts, n)}")
-          for n in ("login_window", "redeem_window", "session_hours")),
+          for n in ("login_window", "redeem_window", "session_hours", "login_backoff", "login_known_days")),
         (accounts.password_memory_kib >= 64, f"accounts.password_memory_kib must be at least 64, "
                                              f"got {accounts.password_memory_kib}"),
         (accounts.free_tier_rpm >= 0, f"accounts.free_tier_rpm must be 0 (none) or more, got {accounts.free_tier_rpm}"),
@@ -465,6 +469,3 @@ def _validate_channels(config: Config, catalog: Catalog) -> None:
         raise ConfigError("routing: max_attempts and failures_to_open must be at least 1, deadline positive, "
                           "cooldown not negative, and 0 < open_base <= open_max")
 
-
-def with_db(config: Config, database_url: str | None) -> Config:
-    return config if database_url is None else replace(config, database_url=database_url)

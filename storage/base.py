@@ -64,7 +64,12 @@ class LedgerStore(Protocol):
     async def list_users(self) -> Sequence[Account]: ...
     async def get_account(self, username: str) -> Account: ...
     async def credit(self, username: str, amount: int, kind: str, paid: int | None = None,
-                     ref: str | None = None) -> Account: ...
+                     ref: str | None = None, reason: str | None = None, actor: str | None = None) -> Account:
+        """Add ``amount`` (a ``kind`` ledger entry; an operator's carries its reason and actor)."""
+    async def debit(self, username: str, amount: int, kind: str, reason: str | None = None,
+                    actor: str | None = None) -> Account:
+        """Take ``amount`` off (an operator's correction), in one conditional write:
+        InsufficientBalance, nothing changed, when the available balance cannot cover it."""
     async def transfer(self, from_account_id: int, to_username: str, amount: int,
                        ref: str) -> tuple[Account, Account]: ...
     async def ledger(self, username: str) -> Sequence[LedgerEntry]: ...
@@ -170,7 +175,10 @@ class AccountStore(Protocol):
 class SessionStore(Protocol):
     """Logged-in browsers, found by the hash of their token; expired ones are never found."""
 
-    async def create_session(self, account_id: int, token_hash: str, expires_at: float) -> Session: ...
+    async def create_session(self, account_id: int, token_hash: str, expires_at: float,
+                             keep: int | None = None) -> Session:
+        """A new session; every expired one is removed, and with ``keep`` only the
+        account's newest ``keep`` sessions (this one included) stay."""
     async def find_session(self, token_hash: str) -> Session | None:
         """The live session with this token hash (not expired, its account not disabled)."""
     async def end_session(self, token_hash: str) -> None:
@@ -199,9 +207,11 @@ class ReportStore(Protocol):
     """Pages of what happened, newest first."""
 
     async def usage_page(self, username: str | None, limit: int, before: str | None = None,
-                         key_prefix: str | None = None, model: str | None = None) -> Sequence[UsageLine]:
+                         key_prefix: str | None = None, model: str | None = None, since: float | None = None,
+                         until: float | None = None) -> Sequence[UsageLine]:
         """Usage rows of ``username`` (None: everyone) older than the row of request id
-        ``before``, of one key and/or one model when given."""
+        ``before``, of one key and/or one model when given, made at or after ``since``
+        and before ``until`` (unix times) when given."""
     async def ledger_page(self, username: str, limit: int, before: int | None = None) -> Sequence[LedgerEntry]:
         """Ledger entries of ``username`` with an id below ``before``."""
     async def paid_total(self, username: str) -> int:

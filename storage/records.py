@@ -162,6 +162,8 @@ class LedgerEntry:
     ref: str | None
     paid: int | None
     created_at: float
+    reason: str | None = None       # an operator's credit or correction: why (0008)
+    actor: str | None = None        # and who made it ("cli:root", "web:alice")
 
 
 ROLES = ("user", "admin")

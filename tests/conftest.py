@@ -12,7 +12,7 @@ import openai
 import pytest
 import trio
 
-from proxy.accounts import admin
+from proxy.accounts.service import Accounts
 from proxy.config import Config, UpstreamConfig
 from proxy.serve import Running, serve
 from proxy.simulator.server import SimulatorState, serve_simulator
@@ -112,10 +112,11 @@ async def at_once(n: int, make) -> list:
 async def make_account(running: Running, username: str = "alice", credit_micro: int = 10_000_000,
                        **key_options) -> Account:
     store = running.gateway.store
-    await admin.create_user(store, username)
+    accounts = Accounts(store)
+    await accounts.create_user(username)
     if credit_micro:
         await store.credit(username, credit_micro, "credit")
-    key, _ = await admin.create_key(store, running.gateway.catalog, username, **key_options)
+    key, _ = await accounts.create_key(running.gateway.catalog, username, **key_options)
     return Account(username, key, running)
 
 

@@ -1,5 +1,6 @@
-"""The accounts library (proxy/accounts.py), the throttles and the payment seam, called
-directly: what the CLI, the JSON API and the pages share."""
+"""The accounts library (proxy/accounts/), the throttles and the payment seam, called
+directly: what the CLI, the JSON API and the pages share. The login policy:
+test_login_policy.py."""
 
 import json
 import time
@@ -139,44 +140,3 @@ async def test_throttle_slides_and_takes_its_slot_atomically():
     assert await throttle.take("ip") == pytest.approx(60)
     await throttle.clear("ip")
     assert await throttle.take("ip") == 0
-
-
-async def test_concurrent_wrong_passwords_verify_at_most_the_limit(store):
-    """The failure slot is taken before the (slow) verify: 40 guesses at once, limit 5."""
-    accounts = Accounts(store, FAST, Decimal(30))
-    await accounts.create_user("target", "right-password-1")
-    verified = []
-    original = accounts._verify
-
-    async def counting(stored, password):
-        verified.append(password)
-        return await original(stored, password)
-    accounts._verify = counting
-    outcomes = []
-
-    async def guess(i):
-        try:
-            await accounts.login("target", f"wrong-{i}", f"10.0.0.{i}")
-        except AccountError as exc:
-            outcomes.append(exc.status)
-    async with trio.open_nursery() as nursery:
-        for i in range(40):
-            nursery.start_soon(guess, i)
-    assert len(verified) == FAST.login_failures_per_account
-    assert outcomes.count(401) == FAST.login_failures_per_account and outcomes.count(429) == 35
-
-
-async def test_wrong_current_passwords_lock_the_account_like_failed_logins(store):
-    accounts = Accounts(store, AccountsConfig(password_time_cost=1, password_memory_kib=64,
-                                              login_failures_per_account=2))
-    await accounts.create_user("ann", "a long password")
-    for _ in range(2):
-        with pytest.raises(AccountError) as refused:
-            await accounts.change_password("ann", "a wrong guess", "a new long password")
-        assert refused.value.status == 403
-    with pytest.raises(AccountError) as locked:
-        await accounts.change_password("ann", "a long password", "a new long password")
-    assert locked.value.status == 429 and locked.value.retry_after >= 1
-    with pytest.raises(AccountError) as login:
-        await accounts.login("ann", "a long password", "10.0.0.9")
-    assert login.value.status == 429

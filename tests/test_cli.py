@@ -31,8 +31,10 @@ def test_user_key_topup_balance_usage(capsys, db):
     assert "10.0.0.0/8,::1/128" in out and "laptop" in out
     assert run(capsys, "topup", "carol", "--paid", "10", "--db", db)[0] == 0
     assert run(capsys, "topup", "carol", "--credit", "0.000001", "--db", db)[0] == 0
-    code, out, _ = run(capsys, "balance", "carol", "--db", db)
+    code, out, _ = run(capsys, "balance", "carol", "--db", db, "--json")
     assert json.loads(out)["balance_usd"] == "300.000001"
+    code, out, _ = run(capsys, "balance", "carol", "--db", db)
+    assert out.split("\n")[0].split() == ["username", "balance_usd", "held_usd", "available_usd"]
     code, out, _ = run(capsys, "usage", "carol", "--db", db, "--limit", "5")
     assert code == 0 and "(none)" in out
     code, out, _ = run(capsys, "key", "revoke", key[:14], "--db", db)
@@ -58,7 +60,7 @@ def test_topup_records_paid_and_value(capsys, db, tmp_path):
     (("topup", "erin"), "exactly one"),
     (("topup", "erin", "--paid", "1", "--credit", "1"), "exactly one"),
     (("key", "create", "erin", "--models", "gpt-4"), "unknown model"),
-    (("key", "create", "erin", "--ip", "not-an-ip"), "invalid --ip"),
+    (("key", "create", "erin", "--ip", "not-an-ip"), "--ip: invalid network"),
     (("key", "create", "ghost"), "user not found"),
     (("key", "revoke", "sk-cl-nothere0"), "no key"),
     (("user", "create", "bad name!"), "invalid username"),

@@ -1,52 +1,72 @@
-"""The admin operations as library calls (proxy/admin.py): every CLI command is a thin call
-into one of these, and their errors (AdminError, StoreError) are worded here."""
+"""The admin operations as library calls (proxy/accounts/): every CLI command is a thin
+call into one of these, and their errors (AccountError, StoreError) are worded there,
+for people (the CLI names its flags from ``param``)."""
 
 import os
 
 import pytest
 
-from proxy.accounts import admin
+from proxy.accounts.errors import AccountError
+from proxy.accounts.ledger import open_ledger
+from proxy.accounts.service import Accounts
 from proxy.catalog import default_catalog
 from proxy.money import MAX_AMOUNT
 from storage.base import NotFound
 
 
 @pytest.fixture
-async def store(tmp_path):
-    async with admin.open_ledger(str(tmp_path / "lib.db"), create=True) as store:
-        yield store
+async def lib(tmp_path):
+    async with open_ledger(str(tmp_path / "lib.db"), create=True) as store:
+        yield Accounts(store)
 
 
-async def test_reports(store):
-    await admin.create_user(store, "zoe")
-    await admin.create_user(store, "amy")
-    key, record = await admin.create_key(store, default_catalog(), "zoe", "laptop")
-    await admin.topup(store, "zoe", 30, credit_usd="2.5")
-    assert [a.username for a in await admin.list_users(store)] == ["amy", "zoe"]
-    assert [k.prefix for k in await admin.list_keys(store, "zoe")] == [record.prefix]
-    assert (await admin.balance(store, "zoe")).available == 2_500_000
-    assert list(await admin.usage(store, "zoe", 5)) == []
-    revoked = await admin.revoke_key(store, key)  # the full key: only its prefix is used
+async def test_reports(lib):
+    await lib.create_user("zoe")
+    await lib.create_user("amy")
+    key, record = await lib.create_key(default_catalog(), "zoe", "laptop")
+    await lib.topup("zoe", credit_usd="2.5")
+    assert [p.username for p, _ in await lib.users()] == ["amy", "zoe"]
+    assert [k.prefix for k in await lib.keys("zoe")] == [record.prefix]
+    assert (await lib.account("zoe")).available == 2_500_000
+    assert list(await lib.usage("zoe", 5)) == []
+    revoked = await lib.revoke_key(key)  # the full key: only its prefix is used
     assert revoked.prefix == record.prefix and revoked.revoked_at
 
 
-async def test_errors_are_worded_by_the_library(store):
-    await admin.create_user(store, "zoe")
-    with pytest.raises(admin.AdminError, match="--limit"):
-        await admin.usage(store, "zoe", 0)
+async def test_errors_are_worded_for_people(lib):
+    await lib.create_user("zoe")
+    with pytest.raises(AccountError, match="limit must be at least 1") as raised:
+        await lib.usage("zoe", 0)
+    assert raised.value.param == "limit" and "--" not in str(raised.value)
+    with pytest.raises(AccountError, match="model list is empty") as raised:
+        await lib.create_key(default_catalog(), "zoe", models=[])
+    assert raised.value.param == "models" and "--" not in str(raised.value)
     with pytest.raises(NotFound, match="user not found"):
-        await admin.balance(store, "ghost")
-    with pytest.raises(NotFound) as raised:
-        await admin.revoke_key(store, "sk-cl-ABCDEFGH" + "x" * 32)
-    assert str(raised.value).endswith("sk-cl-ABCDEFGH")
-    with pytest.raises(admin.AdminError, match="credit"):
-        await admin.topup(store, "zoe", 30, paid_usd=str(MAX_AMOUNT // 30 // 10**6 + 1))
-    assert (await admin.balance(store, "zoe")).balance == 0
+        await lib.account("ghost")
+    with pytest.raises(NotFound) as missing:
+        await lib.revoke_key("sk-cl-ABCDEFGH" + "x" * 32)
+    assert str(missing.value).endswith("sk-cl-ABCDEFGH")
+    with pytest.raises(AccountError, match="credit"):
+        await lib.topup("zoe", paid_usd=str(MAX_AMOUNT // 30 // 10**6 + 1))
+    assert (await lib.account("zoe")).balance == 0
+
+
+async def test_key_changes_reach_the_hook(lib):
+    """Revoking, changing limits and disabling tell the running gateway's cache at once."""
+    changed = []
+    lib.key_changed = changed.append
+    await lib.create_user("zoe")
+    _, one = await lib.create_key(default_catalog(), "zoe", "one")
+    _, two = await lib.create_key(default_catalog(), "zoe", "two")
+    await lib.set_key_limits(one.prefix, {"rpm": 5})
+    await lib.revoke_key(two.prefix)
+    await lib.set_disabled("zoe", True)
+    assert changed[:2] == [one.prefix, two.prefix] and sorted(changed[2:]) == sorted([one.prefix, two.prefix])
 
 
 async def test_open_ledger_refuses_to_create_unless_asked(tmp_path):
     path = str(tmp_path / "none.db")
-    with pytest.raises(admin.AdminError, match="no ledger at"):
-        async with admin.open_ledger(path):
+    with pytest.raises(AccountError, match="no ledger at"):
+        async with open_ledger(path):
             pass
     assert not os.path.exists(path)

@@ -220,11 +220,11 @@ def test_ctrl_c_on_serve_is_a_quiet_exit(capsys, tmp_path, monkeypatch):
 ])
 def test_other_ledger_errors_are_one_line(capsys, monkeypatch, db, error, start):
     error.args = (error.args[0].replace("DB", db),)
-    from proxy.accounts import admin
+    from proxy.accounts.service import Accounts
 
-    async def failing(store, username):
+    async def failing(self, username):
         raise error
 
-    monkeypatch.setattr(admin, "balance", failing)
+    monkeypatch.setattr(Accounts, "account", failing)
     code, _, err = run(capsys, "balance", "bob", "--db", db)
     assert code == 1 and one_line(err).startswith(f"cheaplm: {start}") and db in err and str(error) in err

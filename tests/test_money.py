@@ -60,7 +60,7 @@ def test_scale_rounds_half_up_once(micro, factor, expected):
 def test_paid_to_credit_and_derived_prices_use_the_one_rule():
     from decimal import Decimal
 
-    from proxy.accounts.admin import paid_to_credit
+    from proxy.accounts.credits import paid_to_credit
     from proxy.catalog import _prices
     assert paid_to_credit(1, Decimal("2.5")) == 3 and paid_to_credit(1_000_000, Decimal(30)) == 30_000_000
     # A tenth of 0.000015 USD is 1.5 micro-USD: half up, as every other rounding (floor said 1).

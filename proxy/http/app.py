@@ -11,7 +11,7 @@ from ..runtime import Gateway
 from ..ids import new_request_id
 from .api import accounts as accounts_api
 from .api import admin as admin_api
-from .pages import views as pages
+from .pages import site as pages
 from .api import payments as payments_api
 from .api import transfer
 from . import context, error_shapes, metrics, models, openapi, public

@@ -21,8 +21,9 @@ import trio
 from quart import Quart, Response, current_app, request
 
 from .. import errors
+from ..accounts.audit import Actor
+from ..accounts.errors import AccountError
 from ..accounts.service import Accounts
-from ..accounts.admin import AdminError
 from ..auth import client_ip, from_trusted_proxy, presented_key
 from ..errors import GatewayError
 from . import error_shapes
@@ -36,28 +37,30 @@ SAME_SITE = frozenset({"same-origin", "none"})  # Sec-Fetch-Site values of a pag
 
 
 def install(app: Quart) -> None:
-    """Once per app, from any blueprint that needs it: the Accounts library and the
-    mapping of its refusals (and the admin library's) to answers in the path's shape."""
+    """Once per app, from any blueprint that needs it: the Accounts library (its key
+    hook forgets a changed key in the gateway's cache at once) and the mapping of its
+    refusals to answers in the path's shape."""
     if EXTENSION in app.extensions:
         return
-    config = gateway_of(app).config
     gateway = gateway_of(app)
+    config = gateway.config
     app.extensions[EXTENSION] = Accounts(gateway.store, config.accounts, config.value_multiplier,
-                                         monotonic=trio.current_time, limits=gateway.limits)
-    app.register_error_handler(AdminError, _refused)
+                                         monotonic=trio.current_time, limits=gateway.limits,
+                                         key_changed=gateway.keys.forget)
+    app.register_error_handler(AccountError, _refused)
 
 
 def current_accounts() -> Accounts:
     return current_app.extensions[EXTENSION]
 
 
-def as_gateway_error(exc: AdminError) -> GatewayError:
-    status = getattr(exc, "status", 400)
-    retry = getattr(exc, "retry_after", None)
-    return GatewayError(status, str(exc), headers=(("retry-after", str(retry)),) if retry else ())
+def as_gateway_error(exc: AccountError) -> GatewayError:
+    retry = exc.retry_after
+    return GatewayError(exc.status, str(exc), param=exc.param,
+                        headers=(("retry-after", str(retry)),) if retry else ())
 
 
-async def _refused(exc: AdminError) -> Response:
+async def _refused(exc: AccountError) -> Response:
     return error_shapes.error_response(as_gateway_error(exc))
 
 
@@ -74,6 +77,11 @@ class Caller:
     def limit_key(self) -> object:
         """What per-caller limits count by: the key, or the account of a session."""
         return self.key.id if self.key is not None else ("session", self.account_id)
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts, for the audit trail (never the key itself)."""
+        return Actor(self.username, "key" if self.key is not None else "web")
 
 
 def the_client_ip() -> str | None:
@@ -123,10 +131,19 @@ async def caller() -> Caller:
     return Caller(session.profile.account_id, session.profile.username, profile=session.profile)
 
 
-async def admin_caller() -> Caller:
-    """A caller whose account is an admin (403 otherwise)."""
+async def account_caller() -> Caller:
+    """A caller that may manage its account (keys, password): a session, or a key
+    without restrictions (403 for a restricted key)."""
     who = await caller()
-    profile = who.profile or await current_gateway().store.get_profile(who.username)
+    await current_accounts().check_may_manage(who.key)
+    return who
+
+
+async def admin_caller() -> Caller:
+    """A caller whose account is an admin, through a session or a key without
+    restrictions (403 otherwise)."""
+    who = await account_caller()
+    profile = who.profile or await current_accounts().profile(who.username)
     if not profile.is_admin:
         raise errors.permission("This needs an admin account")
     return Caller(who.account_id, who.username, who.key, profile)

@@ -54,6 +54,29 @@ class Throttle(Protocol):
         """Forget every event of ``key``."""
 
 
+class Backoff(Protocol):
+    """Progressive delays per key (an account and client pair): after the n-th failure in
+    a row (n >= 2; the first is a typo), the key's next attempt waits ``base`` x 2^(n-2)
+    seconds, at most ``most``."""
+
+    async def take(self, key: str) -> float:
+        """Atomically: 0 when the key may try now (the attempt counts as a failure, and
+        the key's next attempt is delayed, until ``give_back``); otherwise the seconds
+        to wait, nothing recorded. Of concurrent attempts of one key, two go through at
+        most (the typo's and one more)."""
+
+    async def give_back(self, key: str) -> None:
+        """The attempt succeeded: the key's failures and delay are forgotten."""
+
+
+class Memo(Protocol):
+    """Keys remembered for ``ttl`` seconds (the clients an account logged in from)."""
+
+    async def add(self, key: str) -> None: ...
+
+    async def has(self, key: str) -> bool: ...
+
+
 class Bucket(Protocol):
     """A token bucket per key: ``per_minute`` events a minute, in bursts of that many."""
 
@@ -69,6 +92,10 @@ class Limits(Protocol):
     def throttle(self, name: str, limit: int, window: float) -> Throttle: ...
 
     def bucket(self, name: str, per_minute: int) -> Bucket: ...
+
+    def backoff(self, name: str, base: float, most: float) -> Backoff: ...
+
+    def memo(self, name: str, ttl: float) -> Memo: ...
 
 
 async def take_all(throttles: list[tuple[Throttle, str]]) -> float:

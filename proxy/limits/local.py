@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from .backoff import LocalBackoff, LocalMemo
 from .bucket import LocalBucket
 from .keys import Limiter
 from .throttle import LocalThrottle
@@ -25,3 +26,9 @@ class LocalLimits:
 
     def bucket(self, name: str, per_minute: int) -> LocalBucket:
         return LocalBucket(per_minute, self.clock)
+
+    def backoff(self, name: str, base: float, most: float) -> LocalBackoff:
+        return LocalBackoff(base, most, self.clock)
+
+    def memo(self, name: str, ttl: float) -> LocalMemo:
+        return LocalMemo(ttl, self.clock)

@@ -88,6 +88,10 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "CREATE INDEX idx_usage_key_created ON usage (key_id, created_at, request_id)",
         "CREATE INDEX idx_sessions_expires ON sessions (expires_at)",
     )),
+    ("0008_audit", (  # an operator's credit or correction: why, and who made it
+        "ALTER TABLE ledger ADD COLUMN reason text",
+        "ALTER TABLE ledger ADD COLUMN actor text",
+    )),
 )
 
 _LOCK = 0x63686561706C6D  # pg_advisory_lock key for migrating ("cheaplm")

@@ -11,7 +11,7 @@ from ..errors import AlreadyExists, CodeRefused, NotFound, StoreError
 from ..records import (ROLES, Account, CodeRecord, KeyRecord, LedgerEntry, Payment, Profile, Session, UsageLine,
                        UsageRow, checked_amount)
 from ..caps import SPEND_DAY, day_of, spend_day_start
-from .ledger import USAGE_COLUMNS, Ledger
+from .ledger import LEDGER_COLUMNS, USAGE_COLUMNS, Ledger
 from .db import savepoint
 
 _PROFILE = ("SELECT a.id AS account_id, a.username, a.email, a.role, a.password_hash, "
@@ -97,10 +97,15 @@ class Accounts:
         return found
 
     # -- sessions ---------------------------------------------------------------------
-    def create_session(self, account_id: int, token_hash: str, expires_at: float) -> Session:
+    def create_session(self, account_id: int, token_hash: str, expires_at: float,
+                       keep: int | None = None) -> Session:
         with savepoint(self.db):
+            self.db.execute("DELETE FROM sessions WHERE expires_at <= ?", (self.ledger.clock(),))
             self.db.execute("INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
                             (token_hash, account_id, self.ledger.now(), expires_at))
+            if keep is not None:  # the account's newest ``keep`` sessions stay; older ones end
+                self.db.execute("DELETE FROM sessions WHERE account_id = ? AND id NOT IN (SELECT id FROM sessions "
+                                "WHERE account_id = ? ORDER BY id DESC LIMIT ?)", (account_id, account_id, keep))
         found = self.find_session(token_hash)
         if found is None:
             raise StoreError("the session ended as it was made (the account is disabled, or the expiry is past)")
@@ -178,9 +183,11 @@ class Accounts:
 
     # -- reports ----------------------------------------------------------------------
     def usage_page(self, username: str | None, limit: int, before: str | None = None,
-                   key_prefix: str | None = None, model: str | None = None) -> list[UsageLine]:
+                   key_prefix: str | None = None, model: str | None = None, since: float | None = None,
+                   until: float | None = None) -> list[UsageLine]:
         where, args = [], []
-        for clause, value in (("a.username = ?", username), ("k.prefix = ?", key_prefix), ("u.model = ?", model)):
+        for clause, value in (("a.username = ?", username), ("k.prefix = ?", key_prefix), ("u.model = ?", model),
+                              ("u.created_at >= ?", since), ("u.created_at < ?", until)):
             if value is not None:
                 where.append(clause)
                 args.append(value)
@@ -204,7 +211,7 @@ class Accounts:
         account = self.ledger.get_account(username)
         older, args = ("", ()) if before is None else ("AND id < ? ", (before,))
         return [LedgerEntry(**r) for r in self.db.query(
-            "SELECT id, account_id, delta, balance_after, kind, ref, paid, created_at FROM ledger "
+            f"SELECT {LEDGER_COLUMNS} FROM ledger "
             f"WHERE account_id = ? {older}ORDER BY id DESC LIMIT ?", (account.id, *args, limit))]
 
     def paid_total(self, username: str) -> int:

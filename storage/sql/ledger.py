@@ -17,6 +17,7 @@ from ..records import (LIMIT_FIELDS, MAX_RATE, NO_LIMITS, Account, KeyLimits, Ke
 from .db import Db, savepoint
 
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
+LEDGER_COLUMNS = ", ".join(f.name for f in fields(LedgerEntry))
 
 
 class Ledger:
@@ -57,7 +58,8 @@ class Ledger:
         return self._account_row("username = ?", username)
 
     def change_balance(self, account_id: int, delta: int, kind: str, ref: str | None,
-                       paid: int | None = None, release: int = 0, spend: int | None = None) -> Account:
+                       paid: int | None = None, release: int = 0, spend: int | None = None,
+                       reason: str | None = None, actor: str | None = None) -> Account:
         """Inside a transaction: move the balance by ``delta`` (and drop ``release`` of held),
         writing the ledger entry when the balance moves. With ``spend``, only if the
         available balance covers it: one conditional statement (InsufficientBalance, and
@@ -75,19 +77,29 @@ class Ledger:
         if delta:
             checked_balance(account.balance, account.username)
             self.db.execute(
-                "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (account_id, delta, account.balance, kind, ref, paid, self.now()))
+                "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at, reason, actor) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (account_id, delta, account.balance, kind, ref, paid, self.now(), reason, actor))
             if paid:  # the account's first payment ends its free tier (KeyRecord.free_tier)
                 self.db.execute("UPDATE accounts SET paid_at = COALESCE(paid_at, ?) WHERE id = ?", (self.now(), account_id))
         return account
 
-    def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None) -> Account:
+    def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None,
+               reason: str | None = None, actor: str | None = None) -> Account:
         checked_amount(amount, "credit")
         if paid is not None:
             checked_amount(paid, "paid", allow_zero=True)
         with savepoint(self.db):
             account = self.get_account(username)
-            return self.change_balance(account.id, amount, kind, ref, paid)
+            return self.change_balance(account.id, amount, kind, ref, paid, reason=reason, actor=actor)
+
+    def debit(self, username: str, amount: int, kind: str, reason: str | None, actor: str | None) -> Account:
+        """Take ``amount`` off the balance in one conditional write: nothing when the
+        available balance (balance less open holds) cannot cover it."""
+        checked_amount(amount, "debit")
+        with savepoint(self.db):
+            account = self.get_account(username)
+            return self.change_balance(account.id, -amount, kind, None, spend=amount, reason=reason, actor=actor)
 
     def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str) -> tuple[Account, Account]:
         """The debit is conditional on the sender's available balance; the two accounts
@@ -286,8 +298,7 @@ class Ledger:
     def ledger(self, username: str) -> list[LedgerEntry]:
         account = self.get_account(username)
         return [LedgerEntry(**r) for r in self.db.query(
-            "SELECT id, account_id, delta, balance_after, kind, ref, paid, created_at FROM ledger "
-            "WHERE account_id = ? ORDER BY id", (account.id,))]
+            f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE account_id = ? ORDER BY id", (account.id,))]
 
 
 def _checked_limits(changes: dict[str, int | None]) -> dict[str, int | None]:

@@ -76,8 +76,12 @@ class SqlStore:
         return await self._write(lambda o: o.ledger.revoke_key(prefix))
 
     async def credit(self, username: str, amount: int, kind: str, paid: int | None = None,
-                     ref: str | None = None) -> Account:
-        return await self._write(lambda o: o.ledger.credit(username, amount, kind, paid, ref))
+                     ref: str | None = None, reason: str | None = None, actor: str | None = None) -> Account:
+        return await self._write(lambda o: o.ledger.credit(username, amount, kind, paid, ref, reason, actor))
+
+    async def debit(self, username: str, amount: int, kind: str, reason: str | None = None,
+                    actor: str | None = None) -> Account:
+        return await self._write(lambda o: o.ledger.debit(username, amount, kind, reason, actor))
 
     async def transfer(self, from_account_id: int, to_username: str, amount: int,
                        ref: str) -> tuple[Account, Account]:
@@ -161,8 +165,9 @@ class SqlStore:
     async def set_key_expiry(self, prefix: str, expires_at: float | None) -> KeyRecord:
         return await self._write(lambda o: o.accounts.set_key_expiry(prefix, expires_at))
 
-    async def create_session(self, account_id: int, token_hash: str, expires_at: float) -> Session:
-        return await self._write(lambda o: o.accounts.create_session(account_id, token_hash, expires_at))
+    async def create_session(self, account_id: int, token_hash: str, expires_at: float,
+                             keep: int | None = None) -> Session:
+        return await self._write(lambda o: o.accounts.create_session(account_id, token_hash, expires_at, keep))
 
     async def find_session(self, token_hash: str) -> Session | None:
         return await self._read(lambda o: o.accounts.find_session(token_hash))
@@ -185,8 +190,10 @@ class SqlStore:
         return await self._write(lambda o: o.accounts.apply_payment(payment))
 
     async def usage_page(self, username: str | None, limit: int, before: str | None = None,
-                         key_prefix: str | None = None, model: str | None = None) -> Sequence[UsageLine]:
-        return await self._read(lambda o: o.accounts.usage_page(username, limit, before, key_prefix, model))
+                         key_prefix: str | None = None, model: str | None = None, since: float | None = None,
+                         until: float | None = None) -> Sequence[UsageLine]:
+        return await self._read(lambda o: o.accounts.usage_page(username, limit, before, key_prefix, model,
+                                                                since, until))
 
     async def ledger_page(self, username: str, limit: int, before: int | None = None) -> Sequence[LedgerEntry]:
         return await self._read(lambda o: o.accounts.ledger_page(username, limit, before))

@@ -158,6 +158,13 @@ REPORT_INDEXES = (
 )
 
 
+def _audit(db: sqlite_utils.Database) -> None:
+    """The audit trail of operators' credits and corrections: why, and who made them;
+    the sessions' expiry index is 0006's."""
+    db.execute("ALTER TABLE ledger ADD COLUMN reason TEXT")
+    db.execute("ALTER TABLE ledger ADD COLUMN actor TEXT")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
@@ -165,6 +172,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0004_channels", _channels),
     ("0005_accounts", _accounts),
     ("0006_unix_times", _unix_times),
+    ("0008_audit", _audit),
 )
 
 

@@ -37,7 +37,8 @@ import httpx
 import pytest
 import trio
 
-from proxy.accounts import admin
+from proxy.accounts.ledger import open_ledger
+from proxy.accounts.service import Accounts
 from proxy.config import Config
 from storage import open_store
 
@@ -132,13 +133,14 @@ async def _start(processes: list[trio.Process], args: list[str], log: Path, read
 
 async def _account(db: Path) -> str:
     """README "First steps" (user create, topup --paid 10, key create) as the library
-    calls the CLI makes (proxy/admin.py), without three more interpreter start-ups."""
+    calls the CLI makes (proxy/accounts/), without three more interpreter start-ups."""
     config = Config(database_url=str(db))
     store = await open_store(str(db))
     try:
-        await admin.create_user(store, USER)
-        await admin.topup(store, USER, config.value_multiplier, "10")
-        key, _ = await admin.create_key(store, config.catalog(), USER)
+        accounts = Accounts(store, multiplier=config.value_multiplier)
+        await accounts.create_user(USER)
+        await accounts.topup(USER, "10")
+        key, _ = await accounts.create_key(config.catalog(), USER)
     finally:
         await store.aclose()
     return key

@@ -43,7 +43,8 @@ import httpx
 import pytest
 import trio
 
-from proxy.accounts import admin
+from proxy.accounts.ledger import open_ledger
+from proxy.accounts.service import Accounts
 from proxy.billing import usage_cost
 from proxy.config import Config
 from proxy.money import parse_usd
@@ -148,11 +149,12 @@ async def kill_9(proc: subprocess.Popen) -> float:
 async def fund(db: str, *usernames: str) -> dict[str, str]:
     """A funded user and a key for each, on the ledger file, before any serve runs."""
     keys = {}
-    async with admin.open_ledger(db, create=True) as store:
+    async with open_ledger(db, create=True) as store:
+        accounts = Accounts(store, multiplier=Config().value_multiplier)
         for username in usernames:
-            await admin.create_user(store, username)
-            await admin.topup(store, username, Config().value_multiplier, credit_usd="1000")
-            keys[username], _ = await admin.create_key(store, Config().catalog(), username)
+            await accounts.create_user(username)
+            await accounts.topup(username, credit_usd="1000")
+            keys[username], _ = await accounts.create_key(Config().catalog(), username)
     return keys
 
 

@@ -234,8 +234,8 @@ async def test_a_url_document_does_not_take_a_non_streaming_charge_past_the_bala
 async def test_a_key_capped_at_a_dollar_a_day_cannot_move_the_whole_balance(gateway):
     from storage.base import KeyLimits
     account = await make_account(gateway, credit_micro=500_000_000, limits=KeyLimits(daily_usd=1_000_000))
-    from proxy.accounts import admin
-    await admin.create_user(gateway.gateway.store, "mallory")
+    from proxy.accounts.service import Accounts
+    await Accounts(gateway.gateway.store).create_user("mallory")
     async with account.http() as http:
         answer = await http.post("/api/user/transfer", json={"toUsername": "mallory", "amount": 500})
     assert answer.status_code != 200 or await account.balance() >= 500_000_000 - 1_000_000, answer.text

@@ -91,10 +91,11 @@ async def test_sigterm_lets_streams_finish_then_stops_cleanly(tmp_path, nursery)
     db = str(tmp_path / "term.db")
     assert await cli("user", "create", "t", "--db", db) == 0
     assert await cli("topup", "t", "--credit", "5", "--db", db) == 0
-    from proxy.accounts.admin import create_key, open_ledger
+    from proxy.accounts.ledger import open_ledger
+    from proxy.accounts.service import Accounts
     from proxy.catalog import default_catalog
     async with open_ledger(db) as store:
-        key, _ = await create_key(store, default_catalog(), "t")
+        key, _ = await Accounts(store).create_key(default_catalog(), "t")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
     process = await nursery.start(partial(trio.run_process, [sys.executable, "-m", "proxy", "serve", "--port",
                                                              str(port), "--db", db], env=env, check=False,

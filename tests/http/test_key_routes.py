@@ -47,7 +47,7 @@ async def test_the_route_list_is_what_we_think(gateway):
     routes = key_routes(gateway.gateway)
     assert ("POST", "/api/user/transfer") in routes and ("GET", "/v1/models") in routes
     assert ("POST", "/v1/messages") in routes and ("DELETE", "/api/keys/sk-cl-abcdefgh") in routes
-    assert len(routes) == 20
+    assert len(routes) == 21 and ("GET", "/api/ledger.csv") in routes and ("POST", "/v1/responses") in routes
 
 
 async def test_every_key_route_refuses_a_key_from_the_wrong_network(gateway):

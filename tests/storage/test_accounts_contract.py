@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 import trio
 
-from storage.base import AlreadyExists, CodeRefused, NotFound, Payment, StoreError
+from storage.base import AlreadyExists, CodeRefused, InsufficientBalance, NotFound, Payment, StoreError
 
 from .helpers import funded, new_key, row
 
@@ -195,3 +195,32 @@ async def test_a_users_keys_are_free_tier_until_a_payment(store):
     await store.create_codes([("c", "cccc")], 1_000_000, 30_000_000, None)
     await store.redeem_code("c", "v")
     assert not (await store.find_key(other.prefix)).free_tier
+
+
+async def test_credits_and_debits_keep_their_reason_and_actor(store):
+    key, account = await funded(store, 5_000_000)
+    await store.credit("u", 1_000_000, "credit", reason="goodwill", actor="cli:root")
+    hold = await store.place_hold(account.id, 4_000_000, "req_held", key.id)
+    with pytest.raises(InsufficientBalance):  # 6.00 balance, 4.00 held: 2.00 available
+        await store.debit("u", 2_000_001, "correction", "too much", "web:root")
+    after = await store.debit("u", 2_000_000, "correction", "duplicate", "web:root")
+    assert (after.balance, after.held, after.available) == (4_000_000, 4_000_000, 0)
+    entries = [(e.kind, e.delta, e.balance_after, e.reason, e.actor) for e in await store.ledger("u")]
+    assert entries == [("credit", 5_000_000, 5_000_000, None, None),
+                       ("credit", 1_000_000, 6_000_000, "goodwill", "cli:root"),
+                       ("correction", -2_000_000, 4_000_000, "duplicate", "web:root")]
+    assert [e.reason for e in await store.ledger_page("u", 10)] == ["duplicate", "goodwill", None]
+    await store.release(hold, None)
+    with pytest.raises(NotFound):
+        await store.debit("nobody", 1, "correction", "x", "cli:root")
+    assert await store.check() == []
+
+
+async def test_sessions_are_capped_per_account(store):
+    ann = await store.create_profile("ann", "h", None, "user")
+    bob = await store.create_profile("bob", "h", None, "user")
+    later = trio.current_time() + 10**10
+    await store.create_session(bob.account_id, "b1", later, keep=2)
+    for token in ("a1", "a2", "a3", "a4"):
+        await store.create_session(ann.account_id, token, later, keep=2)
+    assert [t for t in ("a1", "a2", "a3", "a4", "b1") if await store.find_session(t)] == ["a3", "a4", "b1"]

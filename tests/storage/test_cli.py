@@ -63,10 +63,10 @@ def test_admin_commands_refuse_a_ledger_that_needs_a_migration_and_db_migrate_ap
     for argv in (("user", "list"), ("user", "create", "bo"), ("db", "check"), ("topup", "ann", "--credit", "1")):
         code, out, err = run(capsys, *argv, "--db", db)
         assert (code, out) == (1, "") and err.count("\n") == 1, argv
-        assert "needs 1 schema migration(s) (0006_unix_times): run `cheaplm db migrate`" in err
+        assert "needs 2 schema migration(s) (0006_unix_times, 0008_audit): run `cheaplm db migrate`" in err
     assert [n for (n,) in sqlite3.connect(db).execute("SELECT name FROM _migrations")][-1] == "0005_accounts"
     code, out, err = run(capsys, "db", "migrate", "--db", db)
-    assert (code, err) == (0, "") and out == f"applied 1 migration(s) to {db}: 0006_unix_times\n"
+    assert (code, err) == (0, "") and out == f"applied 2 migration(s) to {db}: 0006_unix_times, 0008_audit\n"
     assert run(capsys, "db", "migrate", "--db", db)[1] == f"the ledger at {db} needs no migration\n"
     code, out, err = run(capsys, "user", "list", "--db", db)
     assert code == 0 and "ann" in out and "2026-11-01T10:00:00.000+00:00" in out

@@ -42,7 +42,7 @@ def test_every_admin_command_on_postgresql(capsys, pg_url):
     prefix = key.strip()[:14]
     assert run(capsys, "key", "set", prefix, "--rpm", "10", *db)[0] == 0
     assert run(capsys, "topup", "ann", "--credit", "5", *db)[1] == "ann balance 5.000000 USD\n"
-    assert json.loads(run(capsys, "balance", "ann", *db)[1])["available_usd"] == "5.000000"
+    assert json.loads(run(capsys, "balance", "ann", "--json", *db)[1])["available_usd"] == "5.000000"
     for argv in (("user", "list"), ("key", "list", "ann"), ("usage", "ann"), ("code", "list"), ("upstream", "list")):
         code, out, err = run(capsys, *argv, *db)
         assert code == 0 and "cheaplm:" not in err, (argv, err)

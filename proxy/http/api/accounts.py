@@ -1,7 +1,8 @@
 """The self-serve JSON API: signup, login, logout, the caller's account, keys, usage,
-ledger and code redemption. A session cookie or an API key on each (identity.py);
-errors in the Anthropic shape. Every operation is a call into proxy/accounts.py, the
-library the CLI and the dashboard pages call too.
+ledger and code redemption. A session cookie or an API key on each (identity.py); a
+key with restrictions may read but not manage the account (keys, password). Errors in
+the Anthropic shape. Every operation is a call into the accounts library
+(proxy/accounts/), which the CLI and the dashboard pages call too.
 
 Money is answered as exact decimal strings of USD (``"12.500000"``), as ``cheaplm
 balance`` prints it.
@@ -11,27 +12,28 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date, timedelta
 from typing import Any
 
 from quart import Blueprint, Response, request
 from quart.blueprints import BlueprintSetupState
 
 from ... import errors
-from ...accounts.service import iso, parse_expiry
+from ...accounts.checks import iso, parse_expiry
 from ...money import format_usd
 from .. import error_shapes, identity
 from ..context import current_gateway
-from ..identity import Caller, caller, current_accounts, json_body
+from ..identity import Caller, account_caller, caller, current_accounts, json_body
 from ..responses import json_response
 from storage.base import KeyRecord, LedgerEntry, Profile, UsageLine
 from storage.records import iso_time
+from storage.caps import spend_day_start
 
 # The paths whose errors answer in the Anthropic shape (a trailing "/": and below).
 CLAIMED = ("/api/auth/", "/api/me", "/api/keys", "/api/keys/", "/api/usage", "/api/usage.csv", "/api/ledger",
-           "/api/topup/", "/api/admin/")
+           "/api/ledger.csv", "/api/topup/", "/api/admin/")
 MAX_PAGE = 500
 MAX_CSV = 10_000
-MAX_NAME = 64
 
 
 def blueprint() -> Blueprint:
@@ -41,7 +43,8 @@ def blueprint() -> Blueprint:
         ("POST", "/api/auth/signup", signup), ("POST", "/api/auth/login", login), ("POST", "/api/auth/logout", logout),
         ("POST", "/api/auth/password", change_password), ("GET", "/api/me", me), ("GET", "/api/keys", list_keys),
         ("POST", "/api/keys", create_key), ("DELETE", "/api/keys/<prefix>", revoke_key), ("GET", "/api/usage", usage),
-        ("GET", "/api/usage.csv", usage_csv), ("GET", "/api/ledger", ledger), ("POST", "/api/topup/redeem", redeem),
+        ("GET", "/api/usage.csv", usage_csv), ("GET", "/api/ledger", ledger), ("GET", "/api/ledger.csv", ledger_csv),
+        ("POST", "/api/topup/redeem", redeem),
     ):
         bp.add_url_rule(path, view_func=view, methods=[method])
     return bp
@@ -74,16 +77,19 @@ def describe_usage(line: UsageLine, with_user: bool = False) -> dict[str, Any]:
 def describe_entry(e: LedgerEntry) -> dict[str, Any]:
     return {"id": e.id, "created_at": iso_time(e.created_at), "kind": e.kind, "amount_usd": format_usd(e.delta),
             "balance_after_usd": format_usd(e.balance_after), "ref": e.ref,
-            "paid_usd": None if e.paid is None else format_usd(e.paid)}
+            "paid_usd": None if e.paid is None else format_usd(e.paid), "reason": e.reason, "actor": e.actor}
+
+
+LEDGER_FIELDS = ("id", "created_at", "kind", "amount_usd", "balance_after_usd", "ref", "paid_usd", "reason", "actor")
 
 
 async def describe_me(profile: Profile) -> dict[str, Any]:
-    store = current_gateway().store
-    account = await store.get_account(profile.username)
+    accounts = current_accounts()
+    account = await accounts.account(profile.username)
     return {"username": profile.username, "email": profile.email, "role": profile.role,
             "created_at": iso_time(profile.created_at), "balance_usd": format_usd(account.balance),
             "held_usd": format_usd(account.held), "available_usd": format_usd(account.available),
-            "paid_usd_total": format_usd(await store.paid_total(profile.username))}
+            "paid_usd_total": format_usd(await accounts.paid_total(profile.username))}
 
 
 # -- query parameters ----------------------------------------------------------------
@@ -91,7 +97,7 @@ def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     text = request.args.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or len(text) > 20 or not low <= int(text) <= high:
         raise errors.invalid_request(f"{name} must be a whole number from {low} to {high}", param=name)
     return int(text)
 
@@ -130,32 +136,32 @@ async def logout() -> Response:
 
 async def change_password() -> Response:
     """``{"current_password", "new_password"}``: every session ends, this one gets a new one."""
-    who = await caller()
+    who = await account_caller()
     body = await json_body()
     accounts = current_accounts()
-    profile = await accounts.change_password(who.username, body.get("current_password"), body.get("new_password"))
+    profile = await accounts.change_password(who.username, body.get("current_password"), body.get("new_password"),
+                                             identity.the_client_ip())
     token = await accounts.new_session(profile)
     return identity.set_session_cookie(json_response({"ok": True}), token)
 
 
 async def me() -> Response:
     who = await caller()
-    profile = who.profile or await current_gateway().store.get_profile(who.username)
+    profile = who.profile or await current_accounts().profile(who.username)
     return json_response(await describe_me(profile))
 
 
 # -- keys ----------------------------------------------------------------------------
 async def list_keys() -> Response:
     who = await caller()
-    keys = await current_gateway().store.list_keys(who.username)
+    keys = await current_accounts().keys(who.username)
     return json_response({"data": [describe_key(k) for k in keys]})
 
 
 def key_order(body: dict, now: float) -> dict[str, Any]:
-    """POST /api/keys' fields, checked (the same restrictions as `cheaplm key create`)."""
+    """POST /api/keys' fields, their JSON types checked (the library checks the rest, as
+    for `cheaplm key create`)."""
     name = body.get("name", "default")
-    if not isinstance(name, str) or not 0 < len(name.strip()) <= MAX_NAME:
-        raise errors.invalid_request(f"name must be a string of 1 to {MAX_NAME} characters", param="name")
     models, ips, stream = body.get("models"), body.get("ips", []), body.get("stream", True)
     if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
         raise errors.invalid_request("models must be a list of model ids (or null: every model)", param="models")
@@ -166,20 +172,12 @@ def key_order(body: dict, now: float) -> dict[str, Any]:
     expires = body.get("expires_at")
     if expires is not None and not isinstance(expires, str):
         raise errors.invalid_request("expires_at must be an ISO 8601 date or date-time", param="expires_at")
-    return {"name": name.strip(), "models": models, "allow_stream": stream, "ips": ips,
+    return {"name": name, "models": models, "allow_stream": stream, "ips": ips,
             "expires_at": None if expires is None else parse_expiry(expires, now)}
 
 
-def restricted(key: KeyRecord) -> bool:
-    """A key with any restriction, limit or expiry: it may not mint keys without them."""
-    return (key.models is not None or bool(key.ips) or not key.allow_stream or key.expires_at is not None
-            or key.limits.limited or key.limits.capped)
-
-
 async def create_key() -> Response:
-    who = await caller()
-    if who.key is not None and restricted(who.key):
-        raise errors.permission("A key with restrictions cannot create keys: log in, or use an unrestricted key")
+    who = await account_caller()
     accounts = current_accounts()
     order = key_order(await json_body(), accounts.clock())
     key, record = await accounts.create_key(current_gateway().catalog, who.username, **order)
@@ -187,17 +185,36 @@ async def create_key() -> Response:
 
 
 async def revoke_key(prefix: str) -> Response:
-    who = await caller()
-    record = await current_accounts().revoke_key(who.username, prefix)
-    current_gateway().keys.forget(record.prefix)  # at once on this gateway
+    who = await account_caller()
+    record = await current_accounts().revoke_key(prefix, owner=who.username)
     return json_response(describe_key(record))
 
 
 # -- reports -------------------------------------------------------------------------
 async def usage_lines(who: Caller | None, limit: int) -> list[UsageLine]:
-    """The usage page the query asks for: ``who``'s, or everyone's (None)."""
-    return list(await current_gateway().store.usage_page(
-        None if who is None else who.username, limit, str_arg("before"), str_arg("key"), str_arg("model")))
+    """The usage page the query asks for: ``who``'s, or everyone's (None; then ``user``
+    filters by account); ``since``/``until``: UTC days (until: that day included)."""
+    username = str_arg("user") if who is None else who.username
+    return list(await current_accounts().usage_page(username, limit, str_arg("before"), str_arg("key"),
+                                                    str_arg("model"), day_arg("since"), day_arg("until", 1)))
+
+
+def day_arg(name: str, plus: int = 0) -> float | None:
+    """A UTC day (YYYY-MM-DD) from the query, as the unix time it starts (``plus`` days on)."""
+    text = request.args.get(name)
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise errors.invalid_request(f"{name} must be a day, YYYY-MM-DD", param=name)
+    try:
+        day += timedelta(days=plus)
+    except OverflowError:
+        return None
+    return spend_day_start(day.isoformat())
 
 
 def page(items: list[dict], limit: int, cursor: str) -> dict[str, Any]:
@@ -213,12 +230,16 @@ async def usage() -> Response:
 async def usage_csv() -> Response:
     who = await caller()
     lines = await usage_lines(who, int_arg("limit", MAX_CSV, 1, MAX_CSV))
+    return csv_response(USAGE_FIELDS, [describe_usage(u) for u in lines], "usage.csv")
+
+
+def csv_response(fields: tuple[str, ...], rows: list[dict], filename: str) -> Response:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=USAGE_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(describe_usage(u) for u in lines)
+    writer.writerows(rows)
     return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
-                    headers={"content-disposition": 'attachment; filename="usage.csv"'})
+                    headers={"content-disposition": f'attachment; filename="{filename}"'})
 
 
 USAGE_FIELDS = ("request_id", "created_at", "key", "model", "endpoint", "stream", "status", "input_tokens",
@@ -230,8 +251,17 @@ async def ledger() -> Response:
     who = await caller()
     limit = int_arg("limit", 50, 1, MAX_PAGE)
     before = int_arg("before", None, 1, 2**62)
-    entries = await current_gateway().store.ledger_page(who.username, limit, before)
+    entries = await current_accounts().ledger_page(who.username, limit, before)
     return json_response(page([describe_entry(e) for e in entries], limit, "id"))
+
+
+async def ledger_csv() -> Response:
+    """The caller's ledger as CSV, newest first (every credit, top-up, transfer,
+    correction and charge, with its reason and actor)."""
+    who = await caller()
+    entries = await current_accounts().ledger_page(who.username, int_arg("limit", MAX_CSV, 1, MAX_CSV),
+                                                   int_arg("before", None, 1, 2**62))
+    return csv_response(LEDGER_FIELDS, [describe_entry(e) for e in entries], "ledger.csv")
 
 
 # -- money in ------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The admin JSON API (403 for anyone but an admin account): every account with its
-balance, credit with a reason (a ledger entry naming the admin), disable or enable,
-and everyone's recent usage. Errors in the Anthropic shape (claimed with the
-accounts API's paths)."""
+"""The admin JSON API (403 for anyone but an admin account, and for an admin's key with
+restrictions): every account with its balance, credits and corrections with a reason
+(ledger entries naming the admin), disable or enable, and everyone's usage (paged,
+filtered by user, key, model and day). Errors in the Anthropic shape (claimed with the
+accounts API's paths). Every operation is a call into the accounts library."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from ... import errors
 from ...money import format_usd
 from .. import identity
 from .accounts import MAX_PAGE, describe_usage, int_arg, page, usage_lines
-from ..context import current_gateway
 from ..identity import admin_caller, current_accounts, json_body
 from ..responses import json_response
 from .transfer import usd_amount
@@ -31,30 +31,39 @@ def blueprint() -> Blueprint:
 
 async def users() -> Response:
     await admin_caller()
-    listed = await current_gateway().store.list_profiles()
+    listed = await current_accounts().users()
     return json_response({"data": [{
         "username": p.username, "email": p.email, "role": p.role, "disabled": p.disabled,
         "created_at": iso_time(p.created_at), "balance_usd": format_usd(a.balance), "held_usd": format_usd(a.held),
         "available_usd": format_usd(a.available)} for p, a in listed]})
 
 
+def signed_amount(value: object) -> int | None:
+    """Dollars, either way: a positive amount (usd_amount) or its negative."""
+    if isinstance(value, str) and value.startswith("-"):
+        amount = usd_amount(value[1:])
+        return None if amount is None else -amount
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        amount = usd_amount(-value)
+        return None if amount is None else -amount
+    return usd_amount(value)
+
+
 async def credit(name: str) -> Response:
-    """``{"amount_usd", "paid_usd"?, "reason"}``."""
+    """``{"amount_usd", "paid_usd"?, "reason"}``: a credit, or with a negative amount a
+    correction (refused when it would take the balance below zero)."""
     who = await admin_caller()
     body = await json_body()
-    amount = usd_amount(body.get("amount_usd"))
+    amount = signed_amount(body.get("amount_usd"))
     if amount is None:
-        raise errors.invalid_request("amount_usd must be a positive number of dollars, at most 6 decimals",
-                                     param="amount_usd")
+        raise errors.invalid_request("amount_usd must be a non-zero number of dollars (negative: a correction), "
+                                     "at most 6 decimals", param="amount_usd")
     paid = None
     if body.get("paid_usd") not in (None, 0, "0"):
         paid = usd_amount(body.get("paid_usd"))
         if paid is None:
             raise errors.invalid_request("paid_usd must be a positive number of dollars", param="paid_usd")
-    reason = body.get("reason")
-    if not isinstance(reason, str):
-        raise errors.invalid_request("reason (string) is required", param="reason")
-    account = await current_accounts().admin_credit(name, amount, paid, reason, who.username)
+    account = await current_accounts().credit(name, amount, body.get("reason"), who.actor, paid)
     return json_response({"success": True, "username": account.username, "amount_usd": format_usd(amount),
                           "balance_usd": format_usd(account.balance)})
 
@@ -62,13 +71,11 @@ async def credit(name: str) -> Response:
 async def disable(name: str) -> Response:
     """``{"disabled": true}`` (the default) or ``false`` to enable again. The account's
     sessions end and, on this gateway, its keys stop working at once."""
-    await admin_caller()
+    who = await admin_caller()
     flag = (await json_body()).get("disabled", True)
     if not isinstance(flag, bool):
         raise errors.invalid_request("disabled must be true or false", param="disabled")
-    profile, keys = await current_accounts().set_disabled(name, flag)
-    for key in keys:
-        current_gateway().keys.forget(key.prefix)
+    profile = await current_accounts().set_disabled(name, flag, who.actor)
     return json_response({"username": profile.username, "disabled": profile.disabled})
 
 
@@ -77,4 +84,3 @@ async def usage() -> Response:
     limit = int_arg("limit", 50, 1, MAX_PAGE)
     lines = await usage_lines(None, limit)
     return json_response(page([describe_usage(u, with_user=True) for u in lines], limit, "request_id"))
-

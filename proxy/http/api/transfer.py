@@ -18,7 +18,7 @@ from ...errors import GatewayError
 from ...money import MAX_AMOUNT, MICRO, format_usd, parse_usd, usd_number
 from ...ids import new_request_id
 from .. import error_shapes, identity
-from ..context import current_gateway, gateway_of
+from ..context import gateway_of
 from ..identity import Caller, caller
 from ..responses import json_response
 from storage.base import Account, InsufficientBalance, NotFound
@@ -122,7 +122,7 @@ async def send(key: Caller, to_username: str, amount: int) -> tuple[Account, Acc
     if to_username == key.username:
         raise Refused(400, "Cannot transfer to yourself", "toUsername matches your own username")
     try:
-        return await current_gateway().store.transfer(key.account_id, to_username, amount, new_request_id())
+        return await identity.current_accounts().transfer(key.account_id, to_username, amount, new_request_id())
     except InsufficientBalance as short:
         raise Refused(400, "Insufficient balance",
                       f"available ${format_usd(max(short.available, 0))}, asked ${format_usd(amount)}") from None

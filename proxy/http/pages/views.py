@@ -1,7 +1,8 @@
 """The dashboard: server-rendered pages (Jinja2 templates under templates/, CSS and JS
 under static/, served by this blueprint; no CDN, no build step) for the people who use
-the gateway and its admins. Every operation is a call into the same libraries the JSON
-API calls (proxy/accounts.py, the Store, the transfer API's ``send``).
+the gateway and its admins. Every operation is a call into the same library the JSON
+API and the CLI call (proxy/accounts/; the transfer API's ``send``). The blueprint is
+put together in site.py; the admin pages are admin.py.
 
 Who: the session cookie of identity.py. A page that needs a login sends a logged-out
 browser to /login; /admin answers 403 to anyone but an admin. Form posts: refused when
@@ -17,17 +18,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode
 
-import trio
-from quart import Blueprint, Response, redirect, render_template, request
+from quart import Response, redirect, render_template, request
 from quart.blueprints import BlueprintSetupState
 
 from ... import errors
-from ...accounts.service import csrf_token, same_token
-from ...accounts.admin import AdminError
+from ...accounts.errors import AccountError
+from ...accounts.sessions import csrf_token, same_token
 from ...errors import GatewayError
 from ...money import MICRO, format_usd, parse_usd, scale
 from .. import identity
-from ..api.accounts import describe_key, describe_usage, key_order, usage_lines
+from ..api.accounts import describe_entry, describe_key, describe_usage, key_order, usage_lines
 from ..context import current_gateway
 from ..identity import Caller, current_accounts
 from ..api.transfer import check_rate, send, usd_amount
@@ -43,33 +43,13 @@ TOPUP_MIN, TOPUP_MAX = 1, 500      # USD a user may pay at once (the pricing pag
 CHART_DAYS = 30
 RECENT = 10                        # requests on the dashboard
 USAGE_PAGE = 50
-REFUSALS = (GatewayError, AdminError, StoreError)  # expected: shown on the page, in words
+LEDGER_PAGE = 50
+REFUSALS = (GatewayError, AccountError, StoreError)  # expected: shown on the page, in words
 LANES = (("input", "Input"), ("cache_write_5m", "Cache write 5m"), ("cache_write_1h", "Cache write 1h"),
          ("cache_read", "Cache read"), ("output", "Output"))
 
 
-def blueprint() -> Blueprint:
-    bp = Blueprint(NAME, __name__, template_folder="templates", static_folder="static",
-                   static_url_path="/static")
-    bp.record(_set_up)
-    bp.after_app_request(_secure)
-    for path, view, methods in (
-        ("/signup", signup, ["GET", "POST"]), ("/login", login, ["GET", "POST"]), ("/logout", logout, ["POST"]),
-        ("/dashboard", dashboard, ["GET"]), ("/dashboard/keys", keys, ["GET", "POST"]),
-        ("/dashboard/keys/revoke", revoke, ["POST"]), ("/dashboard/usage", usage, ["GET"]),
-        ("/dashboard/topup", topup, ["GET", "POST"]), ("/dashboard/transfer", transfer, ["GET", "POST"]),
-        ("/dashboard/settings", settings, ["GET", "POST"]), ("/admin", admin, ["GET"]),
-        ("/admin/credit", admin_credit, ["POST"]), ("/admin/disable", admin_disable, ["POST"]),
-    ):
-        bp.add_url_rule(path, view_func=view, methods=methods)
-    bp.register_error_handler(LoginNeeded, _login_needed)
-    for refused in REFUSALS:
-        bp.register_error_handler(refused, _error_page)
-    bp.register_error_handler(500, _server_error)
-    return bp
-
-
-def _set_up(state: BlueprintSetupState) -> None:
+def set_up(state: BlueprintSetupState) -> None:
     identity.install(state.app)
 
 
@@ -84,7 +64,7 @@ def wants_html() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
-async def _secure(response: Response) -> Response:
+async def add_security_headers(response: Response) -> Response:
     if response.mimetype == "text/html" or is_page(request.endpoint):
         for name, value in SECURITY_HEADERS:
             response.headers[name] = value
@@ -143,7 +123,7 @@ def as_error(exc: Exception) -> GatewayError:
     """An expected refusal (one of REFUSALS) as the error the API would answer with."""
     if isinstance(exc, GatewayError):
         return exc
-    if isinstance(exc, AdminError):
+    if isinstance(exc, AccountError):
         return identity.as_gateway_error(exc)
     return errors.from_store(exc)  # a StoreError
 
@@ -158,15 +138,15 @@ async def refused_page(render: Callable[..., Awaitable[Response]], exc: Exceptio
     return response
 
 
-async def _login_needed(_exc: LoginNeeded) -> Response:
+async def to_login(_exc: LoginNeeded) -> Response:
     return redirect("/login?" + urlencode({"next": request.path}), 303)
 
 
-async def _error_page(exc: Exception) -> Response:
+async def refusal_page(exc: Exception) -> Response:
     return await refused_page(page, exc, "error.html")
 
 
-async def _server_error(_exc: BaseException) -> Response:
+async def server_error_page(_exc: BaseException) -> Response:
     """No session lookup here (the store may be what failed), and no detail."""
     html = await render_template("error.html", me=None, csrf="", path=request.path,
                                  error="Something went wrong on our side; nothing was changed. Please try again.")
@@ -264,7 +244,7 @@ async def logout() -> Response:
 
 # -- the dashboard ---------------------------------------------------------------------
 async def balances(username: str) -> dict[str, str]:
-    account = await current_gateway().store.get_account(username)
+    account = await current_accounts().account(username)
     return {"balance": format_usd(account.balance), "held": format_usd(account.held),
             "available": format_usd(account.available)}
 
@@ -286,12 +266,12 @@ def spend_chart(days: list[tuple[str, int]], today: datetime) -> dict[str, Any]:
 async def dashboard() -> Response:
     session = await logged_in()
     username = session.profile.username
-    store = current_gateway().store
+    accounts = current_accounts()
     today = datetime.now(timezone.utc)
     since = (today - timedelta(days=CHART_DAYS - 1)).date().isoformat()
-    recent = await store.usage_page(username, RECENT)
+    recent = await accounts.usage_page(username, RECENT)
     return await page("dashboard.html", session, **await balances(username),
-                      chart=spend_chart(list(await store.spend_by_day(username, since)), today),
+                      chart=spend_chart(list(await accounts.spend_by_day(username, since)), today),
                       recent=[describe_usage(u) for u in recent])
 
 
@@ -302,7 +282,7 @@ def client_setup(key: str | None) -> dict[str, str]:
 
 
 async def keys_page(session: Session, status: int = 200, new_key: str | None = None, **values: Any) -> Response:
-    listed = await current_gateway().store.list_keys(session.profile.username)
+    listed = await current_accounts().keys(session.profile.username)
     models = [m.id for m in current_gateway().catalog.models]
     return await page("keys.html", session, status, keys=[describe_key(k) for k in listed], new_key=new_key,
                       setup=client_setup(new_key), models=models, catalog_models=current_gateway().catalog.models,
@@ -321,8 +301,7 @@ async def _create_key(session: Session, fields: dict[str, str]) -> dict[str, Any
 
 
 async def _revoke(session: Session, fields: dict[str, str]) -> dict[str, Any]:
-    record = await current_accounts().revoke_key(session.profile.username, fields.get("prefix", ""))
-    current_gateway().keys.forget(record.prefix)  # at once on this gateway
+    record = await current_accounts().revoke_key(fields.get("prefix", ""), owner=session.profile.username)
     return {"notice": f"Key {record.prefix} revoked."}
 
 
@@ -346,10 +325,22 @@ async def usage() -> Response:
     filters = {k: request.args.get(k, "")[:128] for k in ("key", "model")}
     query = {k: v for k, v in filters.items() if v}
     older = urlencode({**query, "before": rows[-1]["request_id"]}) if len(rows) == USAGE_PAGE else None
-    listed = await current_gateway().store.list_keys(session.profile.username)
+    listed = await current_accounts().keys(session.profile.username)
     return await page("usage.html", session, status=400 if error else 200, rows=rows, filters=filters, error=error,
                       csv_url="/api/usage.csv" + ("?" + urlencode(query) if query else ""), older=older,
                       key_prefixes=[k.prefix for k in listed], models=[m.id for m in current_gateway().catalog.models])
+
+
+async def ledger() -> Response:
+    """Every change of the balance (credits, top-ups, transfers, corrections, charges)
+    with its reason and actor, newest first, paged; the same as CSV at /api/ledger.csv."""
+    session = await logged_in()
+    before = request.args.get("before", "")
+    cursor = int(before) if before.isascii() and before.isdigit() and len(before) <= 18 else None
+    entries = await current_accounts().ledger_page(session.profile.username, LEDGER_PAGE, cursor)
+    rows = [describe_entry(e) for e in entries]
+    older = urlencode({"before": rows[-1]["id"]}) if len(rows) == LEDGER_PAGE else None
+    return await page("ledger.html", session, rows=rows, older=older, **await balances(session.profile.username))
 
 
 def balance_page(template: str) -> Callable[..., Awaitable[Response]]:
@@ -392,7 +383,7 @@ async def settings_page(session: Session, status: int = 200, **values: Any) -> R
 async def _change_password(session: Session, fields: dict[str, str]) -> Response:
     accounts = current_accounts()
     profile = await accounts.change_password(session.profile.username, fields.get("password", ""),
-                                             fields.get("new_password", ""))
+                                             fields.get("new_password", ""), identity.the_client_ip())
     token = await accounts.new_session(profile)  # every other session has ended
     return identity.set_session_cookie(redirect("/dashboard/settings?changed=1", 303), token)
 
@@ -404,48 +395,3 @@ async def settings() -> Response:
         return await settings_page(session, notice="Password changed: every other session has ended."
                                    if changed else None)
     return await posted(session, _change_password, settings_page)
-
-
-# -- admin -----------------------------------------------------------------------------
-async def admin_page(session: Session, status: int = 200, **values: Any) -> Response:
-    gateway = current_gateway()
-    listed = await gateway.store.list_profiles()
-    users = [{"username": p.username, "email": p.email or "", "role": p.role, "disabled": p.disabled,
-              "created_at": iso_time(p.created_at), "balance": format_usd(a.balance), "held": format_usd(a.held),
-              "available": format_usd(a.available)} for p, a in listed]
-    recent = [describe_usage(u, with_user=True) for u in await usage_lines(None, USAGE_PAGE)]
-    channels = gateway.upstream.describe(trio.current_time())
-    return await page("admin.html", session, status, users=users, recent=recent, channels=channels,
-                      upstream=gateway.upstream.label, simulated=gateway.simulated, **values)
-
-
-async def _credit(session: Session, fields: dict[str, str]) -> dict[str, Any]:
-    amount = dollars(fields.get("amount", ""))
-    paid = dollars(fields["paid"], "The paid amount") if fields.get("paid", "").strip() else None
-    account = await current_accounts().admin_credit(fields.get("username", ""), amount, paid,
-                                                    fields.get("reason", ""), session.profile.username)
-    return {"notice": f"Credited ${format_usd(amount)} to {account.username}: "
-                      f"balance ${format_usd(account.balance)}."}
-
-
-async def _disable(session: Session, fields: dict[str, str]) -> dict[str, Any]:
-    disabled = fields.get("disabled", "1") != "0"
-    name = fields.get("username", "")
-    if name == session.profile.username and disabled:
-        raise errors.invalid_request("You cannot disable your own account")
-    profile, listed = await current_accounts().set_disabled(name, disabled)
-    for key in listed:
-        current_gateway().keys.forget(key.prefix)
-    return {"notice": f"{profile.username} is {'disabled' if profile.disabled else 'enabled'}."}
-
-
-async def admin() -> Response:
-    return await admin_page(await logged_in(admin_only=True))
-
-
-async def admin_credit() -> Response:
-    return await posted(await logged_in(admin_only=True), _credit, admin_page)
-
-
-async def admin_disable() -> Response:
-    return await posted(await logged_in(admin_only=True), _disable, admin_page)
