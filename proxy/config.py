@@ -101,6 +101,24 @@ class AccountsConfig:
 
 
 @dataclass(frozen=True)
+class StripeConfig:
+    """``[payments.stripe]``: card payments by Stripe Checkout (proxy/payments/stripe.py)."""
+
+    secret_key: str = field(repr=False)
+    webhook_secret: str = field(repr=False)   # the endpoint's signing secret (whsec_...)
+    api_base: str = "https://api.stripe.com"  # tests point the library at a local fake
+    currency: str = "usd"                     # charged in its cents, one unit per USD of the amount
+
+
+@dataclass(frozen=True)
+class PaymentsConfig:
+    """``[payments]``: the bonus table (applied to every provider's credit) and card payments."""
+
+    bonus: tuple[tuple[int, int], ...] = ()   # (paid at or above, API value added), micro-USD, ascending
+    stripe: StripeConfig | None = None        # None: card payments are off
+
+
+@dataclass(frozen=True)
 class Config:
     db_path: str = "cheaplm.db"
     host: str = "127.0.0.1"
@@ -140,6 +158,7 @@ class Config:
     metrics_networks: tuple[str, ...] = ()
     metrics_token: str | None = None
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
 
     @property
     def simulated(self) -> bool:
@@ -195,6 +214,10 @@ _ACCOUNTS = {"signup": bool, "signup_credit": Decimal, "free_tier_rpm": int, "si
              "login_failures_per_ip": int, "login_window": float, "redeem_failures_per_user": int,
              "redeem_failures_per_ip": int, "redeem_window": float, "session_hours": float,
              "password_time_cost": int, "password_memory_kib": int, "webhook_secret": str}
+_STRIPE = {"secret_key": str, "secret_key_env": str, "webhook_secret": str, "webhook_secret_env": str,
+           "api_base": str, "currency": str}
+# Stripe's currencies without two decimals (https://docs.stripe.com/currencies): amounts here are cents.
+_NOT_CENTS = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf bhd jod kwd omr tnd".split())
 _ROUTING = {"max_attempts": int, "deadline": float, "affinity": bool, "cooldown": float, "failures_to_open": int,
             "open_base": float, "open_max": float}
 
@@ -245,6 +268,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
                                       "routing"))
     accounts = AccountsConfig(**_coerce(_ACCOUNTS, _shaped(data.pop("accounts", {}), dict, "accounts", "a table"),
                                         "accounts"))
+    payments = _payments(data.pop("payments", {}), env)
     proxies = _shaped(data.pop("trusted_proxies", []), list, "trusted_proxies", "a list")
     metrics_networks = _shaped(data.pop("metrics_networks", []), list, "metrics_networks", "a list")
     top = _coerce(_TOP, data, "")
@@ -264,7 +288,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
             raise ConfigError(f"unknown override {key!r}")
     upstream = UpstreamConfig(**up, model_ids=model_ids)
     channels = tuple(_channel(table, i, upstream, env) for i, table in enumerate(channel_tables))
-    config = Config(upstream=upstream, channels=channels, routing=routing, accounts=accounts,
+    config = Config(upstream=upstream, channels=channels, routing=routing, accounts=accounts, payments=payments,
                     metrics_networks=tuple(str(n).strip() for n in metrics_networks), trusted_proxies=tuple(str(p).strip() for p in proxies),
                     model_overrides=models, **top)
     _validate(config)
@@ -300,6 +324,39 @@ def _channel(table: Any, index: int, defaults: UpstreamConfig, env: Mapping[str,
                        **{k: values.pop(k) for k in ("connect_timeout", "first_byte_timeout", "idle_timeout",
                                                      "max_connections") if k in values})
     return ChannelConfig(name=name, upstream=upstream, models=models, **values)
+
+
+def _payments(table: Any, env: Mapping[str, str]) -> PaymentsConfig:
+    """``[payments]``: ``bonus = { "10" = 5 }`` (USD of API value added at or above a paid
+    amount) and ``[payments.stripe]`` (each secret given, or named by an ``*_env`` variable)."""
+    table = dict(_shaped(table, dict, "payments", "a table"))
+    stripe, bonus = table.pop("stripe", None), table.pop("bonus", {})
+    for unknown in table:
+        raise ConfigError(f"payments: unknown setting {unknown!r}")
+    steps = []
+    for paid, extra in _shaped(bonus, dict, "payments.bonus", 'a table of "paid USD" = USD added').items():
+        try:
+            step = parse_usd(paid), parse_usd(extra)
+        except ValueError as exc:
+            raise ConfigError(f"payments.bonus.{paid}: {exc}") from None
+        if step[0] <= 0 or step[1] < 0:
+            raise ConfigError(f"payments.bonus.{paid}: the paid amount must be positive, the bonus 0 or more")
+        steps.append(step)
+    if stripe is None:
+        return PaymentsConfig(tuple(sorted(steps)))
+    values = _coerce(_STRIPE, _shaped(stripe, dict, "payments.stripe", "a table"), "payments.stripe")
+    for name in ("secret_key", "webhook_secret"):
+        variable = values.pop(f"{name}_env", None)
+        if variable is not None and name not in values:
+            values[name] = env.get(variable, "")
+        if not values.get(name, "").strip():
+            raise ConfigError(f"payments.stripe.{name} (or {name}_env naming a set variable) is required")
+    card = StripeConfig(**values)
+    if not card.api_base.startswith(("https://", "http://")) or card.currency in _NOT_CENTS or not (
+            len(card.currency) == 3 and card.currency.isalpha() and card.currency.islower()):
+        raise ConfigError("payments.stripe: api_base must be an http(s) URL and currency a lower-case "
+                          f"three-letter code with cents, got {card.api_base!r}, {card.currency!r}")
+    return PaymentsConfig(tuple(sorted(steps)), card)
 
 
 def _model_ids(table: Any, channel: str | None = None) -> tuple[tuple[str, str], ...]:

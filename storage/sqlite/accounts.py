@@ -165,9 +165,9 @@ class SqliteAccounts:
         with savepoint(self.db):
             account = self.ledger.get_account(payment.username)
             try:
-                self.db.execute("INSERT INTO payments (provider, event_id, account_id, paid, credit, created_at) "
-                                "VALUES (?, ?, ?, ?, ?, ?)", (payment.provider, payment.event_id, account.id,
-                                                              payment.paid, payment.credit, now_iso()))
+                self.db.execute("INSERT INTO payments (provider, event_id, account_id, paid, credit, created_at, ref) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)", (payment.provider, payment.event_id, account.id,
+                                                                 payment.paid, payment.credit, now_iso(), payment.ref))
             except sqlite3.IntegrityError:
                 return account, False
             account = self.ledger.change_balance(account.id, payment.credit, "payment",

@@ -13,7 +13,7 @@ from ..errors import StoreError
 from ..location import MEMORY
 from ..records import (NO_LIMITS, Account, ChannelOverride, ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry,
                        Recovery, StoreStats, UsageRow)
-from ..records import CodeRecord, Payment, Profile, Session, UsageLine
+from ..records import CodeRecord, Payment, PaymentRecord, Profile, Session, UsageLine
 from .accounts import SqliteAccounts
 from . import checks
 from .channels import SqliteChannels
@@ -21,6 +21,7 @@ from .connection import connect, connect_reader
 from .lane import WriterLane
 from .ledger import SqliteLedger
 from .owners import SqliteOwners
+from .payments import SqlitePayments
 from .reader import LoopReader
 
 
@@ -35,6 +36,7 @@ class SqliteStore:
         self._owners = owners
         self._channels = SqliteChannels(ledger, owners.here)
         self._accounts = SqliteAccounts(ledger)
+        self._payments = SqlitePayments(ledger)
         self._reader = reader
         self._looked_up = looked_up
 
@@ -186,6 +188,13 @@ class SqliteStore:
 
     async def apply_payment(self, payment: Payment) -> tuple[Account, bool]:
         return await self._lane.run(self._accounts.apply_payment, payment)
+
+    async def find_payment(self, provider: str, ref: str) -> PaymentRecord | None:
+        return await self._lane.run(self._payments.find_payment, provider, ref)
+
+    async def refund_payment(self, provider: str, event_id: str, refunded: int,
+                             take_back: int) -> tuple[PaymentRecord, Account, int, int]:
+        return await self._lane.run(self._payments.refund_payment, provider, event_id, refunded, take_back)
 
     async def usage_page(self, username: str | None, limit: int, before: str | None = None,
                          key_prefix: str | None = None, model: str | None = None) -> Sequence[UsageLine]:
