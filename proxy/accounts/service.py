@@ -30,7 +30,7 @@ from .admin import AdminError, check_username
 from ..auth import key_prefix
 from ..catalog import Catalog
 from ..config import AccountsConfig
-from ..money import MICRO, format_usd, scale
+from ..money import MICRO, credit_for, format_usd, scale
 from ..limits.base import Limits, give_back_all, take_all
 from ..limits.local import LocalLimits
 from storage.base import (Account, AlreadyExists, CodeRecord, CodeRefused, KeyRecord, NotFound, Profile, Session,
@@ -120,6 +120,7 @@ class Accounts:
     store: Store
     config: AccountsConfig = field(default_factory=AccountsConfig)
     multiplier: Decimal = Decimal(30)
+    bonus: tuple[tuple[int, int], ...] = ()  # [payments] bonus: codes buy what any payment buys (money.credit_for)
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     limits: Limits | None = None  # the gateway's (runtime.py); in-process on ``monotonic`` otherwise
@@ -277,7 +278,7 @@ class Accounts:
         return await self.store.credit(username, amount, "admin_credit", paid, f"{admin_name}: {reason}")
 
     async def create_codes(self, paid: int, count: int = 1, expires_at: float | None = None) -> list[str]:
-        """``count`` single-use codes, each buying paid x the value multiplier: the codes
+        """``count`` single-use codes, each buying what paying ``paid`` buys (credit_for): the codes
         (shown once; only their hashes are stored)."""
         if not 1 <= count <= MAX_CODES:
             raise AccountError(f"--count must be 1 to {MAX_CODES}")
@@ -285,7 +286,7 @@ class Accounts:
             raise AccountError("--paid must be positive")
         codes = [secrets.token_urlsafe(CODE_BYTES) for _ in range(count)]
         await self.store.create_codes([(secret_hash(c), c[:CODE_HINT]) for c in codes], paid,
-                                      scale(paid, self.multiplier), expires_at)
+                                      credit_for(paid, self.multiplier, self.bonus), expires_at)
         return codes
 
     async def redeem(self, username: str, code: object, ip: str | None) -> tuple[CodeRecord, Account]:

@@ -199,7 +199,7 @@ def _password_from_stdin() -> str:
 
 
 def _accounts(config: Config, store) -> accounts.Accounts:
-    return accounts.Accounts(store, config.accounts, config.value_multiplier)
+    return accounts.Accounts(store, config.accounts, config.value_multiplier, config.payments.bonus)
 
 
 async def _user_passwd(args: argparse.Namespace, config: Config, ledger: Ledger) -> None:

@@ -43,7 +43,7 @@ def install(app: Quart) -> None:
     config = gateway_of(app).config
     gateway = gateway_of(app)
     app.extensions[EXTENSION] = Accounts(gateway.store, config.accounts, config.value_multiplier,
-                                         monotonic=trio.current_time, limits=gateway.limits)
+                                         config.payments.bonus, monotonic=trio.current_time, limits=gateway.limits)
     app.register_error_handler(AdminError, _refused)
 
 

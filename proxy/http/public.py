@@ -7,6 +7,7 @@ import trio
 from quart import Blueprint, Response
 
 from .pages import views as pages
+from .api.payments import current_payments
 from .context import current_gateway
 from .responses import json_response
 
@@ -40,7 +41,7 @@ async def health() -> Response:
     upstream = gateway.upstream
     body = {"status": "ok", "version": VERSION,
             "upstream": {"url": upstream.label, "simulated": gateway.simulated},
-            "models": len(gateway.catalog.models)}
+            "models": len(gateway.catalog.models), "payments": current_payments().describe()}
     describe = getattr(upstream, "describe", None)  # several channels: each one's state (never a key)
     if describe is not None:
         body["upstream"]["channels"] = describe(trio.current_time())

@@ -23,6 +23,7 @@ from .. import error_shapes, identity
 from ..context import current_gateway
 from ..identity import Caller, caller, current_accounts, json_body
 from ..responses import json_response
+from .payments import current_payments
 from storage.base import KeyRecord, LedgerEntry, Profile, UsageLine
 
 # The paths whose errors answer in the Anthropic shape (a trailing "/": and below).
@@ -238,6 +239,8 @@ async def redeem() -> Response:
     """``{"code"}``: its value credited once (distinct 400s for a wrong, used or expired code)."""
     who = await caller()
     code = (await json_body()).get("code")
-    record, account = await current_accounts().redeem(who.username, code, identity.the_client_ip())
-    return json_response({"success": True, "paid_usd": format_usd(record.paid),
-                          "credited_usd": format_usd(record.credit), "balance_usd": format_usd(account.balance)})
+    text = code.encode() if isinstance(code, str) else b""
+    credited = await current_payments().code.confirm(text, {}, who.username, identity.the_client_ip())
+    return json_response({"success": True, "paid_usd": format_usd(credited.paid),
+                          "credited_usd": format_usd(credited.credit),
+                          "balance_usd": format_usd(credited.account.balance)})
