@@ -72,3 +72,12 @@ def format_usd(micro: int) -> str:
 def usd_number(micro: int) -> float:
     """A JSON number for APIs that promise dollars as numbers (transfer API, model info)."""
     return float(Decimal(micro) / MICRO)
+
+
+def credit_for(paid: int, multiplier: "Decimal | int", bonus: "tuple[tuple[int, int], ...]" = ()) -> int:
+    """The API value a payment of ``paid`` buys, whichever way it was paid (a card, a code,
+    a signed webhook): ``paid`` x the multiplier (``scale``: the one rounding), plus the
+    bonus of the highest step of the bonus table ``((at_or_above, bonus), ...)`` that
+    ``paid`` reaches (all micro-USD; steps do not add up: $100 gets the $100 step only)."""
+    reached = [extra for threshold, extra in sorted(bonus) if paid >= threshold]
+    return scale(paid, multiplier) + (reached[-1] if reached else 0)

@@ -25,7 +25,7 @@ from .errors import CodeRefused
 from .records import (LIMIT_FIELDS, MAX_AMOUNT, MAX_BALANCE, MAX_RATE, NO_LIMITS, Account, ChannelOverride,
                       ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
                       checked_amount, checked_balance)
-from .records import ROLES, CodeRecord, Payment, Profile, Session, UsageLine
+from .records import ROLES, CodeRecord, Payment, PaymentRecord, Profile, Session, UsageLine
 
 __all__ = [
     "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "ChannelStore", "MaintenanceStore",
@@ -36,7 +36,7 @@ __all__ = [
     "checked_balance", "Account", "ChannelOverride", "ChannelSnapshot", "KeyLimits", "LIMIT_FIELDS", "NO_LIMITS",
     "KeyRecord", "LedgerEntry", "Recovery", "StoreStats", "UsageRow",
     "AccountStore", "SessionStore", "CodeStore", "ReportStore", "CodeRefused", "ROLES", "CodeRecord", "Payment",
-    "Profile", "Session", "UsageLine",
+    "PaymentRecord", "Profile", "Session", "UsageLine",
 ]
 
 
@@ -201,6 +201,15 @@ class CodeStore(Protocol):
     async def apply_payment(self, payment: Payment) -> tuple[Account, bool]:
         """Credit ``payment`` (a 'payment' ledger entry) unless its (provider, event id)
         was applied before: (the account, whether it was applied now)."""
+    async def find_payment(self, provider: str, ref: str) -> PaymentRecord | None:
+        """The payment of ``provider`` whose ``ref`` (or, failing that, event id) is ``ref``."""
+    async def refund_payment(self, provider: str, event_id: str, refunded: int,
+                             take_back: int) -> tuple[PaymentRecord, Account, int, int]:
+        """A payment's refunds have come to ``refunded`` (of its paid amount), which takes back
+        ``take_back`` of its credit in all: of what was not taken back (or owed) before, debit
+        what is still available and record the rest as owed (the balance never goes below
+        what is held), in one transaction. A total not above the last one changes nothing.
+        (the payment after, the account after, debited now, owed now); NotFound without it."""
 
 
 class ReportStore(Protocol):

@@ -228,6 +228,25 @@ class Payment:
     username: str
     paid: int
     credit: int
+    ref: str | None = None   # the provider's id its refunds name (Stripe: the payment intent)
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    """An applied payment and what was refunded of it: ``refunded`` of ``paid``, and of
+    ``credit`` the part ``taken_back`` from the balance and the part ``owed`` (spent
+    already when the refund came)."""
+
+    provider: str
+    event_id: str
+    ref: str | None
+    username: str
+    paid: int
+    credit: int
+    refunded: int
+    taken_back: int
+    owed: int
+    created_at: float
 
 
 @dataclass(frozen=True)

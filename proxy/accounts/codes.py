@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Sequence
 
 from ..limits.base import give_back_all, take_all
-from ..money import format_usd, scale
+from ..money import credit_for, format_usd
 from . import audit
 from .audit import Actor
 from .checks import iso
@@ -35,7 +35,7 @@ def describe_code(code: CodeRecord, now: float) -> dict[str, str]:
 class Codes:
     async def create_codes(self, paid: int, count: int = 1, expires_at: float | None = None,
                            actor: Actor | None = None) -> list[str]:
-        """``count`` single-use codes, each buying paid x the value multiplier: the codes
+        """``count`` single-use codes, each buying what paying ``paid`` buys (credit_for): the codes
         (shown once; only their hashes are stored)."""
         if not 1 <= count <= MAX_CODES:
             raise AccountError(f"the count must be 1 to {MAX_CODES}", param="count")
@@ -43,7 +43,7 @@ class Codes:
             raise AccountError("the paid amount must be positive", param="paid")
         codes = [secrets.token_urlsafe(CODE_BYTES) for _ in range(count)]
         await self.store.create_codes([(secret_hash(c), c[:CODE_HINT]) for c in codes], paid,
-                                      scale(paid, self.multiplier), expires_at)
+                                      credit_for(paid, self.multiplier, self.bonus), expires_at)
         audit.record("code create", actor, count=count, paid_usd=format_usd(paid))
         return codes
 

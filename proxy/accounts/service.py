@@ -49,6 +49,7 @@ class Accounts(Users, Sessions, Keys, Credits, Codes):
     store: Store
     config: AccountsConfig = field(default_factory=AccountsConfig)
     multiplier: Decimal = Decimal(30)
+    bonus: tuple[tuple[int, int], ...] = ()  # [payments] bonus: codes buy what any payment buys (money.credit_for)
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     limits: Limits | None = None

@@ -24,7 +24,7 @@ class Command:
         return open_ledger(self.config.database_url, create)
 
     def accounts(self, store: Store) -> Accounts:
-        return Accounts(store, self.config.accounts, self.config.value_multiplier)
+        return Accounts(store, self.config.accounts, self.config.value_multiplier, self.config.payments.bonus)
 
     @property
     def actor(self) -> Actor:

@@ -45,7 +45,7 @@ def install(app: Quart) -> None:
     gateway = gateway_of(app)
     config = gateway.config
     app.extensions[EXTENSION] = Accounts(gateway.store, config.accounts, config.value_multiplier,
-                                         monotonic=trio.current_time, limits=gateway.limits,
+                                         config.payments.bonus, monotonic=trio.current_time, limits=gateway.limits,
                                          key_changed=gateway.keys.forget)
     app.register_error_handler(AccountError, _refused)
 

@@ -83,6 +83,10 @@ OPERATIONS: Mapping[tuple[str, str], tuple[str, list, dict | None, list[tuple[st
                                    ("since", "string"), ("until", "string")]),
     ("POST", "/api/payments/webhook"): ("A payment provider's signed event (when configured)", [{"signature": []}],
                                         _obj(("id", "username", "paid_usd"), id=_S, username=_S, paid_usd=_S), []),
+    ("POST", "/api/payments/{name}/webhook"): ("Provider NAME's signed events (stripe: Stripe-Signature; when "
+                                               "configured)", [{"signature": []}], _obj(()), []),
+    ("POST", "/api/topup/checkout"): ("Pay by card: a Stripe Checkout Session for $1-$500, answers {url} (when "
+                                      "configured)", KEY_OR_SESSION, _obj(("amount_usd",), amount_usd=_N), []),
 })
 
 SECURITY_SCHEMES = {

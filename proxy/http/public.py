@@ -7,6 +7,7 @@ import trio
 from quart import Blueprint, Response
 
 from .pages import views as pages
+from .api.payments import current_payments
 from .context import current_gateway
 from .responses import json_response
 
@@ -40,6 +41,6 @@ async def health() -> Response:
     upstream = gateway.upstream
     body = {"status": "ok", "version": VERSION,
             "upstream": {"url": upstream.label, "simulated": gateway.simulated},
-            "models": len(gateway.catalog.models)}
+            "models": len(gateway.catalog.models), "payments": current_payments().describe()}
     body["upstream"]["channels"] = upstream.describe(trio.current_time())  # each one's state, never a key
     return json_response(body)

@@ -77,10 +77,13 @@ def stream_end(saw_start: bool, saw_stop: bool, upstream_error: dict | None, fai
 
 
 async def settle_unfinished(ticket: Ticket, tap: "AnthropicStreamTap", delivered: int, disconnected: bool,
-                            failure: errors.GatewayError | None) -> None:
+                            failure: errors.GatewayError | None, answered: bool = True) -> None:
     """Close a stream's ticket that ``settle_stream_end`` did not: charge what it
-    delivered, or release. With an after-response nursery this runs once the handler
-    has returned (the ticket counts as closed from now on, so nothing else closes it)."""
+    delivered, or release. With an after-response nursery, and once the client has its
+    answer (``answered``: the stream had started), this runs once the handler has
+    returned (the ticket counts as closed from now on, so nothing else closes it); a
+    stream refused before it started is closed before its error answer goes out, so
+    the client that reads its balance after the error finds nothing held."""
     end = stream_end(tap.saw_message_start, tap.saw_message_stop, tap.error, failure, disconnected, delivered)
     if end.charge == "full":
         usage = tap.usage
@@ -90,7 +93,7 @@ async def settle_unfinished(ticket: Ticket, tap: "AnthropicStreamTap", delivered
         usage = None
     close = partial(ticket.close, usage, end.status, end.charge == "partial", end.error_type)
     nursery = ticket.meter.after_response
-    if nursery is None:
+    if nursery is None or not answered:
         await close()
         return
     ticket.closed = True

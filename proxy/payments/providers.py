@@ -5,8 +5,10 @@ A ``PaymentProvider`` turns its proof of a payment (a redemption code a user typ
 signed webhook event an online provider posts) into credit through the store's two
 exactly-once operations: ``redeem_code`` (a code is spent once) and ``apply_payment``
 (one (provider, event id) is applied once, so a webhook delivered twice credits once).
-Two providers here: redemption codes, and ``SignedWebhook``, the shape of an online
-provider (Stripe Checkout's signed webhooks: an HMAC-SHA256 of ``timestamp.body``).
+Two providers here: redemption codes, and ``SignedWebhook``, the house format of an
+online provider's notice (an HMAC-SHA256 of ``timestamp.body``, as Stripe signs); Stripe
+Checkout itself is stripe.py; registry.py builds the ones the configuration turns on.
+Every provider's credit is ``money.credit_for``: the value multiplier and the bonus table.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from decimal import Decimal
 from typing import Callable, Mapping, Protocol
 
 from ..accounts.service import AccountError, Accounts
-from ..money import parse_usd, scale
+from ..money import credit_for, format_usd, parse_usd
 from storage.base import Account, Payment, Store
 
 
@@ -42,6 +44,15 @@ class PaymentProvider(Protocol):
                       ip: str | None) -> Credited:
         """Credit what ``proof`` proves was paid, exactly once; AccountError (400, 401,
         429) when it proves nothing."""
+
+
+class WebhookProvider(Protocol):
+    """A provider that is told of payments by signed events (POST /api/payments/NAME/webhook)."""
+
+    name: str
+
+    async def receive(self, body: bytes, headers: Mapping[str, str]) -> dict:
+        """Verify the event and act on it once: the JSON answer (AccountError when forged)."""
 
 
 @dataclass
@@ -69,6 +80,7 @@ class SignedWebhook:
     store: Store
     secret: bytes
     multiplier: Decimal
+    bonus: tuple[tuple[int, int], ...] = ()
     name: str = "webhook"
     tolerance: float = 300.0
     clock: Callable[[], float] = time.time
@@ -103,7 +115,12 @@ class SignedWebhook:
             raise AccountError(str(exc)) from None
         if paid <= 0:
             raise AccountError("paid_usd must be positive")
-        credit = scale(paid, self.multiplier)
+        credit = credit_for(paid, self.multiplier, self.bonus)
         account, applied = await self.store.apply_payment(Payment(self.name, event["id"][:200], event["username"],
                                                                   paid, credit))
         return Credited(account, paid, credit, applied)
+
+    async def receive(self, body: bytes, headers: Mapping[str, str]) -> dict:
+        credited = await self.confirm(body, headers, None, None)
+        return {"success": True, "applied": credited.applied, "username": credited.account.username,
+                "paid_usd": format_usd(credited.paid), "credited_usd": format_usd(credited.credit)}

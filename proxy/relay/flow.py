@@ -277,4 +277,4 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
         ticket.unwatch()
         if not ticket.closed:
             ticket.tried(request.attempts)
-            await settle_unfinished(ticket, tap, progress.tokens, ex.disconnected, stream_error)
+            await settle_unfinished(ticket, tap, progress.tokens, ex.disconnected, stream_error, answered=ex.started)

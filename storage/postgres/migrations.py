@@ -92,6 +92,13 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ALTER TABLE ledger ADD COLUMN reason text",
         "ALTER TABLE ledger ADD COLUMN actor text",
     )),
+    ("0009_refunds", (  # a payment's provider reference its refunds name; what was refunded of it
+        "ALTER TABLE payments ADD COLUMN ref text",
+        "ALTER TABLE payments ADD COLUMN refunded bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE payments ADD COLUMN taken_back bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE payments ADD COLUMN owed bigint NOT NULL DEFAULT 0",
+        "CREATE INDEX idx_payments_ref ON payments (provider, ref) WHERE ref IS NOT NULL",
+    )),
 )
 
 _LOCK = 0x63686561706C6D  # pg_advisory_lock key for migrating ("cheaplm")

@@ -172,9 +172,10 @@ class Accounts:
             account = self.ledger.get_account(payment.username)
             try:
                 with savepoint(self.db):  # PostgreSQL: a failed statement spoils its transaction, not the savepoint's
-                    self.db.execute("INSERT INTO payments (provider, event_id, account_id, paid, credit, created_at) "
-                                    "VALUES (?, ?, ?, ?, ?, ?)", (payment.provider, payment.event_id, account.id,
-                                                                  payment.paid, payment.credit, self.ledger.now()))
+                    self.db.execute("INSERT INTO payments (provider, event_id, account_id, paid, credit, created_at, ref) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (payment.provider, payment.event_id, account.id,
+                                                                     payment.paid, payment.credit, self.ledger.now(),
+                                                                     payment.ref))
             except self.db.IntegrityError:
                 return account, False
             account = self.ledger.change_balance(account.id, payment.credit, "payment",

@@ -12,6 +12,7 @@ from .channels import Channels
 from .db import Db
 from .ledger import Ledger
 from .owners import Owners
+from .payments import Payments
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,9 @@ class Ops:
     accounts: Accounts
     owners: Owners
     channels: Channels
+    payments: Payments
 
     @classmethod
     def on(cls, db: Db, instance_id: str | None, clock: Callable[[], float], here: Host) -> "Ops":
         ledger = Ledger(db, instance_id, clock)
-        return cls(db, ledger, Accounts(ledger), Owners(ledger, here), Channels(ledger, here))
+        return cls(db, ledger, Accounts(ledger), Owners(ledger, here), Channels(ledger, here), Payments(ledger))

@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence, TypeVar
 from ..errors import StoreError
 from ..records import (NO_LIMITS, Account, ChannelOverride, ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry,
                        Recovery, StoreStats, UsageRow)
-from ..records import CodeRecord, Payment, Profile, Session, UsageLine
+from ..records import CodeRecord, Payment, PaymentRecord, Profile, Session, UsageLine
 from . import checks
 from .checks import Finding
 from .ops import Ops
@@ -188,6 +188,13 @@ class SqlStore:
 
     async def apply_payment(self, payment: Payment) -> tuple[Account, bool]:
         return await self._write(lambda o: o.accounts.apply_payment(payment))
+
+    async def find_payment(self, provider: str, ref: str) -> PaymentRecord | None:
+        return await self._read(lambda o: o.payments.find_payment(provider, ref))
+
+    async def refund_payment(self, provider: str, event_id: str, refunded: int,
+                             take_back: int) -> tuple[PaymentRecord, Account, int, int]:
+        return await self._write(lambda o: o.payments.refund_payment(provider, event_id, refunded, take_back))
 
     async def usage_page(self, username: str | None, limit: int, before: str | None = None,
                          key_prefix: str | None = None, model: str | None = None, since: float | None = None,

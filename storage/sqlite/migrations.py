@@ -165,6 +165,15 @@ def _audit(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE ledger ADD COLUMN actor TEXT")
 
 
+def _refunds(db: sqlite_utils.Database) -> None:
+    """A payment's provider reference that its refunds name (Stripe: the payment intent of a
+    Checkout Session), and what was refunded of it: paid back, credit taken back, credit owed."""
+    db.execute("ALTER TABLE payments ADD COLUMN ref TEXT")
+    for column in ("refunded", "taken_back", "owed"):
+        db.execute(f"ALTER TABLE payments ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX idx_payments_ref ON payments(provider, ref) WHERE ref IS NOT NULL")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
@@ -173,6 +182,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0005_accounts", _accounts),
     ("0006_unix_times", _unix_times),
     ("0008_audit", _audit),
+    ("0009_refunds", _refunds),
 )
 
 

@@ -39,7 +39,7 @@ async def site(nursery, config):
 
 def library(running) -> Accounts:
     config = running.gateway.config
-    return Accounts(running.gateway.store, config.accounts, config.value_multiplier)
+    return Accounts(running.gateway.store, config.accounts, config.value_multiplier, config.payments.bonus)
 
 
 def browser(running, **headers) -> httpx.AsyncClient:

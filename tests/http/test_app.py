@@ -18,7 +18,7 @@ async def test_the_app_is_the_relay_routes_in_front_of_the_blueprints(gateway):
                                    "payments_api", "openapi", "pages"}
     assert context.gateway_of(app) is gateway.gateway
     assert app.extensions[error_shapes.CLAIMS] == {transfer.PATH: transfer.error_body, **{
-        path: error_shapes.anthropic for path in (*accounts_api.CLAIMED, payments_api.PATH)}}
+        path: error_shapes.anthropic for path in (*accounts_api.CLAIMED, *payments_api.CLAIMED)}}
 
 
 async def test_two_apps_share_no_state(gateway):

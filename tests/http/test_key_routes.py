@@ -17,7 +17,7 @@ from tests.conftest import make_account
 PUBLIC = {"/", "/health", "/v1/models/info", "/api/hello",
           "/metrics",  # (no key: loopback, metrics_networks or the metrics token; tests/http/test_metrics.py)
           "/api/auth/signup", "/api/auth/login", "/api/auth/logout",  # (a password, or the session cookie)
-          "/api/payments/webhook",  # (the provider's signature)
+          "/api/payments/webhook", "/api/payments/<name>/webhook",  # (the provider's signature)
           "/openapi.json"}
 SAMPLE_PATH = {"/v1/models/<path:model_id>": "/v1/models/claude-sonnet-4.5",
                "/api/keys/<prefix>": "/api/keys/sk-cl-abcdefgh", "/api/admin/users/<name>/credit":
@@ -47,7 +47,8 @@ async def test_the_route_list_is_what_we_think(gateway):
     routes = key_routes(gateway.gateway)
     assert ("POST", "/api/user/transfer") in routes and ("GET", "/v1/models") in routes
     assert ("POST", "/v1/messages") in routes and ("DELETE", "/api/keys/sk-cl-abcdefgh") in routes
-    assert len(routes) == 21 and ("GET", "/api/ledger.csv") in routes and ("POST", "/v1/responses") in routes
+    assert ("POST", "/api/topup/checkout") in routes
+    assert len(routes) == 22 and ("GET", "/api/ledger.csv") in routes and ("POST", "/v1/responses") in routes
 
 
 async def test_every_key_route_refuses_a_key_from_the_wrong_network(gateway):

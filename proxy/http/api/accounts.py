@@ -25,6 +25,7 @@ from .. import error_shapes, identity
 from ..context import current_gateway
 from ..identity import Caller, account_caller, caller, current_accounts, json_body
 from ..responses import json_response
+from .payments import current_payments
 from storage.base import KeyRecord, LedgerEntry, Profile, UsageLine
 from storage.records import iso_time
 from storage.caps import spend_day_start
@@ -269,6 +270,8 @@ async def redeem() -> Response:
     """``{"code"}``: its value credited once (distinct 400s for a wrong, used or expired code)."""
     who = await caller()
     code = (await json_body()).get("code")
-    record, account = await current_accounts().redeem(who.username, code, identity.the_client_ip())
-    return json_response({"success": True, "paid_usd": format_usd(record.paid),
-                          "credited_usd": format_usd(record.credit), "balance_usd": format_usd(account.balance)})
+    text = code.encode() if isinstance(code, str) else b""
+    credited = await current_payments().code.confirm(text, {}, who.username, identity.the_client_ip())
+    return json_response({"success": True, "paid_usd": format_usd(credited.paid),
+                          "credited_usd": format_usd(credited.credit),
+                          "balance_usd": format_usd(credited.account.balance)})

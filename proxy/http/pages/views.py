@@ -26,11 +26,14 @@ from ...accounts.errors import AccountError
 from ...accounts.sessions import csrf_token, same_token
 from ...errors import GatewayError
 from ...money import MICRO, format_usd, parse_usd, scale
+from ...payments.registry import TOPUP_MAX, TOPUP_MIN
 from .. import identity
 from ..api.accounts import describe_entry, describe_key, describe_usage, key_order, usage_lines
 from ..context import current_gateway
 from ..identity import Caller, current_accounts
+from ..api.payments import current_payments
 from ..api.transfer import check_rate, send, usd_amount
+from . import topup as topping_up
 from storage.base import Profile, Session, StoreError
 from storage.records import iso_time
 
@@ -39,7 +42,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = (("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"),
                     ("Referrer-Policy", "same-origin"), ("X-Content-Type-Options", "nosniff"))
-TOPUP_MIN, TOPUP_MAX = 1, 500      # USD a user may pay at once (the pricing page's range)
 CHART_DAYS = 30
 RECENT = 10                        # requests on the dashboard
 USAGE_PAGE = 50
@@ -349,15 +351,20 @@ def balance_page(template: str) -> Callable[..., Awaitable[Response]]:
     return render
 
 
+async def topup_page(session: Session, status: int = 200, **values: Any) -> Response:
+    return await page("topup.html", session, status, **await balances(session.profile.username),
+                      **{**topping_up.topup_values(), **values})
+
+
 async def _redeem(session: Session, fields: dict[str, str]) -> dict[str, Any]:
-    record, _ = await current_accounts().redeem(session.profile.username, fields.get("code", ""),
-                                                identity.the_client_ip())
-    return {"notice": f"Redeemed: paid ${format_usd(record.paid)}, credited ${format_usd(record.credit)} "
+    credited = await current_payments().code.confirm(fields.get("code", "").encode(), {}, session.profile.username,
+                                                     identity.the_client_ip())
+    return {"notice": f"Redeemed: paid ${format_usd(credited.paid)}, credited ${format_usd(credited.credit)} "
                       "of API value."}
 
 
 async def topup() -> Response:
-    return await form_page(balance_page("topup.html"), _redeem)
+    return await form_page(topup_page, _redeem)
 
 
 async def _transfer(session: Session, fields: dict[str, str]) -> dict[str, Any]:
