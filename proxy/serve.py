@@ -13,6 +13,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .http.app import create_app
+from .http import hypercorn_patch
 from .config import Config
 from .runtime import Gateway
 from .ids import new_instance_id
@@ -36,12 +37,12 @@ class Running:
     simulator_url: str | None
 
 
-def hypercorn_config(host: str, port: int) -> HypercornConfig:
+def hypercorn_config(host: str, port: int, keep_alive_timeout: float = 75.0) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.keep_alive_timeout = 75.0
+    config.keep_alive_timeout = keep_alive_timeout  # an idle connection is closed after this
     config.graceful_timeout = HYPERCORN_GRACE_SECONDS
     config.backlog = 4096
     return config
@@ -90,7 +91,9 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 trigger = partial(_signalled, shutdown_signals) if shutdown_signals else None
 
                 async def http(task_status=trio.TASK_STATUS_IGNORED) -> None:
-                    await hypercorn_serve(create_app(gateway), hypercorn_config(config.host, config.port),
+                    hypercorn_patch.install()  # closes early-answered and idle connections: see there
+                    await hypercorn_serve(create_app(gateway), hypercorn_config(config.host, config.port,
+                                                                                config.keep_alive_timeout),
                                           shutdown_trigger=trigger, task_status=task_status)
                     nursery.cancel_scope.cancel()  # a graceful shutdown has finished
 
