@@ -39,7 +39,7 @@ The fix, ``TCPServer`` with two methods changed:
 It replaces the class that ``hypercorn.trio.run.worker_serve`` builds connections from;
 the gateway's direct body path (relay/direct_body.py) checks ``isinstance(server,
 TCPServer)``, which a subclass satisfies. pyproject pins hypercorn to 0.18, and
-tests/http/test_sockets.py fails if an upgrade makes this unnecessary or wrong.
+tests/http/test_sockets.py is what fails if an upgrade moves what this relies on.
 """
 
 from __future__ import annotations
