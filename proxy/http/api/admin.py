@@ -10,7 +10,8 @@ from quart import Blueprint, Response
 from ... import errors
 from ...money import format_usd
 from .. import identity
-from .accounts import MAX_PAGE, describe_usage, int_arg, page, usage_lines
+from .accounts import MAX_PAGE, describe_usage, page, usage_lines
+from ..params import int_arg
 from ..context import current_gateway
 from ..identity import admin_caller, current_accounts, json_body
 from ..responses import json_response
