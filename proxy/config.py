@@ -136,6 +136,9 @@ class Config:
     channel_sync_interval: float = 2.0
     # Seconds an idle keep-alive client connection is kept open before the gateway closes it.
     keep_alive_timeout: float = 75.0
+    # Seconds requests in flight get to finish after SIGTERM; streams still going are then
+    # ended with an error event (a second before, or a quarter of a shorter grace).
+    shutdown_grace: float = 30.0
     # Observability: the log's format (one JSON object a line, or text), and who may read
     # /metrics besides loopback: these networks, or anyone presenting the token.
     log_format: str = "text"
@@ -185,7 +188,7 @@ _TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
         "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
         "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
         "progress_interval": float, "store_busy_timeout": float, "channel_sync_interval": float,
-        "keep_alive_timeout": float,
+        "keep_alive_timeout": float, "shutdown_grace": float,
         "log_format": str, "metrics_token": str}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
        "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
@@ -380,6 +383,8 @@ def _validate(config: Config) -> None:
     if not 0 < config.channel_sync_interval < math.inf:
         raise ConfigError(f"channel_sync_interval must be a positive number of seconds, got "
                           f"{config.channel_sync_interval}")
+    if not 0 < config.shutdown_grace < math.inf:
+        raise ConfigError(f"shutdown_grace must be a positive number of seconds, got {config.shutdown_grace}")
     if not 0 < config.keep_alive_timeout < math.inf:
         raise ConfigError(f"keep_alive_timeout must be a positive number of seconds, got {config.keep_alive_timeout}")
     if config.lease_seconds < 1 or config.progress_interval <= 0 or config.store_busy_timeout < 0:

@@ -46,4 +46,6 @@ async def _new_request_id() -> None:
 
 async def _add_request_id(response: Response) -> Response:
     response.headers.setdefault("request-id", g.get("request_id") or new_request_id())
+    # No browser reads a JSON error (which may quote the path asked for) as HTML.
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response

@@ -34,6 +34,7 @@ from ..protocol.thinking import TurnRecorder, disable_thinking, lookup_ids, rest
 from ..protocol.usage import Usage
 from ..upstream.base import UpstreamRequest
 from ..upstream.status import upstream_error
+from .drain import shutting_down
 from storage.base import KeyRecord, StoreError
 
 log = logging.getLogger("cheaplm.relay")
@@ -255,7 +256,11 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
             await ex.start_stream([(b"request-id", ticket.request_id.encode()), *ticket.parsed.notes,
                                    *ticket.limit_headers])
             try:
-                held = await _pump(upstream, tap, renderer, ex, ticket, gateway.upstream.idle_timeout, progress)
+                with gateway.drain.stream() as draining:  # a graceful shutdown's end (drain.py)
+                    held = await _pump(upstream, tap, renderer, ex, ticket, gateway.upstream.idle_timeout,
+                                       progress)
+                if draining.cancelled_caught:
+                    raise shutting_down()
                 held += tap.close_events()
                 if tap.truncated and tap.error is None:
                     raise errors.GatewayError(502, "Upstream closed the stream before message_stop", "api_error")
