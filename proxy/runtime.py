@@ -18,7 +18,6 @@ from .config import Config
 from .limits.base import Limits
 from .limits.local import LocalLimits
 from .metering.meter import Meter
-from .relay.drain import StreamDrain
 from .observe.request_log import REQUESTS, log_request
 from .observe.metrics import Metrics
 from .outcome import Outcome
@@ -47,7 +46,6 @@ class Gateway:
     limits: Limits = field(init=False)
     meter: Meter = field(init=False)
     request_log: logging.Logger = field(init=False, default_factory=lambda: logging.getLogger(REQUESTS))
-    drain: StreamDrain = field(init=False, default_factory=StreamDrain)  # streams end before a shutdown's grace
 
     def __post_init__(self) -> None:
         if self.catalog is None:

@@ -95,12 +95,12 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 # keep-alive connection's next request is served only once the previous
                 # handler is done, and settling (a ledger transaction) need not hold it up.
                 gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery)
-                grace = config.shutdown_grace
-                trigger = partial(_signalled, shutdown_signals, gateway.drain, grace) if shutdown_signals else None
+                grace, drain = config.shutdown_grace, StreamDrain()
+                trigger = partial(_signalled, shutdown_signals, drain, grace) if shutdown_signals else None
 
                 async def http(task_status=trio.TASK_STATUS_IGNORED) -> None:
                     hypercorn_patch.install()  # closes early-answered and idle connections: see there
-                    await hypercorn_serve(create_app(gateway), hypercorn_config(config.host, config.port,
+                    await hypercorn_serve(create_app(gateway, drain), hypercorn_config(config.host, config.port,
                                                                                 config.keep_alive_timeout, grace),
                                           shutdown_trigger=trigger, task_status=task_status)
                     nursery.cancel_scope.cancel()  # a graceful shutdown has finished

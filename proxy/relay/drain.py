@@ -1,4 +1,4 @@
-"""StreamDrain: the streams in flight, ended cleanly before a graceful shutdown's
+"""StreamDrain: the relay's streams in flight, ended cleanly before a graceful shutdown's
 grace runs out.
 
 On SIGTERM hypercorn stops accepting connections and gives the requests in flight

@@ -14,6 +14,7 @@ from ..auth import check_request
 from ..errors import GatewayError
 from ..runtime import Gateway
 from ..ids import new_request_id
+from .drain import StreamDrain
 from .flow import handle, read_body
 from ..upstream.base import UpstreamRequest
 from ..upstream.status import upstream_error
@@ -23,9 +24,10 @@ from .exchange import Exchange, canonical_path
 class RelayRoutes:
     """ASGI middleware: metered routes here, everything else to Quart."""
 
-    def __init__(self, inner, gateway: Gateway) -> None:
+    def __init__(self, inner, gateway: Gateway, drain: StreamDrain | None = None) -> None:
         self.inner = inner
         self.gateway = gateway
+        self.drain = drain if drain is not None else StreamDrain()  # ended by a graceful shutdown
         self.anthropic = AnthropicAdaptor()
         self.openai = OpenAIAdaptor()
         self.routes = {
@@ -46,10 +48,10 @@ class RelayRoutes:
         await self.inner(scope, receive, send)
 
     async def _messages(self, ex: Exchange) -> None:
-        await handle(self.gateway, ex, self.anthropic, "/v1/messages")
+        await handle(self.gateway, ex, self.anthropic, "/v1/messages", self.drain)
 
     async def _chat(self, ex: Exchange) -> None:
-        await handle(self.gateway, ex, self.openai, "/v1/messages")
+        await handle(self.gateway, ex, self.openai, "/v1/messages", self.drain)
 
     async def _count_tokens(self, ex: Exchange) -> None:
         """Forwarded upstream, never answered with a made-up figure."""
