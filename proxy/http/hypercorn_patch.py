@@ -22,19 +22,14 @@ the rest of the bookkeeping runs cancelled.
 2. Any other answer: the idle timer is never restarted (it stops when a request
    comes), so an idle keep-alive connection is never closed.
 
-A bare ASGI app that doesn't cancel itself on ``http.disconnect`` escapes both. A third
-leak is hypercorn's alone: when the client closes an idle keep-alive connection the
-reader ends, but the connection's task group still waits for the idle timer, so the
-socket lingers in CLOSE_WAIT for up to ``keep_alive_timeout`` (related upstream:
-pgjones/hypercorn#106, a trio teardown skipping the socket's shutdown when cancelled).
+A bare ASGI app that doesn't cancel itself on ``http.disconnect`` escapes both (related
+upstream: pgjones/hypercorn#106, a trio teardown skipping the socket's shutdown when
+cancelled).
 
-The fix, ``TCPServer`` with two methods changed:
-
-- ``protocol_send`` runs shielded. Its slow part, writing to the socket, already was
-  (hypercorn shields ``send_all``); the rest (closing the socket, (re)starting the idle
-  timer) is quick, and now finishes even when the app's task is cancelled under it.
-- ``_read_data`` stops the idle timer when the reader is done (the client closed the
-  connection, or the server did), so the socket is closed at once.
+The fix: ``TCPServer.protocol_send`` runs shielded. Its slow part, writing to the socket,
+already was (hypercorn shields ``send_all``); the rest (closing the socket, restarting
+the idle timer) is quick, and now finishes even when the app's task is cancelled under
+it.
 
 It replaces the class that ``hypercorn.trio.run.worker_serve`` builds connections from;
 the gateway's direct body path (relay/direct_body.py) checks ``isinstance(server,
@@ -54,13 +49,6 @@ class ClosingTCPServer(TCPServer):
     async def protocol_send(self, event: Event) -> None:
         with trio.CancelScope(shield=True):
             await super().protocol_send(event)
-
-    async def _read_data(self) -> None:
-        try:
-            await super()._read_data()
-        finally:
-            with trio.CancelScope(shield=True):
-                await self.idle_task.stop()
 
 
 def install() -> None:

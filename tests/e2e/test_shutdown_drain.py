@@ -4,38 +4,23 @@ not a truncated one; what it delivered is charged; the process exits 0."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
-from functools import partial
 
 import httpx
 import orjson
 import trio
 
-from proxy.accounts.admin import create_key, open_ledger
-from proxy.catalog import default_catalog
-from tests.e2e.test_processes import cli, free_port, wait_http
+from tests.e2e.test_processes import serve_process
 
 LONG = "[sim deltas=400 gap_ms=25] a long answer"  # ten seconds of deltas: past a one-second grace
 
 
 async def test_a_stream_past_the_grace_ends_with_an_error_event(tmp_path, nursery):
-    port = free_port()
     db = str(tmp_path / "drain.db")
     config = tmp_path / "cheaplm.toml"
     config.write_text("shutdown_grace = 1.0\n")
-    assert await cli("user", "create", "d", "--db", db) == 0
-    assert await cli("topup", "d", "--credit", "5", "--db", db) == 0
-    async with open_ledger(db) as store:
-        key, _ = await create_key(store, default_catalog(), "d")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
-    process = await nursery.start(partial(trio.run_process, [sys.executable, "-m", "proxy", "serve", "--port",
-                                                             str(port), "--db", db, "--config", str(config)],
-                                          env=env, check=False, stderr=subprocess.DEVNULL))
-    await wait_http(f"http://127.0.0.1:{port}/health")
+    process, port, key = await serve_process(nursery, db, "d", "--config", str(config))
     bodies = {}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": key},
                                  timeout=20) as http:
