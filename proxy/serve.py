@@ -13,8 +13,10 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .http.app import create_app
+from .http import hypercorn_patch
 from .config import Config
 from .runtime import Gateway
+from .relay.drain import StreamDrain
 from .ids import new_instance_id
 from .metering.checkpoints import checkpoint_progress
 from .reasoning_key import load_reasoning_secret
@@ -27,7 +29,6 @@ from storage.base import StoreError
 from storage.leases import keep_lease
 
 log = logging.getLogger("cheaplm")
-HYPERCORN_GRACE_SECONDS = 30.0  # how long streams in flight may go on after SIGTERM
 
 
 @dataclass(frozen=True)
@@ -37,22 +38,29 @@ class Running:
     simulator_url: str | None
 
 
-def hypercorn_config(host: str, port: int) -> HypercornConfig:
+def hypercorn_config(host: str, port: int, keep_alive_timeout: float = 75.0, grace: float = 30.0) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.keep_alive_timeout = 75.0
-    config.graceful_timeout = HYPERCORN_GRACE_SECONDS
+    config.keep_alive_timeout = keep_alive_timeout  # an idle connection is closed after this
+    config.graceful_timeout = grace  # how long requests in flight may go on after SIGTERM
     config.backlog = 4096
     return config
 
 
-async def _signalled(signals: tuple[int, ...]) -> None:
+def drain_margin(grace: float) -> float:
+    """How long before hypercorn's hard stop the streams still going are ended (with an
+    error event, and settled): a second, or a quarter of a short grace."""
+    return min(1.0, grace / 4)
+
+
+async def _signalled(signals: tuple[int, ...], drain: StreamDrain, grace: float) -> None:
     with trio.open_signal_receiver(*signals) as received:
         async for number in received:
             log.warning("received %s: no new connections; requests in flight get up to %g s to finish",
-                        signal.Signals(number).name, HYPERCORN_GRACE_SECONDS)
+                        signal.Signals(number).name, grace)
+            drain.end_by(trio.current_time() + grace - drain_margin(grace))
             return
 
 
@@ -89,10 +97,13 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 # handler is done, and settling (a ledger transaction) need not hold it up.
                 gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery,
                                   reasoning_secret=load_reasoning_secret(config))
-                trigger = partial(_signalled, shutdown_signals) if shutdown_signals else None
+                grace, drain = config.shutdown_grace, StreamDrain()
+                trigger = partial(_signalled, shutdown_signals, drain, grace) if shutdown_signals else None
 
                 async def http(task_status=trio.TASK_STATUS_IGNORED) -> None:
-                    await hypercorn_serve(create_app(gateway), hypercorn_config(config.host, config.port),
+                    hypercorn_patch.install()  # closes early-answered and idle connections: see there
+                    await hypercorn_serve(create_app(gateway, drain), hypercorn_config(config.host, config.port,
+                                                                                config.keep_alive_timeout, grace),
                                           shutdown_trigger=trigger, task_status=task_status)
                     nursery.cancel_scope.cancel()  # a graceful shutdown has finished
 

@@ -77,6 +77,8 @@ def test_missing_file():
     ("database_url = ''", "database_url"),
     ('database_url = "a.db"\ndb_path = "b.db"', "give one"),
     ("log_level = 'LOUD'", "log_level"),
+    ("keep_alive_timeout = 0", "keep_alive_timeout"),
+    ("keep_alive_timeout = inf", "keep_alive_timeout"),
     ("[upstream]\nconnect_timeout = 0", "upstream.connect_timeout"),
     ("[upstream]\nfirst_byte_timeout = -1", "upstream.first_byte_timeout"),
     ("[upstream]\nidle_timeout = nan", "upstream.idle_timeout"),
@@ -104,9 +106,10 @@ def test_out_of_range_environment(env):
 
 def test_edges_of_the_ranges_are_accepted(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text("port = 65535\nkey_cache_seconds = 0\ntransfers_per_minute = 1\n"
+    path.write_text("port = 65535\nkey_cache_seconds = 0\ntransfers_per_minute = 1\nkeep_alive_timeout = 0.5\n"
                     "[models.claude-haiku-4-5]\nprices = { output = '100000', input = '0' }\n")
     config = load_config(str(path), env={})
+    assert config.keep_alive_timeout == 0.5
     assert config.port == 65535 and config.catalog().resolve("claude-haiku-4.5").prices.output == 10**11
     assert load_config(env={}, port=1).port == 1
 

@@ -61,6 +61,10 @@ def validate(config: Config) -> None:
     if not 0 < config.channel_sync_interval < math.inf:
         raise ConfigError(f"channel_sync_interval must be a positive number of seconds, got "
                           f"{config.channel_sync_interval}")
+    if not 0 < config.shutdown_grace < math.inf:
+        raise ConfigError(f"shutdown_grace must be a positive number of seconds, got {config.shutdown_grace}")
+    if not 0 < config.keep_alive_timeout < math.inf:
+        raise ConfigError(f"keep_alive_timeout must be a positive number of seconds, got {config.keep_alive_timeout}")
     if config.lease_seconds < 1 or config.progress_interval <= 0 or config.store_busy_timeout < 0:
         raise ConfigError("lease_seconds must be at least 1, progress_interval positive, "
                           "store_busy_timeout not negative")

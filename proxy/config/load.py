@@ -38,6 +38,7 @@ _TOP = {"database_url": str, "host": str, "port": int, "value_multiplier": Decim
         "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
         "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
         "progress_interval": float, "store_busy_timeout": float, "channel_sync_interval": float,
+        "keep_alive_timeout": float, "shutdown_grace": float,
         "log_format": str, "metrics_token": str, "auto_cache": bool, "auto_cache_messages": bool,
         "responses_secret": str}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,

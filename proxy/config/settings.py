@@ -158,6 +158,11 @@ class Config:
     # How often a running gateway applies the operator's channel overrides (cheaplm
     # upstream enable|disable) and publishes its channels' state (cheaplm upstream list).
     channel_sync_interval: float = 2.0
+    # Seconds an idle keep-alive client connection is kept open before the gateway closes it.
+    keep_alive_timeout: float = 75.0
+    # Seconds requests in flight get to finish after SIGTERM; streams still going are then
+    # ended with an error event (a second before, or a quarter of a shorter grace).
+    shutdown_grace: float = 30.0
     # Observability: the log's format (one JSON object a line, or text), and who may read
     # /metrics besides loopback: these networks, or anyone presenting the token.
     log_format: str = "text"

@@ -15,6 +15,7 @@ from .pages import site as pages
 from .api import payments as payments_api
 from .api import transfer
 from . import context, error_shapes, metrics, models, openapi, public
+from ..relay.drain import StreamDrain
 from ..relay.routes import RelayRoutes
 
 # Quart reads a request's body as it arrives, before the route runs: the routes it
@@ -23,7 +24,8 @@ QUART_MAX_BODY = 64 * 1024
 QUART_BODY_TIMEOUT = 10
 
 
-def create_app(gateway: Gateway) -> QuartTrio:
+def create_app(gateway: Gateway, drain: StreamDrain | None = None) -> QuartTrio:
+    """``drain``: what a graceful shutdown ends the relay's streams with (relay/drain.py)."""
     app = QuartTrio("cheaplm", static_folder=None)
     app.url_map.merge_slashes = False  # "/v1/models//x" is a 404 in JSON, not an HTML redirect
     app.config["MAX_CONTENT_LENGTH"] = QUART_MAX_BODY
@@ -36,7 +38,7 @@ def create_app(gateway: Gateway) -> QuartTrio:
                       accounts_api.blueprint(), admin_api.blueprint(), payments_api.blueprint(), openapi.blueprint(),
                       pages.blueprint()):
         app.register_blueprint(blueprint)
-    app.asgi_app = RelayRoutes(app.asgi_app, gateway)  # type: ignore[method-assign]
+    app.asgi_app = RelayRoutes(app.asgi_app, gateway, drain)  # type: ignore[method-assign]
     return app
 
 
@@ -46,4 +48,6 @@ async def _new_request_id() -> None:
 
 async def _add_request_id(response: Response) -> Response:
     response.headers.setdefault("request-id", g.get("request_id") or new_request_id())
+    # No browser reads a JSON error (which may quote the path asked for) as HTML.
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response

@@ -14,6 +14,7 @@ the same one with ``current_accounts``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -34,6 +35,7 @@ EXTENSION = "cheaplm.accounts"
 COOKIE = "cheaplm_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SAME_SITE = frozenset({"same-origin", "none"})  # Sec-Fetch-Site values of a page's own (or typed) requests
+HOST = re.compile(r"[a-z0-9.-]+(:[0-9]{1,5})?|\[[0-9a-f:.]+\](:[0-9]{1,5})?")  # a host[:port] a proxy forwards
 
 
 def install(app: Quart) -> None:
@@ -88,16 +90,38 @@ def the_client_ip() -> str | None:
     return client_ip(request.remote_addr, request.headers.get("x-forwarded-for"), current_gateway().trusted)
 
 
+def forwarded(name: str) -> str | None:
+    """What a trusted proxy says in an ``X-Forwarded-*`` header: its last value (the one
+    the proxy next to us set); None from anyone else, or when absent."""
+    value = request.headers.get(name)
+    if not value or not from_trusted_proxy(request.remote_addr, current_gateway().trusted):
+        return None
+    return value.rsplit(",", 1)[-1].strip().lower() or None
+
+
+def public_host() -> str:
+    """The host the browser asked for: a trusted proxy's X-Forwarded-Host (a proxy may
+    rewrite Host, as nginx does by default), else Host."""
+    host = forwarded("x-forwarded-host")
+    return host if host is not None and HOST.fullmatch(host) else request.host.lower()
+
+
 def https() -> bool:
     """Served over https, directly or behind a trusted proxy that says so."""
-    if request.scheme == "https":
-        return True
-    return (from_trusted_proxy(request.remote_addr, current_gateway().trusted)
-            and request.headers.get("x-forwarded-proto", "").lower() == "https")
+    return request.scheme == "https" or forwarded("x-forwarded-proto") == "https"
 
 
 def own_origin() -> str:
-    return f"{'https' if https() else 'http'}://{request.host}"
+    return f"{'https' if https() else 'http'}://{public_host()}"
+
+
+def own_origins() -> tuple[str, ...]:
+    """The origins this site's own pages post from. Behind a trusted proxy that does not
+    say the scheme (no X-Forwarded-Proto), either scheme on the public host."""
+    if (request.scheme != "https" and forwarded("x-forwarded-proto") is None
+            and from_trusted_proxy(request.remote_addr, current_gateway().trusted)):
+        return (f"http://{public_host()}", f"https://{public_host()}")
+    return (own_origin(),)
 
 
 def check_same_site() -> None:
@@ -106,13 +130,18 @@ def check_same_site() -> None:
     if site is not None and site.lower() not in SAME_SITE:
         raise errors.permission("Cross-site request refused")
     origin = request.headers.get("origin")
-    if origin is not None and origin.rstrip("/") != own_origin():
+    if origin is not None and origin.rstrip("/").lower() not in own_origins():
         raise errors.permission("Cross-site request refused: the Origin is not this site")
 
 
 async def check_cookie_change() -> None:
+    """A session's change to a JSON API: same-site, and JSON. A POST says so in its
+    Content-Type even when its body is empty (a cross-site form sends an empty body as
+    application/x-www-form-urlencoded); a DELETE may carry nothing at all."""
     check_same_site()
-    if (await request.get_data()) and request.mimetype != "application/json":
+    if request.mimetype == "application/json":
+        return
+    if request.method in ("POST", "PUT", "PATCH") or request.mimetype or await request.get_data():
         raise errors.permission("Send Content-Type: application/json (or an API key)")
 
 

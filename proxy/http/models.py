@@ -12,6 +12,7 @@ from quart import Blueprint, Response, request
 from .. import errors
 from ..catalog import Model
 from .context import current_gateway, presented_record
+from .params import int_arg
 from .responses import json_response
 
 MAX_PAGE = 1000
@@ -58,10 +59,8 @@ def page(items: list[dict[str, Any]], args) -> dict[str, Any]:
         items = items[ids.index(after) + 1:]
     elif before in ids:
         items = items[:ids.index(before)]
-    try:
-        limit = max(1, min(MAX_PAGE, int(args.get("limit", MAX_PAGE))))
-    except ValueError:
-        raise errors.invalid_request("limit: Input should be a valid integer", "limit") from None
+    limit = max(1, min(MAX_PAGE, int_arg("limit", MAX_PAGE, -10**18, 10**18, args,  # clamped, as Anthropic's
+                                         "limit: Input should be a valid integer")))
     has_more = len(items) > limit
     items = items[:limit]
     return {"object": "list", "data": items, "has_more": has_more,

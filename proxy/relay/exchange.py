@@ -19,8 +19,9 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
+NOSNIFF = (b"x-content-type-options", b"nosniff")  # on every response (the app adds it to Quart's)
 SSE_HEADERS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-               (b"x-accel-buffering", b"no"))
+               (b"x-accel-buffering", b"no"), NOSNIFF)
 JSON_HEADER = (b"content-type", JSON_TYPE.encode())
 
 
@@ -95,7 +96,7 @@ class Exchange:
     async def respond(self, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         self.finished = True
         await self.send({"type": "http.response.start", "status": status,
-                         "headers": [JSON_HEADER, (b"content-length", str(len(body)).encode()), *headers]})
+                         "headers": [JSON_HEADER, NOSNIFF, (b"content-length", str(len(body)).encode()), *headers]})
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def respond_json(self, status: int, payload: Any, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:

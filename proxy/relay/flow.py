@@ -34,6 +34,7 @@ from ..protocol.thinking import TurnRecorder, disable_thinking, lookup_ids, rest
 from ..protocol.usage import Usage
 from ..upstream.base import UpstreamRequest
 from ..upstream.status import upstream_error
+from .drain import StreamDrain, shutting_down
 from storage.base import KeyRecord, StoreError
 
 log = logging.getLogger("cheaplm.relay")
@@ -44,7 +45,7 @@ async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
     return await ex.read_body(config.max_body_bytes, config.body_timeout, config.body_grace, config.body_min_rate)
 
 
-async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str) -> None:
+async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str, drain: StreamDrain) -> None:
     request_id = new_request_id()
     started = time.perf_counter()
     known = _Known()
@@ -64,7 +65,7 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
             nursery.start_soon(ex.watch_disconnect, nursery.cancel_scope)
             try:
                 if ticket.parsed.stream:
-                    await _relay_stream(gateway, ex, adaptor, ticket, request)
+                    await _relay_stream(gateway, ex, adaptor, ticket, request, drain)
                 else:
                     await _relay_whole(gateway, ex, adaptor, ticket, request)
             except errors.GatewayError as error:
@@ -236,7 +237,7 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
 
 
 async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket,
-                        request: UpstreamRequest) -> None:
+                        request: UpstreamRequest, drain: StreamDrain) -> None:
     filtered = not adaptor.keep_thinking(ticket.parsed.pass_thinking)
     recorder = TurnRecorder() if _needs_recording(adaptor, ticket.parsed, filtered) else None
     tap = AnthropicStreamTap(filter_thinking=filtered, observer=recorder.feed if recorder else None)
@@ -254,7 +255,11 @@ async def _relay_stream(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket
             await ex.start_stream([(b"request-id", ticket.request_id.encode()), *ticket.parsed.notes,
                                    *ticket.limit_headers])
             try:
-                held = await _pump(upstream, tap, renderer, ex, ticket, gateway.upstream.idle_timeout, progress)
+                with drain.stream() as draining:  # a graceful shutdown's end (drain.py)
+                    held = await _pump(upstream, tap, renderer, ex, ticket, gateway.upstream.idle_timeout,
+                                       progress)
+                if draining.cancelled_caught:
+                    raise shutting_down()
                 held += tap.close_events()
                 if tap.truncated and tap.error is None:
                     raise errors.GatewayError(502, "Upstream closed the stream before message_stop", "api_error")

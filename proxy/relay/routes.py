@@ -17,6 +17,7 @@ from ..errors import GatewayError
 from ..runtime import Gateway
 from ..ids import new_request_id
 from ..protocol.reasoning_seal import ReasoningSeal
+from .drain import StreamDrain
 from .flow import handle, read_body
 from ..upstream.base import UpstreamRequest
 from ..upstream.status import upstream_error
@@ -26,9 +27,10 @@ from .exchange import Exchange, canonical_path
 class RelayRoutes:
     """ASGI middleware: metered routes here, everything else to Quart."""
 
-    def __init__(self, inner, gateway: Gateway) -> None:
+    def __init__(self, inner, gateway: Gateway, drain: StreamDrain | None = None) -> None:
         self.inner = inner
         self.gateway = gateway
+        self.drain = drain if drain is not None else StreamDrain()  # ended by a graceful shutdown
         config = gateway.config
         self.anthropic = AnthropicAdaptor(auto_cache=config.auto_cache_messages)
         self.openai = OpenAIAdaptor(auto_cache=config.auto_cache)
@@ -53,13 +55,13 @@ class RelayRoutes:
         await self.inner(scope, receive, send)
 
     async def _messages(self, ex: Exchange) -> None:
-        await handle(self.gateway, ex, self.anthropic, "/v1/messages")
+        await handle(self.gateway, ex, self.anthropic, "/v1/messages", self.drain)
 
     async def _chat(self, ex: Exchange) -> None:
-        await handle(self.gateway, ex, self.openai, "/v1/messages")
+        await handle(self.gateway, ex, self.openai, "/v1/messages", self.drain)
 
     async def _responses(self, ex: Exchange) -> None:
-        await handle(self.gateway, ex, self.responses, "/v1/messages")
+        await handle(self.gateway, ex, self.responses, "/v1/messages", self.drain)
 
     async def _count_tokens(self, ex: Exchange) -> None:
         """Forwarded upstream, never answered with a made-up figure."""

@@ -39,6 +39,7 @@ class ChannelHealth:
     opened: int = 0              # times the circuit opened in a row (the interval grows with it)
     failures: int = 0            # consecutive failures
     probing: bool = False        # the one request let through an open circuit is in flight
+    failing_requests: tuple[str, ...] = ()  # the requests of the current run of failures (ids)
 
     def state(self, now: float) -> str:
         if self.disabled:
@@ -64,6 +65,7 @@ class ChannelHealth:
 
     def succeeded(self) -> None:
         self.failures = 0
+        self.failing_requests = ()
         self.opened = 0
         self.probing = False
 
@@ -73,15 +75,25 @@ class ChannelHealth:
         self.cooling_until = max(self.cooling_until, now + wait)
         self.probing = False
 
-    def failed(self, now: float) -> None:
-        """A 5xx, connect error or first-byte timeout."""
+    def failed(self, now: float, request: str | None = None, probe: bool | None = None) -> None:
+        """A 5xx, connect error or first-byte timeout. ``request`` identifies the request
+        that failed: the same request failing again in a run of failures counts once
+        (a channel's health follows its failure rate across distinct requests, so one
+        prompt sent in a loop opens no circuit). ``probe``: whether the attempt was the
+        probe of a half-open circuit (default: whether one is in flight now)."""
+        probe = self.probing if probe is None else probe
+        self.probing = False
+        if request is not None and not probe:
+            if request in self.failing_requests:
+                return
+            self.failing_requests = (*self.failing_requests, request)[-self.policy.failures_to_open:]
         self.failures += 1
-        if self.probing or self.failures >= self.policy.failures_to_open:
+        if probe or self.failures >= self.policy.failures_to_open:
             interval = min(self.policy.open_base * 2 ** self.opened, self.policy.open_max)
             self.opened += 1
             self.open_until = now + interval
             self.failures = 0
-        self.probing = False
+            self.failing_requests = ()
 
     def ended(self) -> None:
         """The request ended without saying anything of the channel (the client left)."""
@@ -94,6 +106,8 @@ class ChannelHealth:
     def enable(self) -> None:
         self.disabled, self.disabled_reason = False, ""
         self.failures = self.opened = 0
+        self.failing_requests = ()
+        self.probing = False
         self.cooling_until = self.open_until = 0.0
 
     def until(self, now: float) -> float | None:

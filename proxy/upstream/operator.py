@@ -48,6 +48,12 @@ class Overrides:
                 was = health.disabled_reason or "disabled"
                 health.enable()
                 log.warning("upstream channel %s enabled by the operator (it was %s)", override.name, was)
+            elif override.enabled and health.opened:
+                # An open (or half-open) circuit: the operator says the channel is fixed, so
+                # the circuit closes now rather than at its next probe. A cooldown stays:
+                # the upstream itself asked for that rest.
+                health.succeeded()
+                log.warning("upstream channel %s enabled by the operator: its open circuit is closed", override.name)
             elif not override.enabled and not health.disabled:
                 health.disable(operator_reason(override.reason))
                 log.warning("upstream channel %s %s", override.name, operator_reason(override.reason))

@@ -9,6 +9,10 @@ only while nothing has gone to the client: on a connect error, a first-byte time
 or a 429, 529, 500, 502, 503 or 504, within ``max_attempts`` and ``deadline``. Once a
 channel answers 200 the request is committed to it; a 4xx other than 401/403 is the
 request's own fault and goes back as it is. A 401/403 disables the channel.
+A 429/529 rests the channel that said it, and only that one. A 5xx counts against a
+channel once the request's fate is known: not at all when every channel tried answered
+the request with the same 5xx (the request's doing, not theirs: ``_settle``), and a
+request failing again counts once in a channel's run of failures (``health.py``).
 
 The relay sees one response, with the channel that served it and the attempts it took.
 The routing state (health, affinity) sits behind ``RoutingState`` so several nodes can
@@ -136,6 +140,9 @@ class Attempts:
     def __init__(self) -> None:
         self.count = 0
         self.errors: list[tuple[errors.GatewayError, float | None]] = []  # (error, retry-after)
+        # The channels' 5xx answers, judged once the request's fate is known (Router._settle):
+        # (its health, the status, whether the attempt was a half-open circuit's probe).
+        self.server_errors: list[tuple[ChannelHealth, int, bool]] = []
 
     def final_error(self) -> errors.GatewayError:
         """The most informative answer when no channel served: a rate limit with the
@@ -250,7 +257,7 @@ class Router:
             health.rate_limited(now, _retry_after(headers))
             channel.rested_by = status
         elif status in RETRYABLE or misanswered(status):
-            health.failed(now)
+            attempts.server_errors.append((health, status, health.probing))
             channel.rested_by = None
         else:
             health.succeeded()
@@ -284,7 +291,28 @@ class Router:
             health.begin(trio.current_time())
             yield channel, health
 
+    def _settle(self, request: UpstreamRequest, attempts: Attempts, served: bool) -> None:
+        """Count the channels' 5xx answers against them, now that the request's fate is
+        known. A request that every channel tried answered with the same 5xx says more
+        about the request than the channels (a prompt the upstream fails on): that counts
+        against none, else one such prompt sent in a loop would open every circuit. Each
+        failure counts as this request's (ChannelHealth.failed: a run of failures counts
+        a request once)."""
+        failures = attempts.server_errors
+        if not failures:
+            return
+        if (not served and attempts.count >= 2 and len(failures) == attempts.count
+                and len({status for _, status, _ in failures}) == 1):
+            log.info("a request failed with HTTP %s on each of %s channels: not counted against them",
+                     failures[0][1], attempts.count)
+            return
+        identity = hashlib.blake2b(request.body(), digest_size=16).hexdigest()
+        now = trio.current_time()
+        for health, _, probe in failures:
+            health.failed(now, identity, probe)
+
     def _served(self, channel: Channel, request: UpstreamRequest, attempts: Attempts, answer) -> None:
+        self._settle(request, attempts, served=True)
         answer.channel, answer.attempts = channel.name, attempts.count
         if request.affinity is not None:
             self.state.stick(request.affinity, channel.name)
@@ -308,6 +336,7 @@ class Router:
                 return response
             finally:
                 self._end(channel, health)
+        self._settle(request, attempts, served=False)
         raise attempts.final_error()
 
     @asynccontextmanager
@@ -335,6 +364,7 @@ class Router:
                 self._transport_failed(channel, error, attempts)
             finally:
                 self._end(channel, health)
+        self._settle(request, attempts, served=False)
         raise attempts.final_error()
 
     @staticmethod

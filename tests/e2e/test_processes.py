@@ -81,26 +81,34 @@ async def test_standalone_simulator_behind_the_gateway(tmp_path, nursery, capsys
     nursery.cancel_scope.cancel()
 
 
+async def serve_process(nursery, db: str, user: str, *flags: str):
+    """A ledger with ``user`` ($5 of credit) and a key, and ``cheaplm serve`` on it as a
+    child process (``flags`` added): (the process, its port, the key)."""
+    from proxy.accounts.ledger import open_ledger
+    from proxy.accounts.service import Accounts
+    from proxy.catalog import default_catalog
+
+    port = free_port()
+    assert await cli("user", "create", user, "--db", db) == 0
+    assert await cli("topup", user, "--credit", "5", "--db", db) == 0
+    async with open_ledger(db) as store:
+        key, _ = await Accounts(store).create_key(default_catalog(), user)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
+    process = await nursery.start(partial(trio.run_process, [sys.executable, "-m", "proxy", "serve", "--port",
+                                                             str(port), "--db", db, *flags], env=env, check=False,
+                                          stderr=subprocess.DEVNULL))
+    await wait_http(f"http://127.0.0.1:{port}/health")
+    return process, port, key
+
+
 async def test_sigterm_lets_streams_finish_then_stops_cleanly(tmp_path, nursery):
     """docker stop / systemctl stop send SIGTERM: no new connections, streams in flight
     finish and are charged, the instance leaves the ledger, exit 0."""
     import signal
     import sqlite3
 
-    port = free_port()
     db = str(tmp_path / "term.db")
-    assert await cli("user", "create", "t", "--db", db) == 0
-    assert await cli("topup", "t", "--credit", "5", "--db", db) == 0
-    from proxy.accounts.ledger import open_ledger
-    from proxy.accounts.service import Accounts
-    from proxy.catalog import default_catalog
-    async with open_ledger(db) as store:
-        key, _ = await Accounts(store).create_key(default_catalog(), "t")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
-    process = await nursery.start(partial(trio.run_process, [sys.executable, "-m", "proxy", "serve", "--port",
-                                                             str(port), "--db", db], env=env, check=False,
-                                          stderr=subprocess.DEVNULL))
-    await wait_http(f"http://127.0.0.1:{port}/health")
+    process, port, key = await serve_process(nursery, db, "t")
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": key},
                                  timeout=20) as http:
         async with http.stream("POST", "/v1/messages", json={

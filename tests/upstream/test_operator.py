@@ -160,3 +160,14 @@ def test_without_a_gateway_the_configuration_and_overrides_are_listed():
                                               .describe(0.0)))
     assert channel_names(Config(), [single]) == ["default"]
     assert channel_names(Config(), [ChannelSnapshot("i1", 0.0, (_row("z"),))]) == ["default", "z"]
+
+
+def test_an_enable_closes_an_open_circuit():
+    """``cheaplm upstream enable`` on a channel whose circuit is open: it takes requests
+    again at once (it said "enabled" and changed nothing before)."""
+    router = _router("a", "b")
+    for request in ("r1", "r2", "r3"):
+        router.state.health("a").failed(0.0, request)
+    assert _state(router, "a") == "open"
+    assert Overrides(router).apply([_override("a", True, 1)]) == ["a"]
+    assert _state(router, "a") == "healthy" and router.state.health("a").available(0.0)

@@ -24,6 +24,7 @@ from ...money import format_usd
 from .. import error_shapes, identity
 from ..context import current_gateway
 from ..identity import Caller, account_caller, caller, current_accounts, json_body
+from ..params import int_arg, str_arg
 from ..responses import json_response
 from .payments import current_payments
 from storage.base import KeyRecord, LedgerEntry, Profile, UsageLine
@@ -91,23 +92,6 @@ async def describe_me(profile: Profile) -> dict[str, Any]:
             "created_at": iso_time(profile.created_at), "balance_usd": format_usd(account.balance),
             "held_usd": format_usd(account.held), "available_usd": format_usd(account.available),
             "paid_usd_total": format_usd(await accounts.paid_total(profile.username))}
-
-
-# -- query parameters ----------------------------------------------------------------
-def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    text = request.args.get(name)
-    if text is None or text == "":
-        return default
-    if not (text.isascii() and text.isdigit()) or len(text) > 20 or not low <= int(text) <= high:
-        raise errors.invalid_request(f"{name} must be a whole number from {low} to {high}", param=name)
-    return int(text)
-
-
-def str_arg(name: str) -> str | None:
-    text = request.args.get(name)
-    if text is not None and len(text) > 128:
-        raise errors.invalid_request(f"{name} is too long", param=name)
-    return text or None
 
 
 # -- auth ----------------------------------------------------------------------------

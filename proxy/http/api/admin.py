@@ -13,7 +13,8 @@ from storage.records import iso_time
 from ... import errors
 from ...money import format_usd
 from .. import identity
-from .accounts import MAX_PAGE, describe_usage, int_arg, page, usage_lines
+from .accounts import MAX_PAGE, describe_usage, page, usage_lines
+from ..params import int_arg
 from ..identity import admin_caller, current_accounts, json_body
 from ..responses import json_response
 from .transfer import usd_amount

@@ -21,7 +21,7 @@ from ...money import MICRO
 from ...payments import registry
 from ...payments.registry import TOPUP_MAX, TOPUP_MIN, Payments
 from .. import error_shapes, identity
-from ..context import current_gateway, gateway_of, request_headers
+from ..context import gateway_of, request_headers
 from ..responses import json_response
 
 PATH = "/api/payments/webhook"         # the house format's first address

@@ -25,6 +25,10 @@ from storage.base import Account, InsufficientBalance, NotFound
 
 PATH = "/api/user/transfer"
 LIMITER = "cheaplm.transfer_limiter"
+# The same rate per account, whatever key or session it sends with: each transfer looks
+# its recipient up, and an account with many keys would otherwise probe usernames at
+# the rate of all of them.
+ACCOUNT_LIMITER = "cheaplm.transfer_account_limiter"
 # The documented error word for each status this API answers with.
 ERROR_WORDS = {400: "Invalid request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
                405: "Method not allowed", 408: "Request timeout", 413: "Request too large",
@@ -56,7 +60,9 @@ def blueprint() -> Blueprint:
 
 def _set_up(state: BlueprintSetupState) -> None:
     config = gateway_of(state.app).config
-    state.app.extensions[LIMITER] = gateway_of(state.app).limits.bucket("transfer", config.transfers_per_minute)
+    limits = gateway_of(state.app).limits
+    state.app.extensions[LIMITER] = limits.bucket("transfer", config.transfers_per_minute)
+    state.app.extensions[ACCOUNT_LIMITER] = limits.bucket("transfer_account", config.transfers_per_minute)
     error_shapes.claim(state.app, PATH, error_body)
     identity.install(state.app)
 
@@ -108,8 +114,9 @@ def _order(raw: bytes) -> tuple[str, int]:
 
 
 async def check_rate(key: Caller) -> None:
-    """429 past the caller's transfers a minute."""
-    wait = await current_app.extensions[LIMITER].take(key.limit_key)
+    """429 past the caller's transfers a minute (per key or session, and per account)."""
+    wait = (await current_app.extensions[ACCOUNT_LIMITER].take(("account", key.account_id))
+            or await current_app.extensions[LIMITER].take(key.limit_key))
     if wait:
         raise GatewayError(429, f"too many transfers; retry in {wait:.0f} s",
                            headers=(("retry-after", str(max(1, round(wait)))),))

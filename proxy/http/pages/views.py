@@ -32,6 +32,7 @@ from ..api.accounts import describe_entry, describe_key, describe_usage, key_ord
 from ..context import current_gateway
 from ..identity import Caller, current_accounts
 from ..api.payments import current_payments
+from ..redirect_target import same_site_path
 from ..api.transfer import check_rate, send, usd_amount
 from . import topup as topping_up
 from storage.base import Profile, Session, StoreError
@@ -187,8 +188,8 @@ def dollars(text: str, what: str = "The amount") -> int:
 
 
 def after_login(profile: Profile, token: str) -> Response:
-    target = request.args.get("next", "")
-    if not target.startswith("/") or target[1:2] in ("/", "\\"):  # only this site's paths
+    target = same_site_path(request.args.get("next", ""))  # only this site's paths
+    if target is None:
         target = "/admin" if profile.is_admin else "/dashboard"
     return identity.set_session_cookie(redirect(target, 303), token)
 
