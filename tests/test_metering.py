@@ -250,6 +250,24 @@ async def test_a_disconnected_stream_is_charged_for_what_it_delivered():
     assert (row.partial, row.status, row.output_tokens, row.input_tokens) == (True, CLIENT_CLOSED, 9, 50)
 
 
+async def test_a_partial_charge_never_passes_max_tokens():
+    store = FakeStore()
+    ticket = _ticket(store, max_tokens=20)
+    await settle_unfinished(ticket, _tap(output=2), delivered=500, disconnected=True, failure=None)
+    assert _only(store, "settle").output_tokens == 20
+
+
+async def test_a_partial_charge_never_passes_the_hold():
+    store = FakeStore()
+    ticket = _ticket(store, max_tokens=1000)
+    ticket.held = 1_000  # $0.001: less than 1000 output tokens of sonnet ($0.015)
+    await settle_unfinished(ticket, _tap(output=2), delivered=1000, disconnected=True, failure=None)
+    row = _only(store, "settle")
+    assert row.partial and row.cost == 1_000
+    ticket.progress, ticket.tap = SimpleNamespace(tokens=5000), _tap(output=2)
+    assert ticket.checkpoint_row().cost == 1_000 and ticket.checkpoint_row().output_tokens == 1000
+
+
 async def test_a_stream_that_delivered_nothing_is_released():
     store = FakeStore()
     await settle_unfinished(_ticket(store), _tap(saw_start=True), delivered=0, disconnected=False,

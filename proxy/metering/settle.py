@@ -85,7 +85,7 @@ async def settle_unfinished(ticket: Ticket, tap: "AnthropicStreamTap", delivered
     if end.charge == "full":
         usage = tap.usage
     elif end.charge == "partial":
-        usage = tap.usage.with_output_at_least(delivered)
+        usage = ticket.partial_usage(tap.usage, delivered)
     else:
         usage = None
     close = partial(ticket.close, usage, end.status, end.charge == "partial", end.error_type)

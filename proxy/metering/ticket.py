@@ -146,8 +146,13 @@ class Ticket:
     def checkpoint_row(self) -> UsageRow:
         """The partial charge a recovery applies if this process dies now."""
         assert self.tap is not None and self.progress is not None
-        usage = self.tap.usage.with_output_at_least(self.progress.tokens)
-        return self.row(usage, 500, True, "instance_lost")
+        return self.row(self.partial_usage(self.tap.usage, self.progress.tokens), 500, True, "instance_lost")
+
+    def partial_usage(self, usage: Usage, delivered: int) -> Usage:
+        """What a stream cut short is charged: the output that reached the client (the
+        upstream's own figure when higher), never more than the request's max_tokens."""
+        output = min(max(usage.output_tokens, delivered), self.parsed.max_tokens)
+        return replace(usage, output_tokens=output)
 
     async def cover_real_input(self, usage: Usage) -> None:
         """At ``message_start`` the real prompt size is known: when it costs more than the
@@ -172,9 +177,13 @@ class Ticket:
         self.held = needed
 
     def row(self, usage: Usage, status: int, partial: bool, error_type: str | None) -> UsageRow:
+        """The usage row of this request; a partial charge is an estimate, never above the hold."""
+        cost = usage_cost(usage, self.parsed.model.prices)
+        if partial:
+            cost = min(cost, self.held)
         return UsageRow(request_id=self.request_id, key_id=self.key.id, model=self.parsed.model.id,
                         endpoint=self.endpoint, stream=self.parsed.stream, status=status,
-                        cost=usage_cost(usage, self.parsed.model.prices), partial=partial, error_type=error_type,
+                        cost=cost, partial=partial, error_type=error_type,
                         latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
                         ttft_ms=self.ttft_ms, channel=self.channel, attempts=self.attempts, **usage.as_dict())
 
