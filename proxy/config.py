@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from .catalog import DEFAULT_MODELS, Catalog, apply_overrides
+from .catalog import DEFAULT_MODELS, MAX_SERVER_TOOL_USD, Catalog, apply_overrides
 from .money import MAX_AMOUNT, MICRO, parse_usd
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
@@ -116,6 +116,7 @@ class Config:
     transfers_per_minute: int = 20  # per key, for the reseller transfer API
     log_level: str = "INFO"
     model_overrides: Mapping[str, Mapping] = field(default_factory=dict)
+    server_tools: Mapping[str, Any] = field(default_factory=dict)  # [server_tools]: kind = USD per use
     # Requests: a max_tokens above a model's cap is clamped (or rejected); an unknown id
     # of a known family is served by that family's newest model.
     max_tokens_policy: str = "clamp"
@@ -147,7 +148,7 @@ class Config:
         return not self.channels and self.upstream.simulated
 
     def catalog(self) -> Catalog:
-        return Catalog.build(apply_overrides(DEFAULT_MODELS, self.model_overrides))
+        return Catalog.build(apply_overrides(DEFAULT_MODELS, self.model_overrides, self.server_tools))
 
     def metrics_allowed(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(c, strict=False) for c in self.metrics_networks)
@@ -240,6 +241,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     upstream_table = dict(_shaped(data.pop("upstream", {}), dict, "upstream", "a table"))
     model_ids = _model_ids(upstream_table.pop("model_ids", {}))
     models = _model_tables(data.pop("models", {}))
+    server_tools = _server_tool_table(data.pop("server_tools", {}), "server_tools")
     channel_tables = _shaped(data.pop("upstreams", []), list, "upstreams", "[[upstreams]] tables")
     routing = RoutingConfig(**_coerce(_ROUTING, _shaped(data.pop("routing", {}), dict, "routing", "a table"),
                                       "routing"))
@@ -266,7 +268,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     channels = tuple(_channel(table, i, upstream, env) for i, table in enumerate(channel_tables))
     config = Config(upstream=upstream, channels=channels, routing=routing, accounts=accounts,
                     metrics_networks=tuple(str(n).strip() for n in metrics_networks), trusted_proxies=tuple(str(p).strip() for p in proxies),
-                    model_overrides=models, **top)
+                    model_overrides=models, server_tools=server_tools, **top)
     _validate(config)
     return config
 
@@ -313,10 +315,23 @@ def _model_ids(table: Any, channel: str | None = None) -> tuple[tuple[str, str],
     return tuple(pairs.items())
 
 
+def _server_tool_table(table: Any, where: str) -> Mapping[str, Any]:
+    """A ``[server_tools]`` table (kind = USD per use, e.g. ``web_search = "0.01"``), checked."""
+    for kind, value in _shaped(table, dict, where, "a table of tool = USD per use").items():
+        try:
+            micro = parse_usd(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{kind}: {exc}") from None
+        if not 0 <= micro <= MAX_SERVER_TOOL_USD * MICRO:
+            raise ConfigError(f"{where}.{kind}: must be 0 to {MAX_SERVER_TOOL_USD} USD per use, got {value!r}")
+    return table
+
+
 def _model_tables(models: Any) -> Mapping[str, Mapping]:
     """The [models.ID] tables, their prices checked here, where their names are as written."""
     for model_id, table in _shaped(models, dict, "models", "[models.ID] tables").items():
         _shaped(table, dict, f"models.{model_id}", "a table")
+        _server_tool_table(table.get("server_tools", {}), f"models.{model_id}.server_tools")
         for lane, value in _shaped(table.get("prices", {}), dict, f"models.{model_id}.prices", "a table").items():
             name = f"models.{model_id}.prices.{lane}"
             try:

@@ -139,6 +139,8 @@ class UsageRow:
     ttft_ms: float | None = None
     channel: str | None = None      # the upstream channel that served (None: a single upstream)
     attempts: int | None = None     # upstream attempts it took (0: none made; None: a row from before 0004)
+    server_tool_use: str | None = None  # server tool uses by kind, a JSON object ({"web_search":3}); None: none
+    server_tool_cost: int = 0       # the part of ``cost`` for those uses
     created_at: str = field(default="")
 
 

@@ -23,7 +23,7 @@ import trio
 
 from .. import errors
 from ..adaptors.base import Parsed
-from ..billing import usage_cost
+from ..billing import server_tools_cost, server_tools_hold, usage_cost
 from ..money import format_usd
 from ..outcome import Outcome
 from ..protocol.usage import Usage
@@ -129,7 +129,8 @@ class Ticket:
         self.meter.record(Outcome(
             row.request_id, self.endpoint, row.status, key.username, key.prefix, row.model, row.stream,
             self.channel, self.attempts, row.error_type, row.partial, row.input_tokens, row.cache_write_5m,
-            row.cache_write_1h, row.cache_read, row.output_tokens, row.cost, row.ttft_ms, row.latency_ms))
+            row.cache_write_1h, row.cache_read, row.output_tokens, row.cost, row.ttft_ms, row.latency_ms,
+            row.server_tool_use))
 
     @property
     def limit_headers(self) -> list[tuple[bytes, bytes]]:
@@ -160,8 +161,8 @@ class Ticket:
         (a 402 ``billing_error`` event, nothing delivered, nothing charged) when the
         balance cannot. So concurrent streams never take a balance below zero."""
         prices = self.parsed.model.prices
-        needed = usage_cost(replace(usage, output_tokens=0), prices) + usage_cost(
-            Usage(output_tokens=self.parsed.max_tokens), prices)
+        needed = usage_cost(replace(usage, output_tokens=0, server_tools=()), prices) + usage_cost(
+            Usage(output_tokens=self.parsed.max_tokens), prices) + server_tools_hold(self.parsed.body, prices)
         extra = needed - self.held
         if extra <= 0:
             return
@@ -185,7 +186,10 @@ class Ticket:
                         endpoint=self.endpoint, stream=self.parsed.stream, status=status,
                         cost=cost, partial=partial, error_type=error_type,
                         latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-                        ttft_ms=self.ttft_ms, channel=self.channel, attempts=self.attempts, **usage.as_dict())
+                        ttft_ms=self.ttft_ms, channel=self.channel, attempts=self.attempts,
+                        server_tool_use=usage.server_tools_json(),
+                        server_tool_cost=min(server_tools_cost(usage, self.parsed.model.prices), cost),
+                        **usage.as_dict())
 
     async def settle(self, usage: Usage, status: int = 200, partial: bool = False,
                      error_type: str | None = None) -> tuple[int, Account]:

@@ -101,7 +101,7 @@ async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
     request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
     estimate = estimate_input_tokens(parsed.body)
     ticket = await open_ticket(gateway.meter, key, parsed, adaptor.endpoint, request_id, started, estimate,
-                               hold_amount(parsed.model, estimate, parsed.max_tokens))
+                               hold_amount(parsed.model, estimate, parsed.max_tokens, parsed.body))
     if parsed.notes:
         log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     return ticket, request

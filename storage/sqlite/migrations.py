@@ -106,12 +106,25 @@ def _accounts(db: sqlite_utils.Database) -> None:
                "credit INTEGER NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (provider, event_id))")
 
 
+def _money(db: sqlite_utils.Database) -> None:
+    """Server tools billed per use (each usage row says which were used and what they
+    cost); the transfers made under an Idempotency-Key (their answer, replayed for 24
+    hours); each settled hold's charge, so a replayed settle returns the first result."""
+    db.execute("ALTER TABLE usage ADD COLUMN server_tool_use TEXT")
+    db.execute("ALTER TABLE usage ADD COLUMN server_tool_cost INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE TABLE transfer_keys (account_id INTEGER NOT NULL REFERENCES accounts(id), "
+               "idempotency_key TEXT NOT NULL, body_hash TEXT NOT NULL, response TEXT NOT NULL, "
+               "created_at REAL NOT NULL, PRIMARY KEY (account_id, idempotency_key))")
+    db.execute("ALTER TABLE holds ADD COLUMN charged INTEGER")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
     ("0003_key_limits", _key_limits),
     ("0004_channels", _channels),
     ("0005_accounts", _accounts),
+    ("0007_money", _money),
 )
 
 

@@ -10,6 +10,7 @@ balance`` prints it.
 from __future__ import annotations
 
 import csv
+import json
 import io
 from typing import Any
 
@@ -66,7 +67,9 @@ def describe_usage(line: UsageLine, with_user: bool = False) -> dict[str, Any]:
         "endpoint": u.endpoint, "stream": u.stream, "status": u.status, "input_tokens": u.input_tokens,
         "cache_write_5m_tokens": u.cache_write_5m, "cache_write_1h_tokens": u.cache_write_1h,
         "cache_read_tokens": u.cache_read, "output_tokens": u.output_tokens, "cost_usd": format_usd(u.cost),
-        "partial": u.partial, "error_type": u.error_type}
+        "partial": u.partial, "error_type": u.error_type,
+        "server_tool_use": json.loads(u.server_tool_use) if u.server_tool_use else {},
+        "server_tool_cost_usd": format_usd(u.server_tool_cost)}
     return {"username": line.username, **out} if with_user else out
 
 
@@ -215,14 +218,16 @@ async def usage_csv() -> Response:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=USAGE_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(describe_usage(u) for u in lines)
+    for line in lines:
+        row = describe_usage(line)  # server tools as "web_search=3 web_fetch=1"
+        writer.writerow({**row, "server_tool_use": " ".join(f"{k}={n}" for k, n in row["server_tool_use"].items())})
     return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="usage.csv"'})
 
 
 USAGE_FIELDS = ("request_id", "created_at", "key", "model", "endpoint", "stream", "status", "input_tokens",
                  "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "output_tokens", "cost_usd",
-                 "partial", "error_type")
+                 "partial", "error_type", "server_tool_use", "server_tool_cost_usd")
 
 
 async def ledger() -> Response:
