@@ -86,9 +86,14 @@ class HoldStore(Protocol):
         cannot cover it, SpendCapReached when its key's caps cannot; nothing changes then)."""
     async def settle(self, hold_id: int, row: UsageRow) -> Account:
         """Close an open hold: charge ``row.cost`` (a 'charge' ledger entry, ref = the
-        request id) and write its usage row. NotFound if the hold is not open."""
+        request id) and write its usage row. The charge may pass the hold, never the
+        balance: at most what the account has beyond its other holds is charged, the rest
+        recorded as the row's ``uncharged``. A replay (the hold already settled for
+        ``row.request_id``) returns the account and moves nothing; NotFound for a hold
+        neither open nor settled so (released, recovered by another instance)."""
     async def release(self, hold_id: int, row: UsageRow | None) -> Account:
-        """Close an open hold charging nothing (``row``, if given, must cost 0)."""
+        """Close an open hold charging nothing (``row``, if given, must cost 0); a replay
+        with a row for the same request returns the account, as settle does."""
     async def record_progress(self, items: Sequence[tuple[int, UsageRow]]) -> None:
         """Checkpoint in-flight holds, one transaction for the batch: for each (hold id,
         row) still open, remember ``row`` as the partial charge to apply if the owner dies

@@ -141,6 +141,7 @@ class UsageRow:
     attempts: int | None = None     # upstream attempts it took (0: none made; None: a row from before 0004)
     server_tool_use: str | None = None  # server tool uses by kind, a JSON object ({"web_search":3}); None: none
     server_tool_cost: int = 0       # the part of ``cost`` for those uses
+    uncharged: int = 0              # what the request cost beyond the balance: not charged (never below zero)
     created_at: str = field(default="")
 
 

@@ -28,6 +28,9 @@ def _present(gateway: Gateway):
     yield gauge("cheaplm_open_streams", "Streams being relayed", (), [((), len(gateway.meter.in_flight))])
     yield gauge("cheaplm_holds_open", "Requests of this process whose hold is not settled yet", (),
                 [((), gateway.meter.holds_open)])
+    yield gauge("cheaplm_counted_holds", "Holds sized on the upstream's count of the prompt since start (the "
+                "worst case was more than the balance or the key's caps allowed)", (),
+                [((), gateway.meter.counted_holds)])
     describe = getattr(gateway.upstream, "describe", None)
     if describe is not None:
         channels = describe(trio.current_time())

@@ -31,3 +31,4 @@ class Meter:
         self.in_flight = InFlight()
         self.holds_open = 0     # this process's requests whose outcome is not recorded yet
         self.closes_pending = 0  # holds whose close failed and is being retried in the background
+        self.counted_holds = 0  # holds sized on the upstream's count of the prompt (the worst case was too much)

@@ -17,7 +17,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import trio
 
@@ -50,13 +50,23 @@ class Progress:
 
 
 async def open_ticket(meter: Meter, key: KeyRecord, parsed: Parsed, endpoint: str, request_id: str,
-                      started: float, estimate: int, amount: int) -> "Ticket":
+                      started: float, estimate: int, amount: int,
+                      exact: Callable[[], Awaitable[int]] | None = None) -> "Ticket":
     """The key's rate limits (a 429 here: nothing held, no upstream contact), then the
-    hold, which the key's spend caps bound with the balance. A request that gets no
-    ticket gives its admission back: it counts for nothing."""
+    hold, which the key's spend caps bound with the balance. When ``amount`` (the worst
+    case) is more than the balance or the caps allow, ``exact()`` sizes the hold on the
+    real prompt and that is tried instead. A request that gets no ticket gives its
+    admission back: it counts for nothing."""
     admission = await meter.limiter.admit(key.id, key.limits, estimate + parsed.max_tokens)
     try:
-        hold_id = await meter.store.place_hold(key.account_id, amount, request_id, key.id)
+        try:
+            hold_id = await meter.store.place_hold(key.account_id, amount, request_id, key.id)
+        except (InsufficientBalance, SpendCapReached):
+            if exact is None:
+                raise
+            meter.counted_holds += 1
+            amount = await exact()
+            hold_id = await meter.store.place_hold(key.account_id, amount, request_id, key.id)
     except BaseException as exc:
         if admission is not None:
             with trio.CancelScope(shield=True):

@@ -20,8 +20,9 @@ import trio
 from .. import errors
 from ..adaptors.base import Adaptor, Parsed, StreamRenderer
 from .exchange import Exchange
+from .sizing import exact_hold, worst_case
 from ..auth import check_request
-from ..billing import estimate_input_tokens, hold_amount
+from ..billing import estimate_input_tokens
 from ..runtime import Gateway
 from ..ids import new_request_id
 from ..metering.settle import settle_answer, settle_stream_end, settle_unfinished
@@ -101,7 +102,7 @@ async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
     request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
     estimate = estimate_input_tokens(parsed.body)
     ticket = await open_ticket(gateway.meter, key, parsed, adaptor.endpoint, request_id, started, estimate,
-                               hold_amount(parsed.model, estimate, parsed.max_tokens, parsed.body))
+                               worst_case(parsed, estimate), exact_hold(gateway, parsed, ex.headers))
     if parsed.notes:
         log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     return ticket, request

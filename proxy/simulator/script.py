@@ -84,6 +84,17 @@ def request_text(body: dict) -> str:
     return "\n".join(parts)
 
 
+def counted_tokens(body: dict, defaults: Knobs) -> int:
+    """count_tokens' answer: the input tokens a message with this prompt reports (its
+    ``input_tokens`` directive, which stands for what the prompt's bytes do not show:
+    a document by URL, an image)."""
+    try:
+        knobs = defaults.with_directive(request_text(body))
+    except ValueError:  # (a directive the message would refuse: the count does not care)
+        knobs = defaults
+    return knobs.input_tokens if knobs.input_tokens >= 0 else estimate_tokens(body)
+
+
 def estimate_tokens(body: dict) -> int:
     size = len(json.dumps([body.get("system"), body.get("messages"), body.get("tools")]))
     return max(1, size // 4)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -233,12 +233,6 @@ class SqliteLedger:
         return self.db.execute("UPDATE holds SET state = ? WHERE id = ? AND state = 'open' "
                                "RETURNING account_id, amount", (state, hold_id)).fetchone()
 
-    def _close_open_hold(self, hold_id: int, state: str) -> tuple[int, int]:
-        closed = self.close_hold(hold_id, state)
-        if closed is None:
-            raise NotFound(f"no open hold {hold_id}")
-        return closed
-
     def write_usage(self, account_id: int, row: UsageRow) -> None:
         values = [getattr(row, c) for c in USAGE_COLUMNS]
         created_at = values[USAGE_COLUMNS.index("created_at")] = row.created_at or self.now_iso()
@@ -254,16 +248,48 @@ class SqliteLedger:
     def settle(self, hold_id: int, row: UsageRow) -> Account:
         checked_amount(row.cost, "charge", allow_zero=True)
         with savepoint(self.db):
-            account_id, amount = self._close_open_hold(hold_id, "settled")
+            closed = self.close_hold(hold_id, "settled")
+            if closed is None:
+                return self._settled_before(hold_id, row.request_id, "settled")
+            account_id, amount = closed
+            row = self._within_balance(account_id, amount, row)
+            self.db.execute("UPDATE holds SET charged = ? WHERE id = ?", (row.cost, hold_id))
             account = self.change_balance(account_id, -row.cost, "charge", row.request_id, release=amount)
             self.write_usage(account_id, row)
         return account
+
+    def _within_balance(self, account_id: int, amount: int, row: UsageRow) -> UsageRow:
+        """``row`` charging at most what the account has beyond its other holds, so that
+        no charge takes a balance (or an available balance) below zero; what it could not
+        charge is recorded in the row (``uncharged``). The hold covers the request's worst
+        case, so this cuts only a charge its hold did not foresee."""
+        balance, held = self.db.execute("SELECT balance, held FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        most = max(balance - (held - amount), 0)
+        if row.cost <= most:
+            return row
+        return replace(row, cost=most, uncharged=row.uncharged + row.cost - most,
+                       server_tool_cost=min(row.server_tool_cost, most))
+
+    def _settled_before(self, hold_id: int, request_id: str, state: str) -> Account:
+        """A replayed close of a hold this store already closed the same way for the same
+        request: the account, nothing moved again. NotFound for any other hold (not open
+        and not closed so, or recovered by another instance)."""
+        found = self.db.execute("SELECT account_id FROM holds WHERE id = ? AND state = ? AND request_id = ?",
+                                (hold_id, state, request_id)).fetchone()
+        if found is None:
+            raise NotFound(f"no open hold {hold_id}")
+        return self._account_row("id = ?", found[0])
 
     def release(self, hold_id: int, row: UsageRow | None) -> Account:
         if row is not None and row.cost != 0:
             raise StoreError("a released hold charges nothing: settle it to charge")
         with savepoint(self.db):
-            account_id, amount = self._close_open_hold(hold_id, "released")
+            closed = self.close_hold(hold_id, "released")
+            if closed is None:
+                if row is None:
+                    raise NotFound(f"no open hold {hold_id}")
+                return self._settled_before(hold_id, row.request_id, "released")
+            account_id, amount = closed
             account = self.change_balance(account_id, 0, "release", None, release=amount)
             if row is not None:
                 self.write_usage(account_id, row)

@@ -118,6 +118,11 @@ def _money(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE holds ADD COLUMN charged INTEGER")
 
 
+def _uncharged(db: sqlite_utils.Database) -> None:
+    """What a request cost beyond its account's balance, never charged (no balance below zero)."""
+    db.execute("ALTER TABLE usage ADD COLUMN uncharged INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
@@ -125,6 +130,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0004_channels", _channels),
     ("0005_accounts", _accounts),
     ("0007_money", _money),
+    ("0007_money_uncharged", _uncharged),
 )
 
 
