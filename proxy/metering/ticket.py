@@ -101,6 +101,7 @@ class Ticket:
     attempts: int = 0
     admission: "Admission | None" = None  # the key's rate-limit slot, when it has limits
     ended: bool = False          # the outcome has been recorded (metrics, log, rate window)
+    detached: bool = False       # its upstream call runs in the after-response nursery, which closes it
 
     __hash__ = object.__hash__
 

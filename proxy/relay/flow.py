@@ -20,6 +20,7 @@ import trio
 from .. import errors
 from ..adaptors.base import Adaptor, Parsed, StreamRenderer
 from .exchange import Exchange
+from .detached import run_detached
 from .sizing import exact_hold, worst_case
 from ..auth import check_request
 from ..billing import estimate_input_tokens
@@ -74,7 +75,7 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        if not ticket.closed:
+        if not ticket.closed and not ticket.detached:
             await ticket.close(None, CLIENT_CLOSED if ex.disconnected else 500, error_type="gateway_error")
 
 
@@ -157,6 +158,29 @@ async def _answer_error(ex: Exchange, adaptor: Adaptor, error: errors.GatewayErr
 
 async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket,
                        request: UpstreamRequest) -> None:
+    """A whole answer. The upstream call and its settlement run in the after-response
+    nursery, not under the client's disconnect: a client that leaves before the answer is
+    charged what the upstream bills for it (the operator pays for the prompt either way),
+    from the answer's own usage, with status 499 (the README's billing section says why)."""
+    message, response, cost, account = await run_detached(gateway, ticket, lambda: _fetch_whole(
+        gateway, ex, ticket, request))
+    if _needs_recording(adaptor, ticket.parsed, filtered=False):
+        turn = turn_from_message(message.get("content"))
+        if turn is not None:
+            await gateway.thinking.remember(ticket.key.id, turn)
+    rendered = adaptor.render_message(response.body, message, ticket.parsed)
+    await ex.respond(200, rendered, [
+        (b"request-id", ticket.request_id.encode()),
+        (b"x-cheaplm-cost-usd", format_usd(cost).encode()),
+        (b"x-cheaplm-balance-usd", format_usd(account.balance).encode()),
+        *ticket.parsed.notes,
+        *ticket.limit_headers,
+    ])
+
+
+async def _fetch_whole(gateway: Gateway, ex: Exchange, ticket: Ticket, request: UpstreamRequest):
+    """(message, response, cost, account): the upstream's answer, settled; or the error,
+    its hold released."""
     try:
         response = await gateway.upstream.send(request)
     except errors.GatewayError as error:
@@ -175,19 +199,11 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
         await ticket.close(None, 502, error_type="api_error")
         raise errors.GatewayError(502, "Upstream sent an unreadable response", "api_error") from None
     ticket.first_output()
-    cost, account = await settle_answer(ticket, usage)
-    if _needs_recording(adaptor, ticket.parsed, filtered=False):
-        turn = turn_from_message(message.get("content"))
-        if turn is not None:
-            await gateway.thinking.remember(ticket.key.id, turn)
-    rendered = adaptor.render_message(response.body, message, ticket.parsed)
-    await ex.respond(200, rendered, [
-        (b"request-id", ticket.request_id.encode()),
-        (b"x-cheaplm-cost-usd", format_usd(cost).encode()),
-        (b"x-cheaplm-balance-usd", format_usd(account.balance).encode()),
-        *ticket.parsed.notes,
-        *ticket.limit_headers,
-    ])
+    if ex.disconnected:  # nobody to deliver it to: charged all the same, as the upstream bills it
+        cost, account = await settle_answer(ticket, usage, CLIENT_CLOSED, "client_disconnected")
+    else:
+        cost, account = await settle_answer(ticket, usage)
+    return message, response, cost, account
 
 
 def _split_at_stop(events: list[bytes]) -> tuple[list[bytes], list[bytes]]:
