@@ -114,6 +114,10 @@ class Config:
     pass_thinking: bool = False
     key_cache_seconds: float = 5.0
     transfers_per_minute: int = 20  # per key, for the reseller transfer API
+    # count_tokens (free upstream, so outside the keys' rpm): a bucket per key and one per
+    # account, each this many a minute in bursts of as many (Claude Code's /context sends 14 at once).
+    count_tokens_per_minute: int = 60
+    count_tokens_account_per_minute: int = 120
     log_level: str = "INFO"
     model_overrides: Mapping[str, Mapping] = field(default_factory=dict)
     server_tools: Mapping[str, Any] = field(default_factory=dict)  # [server_tools]: kind = USD per use
@@ -182,6 +186,7 @@ def _as_number(kind, value: Any, name: str):
 _TOP = {"db_path": str, "host": str, "port": int, "value_multiplier": Decimal,
         "max_body_bytes": int, "pass_thinking": bool, "key_cache_seconds": float, "log_level": str,
         "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
+        "count_tokens_per_minute": int, "count_tokens_account_per_minute": int,
         "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
         "progress_interval": float, "store_busy_timeout": float, "channel_sync_interval": float,
         "log_format": str, "metrics_token": str}
@@ -370,6 +375,8 @@ def _validate(config: Config) -> None:
          f"key_cache_seconds must be a number of seconds, 0 or more, got {config.key_cache_seconds}"),
         (config.transfers_per_minute >= 1,
          f"transfers_per_minute must be at least 1, got {config.transfers_per_minute}"),
+        (config.count_tokens_per_minute >= 1 and config.count_tokens_account_per_minute >= 1,
+         "count_tokens_per_minute and count_tokens_account_per_minute must be at least 1"),
         *((getattr(up, name) > 0, f"upstream.{name} must be positive (seconds), got {getattr(up, name)}")
           for name in ("connect_timeout", "first_byte_timeout", "idle_timeout")),
         (up.max_connections >= 1, f"upstream.max_connections must be at least 1, got {up.max_connections}"),

@@ -20,6 +20,7 @@ import trio
 from .. import errors
 from ..adaptors.base import Adaptor, Parsed, StreamRenderer
 from .exchange import Exchange
+from .account_rates import AccountRates
 from .detached import run_detached
 from .sizing import exact_hold, worst_case
 from ..auth import check_request
@@ -46,12 +47,12 @@ async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
     return await ex.read_body(config.max_body_bytes, config.body_timeout, config.body_grace, config.body_min_rate)
 
 
-async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str) -> None:
+async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str, rates: AccountRates) -> None:
     request_id = new_request_id()
     started = time.perf_counter()
     known = _Known()
     try:
-        ticket, request = await _admit(gateway, ex, adaptor, upstream_path, request_id, started, known)
+        ticket, request = await _admit(gateway, ex, adaptor, upstream_path, request_id, started, known, rates)
     except trio.BrokenResourceError:  # the client left while sending its body
         _record_refusal(gateway, adaptor, request_id, started, known,
                         errors.GatewayError(CLIENT_CLOSED, "client disconnected", "client_disconnected"))
@@ -90,7 +91,7 @@ class _Known:
 
 
 async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str, request_id: str,
-                 started: float, known: _Known) -> tuple[Ticket, UpstreamRequest]:
+                 started: float, known: _Known, rates: AccountRates) -> tuple[Ticket, UpstreamRequest]:
     """Everything before the upstream: the key and the restrictions that need no body
     first (nothing is read for a request refused anyway), the body, its checks, then
     the hold. Raises the refusal."""
@@ -102,8 +103,15 @@ async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
     request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded, parsed.body)
     request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
     estimate = estimate_input_tokens(parsed.body)
-    ticket = await open_ticket(gateway.meter, key, parsed, adaptor.endpoint, request_id, started, estimate,
-                               worst_case(parsed, estimate), exact_hold(gateway, parsed, ex.headers))
+    free_tier = await rates.admit_free_tier(key)
+    try:
+        ticket = await open_ticket(gateway.meter, key, parsed, adaptor.endpoint, request_id, started, estimate,
+                                   worst_case(parsed, estimate), exact_hold(gateway, parsed, ex.headers))
+    except BaseException:
+        if free_tier:  # refused before the upstream: it counts for nothing
+            with trio.CancelScope(shield=True):
+                await rates.give_back_free_tier(key)
+        raise
     if parsed.notes:
         log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     return ticket, request
