@@ -20,11 +20,11 @@ from typing import Mapping, Protocol, Sequence
 
 from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, SpendCapReached,
                      StoreConfigError, StoreError, StoreUnavailable)
-from .errors import CodeRefused
+from .errors import CodeRefused, IdempotencyConflict
 from .records import (LIMIT_FIELDS, MAX_AMOUNT, MAX_BALANCE, MAX_RATE, NO_LIMITS, Account, ChannelOverride,
                       ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
                       checked_amount, checked_balance)
-from .records import ROLES, CodeRecord, Payment, Profile, Session, UsageLine
+from .records import ROLES, CodeRecord, Payment, Profile, Session, TransferReceipt, UsageLine
 
 __all__ = [
     "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "ChannelStore", "MaintenanceStore",
@@ -34,7 +34,7 @@ __all__ = [
     "checked_balance", "Account", "ChannelOverride", "ChannelSnapshot", "KeyLimits", "LIMIT_FIELDS", "NO_LIMITS",
     "KeyRecord", "LedgerEntry", "Recovery", "StoreStats", "UsageRow",
     "AccountStore", "SessionStore", "CodeStore", "ReportStore", "CodeRefused", "ROLES", "CodeRecord", "Payment",
-    "Profile", "Session", "UsageLine",
+    "Profile", "Session", "UsageLine", "IdempotencyConflict", "TransferReceipt",
 ]
 
 
@@ -64,7 +64,16 @@ class LedgerStore(Protocol):
     async def credit(self, username: str, amount: int, kind: str, paid: int | None = None,
                      ref: str | None = None) -> Account: ...
     async def transfer(self, from_account_id: int, to_username: str, amount: int,
-                       ref: str) -> tuple[Account, Account]: ...
+                       ref: str, key_id: int | None = None) -> tuple[Account, Account]:
+        """Move ``amount`` of the sender's available balance to ``to_username`` (a
+        'transfer_out' and a 'transfer_in' entry). Made by API key ``key_id``: that key's
+        spend caps bound it (SpendCapReached) and count it, as they do its requests."""
+    async def transfer_once(self, from_account_id: int, to_username: str, amount: int, ref: str,
+                            key_id: int | None, idempotency_key: str, request_hash: str) -> TransferReceipt:
+        """``transfer`` under the sender's ``idempotency_key``: the same key with the same
+        ``request_hash`` within 24 hours returns the first receipt (``replayed``) and moves
+        nothing; with another hash, IdempotencyConflict. One transaction: concurrent
+        retries move the money once. A refused transfer records nothing."""
     async def ledger(self, username: str) -> Sequence[LedgerEntry]: ...
 
 

@@ -146,6 +146,18 @@ class UsageRow:
 
 
 @dataclass(frozen=True)
+class TransferReceipt:
+    """What a transfer did: as it was done the first time, when replayed by its idempotency key."""
+
+    amount: int
+    from_username: str
+    to_username: str
+    sender_balance: int     # the balances right after it
+    receiver_balance: int
+    replayed: bool = False  # this is the first transfer's receipt: nothing moved now
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     id: int
     account_id: int

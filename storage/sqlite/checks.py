@@ -85,11 +85,14 @@ def _charges_match_usage(conn: sqlite3.Connection) -> Iterable[str]:
 
 
 def _key_spend_is_usage_sum(conn: sqlite3.Connection) -> Iterable[str]:
-    """Each key's spend per UTC day (what its caps read) is the sum of that day's charges."""
+    """Each key's spend per UTC day (what its caps read) is the sum of that day's charges
+    and of the transfers the key made."""
     for key_id, day, spent, total in conn.execute(
             "SELECT key_id, day, SUM(spent), SUM(cost) FROM ("
             "  SELECT key_id, day, spent, 0 AS cost FROM key_spend UNION ALL"
-            "  SELECT key_id, substr(created_at, 1, 10), 0, cost FROM usage WHERE cost > 0"
+            "  SELECT key_id, substr(created_at, 1, 10), 0, cost FROM usage WHERE cost > 0 UNION ALL"
+            "  SELECT key_id, substr(created_at, 1, 10), 0, -delta FROM ledger"
+            "  WHERE kind = 'transfer_out' AND key_id IS NOT NULL"
             ") GROUP BY key_id, day HAVING SUM(spent) != SUM(cost) ORDER BY key_id, day"):
         yield f"key {key_id} on {day}: its spend is recorded as {spent} but that day's charges sum to {total}"
 

@@ -92,7 +92,8 @@ class SqliteLedger:
             account = self.get_account(username)
             return self.change_balance(account.id, amount, kind, ref, paid)
 
-    def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str) -> tuple[Account, Account]:
+    def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str,
+                 key_id: int | None = None) -> tuple[Account, Account]:
         checked_amount(amount, "transfer amount")
         with savepoint(self.db):
             sender = self._account_row("id = ?", from_account_id)
@@ -102,8 +103,24 @@ class SqliteLedger:
             if sender.available < amount:
                 raise InsufficientBalance(sender.available, amount)
             sender = self.change_balance(sender.id, -amount, "transfer_out", f"{ref}:{receiver.username}")
+            if key_id is not None:
+                self._spend_by_key(key_id, sender.id, amount)
             receiver = self.change_balance(receiver.id, amount, "transfer_in", f"{ref}:{sender.username}")
         return sender, receiver
+
+    def _spend_by_key(self, key_id: int, account_id: int, amount: int) -> None:
+        """``amount`` just transferred out of ``account_id`` by key ``key_id``: bounded by
+        the key's spend caps (SpendCapReached, raised inside the caller's savepoint) and
+        counted in them from now on; its ledger entry names the key."""
+        caps = self.db.execute("SELECT daily_usd, monthly_usd FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        if caps is not None and (caps[0] or caps[1]):
+            self._check_caps(key_id, KeyLimits(daily_usd=caps[0], monthly_usd=caps[1]), amount)
+        created_at = self.db.execute(
+            "UPDATE ledger SET key_id = ? WHERE id = (SELECT MAX(id) FROM ledger WHERE account_id = ?) "
+            "RETURNING created_at", (key_id, account_id)).fetchone()[0]
+        self.db.execute("INSERT INTO key_spend (key_id, day, spent) VALUES (?, ?, ?) "
+                        "ON CONFLICT (key_id, day) DO UPDATE SET spent = spent + excluded.spent",
+                        (key_id, spend_day(created_at), amount))
 
     # -- keys -------------------------------------------------------------------------
     _KEY_SELECT = ("SELECT k.id, k.account_id, a.username, k.prefix, k.key_hash, k.name, k.models, "

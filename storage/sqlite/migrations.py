@@ -123,6 +123,11 @@ def _uncharged(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE usage ADD COLUMN uncharged INTEGER NOT NULL DEFAULT 0")
 
 
+def _key_transfers(db: sqlite_utils.Database) -> None:
+    """The API key that made a transfer, on its 'transfer_out' entry: its spend caps count it."""
+    db.execute("ALTER TABLE ledger ADD COLUMN key_id INTEGER")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
@@ -131,6 +136,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0005_accounts", _accounts),
     ("0007_money", _money),
     ("0007_money_uncharged", _uncharged),
+    ("0007_money_key_transfers", _key_transfers),
 )
 
 

@@ -13,7 +13,7 @@ from ..errors import StoreError
 from ..location import MEMORY
 from ..records import (NO_LIMITS, Account, ChannelOverride, ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry,
                        Recovery, StoreStats, UsageRow)
-from ..records import CodeRecord, Payment, Profile, Session, UsageLine
+from ..records import CodeRecord, Payment, Profile, Session, TransferReceipt, UsageLine
 from .accounts import SqliteAccounts
 from . import checks
 from .channels import SqliteChannels
@@ -21,6 +21,7 @@ from .connection import connect, connect_reader
 from .lane import WriterLane
 from .ledger import SqliteLedger
 from .owners import SqliteOwners
+from .transfers import SqliteTransfers
 from .reader import LoopReader
 
 
@@ -35,6 +36,7 @@ class SqliteStore:
         self._owners = owners
         self._channels = SqliteChannels(ledger, owners.here)
         self._accounts = SqliteAccounts(ledger)
+        self._transfers = SqliteTransfers(ledger)
         self._reader = reader
         self._looked_up = looked_up
 
@@ -89,8 +91,13 @@ class SqliteStore:
         return await self._lane.run(self._ledger.credit, username, amount, kind, paid, ref)
 
     async def transfer(self, from_account_id: int, to_username: str, amount: int,
-                       ref: str) -> tuple[Account, Account]:
-        return await self._lane.run(self._ledger.transfer, from_account_id, to_username, amount, ref)
+                       ref: str, key_id: int | None = None) -> tuple[Account, Account]:
+        return await self._lane.run(self._ledger.transfer, from_account_id, to_username, amount, ref, key_id)
+
+    async def transfer_once(self, from_account_id: int, to_username: str, amount: int, ref: str,
+                            key_id: int | None, idempotency_key: str, request_hash: str) -> TransferReceipt:
+        return await self._lane.run(self._transfers.transfer_once, from_account_id, to_username, amount, ref,
+                                    key_id, idempotency_key, request_hash)
 
     async def register_instance(self, lease_seconds: float) -> None:
         await self._lane.run(self._owners.register_instance, lease_seconds)

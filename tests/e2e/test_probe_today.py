@@ -213,8 +213,6 @@ async def test_a_url_document_does_not_take_a_non_streaming_charge_past_the_bala
     assert await account.balance() == 20_000 and simulator.seen() == []
 
 
-@pytest.mark.xfail(strict=True, reason="the transfer API is outside the key's spend caps: a key capped at "
-                                       "$1 a day moves the account's whole balance to another user")
 async def test_a_key_capped_at_a_dollar_a_day_cannot_move_the_whole_balance(gateway):
     from storage.base import KeyLimits
     account = await make_account(gateway, credit_micro=500_000_000, limits=KeyLimits(daily_usd=1_000_000))
@@ -222,7 +220,12 @@ async def test_a_key_capped_at_a_dollar_a_day_cannot_move_the_whole_balance(gate
     await admin.create_user(gateway.gateway.store, "mallory")
     async with account.http() as http:
         answer = await http.post("/api/user/transfer", json={"toUsername": "mallory", "amount": 500})
-    assert answer.status_code != 200 or await account.balance() >= 500_000_000 - 1_000_000, answer.text
+        assert answer.status_code == 429 and answer.json()["error"] == "Spend cap reached", answer.text
+        assert int(answer.headers["retry-after"]) > 0
+        assert (await http.post("/api/user/transfer", json={"toUsername": "mallory", "amount": 1})).status_code == 200
+        assert (await http.post("/api/user/transfer", json={"toUsername": "mallory", "amount": 0.01})).status_code \
+            == 429
+    assert await account.balance() == 499_000_000
 
 
 @pytest.mark.parametrize("depth", [300, 1000])
