@@ -24,6 +24,7 @@ from .simulator.server import SimulatorState, serve_simulator
 from storage import describe_location, open_store
 from storage.base import StoreError
 from storage.leases import keep_lease
+from .metering.lease import LeaseWatch
 
 log = logging.getLogger("cheaplm")
 HYPERCORN_GRACE_SECONDS = 30.0  # how long streams in flight may go on after SIGTERM
@@ -66,7 +67,8 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
             # Registers this instance (its holds are its own), then recovers only the holds
             # of owners that are gone: a second serve on this ledger, even one that then
             # fails to bind, never touches a live gateway's money.
-            await nursery.start(keep_lease, store, config.lease_seconds)
+            lease = LeaseWatch(store, config.lease_seconds)
+            await nursery.start(partial(keep_lease, store, config.lease_seconds, on_beat=lease.beat))
             simulator_url = None
             catalog = config.catalog()
             if config.simulated:
@@ -87,6 +89,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 # keep-alive connection's next request is served only once the previous
                 # handler is done, and settling (a ledger transaction) need not hold it up.
                 gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery)
+                gateway.meter.watch_lease(lease)
                 trigger = partial(_signalled, shutdown_signals) if shutdown_signals else None
 
                 async def http(task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -103,6 +103,11 @@ class HoldStore(Protocol):
     async def release(self, hold_id: int, row: UsageRow | None) -> Account:
         """Close an open hold charging nothing (``row``, if given, must cost 0); a replay
         with a row for the same request returns the account, as settle does."""
+    async def charge_recovered(self, hold_id: int, row: UsageRow) -> int:
+        """A hold another instance recovered (its owner's lease had lapsed) while its
+        request went on: charge what ``row`` costs beyond what the recovery charged (a
+        'late_charge' entry, or the 'charge' and usage row when the recovery released it),
+        within the available balance. The micro-USD charged now (0 for any other hold)."""
     async def record_progress(self, items: Sequence[tuple[int, UsageRow]]) -> None:
         """Checkpoint in-flight holds, one transaction for the batch: for each (hold id,
         row) still open, remember ``row`` as the partial charge to apply if the owner dies
@@ -120,9 +125,9 @@ class InstanceStore(Protocol):
 
     async def register_instance(self, lease_seconds: float) -> None:
         """Insert (or replace) this instance's row: host, pid, now as start and heartbeat."""
-    async def heartbeat(self) -> None:
-        """Renew the lease; re-register (with a warning logged) if someone took this
-        instance for dead and removed its row."""
+    async def heartbeat(self) -> bool:
+        """Renew the lease (True); re-register (with a warning logged) if someone took
+        this instance for dead and removed its row (False: its holds were recovered)."""
     async def unregister_instance(self) -> None:
         """Remove this instance's row: any hold it still has open is orphaned from now on."""
     async def recover_orphaned_holds(self) -> Recovery:

@@ -102,6 +102,8 @@ class Ticket:
     admission: "Admission | None" = None  # the key's rate-limit slot, when it has limits
     ended: bool = False          # the outcome has been recorded (metrics, log, rate window)
     detached: bool = False       # its upstream call runs in the after-response nursery, which closes it
+    lease_lost: bool = False     # its hold was recovered by another instance: stop relaying
+    relaying: trio.CancelScope | None = None  # the stream's reading scope, cancelled by stop()
 
     __hash__ = object.__hash__
 
@@ -124,6 +126,22 @@ class Ticket:
 
     def unwatch(self) -> None:
         self.meter.in_flight.discard(self)
+
+    def stop(self) -> None:
+        """This instance lost its lease: the stream stops at once (its pump raises lease_error)."""
+        self.lease_lost = True
+        if self.relaying is not None:
+            self.relaying.cancel()
+
+    async def may_relay(self) -> None:
+        """Before output goes to the client: the hold must still be this instance's (its
+        lease confirmed when it may have lapsed), else the stream stops (a 503 error event)."""
+        lease = self.meter.lease
+        if not self.lease_lost and lease is not None and not lease.valid() and not await lease.confirm():
+            self.lease_lost = True
+        if self.lease_lost:
+            raise errors.GatewayError(503, "This gateway instance was paused past its lease and its requests were "
+                                           "taken over; the stream is stopped. Retry.", "api_error")
 
     async def end(self, row: UsageRow) -> None:
         """The one hook every metered outcome passes, once: the key's rate window learns
@@ -216,11 +234,14 @@ class Ticket:
                 recorded = self.row(Usage(), status, partial, "charge_refused")
                 account = await self.meter.store.release(self.hold_id, recorded)
             except NotFound:
-                # Another instance took this one for dead and recovered the hold.
+                # Another instance took this one for dead and recovered the hold: it charged the
+                # last checkpoint; what the client received beyond it is charged here.
+                late = await self.meter.store.charge_recovered(self.hold_id, row) if row.cost else 0
                 log.error("request %s: its hold was recovered by another instance (this one's lease "
-                          "lapsed); not charged twice", self.request_id)
+                          "lapsed); %s more charged for what the client received", self.request_id,
+                          format_usd(late))
                 self.closed = True
-                await self.end(replace(row, cost=0, error_type="instance_lost"))
+                await self.end(replace(row, cost=late, error_type="instance_lost"))
                 raise
         self.closed = True
         await self.end(recorded)
@@ -250,6 +271,8 @@ class Ticket:
                 await self.release(status, error_type)
             else:
                 await self.settle(usage, status, partial, error_type)
+        except NotFound:
+            return  # recovered by another instance (logged, and the rest charged, by settle)
         except StoreError as exc:
             if isinstance(exc, StoreUnavailable):
                 log.warning("request %s: the ledger is unavailable (%s); retrying in the background",

@@ -233,6 +233,7 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
     held: list[bytes] = []
     input_checked = False
     with trio.CancelScope(deadline=trio.current_time() + idle) as reading:
+        ticket.relaying = reading
         async with aclosing(upstream.chunks()) as chunks:
             async for chunk in chunks:
                 now = trio.current_time()
@@ -248,12 +249,15 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
                     events, held = _split_at_stop(events)
                 out = renderer.render(events) if events else b""
                 if out:
+                    await ticket.may_relay()
                     await ex.write(out)
                 if tap.last_delta_tokens:
                     ticket.first_output()
                     progress.tokens += tap.last_delta_tokens
                 if held:
                     break
+    if ticket.lease_lost:
+        await ticket.may_relay()  # (raises: the stream stops here)
     if reading.cancelled_caught:
         raise errors.upstream_timeout("stream (no data within the idle timeout)")
     return held

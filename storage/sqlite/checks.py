@@ -62,12 +62,14 @@ def _held_is_open_holds(conn: sqlite3.Connection) -> Iterable[str]:
 
 def _charges_match_usage(conn: sqlite3.Connection) -> Iterable[str]:
     """Every charge is one ledger entry (kind 'charge', ref = the request id, delta =
-    -cost) of the account whose usage row has that request id and a positive cost."""
+    -cost; with a 'late_charge' entry after it when the instance that relayed a recovered
+    stream charged the rest) of the account whose usage row has that request id and a
+    positive cost."""
     for ref, count, total, cost, same_account in conn.execute(
-            "SELECT l.ref, COUNT(*), SUM(l.delta), u.cost, "
+            "SELECT l.ref, SUM(l.kind = 'charge'), SUM(l.delta), u.cost, "
             "       MIN(CASE WHEN l.account_id = u.account_id THEN 1 ELSE 0 END) "
             "FROM ledger l LEFT JOIN usage u ON u.request_id = l.ref "
-            "WHERE l.kind = 'charge' GROUP BY l.ref, u.cost ORDER BY l.ref"):
+            "WHERE l.kind IN ('charge', 'late_charge') GROUP BY l.ref, u.cost ORDER BY l.ref"):
         if cost is None:
             yield f"request {ref}: charged ({-total}) but has no usage row"
         elif count > 1:

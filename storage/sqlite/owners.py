@@ -69,7 +69,7 @@ class SqliteOwners:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (me, self.here.name, self.here.pid_namespace, os.getpid(), now, now, float(lease_seconds)))
 
-    def heartbeat(self) -> None:
+    def heartbeat(self) -> bool:
         me = self._me()
         if self.lease_seconds is None:
             raise StoreError("heartbeat before register_instance")
@@ -80,6 +80,7 @@ class SqliteOwners:
                 log.warning("instance %s had been taken for dead (its row was removed): registering it again; "
                             "holds it had open may have been released or charged meanwhile", me)
                 self._insert_instance(me, self.lease_seconds)
+        return bool(renewed)
 
     def unregister_instance(self) -> None:
         me = self._me()

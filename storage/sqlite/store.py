@@ -21,6 +21,7 @@ from .connection import connect, connect_reader
 from .lane import WriterLane
 from .ledger import SqliteLedger
 from .owners import SqliteOwners
+from .late import SqliteLateCharges
 from .transfers import SqliteTransfers
 from .reader import LoopReader
 
@@ -37,6 +38,7 @@ class SqliteStore:
         self._channels = SqliteChannels(ledger, owners.here)
         self._accounts = SqliteAccounts(ledger)
         self._transfers = SqliteTransfers(ledger)
+        self._late = SqliteLateCharges(ledger)
         self._reader = reader
         self._looked_up = looked_up
 
@@ -102,8 +104,8 @@ class SqliteStore:
     async def register_instance(self, lease_seconds: float) -> None:
         await self._lane.run(self._owners.register_instance, lease_seconds)
 
-    async def heartbeat(self) -> None:
-        await self._lane.run(self._owners.heartbeat)
+    async def heartbeat(self) -> bool:
+        return await self._lane.run(self._owners.heartbeat)
 
     async def unregister_instance(self) -> None:
         await self._lane.run(self._owners.unregister_instance)
@@ -115,6 +117,9 @@ class SqliteStore:
 
     async def extend_hold(self, hold_id: int, extra: int) -> None:
         await self._lane.run(self._ledger.extend_hold, hold_id, extra)
+
+    async def charge_recovered(self, hold_id: int, row: UsageRow) -> int:
+        return await self._lane.run(self._late.charge_recovered, hold_id, row)
 
     async def settle(self, hold_id: int, row: UsageRow) -> Account:
         return await self._lane.run(self._ledger.settle, hold_id, row)

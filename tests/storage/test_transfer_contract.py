@@ -90,3 +90,26 @@ async def test_an_idempotency_key_lives_24_hours(backend):
         assert (await store.get_account("v")).balance == 2_000
     finally:
         await store.aclose()
+
+
+async def test_a_recovered_stream_is_charged_the_rest_late_within_the_balance(pair):
+    from .helpers import new_key, partial_row
+    a, b = pair
+    await a.create_user("u")
+    key = await new_key(a)
+    await a.credit("u", 1_000, "credit")
+    account = await a.get_account("u")
+    hold = await a.place_hold(account.id, 600, "r1", key.id)
+    await a.record_progress([(hold, partial_row("r1", key.id, 100))])
+    await a.unregister_instance()  # a's lease is gone: b recovers its hold from the checkpoint
+    assert (await b.recover_orphaned_holds()).charged == 1
+    assert (await a.get_account("u")).balance == 900
+    assert await a.charge_recovered(hold, partial_row("r1", key.id, 250)) == 150  # what the client received
+    assert await a.charge_recovered(hold, partial_row("r1", key.id, 250)) == 0    # once
+    [line] = await a.usage("u")
+    assert line.cost == 250 and (await a.get_account("u")).balance == 750
+    assert await a.charge_recovered(hold, partial_row("other", key.id, 50)) == 0  # not that request's hold
+    other = await b.place_hold(account.id, 700, "r2", key.id)
+    assert await a.charge_recovered(hold, partial_row("r1", key.id, 10_000)) == 50  # only what is available
+    await b.release(other, None)
+    assert (await a.get_account("u")).balance == 700 and await a.check() == []
