@@ -99,8 +99,27 @@ def _key_spend_is_usage_sum(conn: sqlite3.Connection) -> Iterable[str]:
         yield f"key {key_id} on {day}: its spend is recorded as {spent} but that day's charges sum to {total}"
 
 
+def _nothing_below_zero(conn: sqlite3.Connection) -> Iterable[str]:
+    """No balance, nor available balance (balance - held), is below zero."""
+    for username, balance, held in conn.execute(
+            "SELECT username, balance, held FROM accounts WHERE balance < 0 OR balance - held < 0 ORDER BY username"):
+        if balance < 0:
+            yield f"account {username}: balance {balance} is below zero"
+        else:
+            yield f"account {username}: available balance {balance - held} is below zero (held {held})"
+
+
+def _charges_within_holds(conn: sqlite3.Connection) -> Iterable[str]:
+    """No request was charged more than its hold."""
+    for request_id, cost, amount in conn.execute(
+            "SELECT u.request_id, u.cost, h.amount FROM usage u JOIN holds h ON h.request_id = u.request_id "
+            "WHERE u.cost > h.amount ORDER BY u.request_id"):
+        yield f"request {request_id}: charged {cost}, more than its hold of {amount}"
+
+
 FINDINGS: tuple[Finding, ...] = (_not_integers, _balance_is_ledger_sum, _last_entry_matches, _chain,
-                                 _held_is_open_holds, _charges_match_usage, _key_spend_is_usage_sum)
+                                 _held_is_open_holds, _charges_match_usage, _key_spend_is_usage_sum,
+                                 _nothing_below_zero, _charges_within_holds)
 
 
 def check(conn: sqlite3.Connection) -> list[str]:

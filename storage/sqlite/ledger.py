@@ -269,23 +269,27 @@ class SqliteLedger:
             if closed is None:
                 return self._settled_before(hold_id, row.request_id, "settled")
             account_id, amount = closed
-            row = self._within_balance(account_id, amount, row)
+            row = self._within_balance(hold_id, account_id, amount, row)
             self.db.execute("UPDATE holds SET charged = ? WHERE id = ?", (row.cost, hold_id))
             account = self.change_balance(account_id, -row.cost, "charge", row.request_id, release=amount)
             self.write_usage(account_id, row)
         return account
 
-    def _within_balance(self, account_id: int, amount: int, row: UsageRow) -> UsageRow:
-        """``row`` charging at most what the account has beyond its other holds, so that
-        no charge takes a balance (or an available balance) below zero; what it could not
-        charge is recorded in the row (``uncharged``). The hold covers the request's worst
-        case, so this cuts only a charge its hold did not foresee."""
-        balance, held = self.db.execute("SELECT balance, held FROM accounts WHERE id = ?", (account_id,)).fetchone()
-        most = max(balance - (held - amount), 0)
-        if row.cost <= most:
+    def _within_balance(self, hold_id: int, account_id: int, amount: int, row: UsageRow) -> UsageRow:
+        """``row`` charging at most its hold, which grows first (its record) by what the
+        account has beyond its holds: no charge passes its hold, and none takes a balance
+        (or an available balance) below zero. What it could not charge is recorded in the
+        row (``uncharged``). The hold covers the request's worst case, so this cuts only a
+        charge its hold did not foresee."""
+        if row.cost <= amount:
             return row
-        return replace(row, cost=most, uncharged=row.uncharged + row.cost - most,
-                       server_tool_cost=min(row.server_tool_cost, most))
+        balance, held = self.db.execute("SELECT balance, held FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        grown = amount + min(row.cost - amount, max(balance - held, 0))
+        self.db.execute("UPDATE holds SET amount = ? WHERE id = ?", (grown, hold_id))
+        if row.cost <= grown:
+            return row
+        return replace(row, cost=grown, uncharged=row.uncharged + row.cost - grown,
+                       server_tool_cost=min(row.server_tool_cost, grown))
 
     def _settled_before(self, hold_id: int, request_id: str, state: str) -> Account:
         """A replayed close of a hold this store already closed the same way for the same
