@@ -10,7 +10,7 @@ own check finds nothing.
 
 CI runs a fixed set of examples (``derandomize``: the same every run). A longer, random run
 on demand: ``CHEAPLM_LEDGER_EXAMPLES=500 pytest tests/storage/test_ledger_machine.py -s``
-(each example is up to ``CHEAPLM_LEDGER_STEPS`` steps, 30 by default); ``-s`` prints the
+(each example is up to ``CHEAPLM_LEDGER_STEPS`` steps, 25 by default); ``-s`` prints the
 number of steps run.
 """
 
@@ -34,8 +34,8 @@ from .backends import BACKENDS
 from .helpers import row
 
 EXAMPLES = int(os.environ.get("CHEAPLM_LEDGER_EXAMPLES", "0"))
-STEPS = int(os.environ.get("CHEAPLM_LEDGER_STEPS", "30"))
-settings.register_profile("ledger-ci", max_examples=12, stateful_step_count=STEPS, derandomize=True,
+STEPS = int(os.environ.get("CHEAPLM_LEDGER_STEPS", "25"))
+settings.register_profile("ledger-ci", max_examples=20, stateful_step_count=STEPS, derandomize=True,
                           database=None, deadline=None, suppress_health_check=list(HealthCheck))
 settings.register_profile("ledger-long", max_examples=EXAMPLES or 1, stateful_step_count=STEPS, derandomize=False,
                           database=None, deadline=None, suppress_health_check=list(HealthCheck))
@@ -107,7 +107,7 @@ def machine_for(spec, steps: list[int]):
                 with pytest.raises(CodeRefused):
                     self.call(self.store.redeem_code, code_hash, user)
 
-        @rule(user=st.sampled_from(USERS), amount=st.integers(1, 4_000))
+        @rule(user=st.sampled_from(USERS), amount=st.integers(1, 1_500))
         def hold(self, user, amount):
             account_id, key_id = self.ids[user]
             request_id = self.request_id()
