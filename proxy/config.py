@@ -320,15 +320,20 @@ def _model_ids(table: Any, channel: str | None = None) -> tuple[tuple[str, str],
     return tuple(pairs.items())
 
 
+def _price(value: Any, name: str, most_usd: int, unit: str) -> None:
+    """A price in USD, 0 to ``most_usd`` (per ``unit``), or the ConfigError naming ``name``."""
+    try:
+        micro = parse_usd(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    if not 0 <= micro <= most_usd * MICRO:
+        raise ConfigError(f"{name}: must be 0 to {most_usd} USD per {unit}, got {value!r}")
+
+
 def _server_tool_table(table: Any, where: str) -> Mapping[str, Any]:
     """A ``[server_tools]`` table (kind = USD per use, e.g. ``web_search = "0.01"``), checked."""
     for kind, value in _shaped(table, dict, where, "a table of tool = USD per use").items():
-        try:
-            micro = parse_usd(value)
-        except ValueError as exc:
-            raise ConfigError(f"{where}.{kind}: {exc}") from None
-        if not 0 <= micro <= MAX_SERVER_TOOL_USD * MICRO:
-            raise ConfigError(f"{where}.{kind}: must be 0 to {MAX_SERVER_TOOL_USD} USD per use, got {value!r}")
+        _price(value, f"{where}.{kind}", MAX_SERVER_TOOL_USD, "use")
     return table
 
 
@@ -338,13 +343,7 @@ def _model_tables(models: Any) -> Mapping[str, Mapping]:
         _shaped(table, dict, f"models.{model_id}", "a table")
         _server_tool_table(table.get("server_tools", {}), f"models.{model_id}.server_tools")
         for lane, value in _shaped(table.get("prices", {}), dict, f"models.{model_id}.prices", "a table").items():
-            name = f"models.{model_id}.prices.{lane}"
-            try:
-                micro = parse_usd(value)
-            except ValueError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
-            if not 0 <= micro <= MAX_PRICE_USD * MICRO:
-                raise ConfigError(f"{name}: must be 0 to {MAX_PRICE_USD} USD per 1M tokens, got {value!r}")
+            _price(value, f"models.{model_id}.prices.{lane}", MAX_PRICE_USD, "1M tokens")
     return models
 
 
