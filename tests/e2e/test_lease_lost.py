@@ -56,6 +56,7 @@ async def test_a_stream_whose_hold_was_recovered_stops_and_is_charged_what_it_de
             if any(e.kind == "late_charge" for e in entries) or row.output_tokens >= 2 * delivered:
                 break
             await trio.sleep(0.05)
+    [row] = await running.gateway.store.usage("alice", 10)  # (read after the late charge)
     # each 8-byte delta is 2 output tokens; the row was written by the recovery (its checkpoint)
     assert row.partial and row.output_tokens == 2 * delivered
     assert (await running.gateway.store.get_account("alice")).balance == 10_000_000 - row.cost
