@@ -21,14 +21,19 @@ DOCUMENT_BYTES_PER_TOKEN = 8  # base64 PDF/text documents, a deliberately rough 
 
 
 def usage_cost(usage: Usage, prices: Prices) -> int:
-    """Micro-USD for a usage, every lane at its own price, rounded once."""
+    """Micro-USD for a usage, every lane at its own price, rounded once, plus its server
+    tool uses at their price a use (exact: whole micro-USD)."""
     return cost_micro([
         (usage.input_tokens, prices.input),
         (usage.cache_write_5m, prices.cache_write_5m),
         (usage.cache_write_1h, prices.cache_write_1h),
         (usage.cache_read, prices.cache_read),
         (usage.output_tokens, prices.output),
-    ])
+    ]) + server_tools_cost(usage, prices)
+
+
+def server_tools_cost(usage: Usage, prices: Prices) -> int:
+    return sum(count * prices.server_tool(kind) for kind, count in usage.server_tools)
 
 
 def estimate_input_tokens(body: dict[str, Any]) -> int:
@@ -62,8 +67,45 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
     return tokens + -(-chars // BYTES_PER_TOKEN) + 8
 
 
-def hold_amount(model: Model, input_estimate: int, max_tokens: int) -> int:
-    """The worst case: the prompt at the dearest input lane plus max_tokens of output."""
+def hold_amount(model: Model, input_estimate: int, max_tokens: int, body: dict[str, Any] | None = None) -> int:
+    """The worst case: the prompt at the dearest input lane plus max_tokens of output,
+    plus the server tool uses the request's tools allow (``server_tools_hold``)."""
     prices = model.prices
     dearest_input = max(prices.input, prices.cache_write_5m, prices.cache_write_1h)
-    return cost_micro([(input_estimate, dearest_input), (max_tokens, prices.output)])
+    tools = server_tools_hold(body, prices) if body is not None else 0
+    return cost_micro([(input_estimate, dearest_input), (max_tokens, prices.output)]) + tools
+
+
+# A server tool declared without max_uses may be used this many times in one request, for
+# the hold (the upstream sets no bound of its own; a model rarely searches more than a few
+# times a turn). A request that uses more is charged what it used, within its balance.
+DEFAULT_MAX_USES = 20
+MAX_USES_BOUND = 1000  # a max_uses above this holds as this many
+
+
+def allowed_server_tool_uses(body: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """(kind, uses) for each priced server tool in the request's ``tools``: a tool whose
+    type is ``<kind>_<date>`` (``web_search_20250305``), at its ``max_uses`` or
+    DEFAULT_MAX_USES."""
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return ()
+    uses: dict[str, int] = {}
+    for tool in tools:
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            continue
+        kind, _, date = tool["type"].rpartition("_")
+        if not kind or not (len(date) == 8 and date.isdigit()):
+            continue
+        allowed = tool.get("max_uses")
+        if not isinstance(allowed, int) or isinstance(allowed, bool) or allowed < 0:
+            allowed = DEFAULT_MAX_USES
+        uses[kind] = uses.get(kind, 0) + min(allowed, MAX_USES_BOUND)
+    return tuple(sorted(uses.items()))
+
+
+def server_tools_hold(body: dict[str, Any], prices: Prices) -> int:
+    """Micro-USD the allowed server tool uses may cost: only kinds the catalog prices
+    (Anthropic-defined client tools such as ``bash_20250124`` cost nothing upstream)."""
+    listed = dict(prices.server_tools)
+    return sum(n * listed[kind] for kind, n in allowed_server_tool_uses(body) if kind in listed)

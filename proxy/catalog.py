@@ -21,6 +21,14 @@ from .money import parse_usd, scale
 LANES = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
 ENDPOINTS = ("messages", "chat", "responses")
 
+# Server tools the upstream bills per use (usage.server_tool_use.<kind>_requests), in
+# micro-USD a use: Anthropic's list prices (web search $10 per 1,000; web fetch has no
+# charge beyond its tokens). A kind not listed here nor in the config's [server_tools] is
+# billed at UNLISTED_SERVER_TOOL, web search's price.
+DEFAULT_SERVER_TOOLS: tuple[tuple[str, int], ...] = (("web_fetch", 0), ("web_search", 10_000))
+UNLISTED_SERVER_TOOL = 10_000
+MAX_SERVER_TOOL_USD = 100  # the highest price a [server_tools] entry may set, per use
+
 CACHE_READ_FACTOR = Decimal("0.1")  # cache reads cost a tenth of the input price
 _DATE_SUFFIX = re.compile(r"-(\d{8}|latest)$")
 
@@ -34,9 +42,14 @@ class Prices:
     cache_write_1h: int
     cache_read: int
     output: int
+    server_tools: tuple[tuple[str, int], ...] = DEFAULT_SERVER_TOOLS  # (kind, micro-USD per use), by kind
 
     def as_usd(self) -> dict[str, float]:
         return {lane: getattr(self, lane) / 1_000_000 for lane in LANES}
+
+    def server_tool(self, kind: str) -> int:
+        """Micro-USD for one use of server tool ``kind`` (``web_search``)."""
+        return dict(self.server_tools).get(kind, UNLISTED_SERVER_TOOL)
 
 
 @dataclass(frozen=True)
@@ -147,17 +160,30 @@ def default_catalog() -> Catalog:
 
 
 _MODEL_FIELDS = {"display_name", "upstream_id", "max_input", "max_output", "thinking", "vision",
-                 "created_at", "aliases", "endpoints", "prices", "max_tokens_policy"}
+                 "created_at", "aliases", "endpoints", "prices", "max_tokens_policy", "server_tools"}
 
 
-def apply_overrides(base: Iterable[Model], overrides: Mapping[str, Mapping]) -> tuple[Model, ...]:
+def server_tool_prices(table: Mapping[str, object], base: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    """``base`` with a ``[server_tools]`` table's prices (USD per use) laid over it, by kind."""
+    merged = dict(base)
+    merged.update({kind: parse_usd(value) for kind, value in table.items()})
+    return tuple(sorted(merged.items()))
+
+
+def apply_overrides(base: Iterable[Model], overrides: Mapping[str, Mapping],
+                    server_tools: Mapping[str, object] | None = None) -> tuple[Model, ...]:
     """Merge config ``[models.ID]`` tables into the defaults.
 
     An existing id (any alias form) is updated field by field; a new id must give
     ``upstream_id``, ``max_output`` and ``prices.input``/``prices.output``.
-    Prices are USD per million tokens, as strings or numbers.
+    Prices are USD per million tokens, as strings or numbers. ``server_tools`` (the
+    ``[server_tools]`` table, USD per use by kind) applies to every model; a model's own
+    ``server_tools`` table to that model, over it.
     """
     models = {m.id: m for m in base}
+    if server_tools:
+        models = {i: replace(m, prices=replace(m.prices, server_tools=server_tool_prices(
+            server_tools, m.prices.server_tools))) for i, m in models.items()}
     lookup = Catalog.build(models.values())
     for model_id, table in overrides.items():
         unknown = set(table) - _MODEL_FIELDS
@@ -168,18 +194,22 @@ def apply_overrides(base: Iterable[Model], overrides: Mapping[str, Mapping]) -> 
         bad_lanes = set(price_table) - set(LANES)
         if bad_lanes:
             raise ValueError(f"models.{model_id}.prices: unknown lane(s) {sorted(bad_lanes)}")
-        fields = {k: v for k, v in table.items() if k != "prices"}
+        own_tools = table.get("server_tools") or {}
+        fields = {k: v for k, v in table.items() if k not in ("prices", "server_tools")}
         for k in ("aliases", "endpoints"):
             if k in fields:
                 fields[k] = tuple(fields[k])
         if existing is not None:
-            prices = replace(existing.prices, **{k: parse_usd(v) for k, v in price_table.items()})
+            prices = replace(models[existing.id].prices, **{k: parse_usd(v) for k, v in price_table.items()})
+            prices = replace(prices, server_tools=server_tool_prices(own_tools, prices.server_tools))
             models[existing.id] = replace(existing, prices=prices, **fields)
             continue
         try:
             inp, out = price_table["input"], price_table["output"]
             prices = _prices(str(inp), str(out), None)
             prices = replace(prices, **{k: parse_usd(v) for k, v in price_table.items()})
+            prices = replace(prices, server_tools=server_tool_prices(
+                {**(server_tools or {}), **own_tools}, prices.server_tools))
             models[model_id] = Model(
                 id=model_id, display_name=fields.pop("display_name", model_id),
                 upstream_id=fields.pop("upstream_id"), max_input=fields.pop("max_input", 200_000),

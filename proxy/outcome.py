@@ -29,6 +29,7 @@ class Outcome:
     cost: int = 0                 # micro-USD charged
     ttft_ms: float | None = None
     duration_ms: float | None = None
+    server_tool_use: str | None = None  # server tool uses by kind, as JSON ({"web_search":3})
 
     def as_log(self) -> dict:
         """The JSON log line's fields: never a prompt, never a key (only its prefix)."""

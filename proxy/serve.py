@@ -27,6 +27,7 @@ from .simulator.server import SimulatorState, serve_simulator
 from storage import describe_location, open_store
 from storage.base import StoreError
 from storage.leases import keep_lease
+from .metering.lease import LeaseWatch
 
 log = logging.getLogger("cheaplm")
 
@@ -75,7 +76,8 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
             # Registers this instance (its holds are its own), then recovers only the holds
             # of owners that are gone: a second serve on this ledger, even one that then
             # fails to bind, never touches a live gateway's money.
-            await nursery.start(keep_lease, store, config.lease_seconds)
+            lease = LeaseWatch(store, config.lease_seconds)
+            await nursery.start(partial(keep_lease, store, config.lease_seconds, on_beat=lease.beat))
             simulator_url = None
             catalog = config.catalog()
             if config.simulated:
@@ -97,6 +99,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 # handler is done, and settling (a ledger transaction) need not hold it up.
                 gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery,
                                   reasoning_secret=load_reasoning_secret(config))
+                gateway.meter.watch_lease(lease)
                 grace, drain = config.shutdown_grace, StreamDrain()
                 trigger = partial(_signalled, shutdown_signals, drain, grace) if shutdown_signals else None
 

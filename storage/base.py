@@ -21,11 +21,11 @@ from typing import Mapping, Protocol, Sequence
 from .errors import (AlreadyExists, AmountOutOfRange, InsufficientBalance, LedgerMissing, MigrationNeeded,
                      NotFound, SchemaTooNew, SpendCapReached, StoreBusy, StoreConfigError, StoreError,
                      StoreUnavailable)
-from .errors import CodeRefused
+from .errors import CodeRefused, IdempotencyConflict
 from .records import (LIMIT_FIELDS, MAX_AMOUNT, MAX_BALANCE, MAX_RATE, NO_LIMITS, Account, ChannelOverride,
                       ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
                       checked_amount, checked_balance)
-from .records import ROLES, CodeRecord, Payment, PaymentRecord, Profile, Session, UsageLine
+from .records import ROLES, CodeRecord, Payment, PaymentRecord, Profile, Session, TransferReceipt, UsageLine
 
 __all__ = [
     "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "ChannelStore", "MaintenanceStore",
@@ -36,7 +36,7 @@ __all__ = [
     "checked_balance", "Account", "ChannelOverride", "ChannelSnapshot", "KeyLimits", "LIMIT_FIELDS", "NO_LIMITS",
     "KeyRecord", "LedgerEntry", "Recovery", "StoreStats", "UsageRow",
     "AccountStore", "SessionStore", "CodeStore", "ReportStore", "CodeRefused", "ROLES", "CodeRecord", "Payment",
-    "PaymentRecord", "Profile", "Session", "UsageLine",
+    "PaymentRecord", "Profile", "Session", "UsageLine", "IdempotencyConflict", "TransferReceipt",
 ]
 
 
@@ -71,7 +71,16 @@ class LedgerStore(Protocol):
         """Take ``amount`` off (an operator's correction), in one conditional write:
         InsufficientBalance, nothing changed, when the available balance cannot cover it."""
     async def transfer(self, from_account_id: int, to_username: str, amount: int,
-                       ref: str) -> tuple[Account, Account]: ...
+                       ref: str, key_id: int | None = None) -> tuple[Account, Account]:
+        """Move ``amount`` of the sender's available balance to ``to_username`` (a
+        'transfer_out' and a 'transfer_in' entry). Made by API key ``key_id``: that key's
+        spend caps bound it (SpendCapReached) and count it, as they do its requests."""
+    async def transfer_once(self, from_account_id: int, to_username: str, amount: int, ref: str,
+                            key_id: int | None, idempotency_key: str, request_hash: str) -> TransferReceipt:
+        """``transfer`` under the sender's ``idempotency_key``: the same key with the same
+        ``request_hash`` within 24 hours returns the first receipt (``replayed``) and moves
+        nothing; with another hash, IdempotencyConflict. One transaction: concurrent
+        retries move the money once. A refused transfer records nothing."""
     async def ledger(self, username: str) -> Sequence[LedgerEntry]: ...
 
 
@@ -93,9 +102,19 @@ class HoldStore(Protocol):
         cannot cover it, SpendCapReached when its key's caps cannot; nothing changes then)."""
     async def settle(self, hold_id: int, row: UsageRow) -> Account:
         """Close an open hold: charge ``row.cost`` (a 'charge' ledger entry, ref = the
-        request id) and write its usage row. NotFound if the hold is not open."""
+        request id) and write its usage row. The charge may pass the hold, never the
+        balance: at most what the account has beyond its other holds is charged, the rest
+        recorded as the row's ``uncharged``. A replay (the hold already settled for
+        ``row.request_id``) returns the account and moves nothing; NotFound for a hold
+        neither open nor settled so (released, recovered by another instance)."""
     async def release(self, hold_id: int, row: UsageRow | None) -> Account:
-        """Close an open hold charging nothing (``row``, if given, must cost 0)."""
+        """Close an open hold charging nothing (``row``, if given, must cost 0); a replay
+        with a row for the same request returns the account, as settle does."""
+    async def charge_recovered(self, hold_id: int, row: UsageRow) -> int:
+        """A hold another instance recovered (its owner's lease had lapsed) while its
+        request went on: charge what ``row`` costs beyond what the recovery charged (a
+        'late_charge' entry, or the 'charge' and usage row when the recovery released it),
+        within the available balance. The micro-USD charged now (0 for any other hold)."""
     async def record_progress(self, items: Sequence[tuple[int, UsageRow]]) -> None:
         """Checkpoint in-flight holds, one transaction for the batch: for each (hold id,
         row) still open, remember ``row`` as the partial charge to apply if the owner dies
@@ -113,9 +132,9 @@ class InstanceStore(Protocol):
 
     async def register_instance(self, lease_seconds: float) -> None:
         """Insert (or replace) this instance's row: host, pid, now as start and heartbeat."""
-    async def heartbeat(self) -> None:
-        """Renew the lease; re-register (with a warning logged) if someone took this
-        instance for dead and removed its row."""
+    async def heartbeat(self) -> bool:
+        """Renew the lease (True); re-register (with a warning logged) if someone took
+        this instance for dead and removed its row (False: its holds were recovered)."""
     async def unregister_instance(self) -> None:
         """Remove this instance's row: any hold it still has open is orphaned from now on."""
     async def recover_orphaned_holds(self) -> Recovery:

@@ -88,6 +88,10 @@ class SpendCapReached(StoreError):
         return max(self.cap - self.committed, 0)
 
 
+class IdempotencyConflict(StoreError):
+    """An idempotency key already used, within its lifetime, for a different request."""
+
+
 class CodeRefused(StoreError):
     """A redemption code that cannot be redeemed; ``reason`` is "unknown", "used" or
     "expired". Nothing was applied."""

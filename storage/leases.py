@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from typing import Callable
 
 import trio
 
@@ -82,13 +83,19 @@ def orphaned(owner: str | None, live: set[str], me: str | None) -> bool:
 
 
 async def keep_lease(store: InstanceStore, lease_seconds: float, *, sweep_every: float | None = None,
+                     on_beat: Callable[[float, bool], None] | None = None,
                      task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Register this store's instance, recover the holds of dead instances, report
     started; then renew the lease every lease/3 seconds and sweep orphaned holds every
-    ``sweep_every`` seconds (default: the lease) until cancelled. A store that cannot
+    ``sweep_every`` seconds (default: the lease) until cancelled. ``on_beat(at, renewed)``
+    hears of each registration and renewal (``at``: trio's clock before it was asked;
+    ``renewed`` False: the lease had been taken and this instance registered anew). A store that cannot
     be reached for a beat is logged and tried again at the next one; the instance
     row is removed by whoever ends this task (``unregister_instance``), not here."""
+    at = trio.current_time()
     await store.register_instance(lease_seconds)
+    if on_beat is not None:
+        on_beat(at, True)
     recovery = await store.recover_orphaned_holds()
     _log_recovery(recovery)
     task_status.started(recovery)
@@ -99,7 +106,10 @@ async def keep_lease(store: InstanceStore, lease_seconds: float, *, sweep_every:
         await trio.sleep(beat)
         beats += 1
         try:
-            await store.heartbeat()
+            at = trio.current_time()
+            renewed = await store.heartbeat()
+            if on_beat is not None:
+                on_beat(at, renewed)
             if beats % beats_per_sweep == 0:
                 _log_recovery(await store.recover_orphaned_holds())
         except StoreError as exc:

@@ -149,7 +149,22 @@ class UsageRow:
     ttft_ms: float | None = None
     channel: str | None = None      # the upstream channel that served (None: a single upstream)
     attempts: int | None = None     # upstream attempts it took (0: none made; None: a row from before 0004)
+    server_tool_use: str | None = None  # server tool uses by kind, a JSON object ({"web_search":3}); None: none
+    server_tool_cost: int = 0       # the part of ``cost`` for those uses
+    uncharged: int = 0              # what the request cost beyond the balance: not charged (never below zero)
     created_at: float | None = None  # None: now, when written
+
+
+@dataclass(frozen=True)
+class TransferReceipt:
+    """What a transfer did: as it was done the first time, when replayed by its idempotency key."""
+
+    amount: int
+    from_username: str
+    to_username: str
+    sender_balance: int     # the balances right after it
+    receiver_balance: int
+    replayed: bool = False  # this is the first transfer's receipt: nothing moved now
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,15 @@ async def test_cancelling_an_earlier_admission_gives_back_exactly_its_own():
     assert (len(window.requests), window.token_sum) == (1, 200)
     await second.finish(50)
     assert window.token_sum == 50
+
+
+async def test_a_bucket_token_given_back_can_be_taken_again():
+    from proxy.limits.bucket import LocalBucket
+    now = [0.0]
+    bucket = LocalBucket(2, lambda: now[0])
+    assert [await bucket.take("k") for _ in range(2)] == [0.0, 0.0]
+    assert await bucket.take("k") > 0
+    await bucket.give_back("k")
+    assert await bucket.take("k") == 0.0 and await bucket.take("k") > 0
+    await bucket.give_back("other")  # a full bucket stays full
+    assert [await bucket.take("other") for _ in range(3)][-1] > 0

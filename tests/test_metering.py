@@ -33,6 +33,7 @@ class FakeStore:
     def __init__(self, **failures):
         self.failures = {name: list(errs) for name, errs in failures.items()}
         self.calls: list[tuple] = []
+        self.late = 0  # what charge_recovered charges
 
     def _maybe_fail(self, name):
         queue = self.failures.get(name)
@@ -49,6 +50,10 @@ class FakeStore:
         self._maybe_fail("release")
         return ACCOUNT
 
+    async def charge_recovered(self, hold_id, row):
+        self.calls.append(("charge_recovered", hold_id, row))
+        return self.late
+
     async def extend_hold(self, hold_id, extra):
         self.calls.append(("extend_hold", hold_id, extra))
         self._maybe_fail("extend_hold")
@@ -58,7 +63,8 @@ def _ticket(store, nursery=None, stream=True, max_tokens=1000):
     raw = (b'{"model":"claude-sonnet-4.5","max_tokens":%d,"stream":%s,"messages":[{"role":"user","content":"hi"}]}'
            % (max_tokens, b"true" if stream else b"false"))
     parsed = AnthropicAdaptor().parse(raw, RequestRules(default_catalog()))
-    meter = SimpleNamespace(store=store, after_response=nursery, outcomes=[], holds_open=1, closes_pending=0)
+    meter = SimpleNamespace(store=store, after_response=nursery, outcomes=[], holds_open=1, closes_pending=0,
+                            lease=None)
     meter.record = meter.outcomes.append
     return Ticket(meter, "req_1", KEY, parsed, "messages", hold_id=7, started=0.0, held=100_000)
 
@@ -92,10 +98,57 @@ async def test_a_charge_the_ledger_refuses_releases_the_hold_instead():
 
 async def test_a_hold_recovered_by_another_instance_is_not_charged_twice():
     store = FakeStore(settle=[NotFound("gone")])
+    store.late = 123
     ticket = _ticket(store)
     with pytest.raises(NotFound):
         await ticket.settle(USAGE)
     assert ticket.closed and not [c for c in store.calls if c[0] == "release"]
+    # the rest of what the client received is charged late, once
+    assert _only(store, "charge_recovered").cost == usage_cost(USAGE, ticket.parsed.model.prices)
+    assert ticket.meter.outcomes[-1].cost == 123
+
+
+async def test_a_stream_stops_at_once_when_the_lease_is_lost():
+    store = FakeStore()
+    ticket = _ticket(store)
+    await ticket.may_relay()  # (no lease watched: nothing to check)
+    with trio.CancelScope() as relaying:
+        ticket.relaying = relaying
+        ticket.stop()
+        await trio.sleep_forever()
+    assert relaying.cancelled_caught and ticket.lease_lost
+    with pytest.raises(errors.GatewayError) as stopped:
+        await ticket.may_relay()
+    assert stopped.value.status == 503
+
+
+async def test_no_output_is_relayed_while_the_lease_may_have_lapsed(autojump_clock):
+    from proxy.metering.lease import LeaseWatch
+
+    class Instance:
+        renewed, beats = True, 0
+
+        async def heartbeat(self):
+            self.beats += 1
+            return self.renewed
+
+    instance = Instance()
+    ticket = _ticket(FakeStore())
+    lease = LeaseWatch(instance, 15.0)
+    ticket.meter.lease = lease
+    stopped = []
+    lease.on_lost = lambda: stopped.append(True)
+    lease.beat(trio.current_time(), True)
+    await ticket.may_relay()
+    assert instance.beats == 0  # within the lease: no store call
+    await trio.sleep(20)  # (paused past the lease)
+    await ticket.may_relay()  # confirmed by a heartbeat that renewed it
+    assert instance.beats == 1 and lease.valid()
+    await trio.sleep(20)
+    instance.renewed = False  # another instance had recovered the holds meanwhile
+    with pytest.raises(errors.GatewayError):
+        await ticket.may_relay()
+    assert instance.beats == 2 and stopped == [True]
 
 
 async def test_release_of_a_recovered_hold_is_quiet():
@@ -248,6 +301,24 @@ async def test_a_disconnected_stream_is_charged_for_what_it_delivered():
     await settle_unfinished(ticket, _tap(output=2), delivered=9, disconnected=True, failure=None)
     row = _only(store, "settle")
     assert (row.partial, row.status, row.output_tokens, row.input_tokens) == (True, CLIENT_CLOSED, 9, 50)
+
+
+async def test_a_partial_charge_never_passes_max_tokens():
+    store = FakeStore()
+    ticket = _ticket(store, max_tokens=20)
+    await settle_unfinished(ticket, _tap(output=2), delivered=500, disconnected=True, failure=None)
+    assert _only(store, "settle").output_tokens == 20
+
+
+async def test_a_partial_charge_never_passes_the_hold():
+    store = FakeStore()
+    ticket = _ticket(store, max_tokens=1000)
+    ticket.held = 1_000  # $0.001: less than 1000 output tokens of sonnet ($0.015)
+    await settle_unfinished(ticket, _tap(output=2), delivered=1000, disconnected=True, failure=None)
+    row = _only(store, "settle")
+    assert row.partial and row.cost == 1_000
+    ticket.progress, ticket.tap = SimpleNamespace(tokens=5000), _tap(output=2)
+    assert ticket.checkpoint_row().cost == 1_000 and ticket.checkpoint_row().output_tokens == 1000
 
 
 async def test_a_stream_that_delivered_nothing_is_released():

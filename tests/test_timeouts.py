@@ -99,7 +99,11 @@ def _ticket():
     async def cover_real_input(usage):
         return None
 
-    ticket = SimpleNamespace(cover_real_input=cover_real_input, ttft_ms=None, started=0.0)
+    async def may_relay():
+        return None
+
+    ticket = SimpleNamespace(cover_real_input=cover_real_input, may_relay=may_relay, ttft_ms=None, started=0.0,
+                             lease_lost=False, relaying=None)
     ticket.first_output = lambda: setattr(ticket, "ttft_ms", ticket.ttft_ms or 1.0)
     return ticket
 

@@ -20,7 +20,7 @@ from .audit import Actor
 from .checks import check_reason, usd
 from .errors import AccountError
 from ..money import MAX_AMOUNT, format_usd, scale
-from storage.base import Account, InsufficientBalance, LedgerEntry, UsageLine, UsageRow
+from storage.base import Account, InsufficientBalance, LedgerEntry, TransferReceipt, UsageLine, UsageRow
 
 
 TOPUP, CREDIT, CORRECTION = "topup", "credit", "correction"
@@ -75,11 +75,19 @@ class Credits:
                      reason=why)
         return account
 
-    async def transfer(self, from_account_id: int, to_username: str, amount: int,
-                       ref: str) -> tuple[Account, Account]:
+    async def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str,
+                       key_id: int | None = None) -> tuple[Account, Account]:
         """Move ``amount`` of the sender's available balance to another user (the store's
-        InsufficientBalance and NotFound say why not)."""
-        return await self.store.transfer(from_account_id, to_username, amount, ref)
+        InsufficientBalance and NotFound say why not); made by API key ``key_id``, its spend
+        caps bound it (SpendCapReached)."""
+        return await self.store.transfer(from_account_id, to_username, amount, ref, key_id)
+
+    async def transfer_once(self, from_account_id: int, to_username: str, amount: int, ref: str,
+                            key_id: int | None, idempotency_key: str, request_hash: str) -> TransferReceipt:
+        """``transfer`` under the sender's Idempotency-Key: a replay returns the first
+        receipt and moves nothing; the same key for another request is IdempotencyConflict."""
+        return await self.store.transfer_once(from_account_id, to_username, amount, ref, key_id, idempotency_key,
+                                              request_hash)
 
     # -- what happened --------------------------------------------------------------------
     async def ledger_page(self, username: str, limit: int, before: int | None = None

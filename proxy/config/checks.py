@@ -37,6 +37,8 @@ def validate(config: Config) -> None:
          f"key_cache_seconds must be a number of seconds, 0 or more, got {config.key_cache_seconds}"),
         (config.transfers_per_minute >= 1,
          f"transfers_per_minute must be at least 1, got {config.transfers_per_minute}"),
+        (config.count_tokens_per_minute >= 1 and config.count_tokens_account_per_minute >= 1,
+         "count_tokens_per_minute and count_tokens_account_per_minute must be at least 1"),
         *((getattr(up, name) > 0, f"upstream.{name} must be positive (seconds), got {getattr(up, name)}")
           for name in ("connect_timeout", "first_byte_timeout", "idle_timeout")),
         (up.max_connections >= 1, f"upstream.max_connections must be at least 1, got {up.max_connections}"),

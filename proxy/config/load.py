@@ -9,6 +9,7 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
+from ..catalog import MAX_SERVER_TOOL_USD
 from ..money import MICRO, parse_usd
 from .settings import (MAX_PRICE_USD, AccountsConfig, ChannelConfig, Config, ConfigError, PaymentsConfig, RoutingConfig,
                        StripeConfig, UpstreamConfig)
@@ -39,6 +40,7 @@ _TOP = {"database_url": str, "host": str, "port": int, "value_multiplier": Decim
         "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
         "progress_interval": float, "store_busy_timeout": float, "channel_sync_interval": float,
         "keep_alive_timeout": float, "shutdown_grace": float,
+        "count_tokens_per_minute": int, "count_tokens_account_per_minute": int,
         "log_format": str, "metrics_token": str, "auto_cache": bool, "auto_cache_messages": bool,
         "responses_secret": str}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
@@ -82,7 +84,7 @@ def known_keys() -> frozenset[str]:
     return frozenset((
         *_TOP, "db_path", *_LIST_KEYS, "upstream.model_ids", *(f"upstream.{k}" for k in _UP),
         *(f"upstreams[].{k}" for k in _CHANNEL), *(f"routing.{k}" for k in _ROUTING),
-        *(f"accounts.{k}" for k in _ACCOUNTS), "payments.bonus", *(f"payments.stripe.{k}" for k in _STRIPE), *(f"models.ID.{k}" for k in _MODEL_FIELDS - {"prices"}),
+        *(f"accounts.{k}" for k in _ACCOUNTS), "server_tools", "payments.bonus", *(f"payments.stripe.{k}" for k in _STRIPE), *(f"models.ID.{k}" for k in _MODEL_FIELDS - {"prices"}),
         *(f"models.ID.prices.{lane}" for lane in LANES), *_ENV_TOP, *_ENV_UP, *_ENV_OTHER))
 
 
@@ -121,6 +123,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     upstream_table = dict(_shaped(data.pop("upstream", {}), dict, "upstream", "a table"))
     model_ids = _model_ids(upstream_table.pop("model_ids", {}))
     models = _model_tables(data.pop("models", {}))
+    server_tools = _server_tool_table(data.pop("server_tools", {}), "server_tools")
     channel_tables = _shaped(data.pop("upstreams", []), list, "upstreams", "[[upstreams]] tables")
     routing = RoutingConfig(**_coerce(_ROUTING, _shaped(data.pop("routing", {}), dict, "routing", "a table"),
                                       "routing"))
@@ -152,7 +155,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     channels = tuple(_channel(table, i, upstream, env) for i, table in enumerate(channel_tables))
     config = Config(upstream=upstream, channels=channels, routing=routing, accounts=accounts, payments=payments,
                     metrics_networks=tuple(str(n).strip() for n in metrics_networks), trusted_proxies=tuple(str(p).strip() for p in proxies),
-                    model_overrides=models, **top)
+                    model_overrides=models, server_tools=server_tools, **top)
     validate(config)
     return config
 
@@ -232,18 +235,30 @@ def _model_ids(table: Any, channel: str | None = None) -> tuple[tuple[str, str],
     return tuple(pairs.items())
 
 
+def _price(value: Any, name: str, most_usd: int, unit: str) -> None:
+    """A price in USD, 0 to ``most_usd`` (per ``unit``), or the ConfigError naming ``name``."""
+    try:
+        micro = parse_usd(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    if not 0 <= micro <= most_usd * MICRO:
+        raise ConfigError(f"{name}: must be 0 to {most_usd} USD per {unit}, got {value!r}")
+
+
+def _server_tool_table(table: Any, where: str) -> Mapping[str, Any]:
+    """A ``[server_tools]`` table (kind = USD per use, e.g. ``web_search = "0.01"``), checked."""
+    for kind, value in _shaped(table, dict, where, "a table of tool = USD per use").items():
+        _price(value, f"{where}.{kind}", MAX_SERVER_TOOL_USD, "use")
+    return table
+
+
 def _model_tables(models: Any) -> Mapping[str, Mapping]:
     """The [models.ID] tables, their prices checked here, where their names are as written."""
     for model_id, table in _shaped(models, dict, "models", "[models.ID] tables").items():
         _shaped(table, dict, f"models.{model_id}", "a table")
+        _server_tool_table(table.get("server_tools", {}), f"models.{model_id}.server_tools")
         for lane, value in _shaped(table.get("prices", {}), dict, f"models.{model_id}.prices", "a table").items():
-            name = f"models.{model_id}.prices.{lane}"
-            try:
-                micro = parse_usd(value)
-            except ValueError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
-            if not 0 <= micro <= MAX_PRICE_USD * MICRO:
-                raise ConfigError(f"{name}: must be 0 to {MAX_PRICE_USD} USD per 1M tokens, got {value!r}")
+            _price(value, f"models.{model_id}.prices.{lane}", MAX_PRICE_USD, "1M tokens")
     return models
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Mapping
+from typing import Any, Mapping
 
 from ..catalog import DEFAULT_MODELS, Catalog, apply_overrides
 
@@ -140,6 +140,11 @@ class Config:
     transfers_per_minute: int = 20  # per key, for the reseller transfer API
     log_level: str = "INFO"
     model_overrides: Mapping[str, Mapping] = field(default_factory=dict)
+    server_tools: Mapping[str, Any] = field(default_factory=dict)  # [server_tools]: kind = USD per use
+    # count_tokens (free upstream, so outside the keys' rpm): a bucket per key and one per
+    # account, each this many a minute in bursts of as many (Claude Code's /context sends 14 at once).
+    count_tokens_per_minute: int = 60
+    count_tokens_account_per_minute: int = 120
     # Requests: a max_tokens above a model's cap is clamped (or rejected); an unknown id
     # of a known family is served by that family's newest model.
     max_tokens_policy: str = "clamp"
@@ -177,7 +182,7 @@ class Config:
         return not self.channels and self.upstream.simulated
 
     def catalog(self) -> Catalog:
-        return Catalog.build(apply_overrides(DEFAULT_MODELS, self.model_overrides))
+        return Catalog.build(apply_overrides(DEFAULT_MODELS, self.model_overrides, self.server_tools))
 
     def metrics_allowed(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(c, strict=False) for c in self.metrics_networks)

@@ -28,6 +28,9 @@ def _present(gateway: Gateway):
     yield gauge("cheaplm_open_streams", "Streams being relayed", (), [((), len(gateway.meter.in_flight))])
     yield gauge("cheaplm_holds_open", "Requests of this process whose hold is not settled yet", (),
                 [((), gateway.meter.holds_open)])
+    yield gauge("cheaplm_counted_holds", "Holds sized on the upstream's count of the prompt since start (the "
+                "worst case was more than the balance or the key's caps allowed)", (),
+                [((), gateway.meter.counted_holds)])
     channels = gateway.upstream.describe(trio.current_time())
     states = ("healthy", "cooling", "open", "probing", "disabled")
     yield gauge("cheaplm_channel_state", "1 for each channel's current state", ("channel", "state"),

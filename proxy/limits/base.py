@@ -83,6 +83,9 @@ class Bucket(Protocol):
     async def take(self, key: object) -> float:
         """0 when allowed (a token taken); otherwise the seconds until one is."""
 
+    async def give_back(self, key: object) -> None:
+        """The token last taken for ``key`` did not count (another limit refused the event)."""
+
 
 class Limits(Protocol):
     """The factory of every limiter a running gateway uses."""

@@ -22,3 +22,7 @@ class LocalBucket:
             return 0.0
         self.buckets[key] = (tokens, now)
         return (1 - tokens) / self.rate if self.rate else 60.0
+
+    async def give_back(self, key: object) -> None:
+        tokens, when = self.buckets.get(key, (self.capacity, self.clock()))
+        self.buckets[key] = (min(self.capacity, tokens + 1), when)

@@ -25,6 +25,8 @@ class Relayed(Protocol):
 
     def checkpoint_row(self) -> UsageRow: ...
 
+    def stop(self) -> None: ...
+
 
 class InFlight:
     """The streams this process is relaying, for progress checkpoints."""
@@ -41,6 +43,11 @@ class InFlight:
 
     def __len__(self) -> int:
         return len(self._tickets)
+
+    def stop_all(self) -> None:
+        """This instance's lease was lost: stop every stream in flight at once."""
+        for ticket in list(self._tickets):
+            ticket.stop()
 
     def changed(self) -> list[tuple[int, object]]:
         """(hold id, the partial usage row to charge if this process dies now) for every

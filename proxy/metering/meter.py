@@ -14,6 +14,7 @@ import trio
 from ..limits.base import KeyLimiter
 from ..outcome import Outcome
 from .checkpoints import InFlight
+from .lease import LeaseWatch
 from storage.base import Store
 
 RETRY_PAUSES = (0.5, 1, 2, 4, 8, 15, 30, 30, 30, 30, 60, 60, 60, 60, 60, 60, 60, 60)  # about 10 minutes
@@ -31,3 +32,10 @@ class Meter:
         self.in_flight = InFlight()
         self.holds_open = 0     # this process's requests whose outcome is not recorded yet
         self.closes_pending = 0  # holds whose close failed and is being retried in the background
+        self.lease: LeaseWatch | None = None  # this instance's lease (serve.py); None: not guarded
+        self.counted_holds = 0  # holds sized on the upstream's count of the prompt (the worst case was too much)
+
+    def watch_lease(self, lease: LeaseWatch) -> None:
+        """Guard the streams by this instance's lease: stop them all when it is lost."""
+        self.lease = lease
+        lease.on_lost = self.in_flight.stop_all

@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("cheaplm.metering")
 
 
-async def settle_answer(ticket: Ticket, usage: Usage) -> tuple[int, Account]:
+async def settle_answer(ticket: Ticket, usage: Usage, status: int = 200,
+                        error_type: str | None = None) -> tuple[int, Account]:
     """Settle a whole (non-streamed) answer before its body goes out. When the charge
     cannot be recorded the answer is not delivered: the client is told to retry, and the
     hold is released (in the background while the ledger is unavailable)."""
     try:
-        return await ticket.settle(usage)
+        return await ticket.settle(usage, status, error_type=error_type)
     except StoreError as exc:
         log.error("settling request %s failed: %s", ticket.request_id, exc)
         if isinstance(exc, StoreUnavailable):
@@ -88,7 +89,7 @@ async def settle_unfinished(ticket: Ticket, tap: "AnthropicStreamTap", delivered
     if end.charge == "full":
         usage = tap.usage
     elif end.charge == "partial":
-        usage = tap.usage.with_output_at_least(delivered)
+        usage = ticket.partial_usage(tap.usage, delivered)
     else:
         usage = None
     close = partial(ticket.close, usage, end.status, end.charge == "partial", end.error_type)

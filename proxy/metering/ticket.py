@@ -17,13 +17,13 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import trio
 
 from .. import errors
 from ..adaptors.base import Parsed
-from ..billing import usage_cost
+from ..billing import server_tools_cost, server_tools_hold, usage_cost
 from ..money import format_usd
 from ..outcome import Outcome
 from ..protocol.usage import Usage
@@ -50,13 +50,23 @@ class Progress:
 
 
 async def open_ticket(meter: Meter, key: KeyRecord, parsed: Parsed, endpoint: str, request_id: str,
-                      started: float, estimate: int, amount: int) -> "Ticket":
+                      started: float, estimate: int, amount: int,
+                      exact: Callable[[], Awaitable[int]] | None = None) -> "Ticket":
     """The key's rate limits (a 429 here: nothing held, no upstream contact), then the
-    hold, which the key's spend caps bound with the balance. A request that gets no
-    ticket gives its admission back: it counts for nothing."""
+    hold, which the key's spend caps bound with the balance. When ``amount`` (the worst
+    case) is more than the balance or the caps allow, ``exact()`` sizes the hold on the
+    real prompt and that is tried instead. A request that gets no ticket gives its
+    admission back: it counts for nothing."""
     admission = await meter.limiter.admit(key.id, key.limits, estimate + parsed.max_tokens)
     try:
-        hold_id = await meter.store.place_hold(key.account_id, amount, request_id, key.id)
+        try:
+            hold_id = await meter.store.place_hold(key.account_id, amount, request_id, key.id)
+        except (InsufficientBalance, SpendCapReached):
+            if exact is None:
+                raise
+            meter.counted_holds += 1
+            amount = await exact()
+            hold_id = await meter.store.place_hold(key.account_id, amount, request_id, key.id)
     except BaseException as exc:
         if admission is not None:
             with trio.CancelScope(shield=True):
@@ -91,6 +101,9 @@ class Ticket:
     attempts: int = 0
     admission: "Admission | None" = None  # the key's rate-limit slot, when it has limits
     ended: bool = False          # the outcome has been recorded (metrics, log, rate window)
+    detached: bool = False       # its upstream call runs in the after-response nursery, which closes it
+    lease_lost: bool = False     # its hold was recovered by another instance: stop relaying
+    relaying: trio.CancelScope | None = None  # the stream's reading scope, cancelled by stop()
 
     __hash__ = object.__hash__
 
@@ -114,6 +127,22 @@ class Ticket:
     def unwatch(self) -> None:
         self.meter.in_flight.discard(self)
 
+    def stop(self) -> None:
+        """This instance lost its lease: the stream stops at once (its pump raises lease_error)."""
+        self.lease_lost = True
+        if self.relaying is not None:
+            self.relaying.cancel()
+
+    async def may_relay(self) -> None:
+        """Before output goes to the client: the hold must still be this instance's (its
+        lease confirmed when it may have lapsed), else the stream stops (a 503 error event)."""
+        lease = self.meter.lease
+        if not self.lease_lost and lease is not None and not lease.valid() and not await lease.confirm():
+            self.lease_lost = True
+        if self.lease_lost:
+            raise errors.GatewayError(503, "This gateway instance was paused past its lease and its requests were "
+                                           "taken over; the stream is stopped. Retry.", "api_error")
+
     async def end(self, row: UsageRow) -> None:
         """The one hook every metered outcome passes, once: the key's rate window learns
         the tokens really used, and the metrics and the request log the outcome."""
@@ -129,7 +158,8 @@ class Ticket:
         self.meter.record(Outcome(
             row.request_id, self.endpoint, row.status, key.username, key.prefix, row.model, row.stream,
             self.channel, self.attempts, row.error_type, row.partial, row.input_tokens, row.cache_write_5m,
-            row.cache_write_1h, row.cache_read, row.output_tokens, row.cost, row.ttft_ms, row.latency_ms))
+            row.cache_write_1h, row.cache_read, row.output_tokens, row.cost, row.ttft_ms, row.latency_ms,
+            row.server_tool_use))
 
     @property
     def limit_headers(self) -> list[tuple[bytes, bytes]]:
@@ -146,8 +176,13 @@ class Ticket:
     def checkpoint_row(self) -> UsageRow:
         """The partial charge a recovery applies if this process dies now."""
         assert self.tap is not None and self.progress is not None
-        usage = self.tap.usage.with_output_at_least(self.progress.tokens)
-        return self.row(usage, 500, True, "instance_lost")
+        return self.row(self.partial_usage(self.tap.usage, self.progress.tokens), 500, True, "instance_lost")
+
+    def partial_usage(self, usage: Usage, delivered: int) -> Usage:
+        """What a stream cut short is charged: the output that reached the client (the
+        upstream's own figure when higher), never more than the request's max_tokens."""
+        output = min(max(usage.output_tokens, delivered), self.parsed.max_tokens)
+        return replace(usage, output_tokens=output)
 
     async def cover_real_input(self, usage: Usage) -> None:
         """At ``message_start`` the real prompt size is known: when it costs more than the
@@ -155,8 +190,8 @@ class Ticket:
         (a 402 ``billing_error`` event, nothing delivered, nothing charged) when the
         balance cannot. So concurrent streams never take a balance below zero."""
         prices = self.parsed.model.prices
-        needed = usage_cost(replace(usage, output_tokens=0), prices) + usage_cost(
-            Usage(output_tokens=self.parsed.max_tokens), prices)
+        needed = usage_cost(replace(usage, output_tokens=0, server_tools=()), prices) + usage_cost(
+            Usage(output_tokens=self.parsed.max_tokens), prices) + server_tools_hold(self.parsed.body, prices)
         extra = needed - self.held
         if extra <= 0:
             return
@@ -172,11 +207,18 @@ class Ticket:
         self.held = needed
 
     def row(self, usage: Usage, status: int, partial: bool, error_type: str | None) -> UsageRow:
+        """The usage row of this request; a partial charge is an estimate, never above the hold."""
+        cost = usage_cost(usage, self.parsed.model.prices)
+        if partial:
+            cost = min(cost, self.held)
         return UsageRow(request_id=self.request_id, key_id=self.key.id, model=self.parsed.model.id,
                         endpoint=self.endpoint, stream=self.parsed.stream, status=status,
-                        cost=usage_cost(usage, self.parsed.model.prices), partial=partial, error_type=error_type,
+                        cost=cost, partial=partial, error_type=error_type,
                         latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
-                        ttft_ms=self.ttft_ms, channel=self.channel, attempts=self.attempts, **usage.as_dict())
+                        ttft_ms=self.ttft_ms, channel=self.channel, attempts=self.attempts,
+                        server_tool_use=usage.server_tools_json(),
+                        server_tool_cost=min(server_tools_cost(usage, self.parsed.model.prices), cost),
+                        **usage.as_dict())
 
     async def settle(self, usage: Usage, status: int = 200, partial: bool = False,
                      error_type: str | None = None) -> tuple[int, Account]:
@@ -192,11 +234,14 @@ class Ticket:
                 recorded = self.row(Usage(), status, partial, "charge_refused")
                 account = await self.meter.store.release(self.hold_id, recorded)
             except NotFound:
-                # Another instance took this one for dead and recovered the hold.
+                # Another instance took this one for dead and recovered the hold: it charged the
+                # last checkpoint; what the client received beyond it is charged here.
+                late = await self.meter.store.charge_recovered(self.hold_id, row) if row.cost else 0
                 log.error("request %s: its hold was recovered by another instance (this one's lease "
-                          "lapsed); not charged twice", self.request_id)
+                          "lapsed); %s more charged for what the client received", self.request_id,
+                          format_usd(late))
                 self.closed = True
-                await self.end(replace(row, cost=0, error_type="instance_lost"))
+                await self.end(replace(row, cost=late, error_type="instance_lost"))
                 raise
         self.closed = True
         await self.end(recorded)
@@ -226,6 +271,8 @@ class Ticket:
                 await self.release(status, error_type)
             else:
                 await self.settle(usage, status, partial, error_type)
+        except NotFound:
+            return  # recovered by another instance (logged, and the rest charged, by settle)
         except StoreError as exc:
             if isinstance(exc, StoreUnavailable):
                 log.warning("request %s: the ledger is unavailable (%s); retrying in the background",

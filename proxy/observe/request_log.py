@@ -26,6 +26,8 @@ def request_line(outcome: Outcome) -> str:
               outcome.output_tokens)
     if any(tokens):
         fields.append("tokens=%d/%d/%d/%d" % tokens)
+    if outcome.server_tool_use:
+        fields.append(f"server_tools={outcome.server_tool_use}")
     fields.append(f"cost={format_usd(outcome.cost)}")
     if outcome.partial:
         fields.append("partial")

@@ -25,12 +25,27 @@ _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 _BYTES_PER_TOKEN = 4
 
 
+# The string fields of a content_block_delta's ``delta`` that carry generated output.
+_DELTA_PAYLOADS = ("text", "thinking", "partial_json")
+
+
 def delta_tokens(raw: bytes) -> int:
-    """Estimated tokens in one content_block_delta event: its payload (the last JSON
-    string value: the text, thinking or partial_json) at four bytes a token."""
-    start = raw.rfind(b'":"')
-    payload = len(raw) - start - 3 - 5 if start >= 0 else len(raw) // 2  # minus '"}}\n\n'
-    return max(1, -(-payload // _BYTES_PER_TOKEN))
+    """Estimated output tokens in one content_block_delta event: its decoded payload (the
+    text, thinking or partial_json string, escapes resolved) at four UTF-8 bytes a token,
+    at least one a delta. The event is parsed, so the upstream's JSON formatting (spaces,
+    escapes, key order) does not change the figure."""
+    try:
+        data = json.loads(parse_event(raw).data)
+    except ValueError:
+        return 1
+    delta = data.get("delta") if isinstance(data, dict) else None
+    size = 0
+    if isinstance(delta, dict):
+        for name in _DELTA_PAYLOADS:
+            value = delta.get(name)
+            if isinstance(value, str):
+                size += len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    return max(1, -(-size // _BYTES_PER_TOKEN))
 
 
 class AnthropicStreamTap:

@@ -20,8 +20,11 @@ import trio
 from .. import errors
 from ..adaptors.base import Adaptor, Parsed, StreamRenderer
 from .exchange import Exchange
+from .account_rates import AccountRates
+from .detached import run_detached
+from .sizing import exact_hold, worst_case
 from ..auth import check_request
-from ..billing import estimate_input_tokens, hold_amount
+from ..billing import estimate_input_tokens
 from ..runtime import Gateway
 from ..ids import new_request_id
 from ..metering.settle import settle_answer, settle_stream_end, settle_unfinished
@@ -45,12 +48,13 @@ async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
     return await ex.read_body(config.max_body_bytes, config.body_timeout, config.body_grace, config.body_min_rate)
 
 
-async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str, drain: StreamDrain) -> None:
+async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str, rates: AccountRates,
+                 drain: StreamDrain) -> None:
     request_id = new_request_id()
     started = time.perf_counter()
     known = _Known()
     try:
-        ticket, request = await _admit(gateway, ex, adaptor, upstream_path, request_id, started, known)
+        ticket, request = await _admit(gateway, ex, adaptor, upstream_path, request_id, started, known, rates)
     except trio.BrokenResourceError:  # the client left while sending its body
         _record_refusal(gateway, adaptor, request_id, started, known,
                         errors.GatewayError(CLIENT_CLOSED, "client disconnected", "client_disconnected"))
@@ -74,7 +78,7 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        if not ticket.closed:
+        if not ticket.closed and not ticket.detached:
             await ticket.close(None, CLIENT_CLOSED if ex.disconnected else 500, error_type="gateway_error")
 
 
@@ -89,7 +93,7 @@ class _Known:
 
 
 async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str, request_id: str,
-                 started: float, known: _Known) -> tuple[Ticket, UpstreamRequest]:
+                 started: float, known: _Known, rates: AccountRates) -> tuple[Ticket, UpstreamRequest]:
     """Everything before the upstream: the key and the restrictions that need no body
     first (nothing is read for a request refused anyway), the body, its checks, then
     the hold. Raises the refusal."""
@@ -102,8 +106,15 @@ async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
     request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded, parsed.body)
     request.body()  # encoded now: a body that cannot be written back is a 400, nothing held
     estimate = estimate_input_tokens(parsed.body)
-    ticket = await open_ticket(gateway.meter, key, parsed, adaptor.endpoint, request_id, started, estimate,
-                               hold_amount(parsed.model, estimate, parsed.max_tokens))
+    free_tier = await rates.admit_free_tier(key)
+    try:
+        ticket = await open_ticket(gateway.meter, key, parsed, adaptor.endpoint, request_id, started, estimate,
+                                   worst_case(parsed, estimate), exact_hold(gateway, parsed, ex.headers))
+    except BaseException:
+        if free_tier:  # refused before the upstream: it counts for nothing
+            with trio.CancelScope(shield=True):
+                await rates.give_back_free_tier(key)
+        raise
     if parsed.notes:
         log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     return ticket, request
@@ -158,6 +169,29 @@ async def _answer_error(ex: Exchange, adaptor: Adaptor, error: errors.GatewayErr
 
 async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket: Ticket,
                        request: UpstreamRequest) -> None:
+    """A whole answer. The upstream call and its settlement run in the after-response
+    nursery, not under the client's disconnect: a client that leaves before the answer is
+    charged what the upstream bills for it (the operator pays for the prompt either way),
+    from the answer's own usage, with status 499 (the README's billing section says why)."""
+    message, response, cost, account = await run_detached(gateway, ticket, lambda: _fetch_whole(
+        gateway, ex, ticket, request))
+    if _needs_recording(adaptor, ticket.parsed, filtered=False):
+        turn = turn_from_message(message.get("content"))
+        if turn is not None:
+            await gateway.thinking.remember(ticket.key.id, turn)
+    rendered = adaptor.render_message(response.body, message, ticket.parsed)
+    await ex.respond(200, rendered, [
+        (b"request-id", ticket.request_id.encode()),
+        (b"x-cheaplm-cost-usd", format_usd(cost).encode()),
+        (b"x-cheaplm-balance-usd", format_usd(account.balance).encode()),
+        *ticket.parsed.notes,
+        *ticket.limit_headers,
+    ])
+
+
+async def _fetch_whole(gateway: Gateway, ex: Exchange, ticket: Ticket, request: UpstreamRequest):
+    """(message, response, cost, account): the upstream's answer, settled; or the error,
+    its hold released."""
     try:
         response = await gateway.upstream.send(request)
     except errors.GatewayError as error:
@@ -176,19 +210,11 @@ async def _relay_whole(gateway: Gateway, ex: Exchange, adaptor: Adaptor, ticket:
         await ticket.close(None, 502, error_type="api_error")
         raise errors.GatewayError(502, "Upstream sent an unreadable response", "api_error") from None
     ticket.first_output()
-    cost, account = await settle_answer(ticket, usage)
-    if _needs_recording(adaptor, ticket.parsed, filtered=False):
-        turn = turn_from_message(message.get("content"))
-        if turn is not None:
-            await gateway.thinking.remember(ticket.key.id, turn)
-    rendered = adaptor.render_message(response.body, message, ticket.parsed)
-    await ex.respond(200, rendered, [
-        (b"request-id", ticket.request_id.encode()),
-        (b"x-cheaplm-cost-usd", format_usd(cost).encode()),
-        (b"x-cheaplm-balance-usd", format_usd(account.balance).encode()),
-        *ticket.parsed.notes,
-        *ticket.limit_headers,
-    ])
+    if ex.disconnected:  # nobody to deliver it to: charged all the same, as the upstream bills it
+        cost, account = await settle_answer(ticket, usage, CLIENT_CLOSED, "client_disconnected")
+    else:
+        cost, account = await settle_answer(ticket, usage)
+    return message, response, cost, account
 
 
 def _split_at_stop(events: list[bytes]) -> tuple[list[bytes], list[bytes]]:
@@ -210,6 +236,7 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
     held: list[bytes] = []
     input_checked = False
     with trio.CancelScope(deadline=trio.current_time() + idle) as reading:
+        ticket.relaying = reading
         async with aclosing(upstream.chunks()) as chunks:
             async for chunk in chunks:
                 now = trio.current_time()
@@ -225,12 +252,15 @@ async def _pump(upstream, tap: AnthropicStreamTap, renderer: StreamRenderer, ex:
                     events, held = _split_at_stop(events)
                 out = renderer.render(events) if events else b""
                 if out:
+                    await ticket.may_relay()
                     await ex.write(out)
                 if tap.last_delta_tokens:
                     ticket.first_output()
                     progress.tokens += tap.last_delta_tokens
                 if held:
                     break
+    if ticket.lease_lost:
+        await ticket.may_relay()  # (raises: the stream stops here)
     if reading.cancelled_caught:
         raise errors.upstream_timeout("stream (no data within the idle timeout)")
     return held

@@ -6,14 +6,19 @@ request, so Quart routes by the canonical path too."""
 from __future__ import annotations
 
 import secrets
+import time
 from functools import partial
+
+import trio
 
 from ..adaptors.anthropic import AnthropicAdaptor, parse_count_tokens
 from ..adaptors.base import with_model
 from ..adaptors.openai import OpenAIAdaptor
 from ..adaptors.responses import ResponsesAdaptor
 from ..auth import check_request
-from ..errors import GatewayError
+from ..errors import GatewayError, billing, from_store
+from ..metering.ticket import CLIENT_CLOSED
+from ..outcome import Outcome
 from ..runtime import Gateway
 from ..ids import new_request_id
 from ..protocol.reasoning_seal import ReasoningSeal
@@ -21,7 +26,9 @@ from .drain import StreamDrain
 from .flow import handle, read_body
 from ..upstream.base import UpstreamRequest
 from ..upstream.status import upstream_error
+from .account_rates import AccountRates
 from .exchange import Exchange, canonical_path
+from storage.base import KeyRecord, StoreError
 
 
 class RelayRoutes:
@@ -42,6 +49,7 @@ class RelayRoutes:
             "/v1/responses": self._responses,
             "/v1/messages/count_tokens": self._count_tokens,
         }
+        self.rates = AccountRates(gateway)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -55,36 +63,59 @@ class RelayRoutes:
         await self.inner(scope, receive, send)
 
     async def _messages(self, ex: Exchange) -> None:
-        await handle(self.gateway, ex, self.anthropic, "/v1/messages", self.drain)
+        await handle(self.gateway, ex, self.anthropic, "/v1/messages", self.rates, self.drain)
 
     async def _chat(self, ex: Exchange) -> None:
-        await handle(self.gateway, ex, self.openai, "/v1/messages", self.drain)
+        await handle(self.gateway, ex, self.openai, "/v1/messages", self.rates, self.drain)
 
     async def _responses(self, ex: Exchange) -> None:
-        await handle(self.gateway, ex, self.responses, "/v1/messages", self.drain)
+        await handle(self.gateway, ex, self.responses, "/v1/messages", self.rates, self.drain)
 
     async def _count_tokens(self, ex: Exchange) -> None:
-        """Forwarded upstream, never answered with a made-up figure."""
+        """Forwarded upstream, never answered with a made-up figure. Free upstream, so
+        outside the key's rpm and concurrency, within its own buckets (account_rates.py);
+        it needs a positive balance or the free tier. Recorded (request log, metrics) as
+        every request is, charged nothing."""
         gateway = self.gateway
         request_id = new_request_id()
+        started = time.perf_counter()
+        key = model = response = None
         try:
             key = await gateway.authorize(ex.headers, ex.peer)
             raw = await read_body(gateway, ex)
             body, model = parse_count_tokens(raw, gateway.rules)
             check_request(key, model, False)
-            # A request like any other for the key's rpm and concurrency (it costs no
-            # tokens): else a limited key drives the operator's credential without bound.
-            admission = await gateway.meter.limiter.admit(key.id, key.limits, 0)
-            try:
-                request = UpstreamRequest("/v1/messages/count_tokens", model, ex.headers, partial(with_model, body))
-                response = await gateway.upstream.send(request)
-            finally:
-                if admission is not None:
-                    await admission.finish(0)
+            await self._may_count(key)
+            await self.rates.admit_count(key)
+            request = UpstreamRequest("/v1/messages/count_tokens", model, ex.headers, partial(with_model, body))
+            response = await gateway.upstream.send(request)
             if response.status != 200:
                 raise upstream_error(response.status, response.body, response.headers)
         except GatewayError as error:
+            self._record(request_id, started, key, model, response, error.status, error.error_type)
             await ex.respond_error(error, self.anthropic.error_body(error, request_id), request_id)
             return
-        await ex.respond(200, response.body, [(b"request-id", request_id.encode()),
-                                              *(admission.headers if admission is not None else ())])
+        except trio.BrokenResourceError:  # the client left while sending its body
+            self._record(request_id, started, key, model, None, CLIENT_CLOSED, "client_disconnected")
+            return
+        self._record(request_id, started, key, model, response, 200, None)
+        await ex.respond(200, response.body, [(b"request-id", request_id.encode())])
+
+    async def _may_count(self, key: KeyRecord) -> None:
+        """A paying account counts while it has money; the free tier counts at $0."""
+        if key.free_tier:
+            return
+        try:
+            account = await self.gateway.store.get_account(key.username)
+        except StoreError as exc:
+            raise from_store(exc) from None
+        if account.balance <= 0:
+            raise billing("Insufficient balance: counting tokens needs a positive balance. Top up your balance.")
+
+    def _record(self, request_id: str, started: float, key: KeyRecord | None, model, response, status: int,
+                error_type: str | None) -> None:
+        self.gateway.record(Outcome(
+            request_id, "count_tokens", status, key.username if key else None, key.prefix if key else None,
+            model.id if model else None, False, response.channel if response else None,
+            response.attempts if response else 0, error_type,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3)))

@@ -202,7 +202,10 @@ def _check_tools(tools: Any) -> None:
         if not isinstance(tool, dict):
             raise InvalidRequest(f"tools.{i}: Input should be a valid dictionary")
         if isinstance(tool.get("type"), str) and tool["type"] != "custom":
-            continue  # a server tool (web_search_20250305, ...)
+            uses = tool.get("max_uses")  # a server tool (web_search_20250305, ...)
+            if uses is not None and (not isinstance(uses, int) or isinstance(uses, bool) or uses < 1):
+                raise InvalidRequest(f"tools.{i}.max_uses: Input should be greater than or equal to 1")
+            continue
         schema = tool.get("input_schema")
         if not isinstance(tool.get("name"), str) or not isinstance(schema, dict):
             raise InvalidRequest(f"tools.{i}: a custom tool needs a name and an input_schema object")

@@ -8,7 +8,9 @@ Knobs: ttft_ms, gap_ms, deltas, delta_bytes, mode (auto|text|tool_use|thinking),
 tools (tool calls per answer), fault (none|429|529|500|error_mid|drop_mid|hang|
 hang_mid), fault_after (deltas before a mid-stream fault), retry_after,
 input_tokens, cache_read, cache_write, cache_write_1h, redacted (redacted_thinking
-blocks put before the thinking block of an answer that thinks).
+blocks put before the thinking block of an answer that thinks), searches (web searches
+reported in ``usage.server_tool_use`` when the request has a web_search tool, at most its
+``max_uses``).
 
 Requests are checked first by rules.py (Anthropic's request rules); the signatures of
 thinking blocks are signatures.py's.
@@ -47,6 +49,7 @@ class Knobs:
     cache_write: int = 0
     cache_write_1h: int = 0
     redacted: int = 0        # redacted_thinking blocks before the thinking block (when the answer thinks)
+    searches: int = 1        # web searches an answer makes when the request has a web_search tool (<= max_uses)
 
     def with_directive(self, text: str) -> "Knobs":
         changes: dict[str, Any] = {}
@@ -79,6 +82,17 @@ def request_text(body: dict) -> str:
                 if key in item:
                     stack.append(item[key])
     return "\n".join(parts)
+
+
+def counted_tokens(body: dict, defaults: Knobs) -> int:
+    """count_tokens' answer: the input tokens a message with this prompt reports (its
+    ``input_tokens`` directive, which stands for what the prompt's bytes do not show:
+    a document by URL, an image)."""
+    try:
+        knobs = defaults.with_directive(request_text(body))
+    except ValueError:  # (a directive the message would refuse: the count does not care)
+        knobs = defaults
+    return knobs.input_tokens if knobs.input_tokens >= 0 else estimate_tokens(body)
 
 
 def estimate_tokens(body: dict) -> int:
@@ -114,6 +128,22 @@ class Script:
     @property
     def output_tokens(self) -> int:
         return self.usage["output_tokens"]
+
+
+def _server_tool(tool: dict) -> bool:
+    kind = tool.get("type")
+    return isinstance(kind, str) and kind != "custom"
+
+
+def web_searches(body: dict, wanted: int) -> int | None:
+    """The web searches an answer reports: ``wanted``, at most the web_search tools'
+    ``max_uses``; None when the request has no web_search tool."""
+    limits = [t.get("max_uses") for t in body.get("tools") or []
+              if isinstance(t, dict) and str(t.get("type", "")).startswith("web_search_")]
+    if not limits:
+        return None
+    bounded = [m for m in limits if isinstance(m, int)]
+    return max(0, min([wanted, *bounded]) if len(bounded) == len(limits) else wanted)
 
 
 def _tokens(text: str) -> int:
@@ -165,7 +195,11 @@ def plan(body: dict, defaults: Knobs, serial: int, secret: bytes = DEFAULT_SECRE
     last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
     answering_tool = isinstance(last.get("content"), list) and any(
         isinstance(b, dict) and b.get("type") == "tool_result" for b in last["content"])
-    tools = [t for t in (body.get("tools") or []) if isinstance(t, dict) and t.get("name")]
+    tools = [t for t in (body.get("tools") or []) if isinstance(t, dict) and t.get("name")
+             and not _server_tool(t)]
+    searches = web_searches(body, knobs.searches)
+    if searches is not None:
+        usage["server_tool_use"] = {"web_search_requests": searches}
     choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
     thinking = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive") \
         if isinstance(body.get("thinking"), dict) else False
@@ -256,6 +290,8 @@ def message_body(script: Script, message_id: str | None = None) -> dict:
 def stream_head(script: Script, message_id: str | None = None) -> bytes:
     """message_start (with a fresh id when the script is reused) and a ping."""
     start_usage = {**script.usage, "output_tokens": 1}
+    if "server_tool_use" in start_usage:  # (counted as the answer goes: none yet at its start)
+        start_usage["server_tool_use"] = {"web_search_requests": 0}
     return encode_event("message_start", {"type": "message_start", "message": {
         "id": message_id or script.message_id, "type": "message", "role": "assistant", "model": script.model,
         "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}) \
@@ -295,7 +331,9 @@ def stream_events(script: Script) -> tuple[bytes, list[bytes], bytes]:
         pending += encode_event("content_block_stop", {"type": "content_block_stop", "index": index})
     tail = pending + encode_event("message_delta", {
         "type": "message_delta", "delta": {"stop_reason": script.stop_reason, "stop_sequence": script.stop_sequence},
-        "usage": {"output_tokens": script.output_tokens}}) + encode_event("message_stop", {"type": "message_stop"})
+        "usage": {"output_tokens": script.output_tokens,
+                  **({"server_tool_use": script.usage["server_tool_use"]} if "server_tool_use" in script.usage else {})}}) \
+        + encode_event("message_stop", {"type": "message_stop"})
     return head, deltas, tail
 
 

@@ -35,7 +35,7 @@ from .. import netio
 from ..protocol.http1 import chunk_frame
 from .cache import PromptCache
 from .rules import InvalidRequest, check_request
-from .script import Knobs, Script, error_body, estimate_tokens, message_body, mid_stream_error, plan, stream_events, stream_head
+from .script import Knobs, Script, counted_tokens, error_body, message_body, mid_stream_error, plan, stream_events, stream_head
 from .signatures import redacted_data, thinking_signature
 
 log = logging.getLogger("cheaplm.simulator")
@@ -318,7 +318,7 @@ async def _handle_request(conn: _Conn, state: SimulatorState, request: h11.Reque
         except InvalidRequest as exc:
             return await _invalid(conn, seen, str(exc))
         seen.outcome, seen.status = "complete", 200
-        await _json(conn, 200, {"input_tokens": estimate_tokens(body)})
+        await _json(conn, 200, {"input_tokens": counted_tokens(body, state.knobs)})
         return True
     try:
         return await _messages(conn, state, raw_body, body, seen, betas)

@@ -99,6 +99,16 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ALTER TABLE payments ADD COLUMN owed bigint NOT NULL DEFAULT 0",
         "CREATE INDEX idx_payments_ref ON payments (provider, ref) WHERE ref IS NOT NULL",
     )),
+    ("0010_money", (  # server tools billed; what could not be charged; idempotent transfers; a key's transfers
+        "ALTER TABLE usage ADD COLUMN server_tool_use text",
+        "ALTER TABLE usage ADD COLUMN server_tool_cost bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE usage ADD COLUMN uncharged bigint NOT NULL DEFAULT 0",
+        "CREATE TABLE transfer_keys (account_id bigint NOT NULL REFERENCES accounts (id), "
+        "idempotency_key text NOT NULL, body_hash text NOT NULL, response text NOT NULL, "
+        f"created_at {TIME} NOT NULL, PRIMARY KEY (account_id, idempotency_key))",
+        "ALTER TABLE holds ADD COLUMN charged bigint",
+        "ALTER TABLE ledger ADD COLUMN key_id bigint",
+    )),
 )
 
 _LOCK = 0x63686561706C6D  # pg_advisory_lock key for migrating ("cheaplm")

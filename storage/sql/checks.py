@@ -54,12 +54,14 @@ def _held_is_open_holds(conn: Db) -> Iterable[str]:
 
 def _charges_match_usage(conn: Db) -> Iterable[str]:
     """Every charge is one ledger entry (kind 'charge', ref = the request id, delta =
-    -cost) of the account whose usage row has that request id and a positive cost."""
+    -cost; with a 'late_charge' entry after it when the instance that relayed a recovered
+    stream charged the rest) of the account whose usage row has that request id and a
+    positive cost."""
     for ref, count, total, cost, same_account in conn.execute(
-            "SELECT l.ref, COUNT(*), SUM(l.delta), u.cost, "
+            "SELECT l.ref, SUM(CASE WHEN l.kind = 'charge' THEN 1 ELSE 0 END), SUM(l.delta), u.cost, "
             "       MIN(CASE WHEN l.account_id = u.account_id THEN 1 ELSE 0 END) "
             "FROM ledger l LEFT JOIN usage u ON u.request_id = l.ref "
-            "WHERE l.kind = 'charge' GROUP BY l.ref, u.cost ORDER BY l.ref"):
+            "WHERE l.kind IN ('charge', 'late_charge') GROUP BY l.ref, u.cost ORDER BY l.ref"):
         if cost is None:
             yield f"request {ref}: charged ({-total}) but has no usage row"
         elif count > 1:
@@ -77,18 +79,39 @@ def _charges_match_usage(conn: Db) -> Iterable[str]:
 
 
 def _key_spend_is_usage_sum(conn: Db) -> Iterable[str]:
-    """Each key's spend per UTC day (what its caps read) is the sum of that day's charges."""
+    """Each key's spend per UTC day (what its caps read) is the sum of that day's charges
+    and of the transfers the key made."""
     for key_id, day, spent, total in conn.execute(
             "SELECT key_id, day, SUM(spent), SUM(cost) FROM ("
             "  SELECT key_id, day, spent, 0 AS cost FROM key_spend UNION ALL"
-            f"  SELECT key_id, {SPEND_DAY}, 0, cost FROM usage WHERE cost > 0"
+            f"  SELECT key_id, {SPEND_DAY}, 0, cost FROM usage WHERE cost > 0 UNION ALL"
+            f"  SELECT key_id, {SPEND_DAY}, 0, -delta FROM ledger WHERE kind = 'transfer_out' AND key_id IS NOT NULL"
             ") per_day GROUP BY key_id, day HAVING SUM(spent) != SUM(cost) ORDER BY key_id, day"):
         yield (f"key {key_id} on {day_of(day)}: its spend is recorded as {spent} but that day's charges "
                f"sum to {total}")
 
 
+def _nothing_below_zero(conn: Db) -> Iterable[str]:
+    """No balance, nor available balance (balance - held), is below zero."""
+    for username, balance, held in conn.execute(
+            "SELECT username, balance, held FROM accounts WHERE balance < 0 OR balance - held < 0 ORDER BY username"):
+        if balance < 0:
+            yield f"account {username}: balance {balance} is below zero"
+        else:
+            yield f"account {username}: available balance {balance - held} is below zero (held {held})"
+
+
+def _charges_within_holds(conn: Db) -> Iterable[str]:
+    """No request was charged more than its hold."""
+    for request_id, cost, amount in conn.execute(
+            "SELECT u.request_id, u.cost, h.amount FROM usage u JOIN holds h ON h.request_id = u.request_id "
+            "WHERE u.cost > h.amount ORDER BY u.request_id"):
+        yield f"request {request_id}: charged {cost}, more than its hold of {amount}"
+
+
 FINDINGS: tuple[Finding, ...] = (_balance_is_ledger_sum, _last_entry_matches, _chain,
-                                 _held_is_open_holds, _charges_match_usage, _key_spend_is_usage_sum)
+                                 _held_is_open_holds, _charges_match_usage, _key_spend_is_usage_sum,
+                                 _nothing_below_zero, _charges_within_holds)
 
 
 def check(conn: Db, extra: Sequence[Finding] = ()) -> list[str]:

@@ -7,7 +7,7 @@ a savepoint of its own, so that one operation's failure undoes only that operati
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, Callable
 
 from ..caps import capped_periods, check_periods, spend_day
@@ -101,23 +101,43 @@ class Ledger:
             account = self.get_account(username)
             return self.change_balance(account.id, -amount, kind, None, spend=amount, reason=reason, actor=actor)
 
-    def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str) -> tuple[Account, Account]:
+    def transfer(self, from_account_id: int, to_username: str, amount: int, ref: str,
+                 key_id: int | None = None) -> tuple[Account, Account]:
         """The debit is conditional on the sender's available balance; the two accounts
         change in the order of their ids, so two opposite transfers on a backend with row
-        locks wait for each other instead of deadlocking."""
+        locks wait for each other instead of deadlocking. Made by API key ``key_id``: that
+        key's spend caps bound it and count it."""
         checked_amount(amount, "transfer amount")
         with savepoint(self.db):
             sender = self._account_row("id = ?", from_account_id)
             receiver = self.get_account(to_username)
             if receiver.id == sender.id:
                 raise StoreError("Cannot transfer to yourself")
-            debit = lambda: self.change_balance(sender.id, -amount, "transfer_out", f"{ref}:{receiver.username}",
-                                                spend=amount)
+            def debit() -> Account:
+                out = self.change_balance(sender.id, -amount, "transfer_out", f"{ref}:{receiver.username}",
+                                          spend=amount)
+                if key_id is not None:
+                    self._spend_by_key(key_id, sender.id, amount)
+                return out
             credit = lambda: self.change_balance(receiver.id, amount, "transfer_in", f"{ref}:{sender.username}")
             if sender.id < receiver.id:
                 return debit(), credit()
             received = credit()
             return debit(), received
+
+    def _spend_by_key(self, key_id: int, account_id: int, amount: int) -> None:
+        """``amount`` just transferred out of ``account_id`` by key ``key_id``: bounded by
+        the key's spend caps (SpendCapReached, raised inside the caller's savepoint) and
+        counted in them from now on; its ledger entry names the key."""
+        caps = self.db.execute("SELECT daily_usd, monthly_usd FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        if caps is not None and (caps[0] or caps[1]):
+            self._check_caps(key_id, KeyLimits(daily_usd=caps[0], monthly_usd=caps[1]), amount, held_already=False)
+        created_at = self.db.execute(
+            "UPDATE ledger SET key_id = ? WHERE id = (SELECT MAX(id) FROM ledger WHERE account_id = ?) "
+            "RETURNING created_at", (key_id, account_id)).fetchone()[0]
+        self.db.execute("INSERT INTO key_spend (key_id, day, spent) VALUES (?, ?, ?) "
+                        "ON CONFLICT (key_id, day) DO UPDATE SET spent = key_spend.spent + excluded.spent",
+                        (key_id, spend_day(created_at), amount))
 
     # -- keys -------------------------------------------------------------------------
     _KEY_SELECT = ("SELECT k.id, k.account_id, a.username, k.prefix, k.key_hash, k.name, k.models, "
@@ -216,10 +236,11 @@ class Ledger:
                 self._check_caps(key_id, KeyLimits(daily_usd=caps[0], monthly_usd=caps[1]), amount)
             return hold_id
 
-    def _check_caps(self, key_id: int, caps: KeyLimits, needed: int) -> None:
+    def _check_caps(self, key_id: int, caps: KeyLimits, needed: int, held_already: bool = True) -> None:
         """SpendCapReached when the key's spend in the current day or month (its charges
-        settled in it + its open holds, ``needed`` of them just placed or grown) passes a
-        cap. Run under the lock of the key's account (see above)."""
+        settled in it + its open holds, ``needed`` of them just placed or grown, unless
+        ``held_already`` is False: a transfer) passes a cap. Run under the lock of the key's
+        account (see above)."""
         periods = capped_periods(caps, self.clock())
         spent = self.db.execute(
             "SELECT COALESCE(SUM(spent), 0), COALESCE(SUM(CASE WHEN day >= ? THEN spent ELSE 0 END), 0) "
@@ -227,7 +248,7 @@ class Ledger:
         held = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = ? AND state = 'open'",
                                (key_id,)).fetchone()[0]
         by_name = {periods[0].name: spent[0], periods[-1].name: spent[1]}
-        check_periods(periods, by_name, held - needed, needed)
+        check_periods(periods, by_name, held - needed if held_already else held, needed)
 
     def extend_hold(self, hold_id: int, extra: int) -> None:
         """Grow an open hold by ``extra`` when the available balance and its key's caps
@@ -252,12 +273,6 @@ class Ledger:
         return self.db.execute("UPDATE holds SET state = ? WHERE id = ? AND state = 'open' "
                                "RETURNING account_id, amount", (state, hold_id)).fetchone()
 
-    def _close_open_hold(self, hold_id: int, state: str) -> tuple[int, int]:
-        closed = self.close_hold(hold_id, state)
-        if closed is None:
-            raise NotFound(f"no open hold {hold_id}")
-        return closed
-
     def write_usage(self, account_id: int, row: UsageRow) -> None:
         values = [getattr(row, c) for c in USAGE_COLUMNS]
         created_at = values[USAGE_COLUMNS.index("created_at")] = row.created_at or self.now()
@@ -273,16 +288,52 @@ class Ledger:
     def settle(self, hold_id: int, row: UsageRow) -> Account:
         checked_amount(row.cost, "charge", allow_zero=True)
         with savepoint(self.db):
-            account_id, amount = self._close_open_hold(hold_id, "settled")
+            closed = self.close_hold(hold_id, "settled")
+            if closed is None:
+                return self._settled_before(hold_id, row.request_id, "settled")
+            account_id, amount = closed
+            row = self._within_balance(hold_id, account_id, amount, row)
+            self.db.execute("UPDATE holds SET charged = ? WHERE id = ?", (row.cost, hold_id))
             account = self.change_balance(account_id, -row.cost, "charge", row.request_id, release=amount)
             self.write_usage(account_id, row)
         return account
+
+    def _within_balance(self, hold_id: int, account_id: int, amount: int, row: UsageRow) -> UsageRow:
+        """``row`` charging at most its hold, which grows first (its record) by what the
+        account has beyond its holds: no charge passes its hold, and none takes a balance
+        (or an available balance) below zero. What it could not charge is recorded in the
+        row (``uncharged``). The hold covers the request's worst case, so this cuts only a
+        charge its hold did not foresee."""
+        if row.cost <= amount:
+            return row
+        balance, held = self.db.execute("SELECT balance, held FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        grown = amount + min(row.cost - amount, max(balance - held, 0))
+        self.db.execute("UPDATE holds SET amount = ? WHERE id = ?", (grown, hold_id))
+        if row.cost <= grown:
+            return row
+        return replace(row, cost=grown, uncharged=row.uncharged + row.cost - grown,
+                       server_tool_cost=min(row.server_tool_cost, grown))
+
+    def _settled_before(self, hold_id: int, request_id: str, state: str) -> Account:
+        """A replayed close of a hold this store already closed the same way for the same
+        request: the account, nothing moved again. NotFound for any other hold (not open
+        and not closed so, or recovered by another instance)."""
+        found = self.db.execute("SELECT account_id FROM holds WHERE id = ? AND state = ? AND request_id = ?",
+                                (hold_id, state, request_id)).fetchone()
+        if found is None:
+            raise NotFound(f"no open hold {hold_id}")
+        return self._account_row("id = ?", found[0])
 
     def release(self, hold_id: int, row: UsageRow | None) -> Account:
         if row is not None and row.cost != 0:
             raise StoreError("a released hold charges nothing: settle it to charge")
         with savepoint(self.db):
-            account_id, amount = self._close_open_hold(hold_id, "released")
+            closed = self.close_hold(hold_id, "released")
+            if closed is None:
+                if row is None:
+                    raise NotFound(f"no open hold {hold_id}")
+                return self._settled_before(hold_id, row.request_id, "released")
+            account_id, amount = closed
             account = self.change_balance(account_id, 0, "release", None, release=amount)
             if row is not None:
                 self.write_usage(account_id, row)

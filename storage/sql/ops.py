@@ -12,7 +12,9 @@ from .channels import Channels
 from .db import Db
 from .ledger import Ledger
 from .owners import Owners
+from .late import LateCharges
 from .payments import Payments
+from .transfers import Transfers
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,11 @@ class Ops:
     owners: Owners
     channels: Channels
     payments: Payments
+    transfers: Transfers
+    late: LateCharges
 
     @classmethod
     def on(cls, db: Db, instance_id: str | None, clock: Callable[[], float], here: Host) -> "Ops":
         ledger = Ledger(db, instance_id, clock)
-        return cls(db, ledger, Accounts(ledger), Owners(ledger, here), Channels(ledger, here), Payments(ledger))
+        return cls(db, ledger, Accounts(ledger), Owners(ledger, here), Channels(ledger, here), Payments(ledger),
+                   Transfers(ledger), LateCharges(ledger))

@@ -71,8 +71,9 @@ class Owners:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (me, self.here.name, self.here.pid_namespace, os.getpid(), now, now, float(lease_seconds)))
 
-    def heartbeat(self, lease_seconds: float | None) -> None:
-        """Renew this instance's lease (``lease_seconds``: what it registered with)."""
+    def heartbeat(self, lease_seconds: float | None) -> bool:
+        """Renew this instance's lease (``lease_seconds``: what it registered with); False
+        when its row was gone (taken for dead: its holds may have been recovered)."""
         me = self._me()
         if lease_seconds is None:
             raise StoreError("heartbeat before register_instance")
@@ -83,6 +84,7 @@ class Owners:
                 log.warning("instance %s had been taken for dead (its row was removed): registering it again; "
                             "holds it had open may have been released or charged meanwhile", me)
                 self._insert_instance(me, lease_seconds)
+        return bool(renewed)
 
     def unregister_instance(self) -> None:
         me = self._me()

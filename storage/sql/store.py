@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence, TypeVar
 from ..errors import StoreError
 from ..records import (NO_LIMITS, Account, ChannelOverride, ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry,
                        Recovery, StoreStats, UsageRow)
-from ..records import CodeRecord, Payment, PaymentRecord, Profile, Session, UsageLine
+from ..records import CodeRecord, Payment, PaymentRecord, Profile, Session, TransferReceipt, UsageLine
 from . import checks
 from .checks import Finding
 from .ops import Ops
@@ -84,16 +84,24 @@ class SqlStore:
         return await self._write(lambda o: o.ledger.debit(username, amount, kind, reason, actor))
 
     async def transfer(self, from_account_id: int, to_username: str, amount: int,
-                       ref: str) -> tuple[Account, Account]:
-        return await self._write(lambda o: o.ledger.transfer(from_account_id, to_username, amount, ref))
+                       ref: str, key_id: int | None = None) -> tuple[Account, Account]:
+        return await self._write(lambda o: o.ledger.transfer(from_account_id, to_username, amount, ref, key_id))
+
+    async def transfer_once(self, from_account_id: int, to_username: str, amount: int, ref: str,
+                            key_id: int | None, idempotency_key: str, request_hash: str) -> TransferReceipt:
+        return await self._write(lambda o: o.transfers.transfer_once(from_account_id, to_username, amount, ref,
+                                                                     key_id, idempotency_key, request_hash))
+
+    async def charge_recovered(self, hold_id: int, row: UsageRow) -> int:
+        return await self._write(lambda o: o.late.charge_recovered(hold_id, row))
 
     async def register_instance(self, lease_seconds: float) -> None:
         await self._write(lambda o: o.owners.register_instance(lease_seconds))
         self._lease_seconds = lease_seconds
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self) -> bool:
         lease_seconds = self._lease_seconds
-        await self._write(lambda o: o.owners.heartbeat(lease_seconds))
+        return await self._write(lambda o: o.owners.heartbeat(lease_seconds))
 
     async def unregister_instance(self) -> None:
         await self._write(lambda o: o.owners.unregister_instance())

@@ -174,6 +174,23 @@ def _refunds(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_payments_ref ON payments(provider, ref) WHERE ref IS NOT NULL")
 
 
+def _money(db: sqlite_utils.Database) -> None:
+    """Server tools billed per use (each usage row says which were used and what they
+    cost), and what a request cost beyond its account's balance, never charged (no
+    balance below zero); the transfers made under an Idempotency-Key (their answer,
+    replayed for 24 hours) and the API key that made a transfer (on its 'transfer_out'
+    entry: its spend caps count it); each settled hold's charge, so a replayed settle
+    returns the first result."""
+    db.execute("ALTER TABLE usage ADD COLUMN server_tool_use TEXT")
+    db.execute("ALTER TABLE usage ADD COLUMN server_tool_cost INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE usage ADD COLUMN uncharged INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE TABLE transfer_keys (account_id INTEGER NOT NULL REFERENCES accounts(id), "
+               "idempotency_key TEXT NOT NULL, body_hash TEXT NOT NULL, response TEXT NOT NULL, "
+               "created_at REAL NOT NULL, PRIMARY KEY (account_id, idempotency_key))")
+    db.execute("ALTER TABLE holds ADD COLUMN charged INTEGER")
+    db.execute("ALTER TABLE ledger ADD COLUMN key_id INTEGER")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
@@ -183,6 +200,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0006_unix_times", _unix_times),
     ("0008_audit", _audit),
     ("0009_refunds", _refunds),
+    ("0010_money", _money),
 )
 
 

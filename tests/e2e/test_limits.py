@@ -17,7 +17,10 @@ import trio
 
 from proxy.cli import main as cli
 from proxy.serve import serve
-from proxy.billing import estimate_input_tokens, hold_amount
+from proxy.adaptors.base import Parsed
+from proxy.billing import hold_amount
+from proxy.relay.sizing import counted_hold
+from proxy.simulator.script import Knobs, counted_tokens
 from storage.base import KeyLimits
 
 from tests.conftest import at_once, make_account
@@ -173,8 +176,10 @@ async def test_spend_caps_hold_exactly_under_concurrency(gateway, simulator, sha
 
 async def test_a_spend_cap_counts_what_was_settled_in_the_period_to_the_micro_dollar(gateway, simulator):
     prompt = "hi [sim deltas=2]"
-    exact = hold_amount(gateway.gateway.catalog.resolve(MODEL),
-                        estimate_input_tokens({"messages": [{"role": "user", "content": prompt}]}), 1000)
+    body = {"model": MODEL, "max_tokens": 1000, "messages": [{"role": "user", "content": prompt}]}
+    # the cap is below the worst case: the hold is sized on the simulator's count of the prompt
+    exact = counted_hold(Parsed(body, gateway.gateway.catalog.resolve(MODEL), False, 1000, MODEL),
+                         counted_tokens(body, Knobs()))
     account = await make_account(gateway, limits=KeyLimits(daily_usd=exact))
     store, prefix = gateway.gateway.store, account.key[:14]
     before = await account.balance()
@@ -204,22 +209,22 @@ async def test_cheaplm_key_set_reaches_a_running_gateway_within_the_key_cache(nu
     assert len(passed(results)) == 1 and len(refused(results)) == 2
 
 
-async def test_a_stream_whose_real_prompt_passes_the_cap_ends_at_message_start(gateway, simulator):
-    """The hold grows at message_start when the prompt is bigger than estimated; the key's
-    cap bounds that growth as the balance does: the stream ends with a rate_limit_error
-    event before any content, and nothing is charged."""
+async def test_a_stream_whose_real_prompt_passes_the_cap_is_refused_before_it_is_sent(gateway, simulator):
+    """The cap cannot cover the worst case, so the hold is sized on the upstream's count of
+    the prompt, bigger than its bytes show: the cap has no room for it, and the stream is
+    refused (429) before anything is sent or charged. (A prompt that passes its count at
+    message_start grows its hold there, bounded by the cap as by the balance: test_metering.)"""
     hold = _hold(gateway, 100)
     account = await make_account(gateway, limits=KeyLimits(daily_usd=hold * 4 + hold // 2))
     before = await account.balance()
     body = {"model": MODEL, "max_tokens": 100, "stream": True,
             "messages": [{"role": "user", "content": "big [sim input_tokens=3000 ttft_ms=300 deltas=4]"}]}
     results = await account.post_at_once(body, 4)
-    # four holds fit the cap; each grows to 3000 input tokens at $1/M + 100 output at $5/M ($0.0035) at
-    # message_start, and the cap (about 4.5 x $0.0005) has room for none of that growth
-    assert [r.status_code for r in results] == [200] * 4
-    assert all('"rate_limit_error"' in r.text and "content_block_delta" not in r.text for r in results)
-    final = await account.settled(4)
-    assert final.balance == before and all(r.cost == 0 for r in await gateway.gateway.store.usage("alice", 10))
+    # each needs 3000 input tokens at $1/M + 100 output at $5/M ($0.0035); the cap is about 4.5 x $0.0005
+    assert [r.status_code for r in results] == [429] * 4
+    assert all('"rate_limit_error"' in r.text for r in results)
+    assert simulator.seen() == [] and len(simulator.seen("/v1/messages/count_tokens")) == 4
+    assert await account.balance() == before
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -8,7 +8,12 @@ import httpx
 import openai
 import pytest
 
-from proxy.billing import estimate_input_tokens, hold_amount
+from dataclasses import replace
+
+from proxy.adaptors.base import Parsed
+from proxy.billing import hold_amount
+from proxy.relay.sizing import counted_hold
+from proxy.simulator.script import Knobs, counted_tokens
 from proxy.serve import serve
 
 from tests.conftest import MESSAGE, make_account
@@ -30,8 +35,9 @@ async def test_the_hold_is_sized_on_the_clamped_value(gateway):
     """A balance that covers the clamped request but not the one asked for: served."""
     model = gateway.gateway.catalog.resolve("claude-haiku-4.5")
     body = {"model": "claude-haiku-4.5", "max_tokens": 48000, "messages": MESSAGE}
-    clamped = hold_amount(model, estimate_input_tokens(body), 8192)
-    assert hold_amount(model, estimate_input_tokens(body), 48000) > clamped
+    counted = counted_tokens(body, Knobs())  # the simulator's count: the hold is sized on it here
+    clamped = counted_hold(replace(Parsed(body, model, False, 8192, "m")), counted)
+    assert clamped < hold_amount(model, counted + 100, 48000)
     account = await make_account(gateway, "tight", credit_micro=clamped)
     async with account.http() as http:
         response = await http.post("/v1/messages", json=body)

@@ -195,24 +195,31 @@ async def test_errors_inside_the_stream_are_response_failed(alice, gateway, simu
     assert account.balance == 10_000_000 - row.cost
 
 
-async def test_real_prompt_larger_than_the_hold_fails_in_stream_with_insufficient_quota(gateway, simulator):
+async def test_a_prompt_larger_than_the_balance_is_refused_before_the_stream_with_insufficient_quota(gateway,
+                                                                                                   simulator):
+    """Near an empty balance the hold is sized on the upstream's count of the prompt
+    before anything is sent: a prompt the balance cannot cover is a 402 before the
+    stream, in the OpenAI shape Codex reads (insufficient_quota), and costs nothing."""
     account = await make_account(gateway, "thin", credit_micro=2_000)
     async with account.http() as http:
         response = await http.post("/v1/responses", json={
             "model": "claude-haiku-4.5", "stream": True, "max_output_tokens": 16,
             "input": "hi [sim input_tokens=900000]"}, headers={"authorization": f"Bearer {account.key}"})
-    assert response.status_code == 200
-    assert failed_event(response.text)["error"]["code"] == "insufficient_quota"
-    assert (await account.settled(1)).balance == 2_000  # nothing delivered, nothing charged
+    assert response.status_code == 402
+    assert response.json()["error"]["code"] == "insufficient_quota"
+    assert (await gateway.gateway.store.get_account("thin")).balance == 2_000  # nothing charged
 
 
-async def test_spend_cap_in_stream_says_when_to_retry(gateway, simulator):
+async def test_spend_cap_says_when_to_retry(gateway, simulator):
+    """A key's spend cap that cannot cover the counted prompt: a 429 before the stream,
+    saying when to try again (Codex waits that long)."""
     account = await make_account(gateway, "capped", limits=KeyLimits(daily_usd=2_000))
     async with account.http() as http:
         response = await http.post("/v1/responses", json={
             "model": "claude-haiku-4.5", "stream": True, "max_output_tokens": 16,
             "input": "hi [sim input_tokens=5000]"}, headers={"authorization": f"Bearer {account.key}"})
-    error = failed_event(response.text)["error"]
+    assert response.status_code == 429 and response.headers["retry-after"]
+    error = response.json()["error"]
     assert error["code"] == "rate_limit_exceeded" and "try again in" in error["message"].lower()
 
 

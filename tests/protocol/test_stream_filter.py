@@ -80,8 +80,8 @@ def test_delivered_token_estimate_counts_only_deltas_in_output():
     for raw in SSEDecoder().feed(data):
         tap.feed(raw)
         total += tap.last_delta_tokens
-    # "Hi ☃ there" (12 bytes: 3) + "" (1) + '{\\"loc' (2) + 'ation\\": \\"Paris\\"}' (5)
-    assert total == 11
+    # "Hi ☃ there" (12 bytes: 3) + "" (1) + '{"loc' (2) + 'ation": "Paris"}' (16 bytes: 4)
+    assert total == 10
 
 
 def test_delta_tokens():
@@ -89,7 +89,7 @@ def test_delta_tokens():
     event = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,' \
             b'"delta":{"type":"text_delta","text":"abcdefghijklmnop"}}\n\n'
     assert delta_tokens(event) == 4
-    assert delta_tokens(event.replace(b"abcdefghijklmnop", b"a\\\":\\\"b")) == 2
+    assert delta_tokens(event.replace(b"abcdefghijklmnop", b"a\\\":\\\"b")) == 2  # a":"b: 5 bytes
 
 
 def test_cut_stream_is_truncated():

@@ -33,6 +33,28 @@ def test_db_check_on_a_sound_then_damaged_ledger(capsys, tmp_path):
         "account ann: balance 5999999 but its ledger entries sum to 6000000",
         "account ann: balance 5999999 but its last ledger entry (2) says 6000000",
         "account bo: held 7 but its open holds add up to 0",
+        "account bo: available balance -7 is below zero (held 7)",
+    ]
+
+
+def test_db_check_fails_on_a_balance_below_zero_and_a_charge_above_its_hold(capsys, tmp_path):
+    db = str(tmp_path / "ledger.db")
+    assert run(capsys, "user", "create", "ann", "--db", db)[0] == 0
+    raw = sqlite3.connect(db, isolation_level=None)
+    # a charge the ledger itself could not have made: 30 on a hold of 10, taking ann to -30
+    raw.execute("INSERT INTO holds (account_id, amount, request_id, state, created_at) "
+                "VALUES (1, 10, 'r1', 'settled', 1767225600)")  # (2026-01-01, unix seconds)
+    raw.execute("INSERT INTO ledger (account_id, delta, balance_after, kind, ref, created_at) "
+                "VALUES (1, -30, -30, 'charge', 'r1', 1767225600)")
+    raw.execute("INSERT INTO usage (request_id, key_id, account_id, model, endpoint, stream, status, cost, "
+                "created_at) VALUES ('r1', 1, 1, 'm', 'messages', 0, 200, 30, 1767225600)")
+    raw.execute("INSERT INTO key_spend (key_id, day, spent) VALUES (1, 20454, 30)")  # its day number
+    raw.execute("UPDATE accounts SET balance = -30")
+    raw.close()
+    code, out, err = run(capsys, "db", "check", "--db", db)
+    assert code == 1 and out.splitlines() == [
+        "account ann: balance -30 is below zero",
+        "request r1: charged 30, more than its hold of 10",
     ]
 
 

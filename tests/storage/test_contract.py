@@ -87,11 +87,35 @@ async def test_hold_settle_release(store):
     assert (await store.find_key(key.prefix)).last_used_at is not None
 
 
-async def test_settle_may_exceed_hold_by_the_estimate_error(store):
-    key, account = await funded(store, 100)
+async def test_settle_may_exceed_its_hold_within_the_balance_never_below_zero(store):
+    key, account = await funded(store, 200)
     hold = await store.place_hold(account.id, 100, "r")
     after = await store.settle(hold, row("r", key.id, 130))
-    assert after.balance == -30 and after.held == 0
+    assert after.balance == 70 and after.held == 0
+    first = await store.place_hold(account.id, 50, "r2")
+    second = await store.place_hold(account.id, 10, "r3")
+    after = await store.settle(first, row("r2", key.id, 500))  # 60 left beyond the other hold
+    assert (after.balance, after.held) == (10, 10)
+    [line] = [u for u in await store.usage("u") if u.request_id == "r2"]
+    assert (line.cost, line.uncharged) == (60, 440)
+    assert (await store.settle(second, row("r3", key.id, 10))).balance == 0
+    assert await store.check() == []
+
+
+async def test_a_replayed_settle_returns_the_account_and_moves_nothing(store):
+    key, account = await funded(store, 1000)
+    hold = await store.place_hold(account.id, 300, "r")
+    first = await store.settle(hold, row("r", key.id, 250))
+    again = await store.settle(hold, row("r", key.id, 250))
+    assert (again.balance, again.held) == (first.balance, first.held) == (750, 0)
+    assert [e.delta for e in await store.ledger("u")] == [1000, -250]
+    with pytest.raises(NotFound):  # another request's settle of that hold
+        await store.settle(hold, row("other", key.id, 1))
+    released = await store.place_hold(account.id, 300, "q")
+    await store.release(released, row("q", key.id, 0))
+    assert (await store.release(released, row("q", key.id, 0))).balance == 750
+    with pytest.raises(NotFound):  # settled is not released
+        await store.release(hold, row("r", key.id, 0))
 
 
 async def test_concurrent_holds_never_exceed_balance(store):
@@ -389,19 +413,15 @@ async def test_balances_stay_within_the_bound(store):
     assert await store.check() == []
 
 
-async def test_a_settle_past_the_negative_bound_is_refused(store):
-    """A settle may exceed its hold (the estimate's error), never past -MAX_BALANCE."""
-    steps = MAX_BALANCE // MAX_AMOUNT
-    key, account = await funded(store, steps + 1)
-    holds = [await store.place_hold(account.id, 1, f"r{i}") for i in range(steps + 1)]
-    for i, hold in enumerate(holds[:steps]):
-        await store.settle(hold, row(f"r{i}", key.id, MAX_AMOUNT))
-    account = await store.get_account("u")
-    assert (account.balance, account.held) == (steps + 1 - MAX_BALANCE, 1)
-    with pytest.raises(AmountOutOfRange):
-        await store.settle(holds[-1], row("last", key.id, MAX_AMOUNT))
-    assert await store.get_account("u") == account  # nothing applied: the hold is still open
-    await store.settle(holds[-1], row("last", key.id, 1))
+async def test_settles_far_past_their_holds_never_take_the_balance_below_zero(store):
+    """A settle may exceed its hold, never the balance beyond the account's other holds."""
+    key, account = await funded(store, 10)
+    holds = [await store.place_hold(account.id, 1, f"r{i}") for i in range(5)]
+    for i, hold in enumerate(holds[:4]):
+        after = await store.settle(hold, row(f"r{i}", key.id, MAX_AMOUNT))
+        assert after.balance == after.held == 4 - i
+    assert (await store.settle(holds[-1], row("r4", key.id, MAX_AMOUNT))).balance == 0
+    assert sum(u.cost for u in await store.usage("u")) == 10
     assert await store.check() == []
 
 

@@ -11,6 +11,7 @@ balance`` prints it.
 from __future__ import annotations
 
 import csv
+import json
 import io
 from datetime import date, timedelta
 from typing import Any
@@ -72,7 +73,9 @@ def describe_usage(line: UsageLine, with_user: bool = False) -> dict[str, Any]:
         "endpoint": u.endpoint, "stream": u.stream, "status": u.status, "input_tokens": u.input_tokens,
         "cache_write_5m_tokens": u.cache_write_5m, "cache_write_1h_tokens": u.cache_write_1h,
         "cache_read_tokens": u.cache_read, "output_tokens": u.output_tokens, "cost_usd": format_usd(u.cost),
-        "partial": u.partial, "error_type": u.error_type}
+        "partial": u.partial, "error_type": u.error_type,
+        "server_tool_use": json.loads(u.server_tool_use) if u.server_tool_use else {},
+        "server_tool_cost_usd": format_usd(u.server_tool_cost)}
     return {"username": line.username, **out} if with_user else out
 
 
@@ -215,7 +218,9 @@ async def usage() -> Response:
 async def usage_csv() -> Response:
     who = await caller()
     lines = await usage_lines(who, int_arg("limit", MAX_CSV, 1, MAX_CSV))
-    return csv_response(USAGE_FIELDS, [describe_usage(u) for u in lines], "usage.csv")
+    rows = [describe_usage(u) for u in lines]  # server tools as "web_search=3 web_fetch=1"
+    return csv_response(USAGE_FIELDS, [{**row, "server_tool_use": " ".join(
+        f"{k}={n}" for k, n in row["server_tool_use"].items())} for row in rows], "usage.csv")
 
 
 def csv_response(fields: tuple[str, ...], rows: list[dict], filename: str) -> Response:
@@ -229,7 +234,7 @@ def csv_response(fields: tuple[str, ...], rows: list[dict], filename: str) -> Re
 
 USAGE_FIELDS = ("request_id", "created_at", "key", "model", "endpoint", "stream", "status", "input_tokens",
                  "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "output_tokens", "cost_usd",
-                 "partial", "error_type")
+                 "partial", "error_type", "server_tool_use", "server_tool_cost_usd")
 
 
 async def ledger() -> Response:

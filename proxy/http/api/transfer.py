@@ -8,7 +8,9 @@ refusals and Quart's alike, as ``{"success": false, "error": "<documented error>
 
 from __future__ import annotations
 
+import hashlib
 import re
+from typing import Awaitable, Callable, TypeVar
 
 import orjson
 from quart import Blueprint, Response, current_app, request
@@ -21,7 +23,10 @@ from .. import error_shapes, identity
 from ..context import gateway_of
 from ..identity import Caller, caller
 from ..responses import json_response
-from storage.base import Account, InsufficientBalance, NotFound
+from storage.base import (Account, IdempotencyConflict, InsufficientBalance, NotFound, SpendCapReached,
+                          TransferReceipt)
+
+T = TypeVar("T")
 
 PATH = "/api/user/transfer"
 LIMITER = "cheaplm.transfer_limiter"
@@ -31,7 +36,7 @@ LIMITER = "cheaplm.transfer_limiter"
 ACCOUNT_LIMITER = "cheaplm.transfer_account_limiter"
 # The documented error word for each status this API answers with.
 ERROR_WORDS = {400: "Invalid request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-               405: "Method not allowed", 408: "Request timeout", 413: "Request too large",
+               405: "Method not allowed", 408: "Request timeout", 413: "Request too large", 422: "Unprocessable",
                429: "Rate limited", 503: "Service unavailable"}
 
 
@@ -89,13 +94,39 @@ def usd_amount(value) -> int | None:
 
 async def transfer() -> Response:
     key = await caller()  # an API key, or a logged-in browser's session (identity.py)
+    idempotency_key = _idempotency_key()
     await check_rate(key)
     to_username, amount = _order(await request.get_data())
-    sender, receiver = await send(key, to_username, amount)
+    if idempotency_key is None:
+        sender, receiver = await send(key, to_username, amount)
+        receipt = TransferReceipt(amount, sender.username, receiver.username, sender.balance, receiver.balance)
+    else:
+        receipt = await _refused_in_words(to_username, amount, key, lambda: identity.current_accounts().transfer_once(
+            key.account_id, to_username, amount, new_request_id(), key.key.id if key.key else None,
+            idempotency_key, _request_hash(to_username, amount)))
     return json_response({
-        "success": True, "amount": usd_number(amount), "from": sender.username, "to": receiver.username,
-        "senderNewBalance": usd_number(sender.balance), "receiverNewBalance": usd_number(receiver.balance),
-    })
+        "success": True, "amount": usd_number(receipt.amount), "from": receipt.from_username,
+        "to": receipt.to_username, "senderNewBalance": usd_number(receipt.sender_balance),
+        "receiverNewBalance": usd_number(receipt.receiver_balance),
+    }, headers=[("idempotent-replayed", "true")] if receipt.replayed else ())
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def _idempotency_key() -> str | None:
+    """The request's Idempotency-Key header (1 to 255 printable ASCII characters), or None."""
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise Refused(400, "Invalid request", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return value
+
+
+def _request_hash(to_username: str, amount: int) -> str:
+    """What makes two transfers the same request: the receiver and the amount."""
+    return hashlib.sha256(f"{to_username}\n{amount}".encode()).hexdigest()
 
 
 def _order(raw: bytes) -> tuple[str, int]:
@@ -123,15 +154,27 @@ async def check_rate(key: Caller) -> None:
 
 
 async def send(key: Caller, to_username: str, amount: int) -> tuple[Account, Account]:
-    """The store's transfer (the API's and the transfer page's); its expected refusals in
-    this API's words. Any other storage error goes to the app's one storage mapping
-    (errors.from_store)."""
+    """The store's transfer (the API's and the transfer page's), bounded by the caller's
+    key's spend caps; its expected refusals in this API's words. Any other storage error
+    goes to the app's one storage mapping (errors.from_store)."""
+    return await _refused_in_words(to_username, amount, key, lambda: identity.current_accounts().transfer(
+        key.account_id, to_username, amount, new_request_id(), key.key.id if key.key else None))
+
+
+async def _refused_in_words(to_username: str, amount: int, key: Caller, transfer: Callable[[], Awaitable[T]]) -> T:
     if to_username == key.username:
         raise Refused(400, "Cannot transfer to yourself", "toUsername matches your own username")
     try:
-        return await identity.current_accounts().transfer(key.account_id, to_username, amount, new_request_id())
+        return await transfer()
     except InsufficientBalance as short:
         raise Refused(400, "Insufficient balance",
                       f"available ${format_usd(max(short.available, 0))}, asked ${format_usd(amount)}") from None
     except NotFound:
         raise Refused(404, "User not found", f"no user {to_username!r}") from None
+    except SpendCapReached as cap:
+        refused = Refused(429, "Spend cap reached", f"this API key's {cap.period} spend cap of "
+                                                    f"${format_usd(cap.cap)} leaves ${format_usd(cap.left)}")
+        refused.headers = (("retry-after", str(cap.retry_after)),)
+        raise refused from None
+    except IdempotencyConflict as conflict:
+        raise Refused(422, "Idempotency key reused", str(conflict)) from None
