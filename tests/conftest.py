@@ -1,5 +1,11 @@
-"""End-to-end fixtures: the simulator served over real HTTP, the gateway served by
-hypercorn on loopback, and the official SDKs as clients."""
+"""Shared fixtures.
+
+Two gateways: ``gateway`` is the whole server (hypercorn on loopback, the simulator over
+real HTTP), for tests where the socket path is the subject; ``app_gateway`` is the same
+Quart app and relay driven in-process through httpx's ``ASGITransport``, with a real
+SQLite ledger in ``tmp_path`` and the simulator's script at the ``Upstream`` cut
+(``tests/fakes.py``). Both hand back something with ``url`` and ``gateway``; ``Account``,
+``http_client`` and the SDK helpers reach either one."""
 
 from __future__ import annotations
 
@@ -8,16 +14,26 @@ from functools import partial
 
 import anthropic
 import httpx
+import httpx2
 import openai
 import pytest
 import trio
 
 from proxy.accounts import admin
 from proxy.config import Config, UpstreamConfig
+from proxy.http.app import create_app
+from proxy.ids import new_instance_id
+from proxy.runtime import Gateway
+from quart_trio import QuartTrio
 from proxy.serve import Running, serve
 from proxy.simulator.server import SimulatorState, serve_simulator
+from storage import open_store
+from storage.leases import keep_lease
+
+from tests.fakes import SimUpstream
 
 UPSTREAM_KEY = "sk-upstream-secret-for-tests"
+CLIENT = ("127.0.0.1", 50000)  # where in-process requests say they come from
 
 
 @dataclass
@@ -55,21 +71,85 @@ async def gateway(nursery, config) -> Running:
     return await nursery.start(serve, config)
 
 
+@dataclass(frozen=True)
+class InProcess:
+    """The gateway's app served in-process: requests go through ``ASGITransport``."""
+
+    url: str
+    gateway: Gateway
+    upstream: SimUpstream
+    app: QuartTrio
+    simulator_url: str | None = None
+
+    @property
+    def transport(self) -> httpx.ASGITransport:
+        return httpx.ASGITransport(app=self.app, client=CLIENT)
+
+
+async def serve_in_process(config: Config, upstream: SimUpstream | None = None, *,
+                           task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """``serve`` without the socket: the same store (and instance lease), Gateway and app;
+    ``upstream`` (default: the simulator's script in-process) instead of the HTTP upstream."""
+    upstream = upstream or SimUpstream(SimulatorState(api_key=UPSTREAM_KEY),
+                                       first_byte_timeout=config.upstream.first_byte_timeout,
+                                       idle_timeout=config.upstream.idle_timeout)
+    store = await open_store(config.db_path, instance_id=new_instance_id())
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(keep_lease, store, config.lease_seconds)
+            gateway = Gateway(config, store, upstream, after_response=nursery)
+            task_status.started(InProcess("http://cheaplm.test", gateway, upstream, create_app(gateway)))
+            await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.unregister_instance()
+            await store.aclose()
+
+
+def in_process_config(tmp_path, **upstream) -> Config:
+    settings = {"url": "http://upstream.invalid", "api_key": UPSTREAM_KEY, "first_byte_timeout": 10,
+                "idle_timeout": 10, **upstream}
+    return Config(db_path=str(tmp_path / "ledger.db"), host="127.0.0.1", port=0,
+                  upstream=UpstreamConfig(**settings))
+
+
+@pytest.fixture
+async def app_gateway(nursery, tmp_path) -> InProcess:
+    return await nursery.start(serve_in_process, in_process_config(tmp_path))
+
+
+def http_client(running, **kwargs) -> httpx.AsyncClient:
+    """An httpx client for either gateway (in-process or on a socket)."""
+    kwargs.setdefault("timeout", 30)
+    return httpx.AsyncClient(base_url=running.url, transport=getattr(running, "transport", None), **kwargs)
+
+
+def sdk_http(running) -> dict:
+    """What an SDK client needs to reach an in-process gateway (nothing for a socket one):
+    the SDKs bring their own httpx (``httpx2``)."""
+    if not isinstance(running, InProcess):
+        return {}
+    return {"http_client": httpx2.AsyncClient(transport=httpx2.ASGITransport(app=running.app, client=CLIENT),
+                                              timeout=30)}
+
+
 @dataclass
 class Account:
     username: str
     key: str
-    running: Running
+    running: Running | InProcess
 
     def anthropic(self, v1: bool = False, **kwargs) -> anthropic.AsyncAnthropic:
         base = self.running.url + ("/v1" if v1 else "")
-        return anthropic.AsyncAnthropic(api_key=self.key, base_url=base, max_retries=0, **kwargs)
+        return anthropic.AsyncAnthropic(api_key=self.key, base_url=base, max_retries=0,
+                                        **{**sdk_http(self.running), **kwargs})
 
     def openai(self, **kwargs) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(api_key=self.key, base_url=self.running.url + "/v1", max_retries=0, **kwargs)
+        return openai.AsyncOpenAI(api_key=self.key, base_url=self.running.url + "/v1", max_retries=0,
+                                  **{**sdk_http(self.running), **kwargs})
 
     def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.running.url, headers={"x-api-key": self.key}, timeout=30)
+        return http_client(self.running, headers={"x-api-key": self.key})
 
     async def balance(self) -> int:
         return (await self.running.gateway.store.get_account(self.username)).balance
@@ -109,7 +189,7 @@ async def at_once(n: int, make) -> list:
     return results
 
 
-async def make_account(running: Running, username: str = "alice", credit_micro: int = 10_000_000,
+async def make_account(running: Running | InProcess, username: str = "alice", credit_micro: int = 10_000_000,
                        **key_options) -> Account:
     store = running.gateway.store
     await admin.create_user(store, username)
@@ -122,6 +202,11 @@ async def make_account(running: Running, username: str = "alice", credit_micro: 
 @pytest.fixture
 async def alice(gateway) -> Account:
     return await make_account(gateway)
+
+
+@pytest.fixture
+async def app_alice(app_gateway) -> Account:
+    return await make_account(app_gateway)
 
 
 MESSAGE = [{"role": "user", "content": "Hello"}]
