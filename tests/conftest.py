@@ -9,8 +9,10 @@ SQLite ledger in ``tmp_path`` and the simulator's script at the ``Upstream`` cut
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import AsyncIterator
 
 import anthropic
 import httpx
@@ -18,11 +20,14 @@ import httpx2
 import openai
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.accounts import admin
-from proxy.config import Config, UpstreamConfig
+from proxy.accounts.service import Accounts
+from proxy.config import AccountsConfig, Config, UpstreamConfig
 from proxy.http.app import create_app
 from proxy.ids import new_instance_id
+from proxy.money import parse_usd
 from proxy.runtime import Gateway
 from quart_trio import QuartTrio
 from proxy.serve import Running, serve
@@ -210,3 +215,54 @@ async def app_alice(app_gateway) -> Account:
 
 
 MESSAGE = [{"role": "user", "content": "Hello"}]
+
+
+# -- accounts: the self-serve site ------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+FAST_HASH = {"password_time_cost": 1, "password_memory_kib": 64}  # argon2id, cheap for tests
+
+
+def with_fast_hash(config: Config, **accounts) -> Config:
+    return replace(config, accounts=AccountsConfig(**{**FAST_HASH, **accounts}))
+
+
+@pytest.fixture
+async def site(nursery, config) -> Running:
+    """The whole gateway on a socket with cheap password hashing (a real browser's site);
+    tests/http/ overrides it with the in-process one."""
+    return await nursery.start(serve, with_fast_hash(config))
+
+
+def library(running) -> Accounts:
+    config = running.gateway.config
+    return Accounts(running.gateway.store, config.accounts, config.value_multiplier)
+
+
+def browser(running, **headers) -> httpx.AsyncClient:
+    """A client with a cookie jar whose requests say they come from the site itself."""
+    return http_client(running, headers={"origin": running.url, **headers})
+
+
+@asynccontextmanager
+async def signed_up(running, username: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(running) as client:
+        response = await client.post("/api/auth/signup", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 201, response.text
+        yield client
+
+
+async def code_worth(running, paid_usd: str, **kw) -> str:
+    [code] = await library(running).create_codes(parse_usd(paid_usd), **kw)
+    return code
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+def metric_samples(text: str) -> dict:
+    """Prometheus text -> {(name, sorted label pairs): value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out

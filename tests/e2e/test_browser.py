@@ -18,8 +18,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import MESSAGE
-from tests.http.test_accounts_api import PASSWORD, code_worth, library, site  # noqa: F401 (the fixture)
+from tests.conftest import MESSAGE, PASSWORD, code_worth, library
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]

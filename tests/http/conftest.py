@@ -1,5 +1,5 @@
-"""Fixtures shared by the HTTP tests: a gateway in-process with one key of every kind
-the error tables need."""
+"""Fixtures shared by the HTTP tests, all in-process (the Quart app through ASGITransport):
+the self-serve site, and a gateway with one key of every kind the error tables need."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.conftest import in_process_config, make_account, serve_in_process
+from tests.conftest import in_process_config, make_account, serve_in_process, with_fast_hash
 
 
 @pytest.fixture
@@ -30,3 +30,10 @@ async def errors_gateway(nursery, tmp_path):
     await running.gateway.store.revoke_key(keys["revoked"][:14])
     keys["revoked-bearer"] = keys["revoked"]
     return running, keys
+
+
+@pytest.fixture
+async def site(nursery, tmp_path):
+    """The self-serve site in-process, with cheap password hashing (overrides the
+    socket one in tests/conftest.py: the browser test needs that one)."""
+    return await nursery.start(serve_in_process, with_fast_hash(in_process_config(tmp_path)))

@@ -7,11 +7,10 @@ from types import SimpleNamespace
 
 import anthropic
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config import Config
 from proxy.http.metrics import allowed
-from tests.conftest import MESSAGE
+from tests.conftest import MESSAGE, metric_samples
 
 TOKEN = "metrics-token-0123456789"
 
@@ -24,14 +23,6 @@ TOKEN = "metrics-token-0123456789"
 def test_who_may_read_the_metrics(peer, authorization, ok):
     gateway = SimpleNamespace(config=Config(metrics_networks=("10.1.0.0/16",), metrics_token=TOKEN))
     assert allowed(gateway, peer, authorization) is ok
-
-
-def _samples(text: str) -> dict:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def _sum(samples, name, **labels):
@@ -50,7 +41,7 @@ async def test_counters_match_what_was_sent_and_what_the_ledger_charged(alice):
     async with alice.http() as http:
         response = await http.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    samples = _samples(response.text)
+    samples = metric_samples(response.text)
     assert _sum(samples, "cheaplm_requests_total", endpoint="messages", status="200", model="claude-haiku-4.5") == 4
     assert _sum(samples, "cheaplm_requests_total", endpoint="messages", status="404") == 1
     rows = await alice.running.gateway.store.usage("alice", 100)

@@ -1,4 +1,4 @@
-"""The dashboard pages over real HTTP: each page for the right role, logins and
+"""The dashboard pages through the Quart app in-process: each page for the right role, logins and
 redirects, the CSRF token, the security headers, escaping, and every refusal shown on
 the page (never a 5xx or a stack trace)."""
 
@@ -13,8 +13,7 @@ import httpx
 
 from proxy.http.pages import views as pages
 
-from tests.conftest import MESSAGE
-from tests.http.test_accounts_api import PASSWORD, code_worth, library, site  # noqa: F401 (the fixture)
+from tests.conftest import MESSAGE, PASSWORD, code_worth, http_client, library
 
 HTML = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 USER_PAGES = ("/dashboard", "/dashboard/keys", "/dashboard/usage", "/dashboard/topup", "/dashboard/transfer",
@@ -23,7 +22,7 @@ USER_PAGES = ("/dashboard", "/dashboard/keys", "/dashboard/usage", "/dashboard/t
 
 def web(running) -> httpx.AsyncClient:
     """A browser: a cookie jar, HTML preferred, its posts from the site itself."""
-    return httpx.AsyncClient(base_url=running.url, timeout=30, headers={**HTML, "origin": running.url})
+    return http_client(running, timeout=30, headers={**HTML, "origin": running.url})
 
 
 def csrf_of(html: str) -> str:
@@ -53,7 +52,7 @@ def balance_of(html: str) -> str:
 
 
 async def test_the_home_page_for_browsers_json_for_clients(site):
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with http_client(site) as client:
         page = await client.get("/?pay=10", headers=HTML)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "claude-sonnet-4.5" in page.text and "Cache write 1h" in page.text
@@ -142,7 +141,7 @@ async def test_keys_created_shown_once_with_setup_and_revoked(site):
         listing = await client.get("/dashboard/keys")
         assert key not in listing.text and key[:14] in listing.text and "no streaming" in listing.text
         assert "valid until 2099-01-02 00:00 UTC" in listing.text  # through the day picked
-        api = httpx.AsyncClient(base_url=site.url, headers={"x-api-key": key})
+        api = http_client(site, headers={"x-api-key": key})
         async with api:
             assert (await api.get("/api/me")).status_code == 200
             revoked = await post(client, "/dashboard/keys/revoke", {"prefix": key[:14]}, "/dashboard/keys")
@@ -172,7 +171,7 @@ async def test_redeem_transfer_and_usage(site):
 
         key = new_key_of((await post(client, "/dashboard/keys", {"name": "k"})).text)
         headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
-        async with httpx.AsyncClient(base_url=site.url, headers=headers) as api:
+        async with http_client(site, headers=headers) as api:
             body = {"model": "claude-sonnet-4.5", "max_tokens": 20, "messages": MESSAGE}
             answer = await api.post("/v1/messages", json=body)
             assert answer.status_code == 200

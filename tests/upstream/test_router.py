@@ -21,8 +21,7 @@ from proxy.upstream.base import UpstreamRequest
 from proxy.upstream.router import Channel, Router, RoutingPolicy, prompt_prefix, weighted_order
 from proxy.simulator.script import Knobs
 from proxy.simulator.server import SimulatorState, serve_simulator
-from tests.conftest import UPSTREAM_KEY, Sim, make_account
-from tests.http.test_metrics import _samples
+from tests.conftest import UPSTREAM_KEY, Sim, make_account, metric_samples
 
 MODEL = "claude-haiku-4.5"
 
@@ -75,7 +74,7 @@ async def test_a_529_on_the_primary_is_served_by_the_backup_and_billed_once(nurs
     assert len(primary.seen()) == 1 and len(backup.seen()) == 4
     # The operator sees it all: attempts by channel and outcome, the failover, who served.
     async with alice.http() as http:
-        samples = _samples((await http.get("/metrics")).text)
+        samples = metric_samples((await http.get("/metrics")).text)
     assert samples[("cheaplm_upstream_attempts_total", (("channel", "primary"), ("outcome", "rate_limited")))] == 1
     assert samples[("cheaplm_upstream_attempts_total", (("channel", "backup"), ("outcome", "ok")))] == 4
     assert samples[("cheaplm_upstream_failovers_total", (("channel", "backup"),))] == 1
