@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
-from typing import AsyncIterator
 
 import anthropic
-import httpx
 import pytest
 import trio
 
