@@ -201,3 +201,21 @@ async def test_streams_whose_prompt_beats_the_estimate_never_overdraw(gateway):
     assert final.balance == 10_000 - sum(r.cost for r in rows) >= 0
     assert sorted(r.cost for r in rows)[0] == 0 and all(r.input_tokens == 3000 for r in rows if r.cost)
     await ledger_balances(gateway, "thin")
+
+
+# -- found, not fixed here (a product decision): pinned as a strict xfail ----------------------
+
+@pytest.mark.xfail(strict=True, reason="a document by url (or file_id) is estimated at a few tokens: a "
+                                       "non-streaming request's charge passes its hold, the balance and "
+                                       "the key's daily cap by the whole document (README's bound assumes "
+                                       "prompts no denser than a token per three bytes)")
+async def test_a_url_document_does_not_take_a_non_streaming_charge_past_the_balance(gateway, simulator):
+    account = await make_account(gateway, credit_micro=20_000)  # $0.02
+    body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "url", "url": "https://example.com/a-300-page.pdf"}},
+        # (the simulator's stand-in for what the upstream counts for the fetched PDF)
+        {"type": "text", "text": "summarise [sim input_tokens=200000]"}]}]}
+    async with account.http() as http:
+        answer = await http.post("/v1/messages", json=body)
+    await account.settled(1)
+    assert answer.status_code != 200 or await account.balance() >= 0, await account.balance()

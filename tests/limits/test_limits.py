@@ -234,3 +234,17 @@ async def test_a_request_refused_by_its_hold_gives_its_admission_back(app_gatewa
     assert (await call(account, shape, "hi", max_tokens=1000)).status == 200  # the minute's one request
     assert (await call(account, shape, "hi", max_tokens=1000)).status == 429
     assert len(app_gateway.upstream.seen()) == 1
+
+
+# -- count_tokens ------------------------------------------------------------------------------
+
+async def test_count_tokens_obeys_the_keys_request_rate(app_gateway):
+    """count_tokens goes upstream on the operator's credential: a key limited to one
+    request a minute made five (any number) of them."""
+    from storage.base import KeyLimits
+    account = await make_account(app_gateway, limits=KeyLimits(rpm=1, concurrency=1))
+    body = {"model": "claude-haiku-4.5", "messages": [{"role": "user", "content": "hi"}]}
+    async with account.http() as http:
+        statuses = [(await http.post("/v1/messages/count_tokens", json=body)).status_code for _ in range(5)]
+    assert statuses == [200, 429, 429, 429, 429], statuses
+    assert len(app_gateway.upstream.seen("/v1/messages/count_tokens")) <= 1

@@ -17,6 +17,7 @@ from proxy.protocol.thinking import (Placeholder, RestoreResult, Turn, TurnRecor
 from proxy.protocol.translate import translate_request
 
 from tests.splits import every_split, golden
+from tests.protocol.bodies import TOOL_USE, tool_loop
 
 # -- the two golden answers, as Turns ---------------------------------------------------------
 
@@ -769,3 +770,21 @@ def test_restore_micro_benchmark():
           f"{len(body['messages'])} messages:")
     for name, micros in figures.items():
         print(f"  {name}: {micros:.1f} µs/call")
+
+
+# -- restore on malformed bodies (was a 500 with an empty body, no request-id) -----------------
+
+@pytest.mark.parametrize("kind", [[], ["enabled"], {"a": 1}])
+def test_lookup_ids_survives_unhashable_thinking_type(kind):
+    assert lookup_ids(tool_loop([TOOL_USE], thinking={"type": kind})) == []
+
+
+@pytest.mark.parametrize("kind", [["thinking"], {"x": 1}])
+def test_lookup_ids_survives_unhashable_block_type(kind):
+    lookup_ids(tool_loop([{"type": kind}, TOOL_USE]))
+
+
+def test_restore_survives_unhashable_block_type_in_client_content():
+    turn = Turn(({"type": "thinking", "thinking": "t", "signature": "s"}, Placeholder("tool_use", "toolu_1")))
+    result = restore(tool_loop([TOOL_USE, {"type": ["x"]}]), {"toolu_1": turn}.get)
+    assert result.status == "restored"

@@ -45,3 +45,33 @@ async def _rows(running, n):
         while len(rows := await running.gateway.store.usage("alice", 1000)) < n:
             await trio.sleep(0.01)
     return rows
+
+
+async def raw_upstream(nursery, response: bytes) -> str:
+    """A server answering every request with ``response`` (raw HTTP/1.1 bytes)."""
+    async def serve_one(stream) -> None:
+        async with stream:
+            data = b""
+            with trio.move_on_after(5):
+                while b"\r\n\r\n" not in data:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(body) < length:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        return
+                    body += chunk
+                await stream.send_all(response)
+
+    listeners = await nursery.start(partial(trio.serve_tcp, serve_one, 0, host="127.0.0.1"))
+    return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+
+ODD_STATUSES = [b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+                b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/\r\nContent-Length: 0\r\n"
+                b"Connection: close\r\n\r\n"]

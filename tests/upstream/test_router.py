@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 
 import anthropic
@@ -19,9 +20,10 @@ from proxy.upstream.health import HealthPolicy
 from proxy.upstream.router import Channel, Router, RoutingPolicy, prompt_prefix, weighted_order
 from proxy.simulator.script import Knobs
 from proxy.simulator.server import SimulatorState, serve_simulator
-from tests.conftest import UPSTREAM_KEY, Sim, metric_samples
+from tests.conftest import UPSTREAM_KEY, Sim, make_account, metric_samples
 from tests.upstream.conftest import MODEL, _ask, _channel, _gateway, _rows, _simulator
 from tests.fakes import SimUpstream
+from tests.upstream.conftest import ODD_STATUSES, raw_upstream
 
 
 
@@ -250,3 +252,98 @@ async def test_cache_affinity_keeps_a_conversation_on_one_channel_and_its_cache_
     rows = sorted(await running.gateway.store.usage("alice", 100), key=lambda r: r.created_at)
     later_turns = rows[6:]
     assert all(r.cache_read > 0 for r in later_turns)
+
+
+# -- odd answers, bodies a channel cannot take, hostile retry-after values ---------------------
+
+@pytest.mark.parametrize("response", ODD_STATUSES, ids=["204", "302"])
+async def test_a_channel_answering_2xx_or_3xx_other_than_200_fails_over(nursery, config, response):
+    from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+    from proxy.serve import serve
+    from tests.conftest import UPSTREAM_KEY
+    odd = await raw_upstream(nursery, response)
+    channels = (ChannelConfig("odd", UpstreamConfig(url=odd, api_key="k", first_byte_timeout=5), priority=0),
+                ChannelConfig("good", UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY,
+                                                     first_byte_timeout=5), priority=1))
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=channels,
+                                                 routing=RoutingConfig()))
+    account = await make_account(running)
+    body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    async with account.http() as http:
+        answer = await http.post("/v1/messages", json=body)
+    assert answer.status_code == 200, answer.text
+    rows = await running.gateway.store.usage(account.username, 10)
+    assert [(r.status, r.channel, r.attempts) for r in rows] == [(200, "good", 2)]
+
+
+async def test_a_body_that_cannot_be_written_for_a_channel_is_no_failure_of_that_channel(nursery, config):
+    """orjson reads nesting to 1024 but writes to 254: a body deeper than that passes the
+    relay untouched (the client's bytes), and only a channel that renames the model must
+    write it anew. That is the request's own fault (a 400), not the channel's: three such
+    requests must not open the circuit of every channel with [upstream.model_ids]."""
+    from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+    from proxy.serve import serve
+    from tests.conftest import UPSTREAM_KEY
+    mapped = UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY, first_byte_timeout=5,
+                            model_ids=(("claude-haiku-4.5", "provider-haiku"),))
+    plain = UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY, first_byte_timeout=5)
+    channels = (ChannelConfig("mapped", mapped, priority=0), ChannelConfig("plain", plain, priority=1))
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=channels,
+                                                 routing=RoutingConfig(failures_to_open=3)))
+    account = await make_account(running)
+    deep = b"[" * 300 + b"]" * 300
+    raw = (b'{"model":"claude-haiku-4-5-20251001","max_tokens":10,"messages":[{"role":"user","content":"hi"}],'
+           b'"x":' + deep + b"}")
+    async with account.http() as http:
+        for stream in (False, True, False, True):
+            body = raw if not stream else raw.replace(b'"max_tokens"', b'"stream":true,"max_tokens"')
+            answer = await http.post("/v1/messages", content=body, headers={"content-type": "application/json"})
+            assert answer.status_code in (200, 400), answer.text
+        health = (await http.get("/health")).json()["upstream"]["channels"]
+        assert {c["name"]: c["state"] for c in health} == {"mapped": "healthy", "plain": "healthy"}
+        assert {c["name"]: c["failures"] for c in health}["mapped"] == 0
+        normal = await http.post("/v1/messages", json={"model": "claude-haiku-4.5", "max_tokens": 10,
+                                                       "messages": [{"role": "user", "content": "hi"}]})
+    assert normal.status_code == 200
+    rows = await running.gateway.store.usage(account.username, 10)
+    assert rows[0].channel == "mapped"
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+async def test_a_deeply_nested_first_message_is_served_or_refused_never_a_500(nursery, config, depth):
+    """Cache affinity hashes the system prompt and first message: nesting deeper than
+    orjson writes (254) or than Python recurses must not make the router raise (an
+    unhandled 500 with a traceback in the log for each such request)."""
+    from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+    from proxy.serve import serve
+    from tests.conftest import UPSTREAM_KEY
+    up = UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY, first_byte_timeout=5)
+    channels = (ChannelConfig("a", up), ChannelConfig("b", up))
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=channels,
+                                                 routing=RoutingConfig()))
+    account = await make_account(running)
+    deep = b"[" * depth + b"]" * depth
+    raw = (b'{"model":"claude-haiku-4-5-20251001","max_tokens":10,"messages":[{"role":"user","content":'
+           b'[{"type":"text","text":"hi","x":' + deep + b'}]}]}')
+    async with account.http() as http:
+        answer = await http.post("/v1/messages", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code in (200, 400), (answer.status_code, answer.text)
+    await account.settled(1)
+
+
+@pytest.mark.parametrize("headers, rests", [
+    ((("retry-after", "nan"),), 30.0),            # NaN: was no rest at all (every comparison false)
+    ((("retry-after", "inf"),), 30.0),
+    ((("retry-after", "-5"),), 30.0),             # garbage: the default cooldown, not none
+    ((("retry-after-ms", "abc"), ("retry-after", "7")), 7.0),  # the usable header is still read
+    ((("retry-after", "Wed, 21 Oct 2099 07:28:00 GMT"),), 30.0),
+    ((("retry-after", "12"),), 12.0),
+    ((("retry-after", "1e308"),), 600.0),
+])
+def test_a_rate_limited_channel_rests_whatever_its_retry_after_says(headers, rests):
+    from proxy.upstream.health import ChannelHealth, HealthPolicy
+    from proxy.upstream.router import _retry_after
+    health = ChannelHealth(HealthPolicy(cooldown=30.0, max_cooldown=600.0))
+    health.rate_limited(100.0, _retry_after(headers))
+    assert health.state(100.0 + rests - 0.5) == "cooling"
+    assert health.state(100.0 + rests + 0.5) == "healthy"
