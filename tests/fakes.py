@@ -84,9 +84,7 @@ class _Stream:
                     await trio.sleep_forever()
                 if i == answer.drop_after:
                     self._on_end("fault")
-                    # what the upstream transport reports when the connection breaks mid-body
-                    raise errors.GatewayError(502, "Upstream connection failed: RemoteProtocolError",
-                                              error_type="api_error")
+                    raise _dropped()
                 if i < len(answer.pauses) and answer.pauses[i]:
                     await trio.sleep(answer.pauses[i])
                 yield chunk
@@ -128,7 +126,12 @@ class SimUpstream:
                     anthropic_beta=request.headers.get("anthropic-beta"))
         if self.state.record:
             self.state.seen.append(seen)
-        answer = await self.handler(request, request.body())
+        body = request.body()  # (written as the HTTP upstream writes it: its errors are the relay's)
+        try:
+            answer = await _in_own_task(self.handler, request, body)
+        except Exception:  # the server logs it and drops the connection: what the transport reports
+            seen.outcome, seen.ended = "fault", time.monotonic()
+            raise _dropped() from None
         seen.status = answer.status
         try:
             with trio.fail_after(self.first_byte_timeout):
@@ -222,6 +225,25 @@ class SimUpstream:
             pauses.append(0.0)
         answer.chunks, answer.pauses = tuple(chunks), tuple(pauses)
         return answer
+
+
+async def _in_own_task(handler: Handler, request: UpstreamRequest, body: bytes) -> Answer:
+    """The handler in a task of its own, as the server answers in its connection's task: on
+    a fresh stack (Python's recursion limit counts the caller's frames: a deeply nested
+    body must meet the same limit as it would in the simulator server)."""
+    answers: list[Answer] = []
+
+    async def answer() -> None:
+        answers.append(await handler(request, body))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+    return answers[0]
+
+
+def _dropped() -> errors.GatewayError:
+    """What the upstream transport reports when the connection breaks (proxy/upstream/http.py)."""
+    return errors.GatewayError(502, "Upstream connection failed: RemoteProtocolError", error_type="api_error")
 
 
 def _json(status: int, body: dict, extra: tuple[tuple[str, str], ...] = ()) -> Answer:
