@@ -79,17 +79,17 @@ class _Stream:
     async def chunks(self) -> AsyncIterator[bytes]:
         answer = self._answer
         try:
-            for i, chunk in enumerate(answer.chunks):
+            for i in range(len(answer.chunks) + 1):
                 if i == answer.hang_after:
                     await trio.sleep_forever()
                 if i == answer.drop_after:
                     self._on_end("fault")
                     raise _dropped()
+                if i == len(answer.chunks):
+                    break
                 if i < len(answer.pauses) and answer.pauses[i]:
                     await trio.sleep(answer.pauses[i])
-                yield chunk
-            if answer.hang_after is not None and answer.hang_after >= len(answer.chunks):
-                await trio.sleep_forever()
+                yield answer.chunks[i]
         except BaseException:
             self._on_end("cancelled")
             raise
