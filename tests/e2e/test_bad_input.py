@@ -15,7 +15,8 @@ HUGE_INT = b'{"model":"claude-haiku-4.5","max_tokens":' + b"9" * 400 + b',"messa
                                                                                "nan", "huge-int"])
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions", "/v1/messages/count_tokens",
                                   "/api/user/transfer"])
-async def test_hostile_json_is_a_400_in_the_endpoints_shape(alice, body, path):
+async def test_hostile_json_is_a_400_in_the_endpoints_shape(app_alice, body, path):
+    alice = app_alice
     async with alice.http() as http:
         response = await http.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code in (400, 413), response.text
