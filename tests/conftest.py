@@ -29,6 +29,7 @@ from proxy.http.app import create_app
 from proxy.ids import new_instance_id
 from proxy.money import parse_usd
 from proxy.runtime import Gateway
+from proxy.upstream.base import Upstream
 from quart_trio import QuartTrio
 from proxy.serve import Running, serve
 from proxy.simulator.server import SimulatorState, serve_simulator
@@ -82,7 +83,7 @@ class InProcess:
 
     url: str
     gateway: Gateway
-    upstream: SimUpstream
+    upstream: SimUpstream | Upstream
     app: QuartTrio
     simulator_url: str | None = None
 
@@ -91,10 +92,11 @@ class InProcess:
         return httpx.ASGITransport(app=self.app, client=CLIENT)
 
 
-async def serve_in_process(config: Config, upstream: SimUpstream | None = None, *,
+async def serve_in_process(config: Config, upstream: Upstream | None = None, *,
                            task_status=trio.TASK_STATUS_IGNORED) -> None:
     """``serve`` without the socket: the same store (and instance lease), Gateway and app;
-    ``upstream`` (default: the simulator's script in-process) instead of the HTTP upstream."""
+    ``upstream`` (default: the simulator's script in-process; ``open_upstream(config, ...)``
+    for the configured HTTP channels) instead of the HTTP upstream."""
     upstream = upstream or SimUpstream(SimulatorState(api_key=UPSTREAM_KEY),
                                        first_byte_timeout=config.upstream.first_byte_timeout,
                                        idle_timeout=config.upstream.idle_timeout)
@@ -107,6 +109,7 @@ async def serve_in_process(config: Config, upstream: SimUpstream | None = None, 
             await trio.sleep_forever()
     finally:
         with trio.CancelScope(shield=True):
+            await upstream.aclose()
             await store.unregister_instance()
             await store.aclose()
 
