@@ -9,6 +9,7 @@ SQLite ledger in ``tmp_path`` and the simulator's script at the ``Upstream`` cut
 
 from __future__ import annotations
 
+import ssl
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -126,19 +127,26 @@ async def app_gateway(nursery, tmp_path) -> InProcess:
     return await nursery.start(serve_in_process, in_process_config(tmp_path))
 
 
+# One TLS context for every test client: httpx builds one per client otherwise (~60 ms of
+# CPU each, loading the CA bundle), and a loopback gateway is plain HTTP.
+LOOPBACK_TLS = ssl.create_default_context()
+
+
 def http_client(running, **kwargs) -> httpx.AsyncClient:
     """An httpx client for either gateway (in-process or on a socket)."""
     kwargs.setdefault("timeout", 30)
-    return httpx.AsyncClient(base_url=running.url, transport=getattr(running, "transport", None), **kwargs)
+    transport = running.transport if isinstance(running, InProcess) else None
+    return httpx.AsyncClient(base_url=running.url, transport=transport, verify=LOOPBACK_TLS, **kwargs)
 
 
-def sdk_http(running) -> dict:
-    """What an SDK client needs to reach an in-process gateway (nothing for a socket one):
-    the SDKs bring their own httpx (``httpx2``)."""
-    if not isinstance(running, InProcess):
-        return {}
-    return {"http_client": httpx2.AsyncClient(transport=httpx2.ASGITransport(app=running.app, client=CLIENT),
-                                              timeout=30)}
+def sdk_http(running, sdk=anthropic) -> dict:
+    """The ``http_client`` for an official SDK's client (they bring their own httpx,
+    ``httpx2``), with the SDK's defaults: through ASGITransport to an in-process gateway,
+    over the socket (with the shared TLS context) to a served one."""
+    if isinstance(running, InProcess):
+        return {"http_client": sdk.DefaultAsyncHttpxClient(
+            transport=httpx2.ASGITransport(app=running.app, client=CLIENT))}
+    return {"http_client": sdk.DefaultAsyncHttpxClient(verify=LOOPBACK_TLS)}
 
 
 @dataclass
@@ -150,11 +158,11 @@ class Account:
     def anthropic(self, v1: bool = False, **kwargs) -> anthropic.AsyncAnthropic:
         base = self.running.url + ("/v1" if v1 else "")
         return anthropic.AsyncAnthropic(api_key=self.key, base_url=base, max_retries=0,
-                                        **{**sdk_http(self.running), **kwargs})
+                                        **{**sdk_http(self.running, anthropic), **kwargs})
 
     def openai(self, **kwargs) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(api_key=self.key, base_url=self.running.url + "/v1", max_retries=0,
-                                  **{**sdk_http(self.running), **kwargs})
+                                  **{**sdk_http(self.running, openai), **kwargs})
 
     def http(self) -> httpx.AsyncClient:
         return http_client(self.running, headers={"x-api-key": self.key})

@@ -11,6 +11,7 @@ import httpx
 import trio
 
 from proxy.cli.main import main
+from tests.conftest import LOOPBACK_TLS
 
 
 async def cli(*argv) -> int:
@@ -28,7 +29,7 @@ async def wait_http(url: str) -> httpx.Response:
     with trio.fail_after(20):
         while True:
             try:
-                async with httpx.AsyncClient() as http:
+                async with httpx.AsyncClient(verify=LOOPBACK_TLS) as http:
                     return await http.get(url)
             except httpx.TransportError:
                 await trio.sleep(0.05)
@@ -70,7 +71,8 @@ async def test_standalone_simulator_behind_the_gateway(tmp_path, nursery, capsys
           f"http://127.0.0.1:{sim_port}")
     health = (await wait_http(f"http://127.0.0.1:{gw_port}/health")).json()
     assert health["upstream"] == {"url": f"http://127.0.0.1:{sim_port}", "simulated": False}
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", headers={"x-api-key": key}) as http:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", headers={"x-api-key": key},
+                                 verify=LOOPBACK_TLS) as http:
         response = await http.post("/v1/messages", json={
             "model": "claude-haiku-4.5", "max_tokens": 50, "stream": True,
             "messages": [{"role": "user", "content": "hi"}]})
@@ -98,7 +100,7 @@ async def test_sigterm_lets_streams_finish_then_stops_cleanly(tmp_path, nursery)
                                           stderr=subprocess.DEVNULL))
     await wait_http(f"http://127.0.0.1:{port}/health")
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": key},
-                                 timeout=20) as http:
+                                 verify=LOOPBACK_TLS, timeout=20) as http:
         async with http.stream("POST", "/v1/messages", json={
                 "model": "claude-haiku-4.5", "max_tokens": 500, "stream": True,
                 "messages": [{"role": "user", "content": "long [sim deltas=30 gap_ms=50]"}]}) as response:

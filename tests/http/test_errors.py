@@ -170,7 +170,7 @@ async def test_shared_models_endpoint_answers_each_client_in_its_shape(app_gatew
     assert a.value.body["type"] == "error" and a.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(openai.AuthenticationError) as o:
         await openai.AsyncOpenAI(api_key=bad, base_url=gateway.url + "/v1", max_retries=0,
-                                **sdk_http(gateway)).models.list()
+                                **sdk_http(gateway, openai)).models.list()
     assert set(o.value.body) == {"message", "type", "param", "code"}
     async with http_client(gateway) as http:
         missing = await http.get("/v1/models/gpt-4o", headers={"anthropic-version": "2023-06-01"})

@@ -74,7 +74,7 @@ async def test_chat_error_status_shape_and_sdk_class(errors_gateway, case):
     if isinstance(payload, dict) and key_kind is not None and not payload.get("stream") \
             and {"model", "messages"} <= set(payload):
         client = openai.AsyncOpenAI(api_key=keys.get(key_kind, key_kind), base_url=running.url + "/v1",
-                                    max_retries=0, **sdk_http(running))
+                                    max_retries=0, **sdk_http(running, openai))
         with pytest.raises(sdk_class) as raised:
             await client.chat.completions.create(**payload)
         assert raised.value.status_code == status
@@ -85,7 +85,7 @@ async def test_chat_error_status_shape_and_sdk_class(errors_gateway, case):
 async def test_chat_mid_stream_errors(errors_gateway, fault, error_type):
     running, keys = errors_gateway
     client = openai.AsyncOpenAI(api_key=keys["good"], base_url=running.url + "/v1", max_retries=0,
-                                **sdk_http(running))
+                                **sdk_http(running, openai))
     stream = await client.chat.completions.create(stream=True, **sim(f"deltas=10 fault={fault} fault_after=3"))
     texts = []
     with pytest.raises(openai.APIError) as raised:

@@ -2,12 +2,11 @@
 
 import time
 
-import httpx
 import pytest
 import trio
 
 from proxy.http.api.transfer import usd_amount as _amount
-from tests.conftest import make_account
+from tests.conftest import http_client, make_account
 
 
 @pytest.fixture
@@ -46,7 +45,7 @@ async def test_transfer_errors(reseller, gateway, payload, status, error):
 
 
 async def test_transfer_needs_a_valid_key(gateway):
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with http_client(gateway) as http:
         response = await http.post("/api/user/transfer", json={"toUsername": "x", "amount": 1},
                                    headers={"x-api-key": "sk-cl-notreallyakeyatallnotreallyakey"})
     assert response.status_code == 401 and response.json()["error"] == "Unauthorized"
