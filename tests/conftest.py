@@ -37,26 +37,18 @@ from proxy.simulator.server import SimulatorState, serve_simulator
 from storage import open_store
 from storage.leases import keep_lease
 
-from tests.fakes import SimUpstream
+from tests.fakes import SeenLog, SimUpstream
 
 UPSTREAM_KEY = "sk-upstream-secret-for-tests"
 CLIENT = ("127.0.0.1", 50000)  # where in-process requests say they come from
 
 
 @dataclass
-class Sim:
+class Sim(SeenLog):
+    """The simulator served over real HTTP."""
+
     url: str
     state: SimulatorState
-
-    def seen(self, path: str = "/v1/messages"):
-        return [s for s in self.state.seen if s.path == path]
-
-    async def last_outcome(self):
-        """Wait (bounded) until the last /v1/messages request is no longer open."""
-        with trio.fail_after(5):
-            while self.seen()[-1].outcome == "open":
-                await trio.sleep(0.005)
-        return self.seen()[-1]
 
 
 @pytest.fixture

@@ -100,7 +100,23 @@ class _Stream:
         return self._answer.body if self._answer.body else b"".join(self._answer.chunks)
 
 
-class SimUpstream:
+class SeenLog:
+    """What a simulator saw (``self.state.seen``), the server's or the in-process one's."""
+
+    state: SimulatorState
+
+    def seen(self, path: str = "/v1/messages") -> list[Seen]:
+        return [s for s in self.state.seen if s.path == path]
+
+    async def last_outcome(self) -> Seen:
+        """Wait (bounded) until the last /v1/messages request is no longer open."""
+        with trio.fail_after(5):
+            while self.seen()[-1].outcome == "open":
+                await trio.sleep(0.005)
+        return self.seen()[-1]
+
+
+class SimUpstream(SeenLog):
     """An ``Upstream`` in-process. ``handler(request, body)`` answers each request
     (default: the simulator's script over ``state``); ``state.seen`` records every request
     as the simulator server does, with its outcome."""
@@ -111,11 +127,15 @@ class SimUpstream:
         self.handler = handler or self.simulate
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
-        self.label = label
+        self.label = self.url_label = label
+        self.observe: Callable[[str, str], None] = lambda channel, outcome: None  # (a router's attempts)
         self.closed = False
 
-    def seen(self, path: str = "/v1/messages") -> list[Seen]:
-        return [s for s in self.state.seen if s.path == path]
+    def describe(self, now: float) -> list[dict]:
+        """As one healthy channel (/health)."""
+        return [{"name": self.label, "url": self.url_label, "priority": 0, "weight": 1.0, "state": "healthy",
+                 "resting_seconds": None, "disabled_reason": None, "in_flight": 0,
+                 "requests": len(self.seen()), "failures": 0}]
 
     async def _answer(self, request: UpstreamRequest) -> tuple[Answer, Seen]:
         if self.closed:
