@@ -165,9 +165,13 @@ class Account:
     async def account(self):
         return await self.running.gateway.store.get_account(self.username)
 
-    async def post_at_once(self, body: dict, n: int, path: str = "/v1/messages") -> list[httpx.Response]:
-        """``n`` copies of one request sent at once (over one client): the responses."""
+    async def post_at_once(self, body: dict, n: int, path: str = "/v1/messages",
+                           held: bool = False) -> list[httpx.Response]:
+        """``n`` copies of one request sent at once (over one client): the responses.
+        ``held``: while the in-process upstream holds every answer (``at_once_held``)."""
         async with self.http() as http:
+            if held:
+                return await at_once_held(self.running.upstream, n, lambda: http.post(path, json=body))
             return await at_once(n, lambda: http.post(path, json=body))
 
     async def settled(self, requests: int):
@@ -194,6 +198,33 @@ async def at_once(n: int, make) -> list:
     async with trio.open_nursery() as nursery:
         for _ in range(n):
             nursery.start_soon(one)
+    return results
+
+
+async def at_once_held(upstream: SimUpstream, n: int, make, while_held=None) -> list:
+    """``make()`` ``n`` times at once while ``upstream`` holds every answer (``SimUpstream.gate``:
+    a whole one before its first byte, a stream after its first event); once each request
+    is either answered without the upstream or held there, ``while_held()`` (if given)
+    runs, then the answers go on. The admitted requests are all in flight together while
+    the others are judged, and no clock is involved."""
+    upstream.gate = trio.Event()
+    results: list = []
+
+    async def one() -> None:
+        results.append(await make())
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(one)
+            with trio.fail_after(10):
+                while len(results) + upstream.holding < n:
+                    await trio.sleep(0.002)
+            if while_held is not None:
+                await while_held()
+            upstream.gate.set()
+    finally:
+        upstream.gate = None
     return results
 
 

@@ -69,12 +69,13 @@ Handler = Callable[[UpstreamRequest, bytes], Awaitable[Answer]]
 
 
 class _Stream:
-    def __init__(self, answer: Answer, on_end: Callable[[str], None]) -> None:
+    def __init__(self, answer: Answer, on_end: Callable[[str], None], hold: Callable[[], Awaitable[None]]) -> None:
         self.status = answer.status
         self.headers = answer.headers
         self.channel, self.attempts = "", 1
         self._answer = answer
         self._on_end = on_end
+        self._hold = hold
 
     async def chunks(self) -> AsyncIterator[bytes]:
         answer = self._answer
@@ -89,6 +90,8 @@ class _Stream:
                     break
                 if i < len(answer.pauses) and answer.pauses[i]:
                     await trio.sleep(answer.pauses[i])
+                if i == 1:
+                    await self._hold()
                 yield answer.chunks[i]
         except BaseException:
             self._on_end("cancelled")
@@ -119,7 +122,9 @@ class SeenLog:
 class SimUpstream(SeenLog):
     """An ``Upstream`` in-process. ``handler(request, body)`` answers each request
     (default: the simulator's script over ``state``); ``state.seen`` records every request
-    as the simulator server does, with its outcome."""
+    as the simulator server does, with its outcome. While ``gate`` is set to an unset
+    event, every answer waits for it: a whole answer before its first byte, a stream after
+    its first event (the test holds requests in flight for as long as it needs)."""
 
     def __init__(self, state: SimulatorState | None = None, handler: Handler | None = None, *,
                  first_byte_timeout: float = 10.0, idle_timeout: float = 10.0, label: str = "sim") -> None:
@@ -129,7 +134,18 @@ class SimUpstream(SeenLog):
         self.idle_timeout = idle_timeout
         self.label = self.url_label = label
         self.observe: Callable[[str, str], None] = lambda channel, outcome: None  # (a router's attempts)
+        self.gate: trio.Event | None = None
+        self.holding = 0  # answers waiting for the gate now
         self.closed = False
+
+    async def _hold(self) -> None:
+        if self.gate is None:
+            return
+        self.holding += 1
+        try:
+            await self.gate.wait()
+        finally:
+            self.holding -= 1
 
     def describe(self, now: float) -> list[dict]:
         """As one healthy channel (/health)."""
@@ -163,6 +179,7 @@ class SimUpstream(SeenLog):
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         answer, seen = await self._answer(request)
+        await self._hold()
         body = answer.body if answer.body or not answer.chunks else b"".join(answer.chunks)
         if seen.outcome == "open":
             seen.outcome, seen.ended = (answer.outcome if answer.status == 200 else "fault"), time.monotonic()
@@ -177,7 +194,7 @@ class SimUpstream(SeenLog):
                 seen.outcome, seen.ended = outcome, time.monotonic()
 
         try:
-            yield _Stream(answer, ended)
+            yield _Stream(answer, ended, self._hold)
         finally:
             ended("cancelled")
 

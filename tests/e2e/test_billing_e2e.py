@@ -56,10 +56,10 @@ async def test_balance_after_many_requests_is_exact(app_alice):
 async def test_concurrent_requests_never_overdraw(app_gateway):
     model = app_gateway.gateway.catalog.resolve("claude-haiku-4.5")
     body = {"model": "claude-haiku-4.5", "max_tokens": 1000, "stream": False,
-            "messages": [{"role": "user", "content": "slow [sim ttft_ms=1500]"}]}
+            "messages": [{"role": "user", "content": "slow"}]}
     hold = hold_amount(model, estimate_input_tokens(body), 1000)
     account = await make_account(app_gateway, "small", credit_micro=3 * hold + hold // 2)
-    results = await account.post_at_once(body, 20)
+    results = await account.post_at_once(body, 20, held=True)  # (no answer before all twenty are judged)
     ok = [r for r in results if r.status_code == 200]
     refused = [r for r in results if r.status_code == 402]
     assert len(ok) == 3 and len(refused) == 17

@@ -19,7 +19,7 @@ from proxy.cli import main as cli
 from proxy.billing import estimate_input_tokens, hold_amount
 from storage.base import KeyLimits
 
-from tests.conftest import at_once, in_process_config, make_account, serve_in_process
+from tests.conftest import at_once, at_once_held, in_process_config, make_account, serve_in_process
 
 MODEL = "claude-haiku-4.5"
 SHAPES = ("anthropic", "openai")
@@ -62,6 +62,13 @@ async def call(account, shape: str, prompt: str, max_tokens: int = 50, stream: b
 
 async def fire(account, shape: str, n: int, prompt: str, **kwargs) -> list[Result]:
     return await at_once(n, lambda: call(account, shape, prompt, **kwargs))
+
+
+async def fire_held(account, shape: str, n: int, prompt: str, while_held=None, **kwargs) -> list[Result]:
+    """``fire``, the upstream holding every answer (a stream after its first event) until
+    each request is refused or held there: those admitted are in flight together."""
+    return await at_once_held(account.running.upstream, n, lambda: call(account, shape, prompt, **kwargs),
+                              while_held)
 
 
 def passed(results: list[Result]) -> list[Result]:
@@ -124,7 +131,7 @@ async def test_tpm_reserves_prompt_and_max_tokens_then_counts_what_was_used(app_
     # each request reserves its estimated prompt (a few tokens) + max_tokens 1000: three fit in 3500
     account = await make_account(app_gateway, limits=KeyLimits(tpm=3_500))
     before = await account.balance()
-    results = await fire(account, shape, 12, "hi [sim deltas=3 ttft_ms=1500]", max_tokens=1000)
+    results = await fire_held(account, shape, 12, "hi [sim deltas=3]", max_tokens=1000)
     assert len(passed(results)) == 3 and len(refused(results)) == 9
     assert len(app_gateway.upstream.seen()) == 3
     await charged_exactly(account, 3, before)
@@ -136,8 +143,14 @@ async def test_tpm_reserves_prompt_and_max_tokens_then_counts_what_was_used(app_
 async def test_concurrency_counts_open_streams(app_gateway, shape):
     account = await make_account(app_gateway, limits=KeyLimits(concurrency=3))
     before = await account.balance()
-    results = await fire(account, shape, 10, "hi [sim deltas=4 gap_ms=500]", stream=True)
+    late: list[Result] = []
+
+    async def one_more() -> None:  # while three streams are open (each has sent its first event)
+        late.append(await call(account, shape, "hi [sim deltas=4]", stream=True))
+
+    results = await fire_held(account, shape, 10, "hi [sim deltas=4]", one_more, stream=True)
     assert len(passed(results)) == 3 and len(refused(results)) == 7
+    assert len(refused(late)) == 1
     assert len(app_gateway.upstream.seen()) == 3
     await charged_exactly(account, 3, before)
     # the slots are free again once the streams have ended
@@ -159,7 +172,7 @@ async def test_spend_caps_hold_exactly_under_concurrency(app_gateway, shape, per
     hold = _hold(app_gateway, 1000)
     account = await make_account(app_gateway, limits=KeyLimits(**{period: hold * 3 + hold // 2}))
     before = await account.balance()
-    results = await fire(account, shape, 10, "hi [sim deltas=4 gap_ms=400]", max_tokens=1000, stream=True)
+    results = await fire_held(account, shape, 10, "hi [sim deltas=4]", max_tokens=1000, stream=True)
     assert len(passed(results)) == 3 and len(refused(results)) == 7
     assert len(app_gateway.upstream.seen()) == 3
     now = datetime.now(timezone.utc)
