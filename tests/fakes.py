@@ -147,12 +147,6 @@ class SimUpstream(SeenLog):
         finally:
             self.holding -= 1
 
-    def describe(self, now: float) -> list[dict]:
-        """As one healthy channel (/health)."""
-        return [{"name": self.label, "url": self.url_label, "priority": 0, "weight": 1.0, "state": "healthy",
-                 "resting_seconds": None, "disabled_reason": None, "in_flight": 0,
-                 "requests": len(self.seen()), "failures": 0}]
-
     async def _answer(self, request: UpstreamRequest) -> tuple[Answer, Seen]:
         if self.closed:
             raise errors.upstream_unreachable("the upstream is closed")
