@@ -1,39 +1,55 @@
-"""End-to-end fixtures: the simulator served over real HTTP, the gateway served by
-hypercorn on loopback, and the official SDKs as clients."""
+"""Shared fixtures.
+
+Two gateways: ``gateway`` is the whole server (hypercorn on loopback, the simulator over
+real HTTP), for tests where the socket path is the subject; ``app_gateway`` is the same
+Quart app and relay driven in-process through httpx's ``ASGITransport``, with a real
+SQLite ledger in ``tmp_path`` and the simulator's script at the ``Upstream`` cut
+(``tests/fakes.py``). Both hand back something with ``url`` and ``gateway``; ``Account``,
+``http_client`` and the SDK helpers reach either one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ssl
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import AsyncIterator
 
 import anthropic
 import httpx
+import httpx2
 import openai
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.accounts.service import Accounts
-from proxy.config import Config, UpstreamConfig
+from proxy.config import AccountsConfig, Config, UpstreamConfig
+from proxy.http.app import create_app
+from proxy.ids import new_instance_id
+from proxy.money import parse_usd
+from proxy.runtime import Gateway
+from proxy.upstream.base import Upstream
+from proxy.upstream.channels import SINGLE, routing_policy
+from proxy.upstream.router import Channel, Router
+from quart_trio import QuartTrio
 from proxy.serve import Running, serve
 from proxy.simulator.server import SimulatorState, serve_simulator
+from storage import open_store
+from storage.leases import keep_lease
+
+from tests.fakes import SeenLog, SimUpstream
 
 UPSTREAM_KEY = "sk-upstream-secret-for-tests"
+CLIENT = ("127.0.0.1", 50000)  # where in-process requests say they come from
 
 
 @dataclass
-class Sim:
+class Sim(SeenLog):
+    """The simulator served over real HTTP."""
+
     url: str
     state: SimulatorState
-
-    def seen(self, path: str = "/v1/messages"):
-        return [s for s in self.state.seen if s.path == path]
-
-    async def last_outcome(self):
-        """Wait (bounded) until the last /v1/messages request is no longer open."""
-        with trio.fail_after(5):
-            while self.seen()[-1].outcome == "open":
-                await trio.sleep(0.005)
-        return self.seen()[-1]
 
 
 @pytest.fixture
@@ -55,21 +71,98 @@ async def gateway(nursery, config) -> Running:
     return await nursery.start(serve, config)
 
 
+@dataclass(frozen=True)
+class InProcess:
+    """The gateway's app served in-process: requests go through ``ASGITransport``."""
+
+    url: str
+    gateway: Gateway
+    upstream: SimUpstream | Upstream
+    app: QuartTrio
+    simulator_url: str | None = None
+
+    @property
+    def transport(self) -> httpx.ASGITransport:
+        return httpx.ASGITransport(app=self.app, client=CLIENT)
+
+
+async def serve_in_process(config: Config, upstream: Upstream | None = None, *,
+                           task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """``serve`` without the socket: the same store (and instance lease), Gateway and app;
+    ``upstream`` (default: the simulator's script in-process; ``open_upstream(config, ...)``
+    for the configured HTTP channels) instead of the HTTP upstream."""
+    upstream = upstream or SimUpstream(SimulatorState(api_key=UPSTREAM_KEY),
+                                       first_byte_timeout=config.upstream.first_byte_timeout,
+                                       idle_timeout=config.upstream.idle_timeout)
+    # A single upstream is a one-channel router named "default", as open_upstream makes it;
+    # InProcess.upstream stays the fake itself (tests read its .seen, hold its .gate).
+    router = upstream if isinstance(upstream, Router) else Router([Channel(SINGLE, upstream)], routing_policy(config))
+    store = await open_store(config.database_url, instance_id=new_instance_id(),
+                             busy_timeout=config.store_busy_timeout)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(keep_lease, store, config.lease_seconds)
+            gateway = Gateway(config, store, router, after_response=nursery)
+            task_status.started(InProcess("http://cheaplm.test", gateway, upstream, create_app(gateway)))
+            await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await router.aclose()
+            await store.unregister_instance()
+            await store.aclose()
+
+
+def in_process_config(tmp_path, **upstream) -> Config:
+    settings = {"url": "http://upstream.invalid", "api_key": UPSTREAM_KEY, "first_byte_timeout": 10,
+                "idle_timeout": 10, **upstream}
+    return Config(database_url=str(tmp_path / "ledger.db"), host="127.0.0.1", port=0,
+                  upstream=UpstreamConfig(**settings))
+
+
+@pytest.fixture
+async def app_gateway(nursery, tmp_path) -> InProcess:
+    return await nursery.start(serve_in_process, in_process_config(tmp_path))
+
+
+# One TLS context for every test client: httpx builds one per client otherwise (~60 ms of
+# CPU each, loading the CA bundle), and a loopback gateway is plain HTTP.
+LOOPBACK_TLS = ssl.create_default_context()
+
+
+def http_client(running, **kwargs) -> httpx.AsyncClient:
+    """An httpx client for either gateway (in-process or on a socket)."""
+    kwargs.setdefault("timeout", 30)
+    transport = running.transport if isinstance(running, InProcess) else None
+    return httpx.AsyncClient(base_url=running.url, transport=transport, verify=LOOPBACK_TLS, **kwargs)
+
+
+def sdk_http(running, sdk=anthropic) -> dict:
+    """The ``http_client`` for an official SDK's client (they bring their own httpx,
+    ``httpx2``), with the SDK's defaults: through ASGITransport to an in-process gateway,
+    over the socket (with the shared TLS context) to a served one."""
+    if isinstance(running, InProcess):
+        return {"http_client": sdk.DefaultAsyncHttpxClient(
+            transport=httpx2.ASGITransport(app=running.app, client=CLIENT))}
+    return {"http_client": sdk.DefaultAsyncHttpxClient(verify=LOOPBACK_TLS)}
+
+
 @dataclass
 class Account:
     username: str
     key: str
-    running: Running
+    running: Running | InProcess
 
     def anthropic(self, v1: bool = False, **kwargs) -> anthropic.AsyncAnthropic:
         base = self.running.url + ("/v1" if v1 else "")
-        return anthropic.AsyncAnthropic(api_key=self.key, base_url=base, max_retries=0, **kwargs)
+        return anthropic.AsyncAnthropic(api_key=self.key, base_url=base, max_retries=0,
+                                        **{**sdk_http(self.running, anthropic), **kwargs})
 
     def openai(self, **kwargs) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(api_key=self.key, base_url=self.running.url + "/v1", max_retries=0, **kwargs)
+        return openai.AsyncOpenAI(api_key=self.key, base_url=self.running.url + "/v1", max_retries=0,
+                                  **{**sdk_http(self.running, openai), **kwargs})
 
     def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.running.url, headers={"x-api-key": self.key}, timeout=30)
+        return http_client(self.running, headers={"x-api-key": self.key})
 
     async def balance(self) -> int:
         return (await self.running.gateway.store.get_account(self.username)).balance
@@ -77,9 +170,13 @@ class Account:
     async def account(self):
         return await self.running.gateway.store.get_account(self.username)
 
-    async def post_at_once(self, body: dict, n: int, path: str = "/v1/messages") -> list[httpx.Response]:
-        """``n`` copies of one request sent at once (over one client): the responses."""
+    async def post_at_once(self, body: dict, n: int, path: str = "/v1/messages",
+                           held: bool = False) -> list[httpx.Response]:
+        """``n`` copies of one request sent at once (over one client): the responses.
+        ``held``: while the in-process upstream holds every answer (``at_once_held``)."""
         async with self.http() as http:
+            if held:
+                return await at_once_held(self.running.upstream, n, lambda: http.post(path, json=body))
             return await at_once(n, lambda: http.post(path, json=body))
 
     async def settled(self, requests: int):
@@ -109,7 +206,34 @@ async def at_once(n: int, make) -> list:
     return results
 
 
-async def make_account(running: Running, username: str = "alice", credit_micro: int = 10_000_000,
+async def at_once_held(upstream: SimUpstream, n: int, make, while_held=None) -> list:
+    """``make()`` ``n`` times at once while ``upstream`` holds every answer (``SimUpstream.gate``:
+    a whole one before its first byte, a stream after its first event); once each request
+    is either answered without the upstream or held there, ``while_held()`` (if given)
+    runs, then the answers go on. The admitted requests are all in flight together while
+    the others are judged, and no clock is involved."""
+    upstream.gate = trio.Event()
+    results: list = []
+
+    async def one() -> None:
+        results.append(await make())
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(one)
+            with trio.fail_after(10):
+                while len(results) + upstream.holding < n:
+                    await trio.sleep(0.002)
+            if while_held is not None:
+                await while_held()
+            upstream.gate.set()
+    finally:
+        upstream.gate = None
+    return results
+
+
+async def make_account(running: Running | InProcess, username: str = "alice", credit_micro: int = 10_000_000,
                        **key_options) -> Account:
     store = running.gateway.store
     accounts = Accounts(store)
@@ -125,4 +249,60 @@ async def alice(gateway) -> Account:
     return await make_account(gateway)
 
 
+@pytest.fixture
+async def app_alice(app_gateway) -> Account:
+    return await make_account(app_gateway)
+
+
 MESSAGE = [{"role": "user", "content": "Hello"}]
+
+
+# -- accounts: the self-serve site ------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+FAST_HASH = {"password_time_cost": 1, "password_memory_kib": 64}  # argon2id, cheap for tests
+
+
+def with_fast_hash(config: Config, **accounts) -> Config:
+    return replace(config, accounts=AccountsConfig(**{**FAST_HASH, **accounts}))
+
+
+@pytest.fixture
+async def site(nursery, config) -> Running:
+    """The whole gateway on a socket with cheap password hashing (a real browser's site);
+    tests/http/ overrides it with the in-process one."""
+    return await nursery.start(serve, with_fast_hash(config))
+
+
+def library(running) -> Accounts:
+    config = running.gateway.config
+    return Accounts(running.gateway.store, config.accounts, config.value_multiplier, config.payments.bonus)
+
+
+def browser(running, **headers) -> httpx.AsyncClient:
+    """A client with a cookie jar whose requests say they come from the site itself."""
+    return http_client(running, headers={"origin": running.url, **headers})
+
+
+@asynccontextmanager
+async def signed_up(running, username: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(running) as client:
+        response = await client.post("/api/auth/signup", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 201, response.text
+        yield client
+
+
+async def code_worth(running, paid_usd: str, **kw) -> str:
+    [code] = await library(running).create_codes(parse_usd(paid_usd), **kw)
+    return code
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+def metric_samples(text: str) -> dict:
+    """Prometheus text -> {(name, sorted label pairs): value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out

@@ -66,3 +66,10 @@ def test_bad_overrides(bad):
 def test_alias_collision_refused():
     with pytest.raises(ValueError):
         Catalog.build(apply_overrides(DEFAULT_MODELS, {"claude-opus-4": {"aliases": ["claude-sonnet-4-5"]}}))
+
+
+# -- model fallback ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model_id", ["opus-haiku", "haiku-opus"])
+def test_ambiguous_family_does_not_fall_back(model_id):
+    assert default_catalog().newest_of_family(model_id, "messages") is None

@@ -1,7 +1,8 @@
 """Bad input never gets a 5xx or an empty body: 400 in the endpoint's own shape."""
 
-import httpx
 import pytest
+
+from tests.conftest import http_client
 
 DEEP = b'{"model":"claude-haiku-4.5","max_tokens":10,"messages":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 SURROGATE = (b'{"model":"claude-haiku-4.5","max_tokens":10,'
@@ -15,7 +16,8 @@ HUGE_INT = b'{"model":"claude-haiku-4.5","max_tokens":' + b"9" * 400 + b',"messa
                                                                                "nan", "huge-int"])
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions", "/v1/messages/count_tokens",
                                   "/api/user/transfer"])
-async def test_hostile_json_is_a_400_in_the_endpoints_shape(alice, body, path):
+async def test_hostile_json_is_a_400_in_the_endpoints_shape(app_alice, body, path):
+    alice = app_alice
     async with alice.http() as http:
         response = await http.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code in (400, 413), response.text
@@ -39,7 +41,7 @@ async def test_health_never_shows_upstream_credentials(nursery, config):
     upstream = replace(config.upstream, url=config.upstream.url.replace("http://", "http://admin:s3cret@")
                        + "/?token=hunter2#frag")
     running = await nursery.start(serve, replace(config, upstream=upstream))
-    async with httpx.AsyncClient(base_url=running.url) as http:
+    async with http_client(running) as http:
         health = (await http.get("/health")).text
     assert "s3cret" not in health and "hunter2" not in health and "admin" not in health
     assert config.upstream.url.removeprefix("http://") in health

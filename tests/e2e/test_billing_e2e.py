@@ -1,9 +1,12 @@
-"""Balances to the micro-dollar: sequential, concurrent, and on disconnect."""
+"""Balances to the micro-dollar: sequential, concurrent, and on disconnect. The
+disconnect and restart tests run the whole gateway on a socket (a client that goes away
+mid-stream, a serve that recovers holds); the rest the app in-process."""
 
 import json
 
-import anthropic
 import time
+
+import anthropic
 
 import pytest
 import trio
@@ -25,8 +28,9 @@ async def ledger_balances(gateway, username: str) -> None:
         assert entry.balance_after == running
 
 
-async def test_balance_after_many_requests_is_exact(alice, gateway):
-    client = alice.anthropic()
+async def test_balance_after_many_requests_is_exact(app_alice):
+    app_gateway = app_alice.running
+    client = app_alice.anthropic()
     models = ["claude-sonnet-4.5", "claude-haiku-4.5", "claude-opus-4.6", "claude-opus-4", "claude-haiku-3.5"]
     expected = 0
     for i in range(10):
@@ -41,21 +45,21 @@ async def test_balance_after_many_requests_is_exact(alice, gateway):
                 usage = (await s.get_final_message()).usage
         merged = Usage().merged(usage.model_dump())
         assert merged.cache_read == 100 * i and merged.cache_write_1h == 3 * i
-        expected += usage_cost(merged, gateway.gateway.catalog.resolve(model).prices)
-    account = await alice.settled(10)
+        expected += usage_cost(merged, app_gateway.gateway.catalog.resolve(model).prices)
+    account = await app_alice.settled(10)
     assert account.balance == 10_000_000 - expected
-    rows = await gateway.gateway.store.usage("alice", 100)
+    rows = await app_gateway.gateway.store.usage("alice", 100)
     assert sum(r.cost for r in rows) == expected
-    await ledger_balances(gateway, "alice")
+    await ledger_balances(app_gateway, "alice")
 
 
-async def test_concurrent_requests_never_overdraw(gateway):
-    model = gateway.gateway.catalog.resolve("claude-haiku-4.5")
+async def test_concurrent_requests_never_overdraw(app_gateway):
+    model = app_gateway.gateway.catalog.resolve("claude-haiku-4.5")
     body = {"model": "claude-haiku-4.5", "max_tokens": 1000, "stream": False,
-            "messages": [{"role": "user", "content": "slow [sim ttft_ms=1500]"}]}
+            "messages": [{"role": "user", "content": "slow"}]}
     hold = hold_amount(model, estimate_input_tokens(body), 1000)
-    account = await make_account(gateway, "small", credit_micro=3 * hold + hold // 2)
-    results = await account.post_at_once(body, 20)
+    account = await make_account(app_gateway, "small", credit_micro=3 * hold + hold // 2)
+    results = await account.post_at_once(body, 20, held=True)  # (no answer before all twenty are judged)
     ok = [r for r in results if r.status_code == 200]
     refused = [r for r in results if r.status_code == 402]
     assert len(ok) == 3 and len(refused) == 17
@@ -63,7 +67,7 @@ async def test_concurrent_requests_never_overdraw(gateway):
     spent = sum(int(round(float(r.headers["x-cheaplm-cost-usd"]) * 1_000_000)) for r in ok)
     final = await account.settled(3)
     assert final.balance == 3 * hold + hold // 2 - spent >= 0
-    await ledger_balances(gateway, "small")
+    await ledger_balances(app_gateway, "small")
 
 
 async def test_disconnect_mid_stream_cancels_upstream_and_charges_partial(alice, gateway, simulator):
@@ -110,18 +114,19 @@ async def test_disconnect_before_first_token_charges_nothing(alice, gateway, sim
 
 
 @pytest.mark.parametrize("fault,error_type", [("error_mid", "overloaded_error"), ("drop_mid", "api_error")])
-async def test_mid_stream_failure_reaches_client_and_charges_delivered(alice, gateway, fault, error_type):
+async def test_mid_stream_failure_reaches_client_and_charges_delivered(app_alice, fault, error_type):
+    app_gateway = app_alice.running
     body = {"model": "claude-haiku-4.5", "max_tokens": 500, "stream": True,
             "messages": [{"role": "user", "content": f"[sim deltas=10 fault={fault} fault_after=4]"}]}
-    async with alice.http() as http:
+    async with app_alice.http() as http:
         response = await http.post("/v1/messages", json=body)
     assert response.status_code == 200
     assert response.text.count("event: content_block_delta") == 4
     error_event = response.text.split("event: error\ndata: ")[1]
     assert json.loads(error_event)["error"]["type"] == error_type
     assert "message_stop" not in response.text
-    account = await alice.settled(1)
-    row = (await gateway.gateway.store.usage("alice"))[0]
+    account = await app_alice.settled(1)
+    row = (await app_gateway.gateway.store.usage("alice"))[0]
     assert row.partial and row.error_type == error_type and row.output_tokens >= 16
     assert account.balance == 10_000_000 - row.cost and row.cost > 0
 
@@ -144,15 +149,14 @@ async def test_restart_releases_holds_left_open(tmp_path, config, nursery):
     assert account.held == 0 and account.balance == 1_000_000
 
 
-async def test_a_stream_whose_charge_cannot_be_recorded_is_not_completed_and_charged_later(alice, gateway,
-                                                                                             caplog):
+async def test_a_stream_whose_charge_cannot_be_recorded_is_not_completed_and_charged_later(app_alice, caplog):
     """A complete stream settles before its final event: when the ledger is unavailable
     the client gets an error event instead of message_stop, the failure is logged with
     the request id, the charge is retried in the background once the ledger is back, and
     the server goes on."""
     from storage.base import StoreUnavailable
 
-    store = gateway.gateway.store
+    store = app_alice.running.gateway.store
     real = store.settle
     calls = []
 
@@ -163,14 +167,14 @@ async def test_a_stream_whose_charge_cannot_be_recorded_is_not_completed_and_cha
         return await real(hold_id, row)
 
     store.settle = failing
-    client = alice.anthropic()
+    client = app_alice.anthropic()
     try:
         with pytest.raises(anthropic.APIStatusError, match="could not be recorded"):
             async with client.messages.stream(model="claude-sonnet-4.5", max_tokens=50, messages=[
                     {"role": "user", "content": "one"}]) as s:
                 await s.get_final_text()
         assert any("settling request" in r.getMessage() and calls[0] in r.getMessage() for r in caplog.records)
-        account = await alice.settled(1)  # the background retry recorded it
+        account = await app_alice.settled(1)  # the background retry recorded it
     finally:
         store.settle = real
     row = (await store.usage("alice", 1))[0]
@@ -179,7 +183,7 @@ async def test_a_stream_whose_charge_cannot_be_recorded_is_not_completed_and_cha
     async with client.messages.stream(model="claude-sonnet-4.5", max_tokens=50, messages=[
             {"role": "user", "content": "two"}]) as s:
         assert await s.get_final_text()
-    await alice.settled(2)
+    await app_alice.settled(2)
 
 
 async def test_streams_whose_prompt_beats_the_estimate_never_overdraw(gateway):
@@ -201,3 +205,17 @@ async def test_streams_whose_prompt_beats_the_estimate_never_overdraw(gateway):
     assert len(rows) == 2 and all(r.input_tokens == 3000 for r in rows)
     assert gateway.gateway.meter.counted_holds == 4
     await ledger_balances(gateway, "thin")
+
+
+async def test_a_url_document_does_not_take_a_non_streaming_charge_past_the_balance(gateway, simulator):
+    """The balance cannot cover the worst case: the hold is sized on the upstream's count,
+    which sees the fetched document, and the request is refused before it is sent."""
+    account = await make_account(gateway, credit_micro=20_000)  # $0.02
+    body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "url", "url": "https://example.com/a-300-page.pdf"}},
+        # (the simulator's stand-in for what the upstream counts for the fetched PDF)
+        {"type": "text", "text": "summarise [sim input_tokens=200000]"}]}]}
+    async with account.http() as http:
+        answer = await http.post("/v1/messages", json=body)
+    assert answer.status_code == 402 and answer.json()["error"]["type"] == "billing_error"
+    assert await account.balance() == 20_000 and simulator.seen() == []

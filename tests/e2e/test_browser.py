@@ -11,28 +11,15 @@ asyncio loop of its own); the gateway keeps serving on the test's trio loop."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from tests.conftest import MESSAGE
-from tests.http.test_accounts_api import PASSWORD, code_worth, library, site  # noqa: F401 (the fixture)
+from tests.conftest import MESSAGE, PASSWORD, code_worth, library
 
-CHROMIUM = "/usr/bin/chromium"
-REPO = Path(__file__).resolve().parents[2]
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"{CHROMIUM} is not installed (apt-get install -y chromium): no browser test")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-
-def shots_dir(tmp_path: Path) -> Path:
-    where = REPO / "docs" / "screenshots" if os.environ.get("CHEAPLM_SCREENSHOTS") == "1" else tmp_path
-    where.mkdir(parents=True, exist_ok=True)
-    return where
+from tests.e2e.browser import CHROMIUM, pytestmark, shots_dir, sync_api  # noqa: F401 (the skip marks)
 
 
 def walk(url: str, code: str, shots: Path) -> dict[str, str]:

@@ -17,8 +17,7 @@ from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
 from proxy.observe.request_log import REQUESTS
 from proxy.serve import serve
 from proxy.simulator.server import SimulatorState, serve_simulator
-from tests.conftest import UPSTREAM_KEY, make_account
-from tests.http.test_metrics import _samples
+from tests.conftest import UPSTREAM_KEY, make_account, metric_samples
 
 PHASES = ("429", "529", "500", "hang", "error_mid", "drop_mid", "dead", "none")
 PER_PHASE = 125
@@ -116,7 +115,7 @@ async def test_a_thousand_requests_through_three_channels_one_failing_every_way(
 
     # The operator's view: /metrics and the request log account for every request.
     async with alice.http() as http:
-        samples = _samples((await http.get("/metrics")).text)
+        samples = metric_samples((await http.get("/metrics")).text)
     total = sum(v for (n, _), v in samples.items() if n == "cheaplm_requests_total")
     assert total == REQUESTS_SENT
     attempts = {labels: v for (n, labels), v in samples.items() if n == "cheaplm_upstream_attempts_total"}

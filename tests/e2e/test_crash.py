@@ -50,6 +50,7 @@ from proxy.config import Config
 from proxy.money import parse_usd
 from proxy.protocol.stream_filter import delta_tokens
 from proxy.protocol.usage import Usage
+from tests.conftest import LOOPBACK_TLS
 
 PROGRESS_INTERVAL = 0.5
 LEASE_SECONDS = 3.0
@@ -125,7 +126,7 @@ async def wait_http(procs: Procs, proc: subprocess.Popen, url: str, timeout: flo
             if proc.poll() is not None:
                 pytest.fail(f"{proc.name} exited ({proc.returncode}) before answering {url}:\n{procs.log(proc)}")
             try:
-                async with httpx.AsyncClient(timeout=5) as http:
+                async with httpx.AsyncClient(timeout=5, verify=LOOPBACK_TLS) as http:
                     if (await http.get(url)).status_code == 200:
                         return
             except httpx.TransportError:
@@ -266,7 +267,8 @@ async def request(http: httpx.AsyncClient, rec: Rec, payload: dict) -> None:
 
 
 def client(url: str, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers={"x-api-key": key}, timeout=httpx.Timeout(20, connect=5))
+    return httpx.AsyncClient(base_url=url, headers={"x-api-key": key}, timeout=httpx.Timeout(20, connect=5),
+                             verify=LOOPBACK_TLS)
 
 
 async def one(recs: list[Rec], url: str, via: str, key: str, stream: bool, deltas: int, gap_ms: float,

@@ -1,7 +1,8 @@
-"""Hostile JSON, generated with Hypothesis, against every endpoint over real HTTP.
+"""Hostile JSON, generated with Hypothesis, against every endpoint.
 
-For every generated request (sent to the gateway served by hypercorn, with the
-simulator upstream) the gateway must answer:
+For every generated request (sent to the gateway's app in-process through httpx's
+ASGITransport, with the simulator's script as the upstream: the socket path is not
+what is probed here) the gateway must answer:
 
 * never a 5xx, never an empty body, always a ``request-id`` header;
 * in the endpoint's wire shape: Anthropic ``{"type": "error", "error": {"type",
@@ -67,7 +68,7 @@ from proxy.money import parse_usd
 from proxy.protocol.translate import translate_request
 from proxy.simulator import script as sim_script
 
-from tests.conftest import make_account
+from tests.conftest import in_process_config, make_account, serve_in_process
 
 MESSAGES = "/v1/messages"
 COUNT = "/v1/messages/count_tokens"
@@ -83,10 +84,13 @@ SETTINGS = dict(deadline=None, database=None, derandomize=os.environ.get("CHEAPL
 
 
 @pytest.fixture
-def config(config):
-    """The usual test config, with room for many transfers a minute (the rate limit
-    is tested in test_transfer.py; here every example must reach the body checks)."""
-    return replace(config, transfers_per_minute=1_000_000)
+async def alice(nursery, tmp_path):
+    """alice on the gateway in-process (the relay and the Quart app through ASGITransport,
+    the simulator's script at the Upstream cut), with room for many transfers a minute
+    (the rate limit is tested in test_transfer.py; here every example must reach the
+    body checks)."""
+    config = replace(in_process_config(tmp_path), transfers_per_minute=1_000_000)
+    return await make_account(await nursery.start(serve_in_process, config))
 
 
 # -- JSON text with hostile pieces ---------------------------------------------------------

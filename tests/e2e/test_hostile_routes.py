@@ -37,7 +37,7 @@ from proxy.http.app import create_app
 from proxy.payments.providers import SignedWebhook
 from proxy.serve import serve
 from tests.conftest import make_account
-from tests.http.test_accounts_api import FAST_HASH, PASSWORD, library
+from tests.conftest import FAST_HASH, PASSWORD, library
 
 SECRET = "whsec-for-hostile-routes-0123"
 SCALE = int(os.environ.get("CHEAPLM_HOSTILE_EXAMPLES", "1"))

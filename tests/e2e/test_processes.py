@@ -11,34 +11,8 @@ import httpx
 import trio
 
 from proxy.cli.main import main
-
-
-async def cli(*argv) -> int:
-    """The admin CLI runs its own trio.run, so from a test it runs in a thread."""
-    return await trio.to_thread.run_sync(main, list(argv))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_http(url: str) -> httpx.Response:
-    with trio.fail_after(20):
-        while True:
-            try:
-                async with httpx.AsyncClient() as http:
-                    return await http.get(url)
-            except httpx.TransportError:
-                await trio.sleep(0.05)
-
-
-def spawn(nursery, cwd, *argv):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
-    return nursery.start_soon(lambda: trio.run_process(
-        [sys.executable, "-m", "proxy", *argv], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(cwd, f"{argv[0]}.log"), "w"), check=False))
+from tests.conftest import LOOPBACK_TLS
+from tests.e2e.processes import cli, free_port, serve_process, spawn, wait_http
 
 
 async def test_serve_on_embedded_default(tmp_path, nursery, monkeypatch):
@@ -73,32 +47,13 @@ async def test_standalone_simulator_behind_the_gateway(tmp_path, nursery, capsys
     assert health["upstream"] == {"url": f"http://127.0.0.1:{sim_port}", "simulated": False}
     assert [(c["name"], c["url"], c["state"]) for c in channels] == [
         ("default", f"http://127.0.0.1:{sim_port}", "healthy")]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", headers={"x-api-key": key}) as http:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", headers={"x-api-key": key},
+                                 verify=LOOPBACK_TLS) as http:
         response = await http.post("/v1/messages", json={
             "model": "claude-haiku-4.5", "max_tokens": 50, "stream": True,
             "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 200 and response.text.count("event: content_block_delta") == 5
     nursery.cancel_scope.cancel()
-
-
-async def serve_process(nursery, db: str, user: str, *flags: str):
-    """A ledger with ``user`` ($5 of credit) and a key, and ``cheaplm serve`` on it as a
-    child process (``flags`` added): (the process, its port, the key)."""
-    from proxy.accounts.ledger import open_ledger
-    from proxy.accounts.service import Accounts
-    from proxy.catalog import default_catalog
-
-    port = free_port()
-    assert await cli("user", "create", user, "--db", db) == 0
-    assert await cli("topup", user, "--credit", "5", "--db", db) == 0
-    async with open_ledger(db) as store:
-        key, _ = await Accounts(store).create_key(default_catalog(), user)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHEAPLM_")}
-    process = await nursery.start(partial(trio.run_process, [sys.executable, "-m", "proxy", "serve", "--port",
-                                                             str(port), "--db", db, *flags], env=env, check=False,
-                                          stderr=subprocess.DEVNULL))
-    await wait_http(f"http://127.0.0.1:{port}/health")
-    return process, port, key
 
 
 async def test_sigterm_lets_streams_finish_then_stops_cleanly(tmp_path, nursery):
@@ -110,7 +65,7 @@ async def test_sigterm_lets_streams_finish_then_stops_cleanly(tmp_path, nursery)
     db = str(tmp_path / "term.db")
     process, port, key = await serve_process(nursery, db, "t")
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": key},
-                                 timeout=20) as http:
+                                 verify=LOOPBACK_TLS, timeout=20) as http:
         async with http.stream("POST", "/v1/messages", json={
                 "model": "claude-haiku-4.5", "max_tokens": 500, "stream": True,
                 "messages": [{"role": "user", "content": "long [sim deltas=30 gap_ms=50]"}]}) as response:

@@ -4,7 +4,6 @@ model ids newer than the catalog, base URLs without /v1, HEAD / probes."""
 from dataclasses import replace
 
 import anthropic
-import httpx
 import openai
 import pytest
 
@@ -16,7 +15,7 @@ from proxy.relay.sizing import counted_hold
 from proxy.simulator.script import Knobs, counted_tokens
 from proxy.serve import serve
 
-from tests.conftest import MESSAGE, make_account
+from tests.conftest import MESSAGE, http_client, make_account
 
 
 async def test_claude_code_output_request_is_clamped_to_the_cap(alice, simulator):
@@ -148,7 +147,7 @@ async def test_unknown_family_is_still_404(alice):
 
 
 async def test_base_url_probes_and_paths_without_v1(alice):
-    async with httpx.AsyncClient(base_url=alice.running.url) as http:
+    async with http_client(alice.running) as http:
         head = await http.head("/")
         root = await http.get("/")
         probe = await http.head("/api/hello")

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import trio
 
-from tests.e2e.test_processes import serve_process
+from tests.e2e.processes import serve_process
 
 LONG = "[sim deltas=400 gap_ms=25] a long answer"  # ten seconds of deltas: past a one-second grace
 

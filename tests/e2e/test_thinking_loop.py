@@ -1,7 +1,8 @@
 """Tool loops with thinking through a key that filters thinking from streams, and through
 the OpenAI endpoint (whose clients never send reasoning back): the simulator refuses a
 final assistant turn without its signed thinking block, as Anthropic's API does, so
-these pass only if the gateway puts the removed blocks back byte for byte."""
+these pass only if the gateway puts the removed blocks back byte for byte. In-process:
+the simulator's script (its rules, its signatures) at the Upstream cut."""
 
 import json
 
@@ -36,7 +37,10 @@ def second_turn(message) -> list[dict]:
 
 
 @pytest.mark.parametrize("second_streamed", [True, False], ids=["then-streamed", "then-whole"])
-async def test_filtered_stream_then_tool_result(alice, simulator, second_streamed):
+async def test_filtered_stream_then_tool_result(app_alice, second_streamed):
+    alice = app_alice
+    gateway = alice.running
+    simulator = gateway.upstream
     message = await first_turn_streamed(alice)
     assert [b.type for b in message.content] == ["text", "tool_use"]  # the thinking block was filtered
     client = alice.anthropic()
@@ -55,7 +59,10 @@ async def test_filtered_stream_then_tool_result(alice, simulator, second_streame
     assert [b["type"] for b in restored] == ["thinking", "text", "tool_use"]
 
 
-async def test_restored_blocks_never_reach_another_key(alice, gateway, simulator):
+async def test_restored_blocks_never_reach_another_key(app_alice, app_gateway):
+    alice = app_alice
+    gateway = app_gateway
+    simulator = gateway.upstream
     message = await first_turn_streamed(alice)
     mallory = await make_account(gateway, "mallory")
     async with mallory.http() as http:
@@ -67,7 +74,10 @@ async def test_restored_blocks_never_reach_another_key(alice, gateway, simulator
     assert "thinking" not in sent and all(b["type"] != "thinking" for b in sent["messages"][1]["content"])
 
 
-async def test_after_a_restart_the_loop_goes_on_without_thinking(alice, simulator):
+async def test_after_a_restart_the_loop_goes_on_without_thinking(app_alice):
+    alice = app_alice
+    gateway = alice.running
+    simulator = gateway.upstream
     message = await first_turn_streamed(alice)
     alice.running.gateway.thinking = ThinkingStore()  # what a restarted gateway remembers
     async with alice.http() as http:
@@ -79,7 +89,8 @@ async def test_after_a_restart_the_loop_goes_on_without_thinking(alice, simulato
     assert "thinking" not in simulator.seen()[-1].body
 
 
-async def test_a_key_that_passes_thinking_sends_the_blocks_itself(gateway, simulator):
+async def test_a_key_that_passes_thinking_sends_the_blocks_itself(app_gateway):
+    gateway = app_gateway
     keeper = await make_account(gateway, "keeper", pass_thinking=True)
     message = await first_turn_streamed(keeper)
     assert message.content[0].type == "thinking"
@@ -100,7 +111,10 @@ async def openai_turn(client, messages, stream: bool):
 
 
 @pytest.mark.parametrize("first_streamed", [True, False], ids=["stream", "whole"])
-async def test_openai_reasoning_tool_loop(alice, simulator, first_streamed):
+async def test_openai_reasoning_tool_loop(app_alice, first_streamed):
+    alice = app_alice
+    gateway = alice.running
+    simulator = gateway.upstream
     client = alice.openai()
     messages = [{"role": "user", "content": "Weather in Paris?"}]
     completion = await openai_turn(client, messages, first_streamed)
@@ -119,9 +133,11 @@ async def test_openai_reasoning_tool_loop(alice, simulator, first_streamed):
     assert len(rows) == 3 and all(r.status == 200 for r in rows)
 
 
-async def test_signatures_go_back_byte_for_byte(gateway, simulator):
+async def test_signatures_go_back_byte_for_byte(app_gateway):
     """The block put back is exactly the one the upstream issued (compared with what a
     key that passes thinking received for the same answer)."""
+    gateway = app_gateway
+    simulator = gateway.upstream
     keeper = await make_account(gateway, "byte-keeper", pass_thinking=True)
     filtered = await make_account(gateway, "byte-filtered")
     kept = await first_turn_streamed(keeper)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import trio
 
-from tests.e2e.test_browser import CHROMIUM, pytestmark, shots_dir, sync_api  # noqa: F401 (the skip marks)
-from tests.http.test_accounts_api import PASSWORD
-from tests.payments.test_stripe import BONUS, fake, start_card_site  # noqa: F401 (the fixture)
+from tests.e2e.browser import CHROMIUM, pytestmark, shots_dir, sync_api  # noqa: F401 (the skip marks)
+from tests.conftest import PASSWORD
+from tests.payments.card_site import BONUS, fake, start_card_site  # noqa: F401 (the fixture)
 
 
 def walk(url: str, fake_url: str, shots) -> dict[str, str]:

@@ -1,63 +1,26 @@
-"""The self-serve JSON API over real HTTP: signup, login, keys, usage, ledger, codes,
+"""The self-serve JSON API through the Quart app in-process (ASGITransport): signup, login, keys, usage, ledger, codes,
 transfer by session, admin, and every refusal (CSRF, throttles, disabled, expired)."""
 
 from __future__ import annotations
 
 import json
 import time
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
-from typing import AsyncIterator
 
 import anthropic
-import httpx
 import pytest
 import trio
 
-from proxy.accounts.service import Accounts
 from proxy.config import AccountsConfig
-from proxy.money import parse_usd
 from proxy.payments.providers import SignedWebhook
-from proxy.serve import serve
 
-from tests.conftest import MESSAGE, make_account
+from tests.conftest import (FAST_HASH, MESSAGE, PASSWORD, browser, code_worth, http_client, in_process_config,
+                            library, make_account, sdk_http, serve_in_process, signed_up)
 
-PASSWORD = "correct horse battery"
-FAST_HASH = {"password_time_cost": 1, "password_memory_kib": 64}  # argon2id, cheap for tests
-
-
-async def start(nursery, config, **accounts):
+async def start(nursery, tmp_path, **accounts):
     settings = AccountsConfig(**{**FAST_HASH, **accounts})
-    return await nursery.start(serve, replace(config, accounts=settings))
-
-
-@pytest.fixture
-async def site(nursery, config):
-    return await start(nursery, config)
-
-
-def library(running) -> Accounts:
-    config = running.gateway.config
-    return Accounts(running.gateway.store, config.accounts, config.value_multiplier, config.payments.bonus)
-
-
-def browser(running, **headers) -> httpx.AsyncClient:
-    """A client with a cookie jar whose requests say they come from the site itself."""
-    return httpx.AsyncClient(base_url=running.url, timeout=30, headers={"origin": running.url, **headers})
-
-
-@asynccontextmanager
-async def signed_up(running, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with browser(running) as client:
-        response = await client.post("/api/auth/signup", json={"username": username, "password": PASSWORD})
-        assert response.status_code == 201, response.text
-        yield client
-
-
-async def code_worth(running, paid_usd: str, **kw) -> str:
-    [code] = await library(running).create_codes(parse_usd(paid_usd), **kw)
-    return code
+    return await nursery.start(serve_in_process, replace(in_process_config(tmp_path), accounts=settings))
 
 
 async def test_the_self_serve_journey(site):
@@ -84,7 +47,7 @@ async def test_the_self_serve_journey(site):
         assert [k["prefix"] for k in (await web.get("/api/keys")).json()["data"]] == [prefix]
         assert "key" not in (await web.get("/api/keys")).json()["data"][0]
 
-        sdk = anthropic.AsyncAnthropic(api_key=key, base_url=site.url, max_retries=0)
+        sdk = anthropic.AsyncAnthropic(api_key=key, base_url=site.url, max_retries=0, **sdk_http(site))
         answer = await sdk.messages.create(model="claude-sonnet-4.5", max_tokens=50, messages=MESSAGE)
         assert answer.usage.output_tokens > 0
         with pytest.raises(anthropic.PermissionDeniedError):  # the key's model allowlist
@@ -178,8 +141,8 @@ async def test_the_same_code_redeemed_twice_at_once_credits_once(site):
     assert await store.check() == []
 
 
-async def test_redeem_attempts_are_throttled(nursery, config):
-    running = await start(nursery, config, redeem_failures_per_user=3)
+async def test_redeem_attempts_are_throttled(nursery, tmp_path):
+    running = await start(nursery, tmp_path, redeem_failures_per_user=3)
     code = await code_worth(running, "1")
     async with signed_up(running, "hal") as web:
         statuses = [(await web.post("/api/topup/redeem", json={"code": f"guess-{i}"})).status_code for i in range(3)]
@@ -197,7 +160,7 @@ async def test_transfer_by_session(site):
         forged = await web.post("/api/user/transfer", json={"toUsername": "client", "amount": 1},
                                 headers={"origin": "https://evil.example"})
         assert forged.status_code == 403 and forged.json()["success"] is False  # (the transfer API's shape)
-    async with httpx.AsyncClient(base_url=site.url) as anonymous:
+    async with http_client(site) as anonymous:
         nobody = await anonymous.post("/api/user/transfer", json={"toUsername": "client", "amount": 1})
     assert nobody.status_code == 401 and nobody.json()["error"] == "Unauthorized"
     assert (await site.gateway.store.get_account("client")).balance == 100_000_000
@@ -257,8 +220,8 @@ async def test_a_disabled_users_keys_and_sessions_stop(site):
             assert (await http.get("/v1/models")).status_code == 200
 
 
-async def test_a_key_disabled_from_another_process_stops_within_the_cache_time(nursery, config):
-    running = await nursery.start(serve, replace(config, key_cache_seconds=0.2,
+async def test_a_key_disabled_from_another_process_stops_within_the_cache_time(nursery, tmp_path):
+    running = await nursery.start(serve_in_process, replace(in_process_config(tmp_path), key_cache_seconds=0.2,
                                                  accounts=AccountsConfig(**FAST_HASH)))
     kim = await make_account(running, "kim")
     async with kim.http() as http:
@@ -273,7 +236,7 @@ async def test_an_expired_key_is_refused(site):
         soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
         made = (await web.post("/api/keys", json={"name": "temp", "expires_at": soon})).json()
         assert made["expires_at"] == soon.replace("Z", "+00:00")
-        async with httpx.AsyncClient(base_url=site.url, headers={"x-api-key": made["key"]}) as http:
+        async with http_client(site, headers={"x-api-key": made["key"]}) as http:
             assert (await http.get("/v1/models")).status_code == 200
             await site.gateway.store.set_key_expiry(made["prefix"], time.time() - 1)
             site.gateway.keys.forget(made["prefix"])
@@ -299,8 +262,8 @@ async def test_cross_site_changes_by_cookie_are_refused(site):
         assert same.status_code == 201
 
 
-async def test_signups_are_throttled_per_address(nursery, config):
-    running = await start(nursery, config, signups_per_hour=2)
+async def test_signups_are_throttled_per_address(nursery, tmp_path):
+    running = await start(nursery, tmp_path, signups_per_hour=2)
     async with browser(running) as web:
         statuses = [(await web.post("/api/auth/signup", json={"username": f"u{i}", "password": PASSWORD})
                      ).status_code for i in range(3)]
@@ -309,8 +272,8 @@ async def test_signups_are_throttled_per_address(nursery, config):
     assert int(limited.headers["retry-after"]) > 3000 and limited.json()["error"]["type"] == "rate_limit_error"
 
 
-async def test_failed_logins_are_throttled_with_one_message(nursery, config):
-    running = await start(nursery, config, login_failures_per_account=3, login_failures_per_ip=5)
+async def test_failed_logins_are_throttled_with_one_message(nursery, tmp_path):
+    running = await start(nursery, tmp_path, login_failures_per_account=3, login_failures_per_ip=5)
     await library(running).create_user("nora", PASSWORD)
     async with browser(running) as web:
         async def login(username, password):
@@ -358,30 +321,30 @@ async def test_usage_pages_and_filters(site):
     assert [u["model"] for u in haiku] == ["claude-haiku-4.5"]
 
 
-async def test_the_cookie_is_secure_behind_a_trusted_https_proxy(nursery, config, site):
-    running = await nursery.start(serve, replace(config, trusted_proxies=("127.0.0.0/8",),
+async def test_the_cookie_is_secure_behind_a_trusted_https_proxy(nursery, tmp_path, site):
+    running = await nursery.start(serve_in_process, replace(in_process_config(tmp_path), trusted_proxies=("127.0.0.0/8",),
                                                  accounts=AccountsConfig(**FAST_HASH)))
     host = running.url.removeprefix("http://")
     behind = {"x-forwarded-proto": "https", "origin": f"https://{host}"}
-    async with httpx.AsyncClient(base_url=running.url, headers=behind) as proxied:
+    async with http_client(running, headers=behind) as proxied:
         signup = await proxied.post("/api/auth/signup", json={"username": "quinn", "password": PASSWORD})
         plain = await proxied.post("/api/auth/login", json={"username": "quinn", "password": PASSWORD},
                                    headers={"x-forwarded-proto": "http"})  # then https://... is another origin
     assert signup.status_code == 201 and "Secure" in signup.headers["set-cookie"]
     assert plain.status_code == 403
-    async with httpx.AsyncClient(base_url=site.url, headers={"x-forwarded-proto": "https"}) as untrusted:
+    async with http_client(site, headers={"x-forwarded-proto": "https"}) as untrusted:
         signup = await untrusted.post("/api/auth/signup", json={"username": "rae", "password": PASSWORD})
     assert signup.status_code == 201 and "Secure" not in signup.headers["set-cookie"]  # a header anyone can send
 
 
-async def test_the_payment_webhook_credits_once_per_event(nursery, config, site):
+async def test_the_payment_webhook_credits_once_per_event(nursery, tmp_path, site):
     secret = "whsec-for-tests-0123456789"
-    running = await start(nursery, config, webhook_secret=secret)
+    running = await start(nursery, tmp_path, webhook_secret=secret)
     await make_account(running, "sam", credit_micro=0)
     hook = SignedWebhook(running.gateway.store, secret.encode(), Decimal(30))
     body = json.dumps({"id": "evt_42", "username": "sam", "paid_usd": "2.5"}).encode()
     signed = {"signature": hook.sign(body, time.time()), "content-type": "application/json"}
-    async with httpx.AsyncClient(base_url=running.url) as provider:
+    async with http_client(running) as provider:
         first, again = [await provider.post("/api/payments/webhook", content=body, headers=signed) for _ in range(2)]
         forged = await provider.post("/api/payments/webhook", content=body,
                                      headers={"signature": "t=1,v1=beef", "content-type": "application/json"})
@@ -393,7 +356,7 @@ async def test_the_payment_webhook_credits_once_per_event(nursery, config, site)
     assert forged.status_code == 401 and forged.json()["error"]["type"] == "authentication_error"
     assert lost.status_code == 404
     assert (await running.gateway.store.get_account("sam")).balance == 75_000_000
-    async with httpx.AsyncClient(base_url=site.url) as provider:  # no secret configured: no webhook
+    async with http_client(site) as provider:  # no secret configured: no webhook
         assert (await provider.post("/api/payments/webhook", content=body, headers=signed)).status_code == 404
 
 
@@ -421,8 +384,8 @@ async def test_hostile_bodies_are_never_a_5xx(site):
     assert await site.gateway.store.check() == []
 
 
-async def test_free_tier_keys_have_a_request_rate_until_their_user_pays(nursery, config):
-    running = await nursery.start(serve, replace(config, key_cache_seconds=0.05,
+async def test_free_tier_keys_have_a_request_rate_until_their_user_pays(nursery, tmp_path):
+    running = await nursery.start(serve_in_process, replace(in_process_config(tmp_path), key_cache_seconds=0.05,
                                                  accounts=AccountsConfig(**FAST_HASH, free_tier_rpm=2)))
     free = await make_account(running, "tess")  # credited by the operator, never paid
     body = {"model": "claude-sonnet-4.5", "max_tokens": 5, "messages": MESSAGE}

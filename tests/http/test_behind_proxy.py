@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import httpx
-
 from proxy.config import AccountsConfig
 from proxy.serve import serve
-from tests.http.test_accounts_api import FAST_HASH, PASSWORD, site  # noqa: F401 (the fixture)
-from tests.http.test_pages import HTML, csrf_of
+from tests.conftest import FAST_HASH, PASSWORD, http_client
+from tests.http.pages import HTML, csrf_of
 
 PUBLIC = "gateway.example"
 
@@ -25,7 +23,7 @@ async def behind(nursery, config):
 async def signup_and_change_password(running, headers: dict) -> list[int]:
     """A browser's way through the dashboard: sign up, then a logged-in form (the
     settings page's password change): their statuses."""
-    async with httpx.AsyncClient(base_url=running.url, timeout=30, headers={**HTML, **headers}) as browser:
+    async with http_client(running, headers={**HTML, **headers}) as browser:
         signup = await browser.post("/signup", data={"username": "pat", "password": PASSWORD})
         if signup.status_code != 303:
             return [signup.status_code]

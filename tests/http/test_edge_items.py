@@ -15,8 +15,7 @@ import httpx
 from proxy.accounts.service import Accounts
 from proxy.payments.providers import SignedWebhook
 from proxy.serve import serve
-from tests.conftest import MESSAGE, make_account
-from tests.http.test_accounts_api import PASSWORD, browser, site, start  # noqa: F401 (the fixture)
+from tests.conftest import MESSAGE, PASSWORD, browser, http_client, make_account, with_fast_hash
 
 
 async def test_many_keys_do_not_multiply_the_rate_of_recipient_lookups(nursery, config):
@@ -52,7 +51,7 @@ async def test_a_session_posts_to_a_json_api_only_as_json(site):
 
 async def test_every_response_says_nosniff(site):
     user = await make_account(site, "nos")
-    async with httpx.AsyncClient(base_url=site.url) as http:
+    async with http_client(site) as http:
         answers = [await http.get("/nothing/<script>"), await http.get("/api/keys"), await http.get("/"),
                    await http.get("/dashboard"), await http.get("/static/style.css"),
                    await http.post("/v1/messages", json={}),
@@ -66,7 +65,7 @@ async def test_every_response_says_nosniff(site):
 
 async def test_a_redelivered_webhook_does_not_answer_with_its_own_figures(nursery, config):
     secret = "whsec-for-tests-0123456789"
-    running = await start(nursery, config, webhook_secret=secret)
+    running = await nursery.start(serve, with_fast_hash(config, webhook_secret=secret))
     await make_account(running, "sam", credit_micro=0)
     await make_account(running, "eve", credit_micro=0)
     hook = SignedWebhook(running.gateway.store, secret.encode(), Decimal(30))

@@ -6,7 +6,6 @@ answers in is pinned at the end of this file."""
 
 import json
 
-import httpx
 import pytest
 import trio
 
@@ -21,7 +20,7 @@ from proxy.limits.keys import KeyLimits, Limiter
 from storage.base import (AlreadyExists, AmountOutOfRange, InsufficientBalance, NotFound, SpendCapReached, StoreError,
                           StoreUnavailable)
 
-from tests.conftest import make_account
+from tests.conftest import http_client, make_account
 
 
 def upstream(status: int, kind: str, message: str = "upstream says", headers=()) -> GatewayError:
@@ -196,7 +195,7 @@ async def test_storage_errors_in_a_blueprint_go_through_the_one_mapping(gateway,
 
 
 async def test_a_model_listing_answers_each_client_in_its_shape(gateway):
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with http_client(gateway) as http:
         anthropic_client = await http.get("/v1/models?limit=x", headers={"anthropic-version": "2023-06-01"})
         openai_client = await http.get("/v1/models?limit=x")
     assert anthropic_client.status_code == openai_client.status_code == 400

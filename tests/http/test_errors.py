@@ -3,14 +3,13 @@ no hold left open, nothing charged."""
 
 from dataclasses import replace
 
-import httpx
 import pytest
 import trio
 
 from proxy.config import UpstreamConfig
 from proxy.serve import serve
 
-from tests.conftest import UPSTREAM_KEY, make_account
+from tests.conftest import UPSTREAM_KEY, http_client, make_account, sdk_http
 
 OK_BODY = {"model": "claude-sonnet-4.5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -63,25 +62,6 @@ CASES = [
 ]
 
 
-@pytest.fixture
-async def errors_gateway(nursery, config):
-    cfg = replace(config, max_body_bytes=256 * 1024, trusted_proxies=("127.0.0.1/32",),
-                  upstream=replace(config.upstream, first_byte_timeout=0.5, idle_timeout=0.5))
-    running = await nursery.start(serve, cfg)
-    keys = {}
-    for name, options, credit in [
-        ("good", {}, 10_000_000), ("haiku-only", {"models": ["claude-haiku-4.5"]}, 10_000_000),
-        ("no-stream", {"allow_stream": False}, 10_000_000), ("far-ip", {"ips": ["10.9.0.0/16", "2001:db8::/32"]},
-                                                                10_000_000),
-        ("revoked", {}, 10_000_000), ("poor", {}, 10),
-    ]:
-        account = await make_account(running, name, credit_micro=credit, **options)
-        keys[name] = account.key
-    await running.gateway.store.revoke_key(keys["revoked"][:14])
-    keys["revoked-bearer"] = keys["revoked"]
-    return running, keys
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 async def test_error_status_and_shape(errors_gateway, case):
     running, keys = errors_gateway
@@ -92,7 +72,7 @@ async def test_error_status_and_shape(errors_gateway, case):
     elif key_kind is not None:
         headers["x-api-key"] = keys.get(key_kind, key_kind)
     content = payload if isinstance(payload, bytes) else __import__("json").dumps(payload).encode()
-    async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+    async with http_client(running, timeout=10) as http:
         response = await http.post("/v1/messages", content=content, headers=headers)
     assert response.status_code == status, response.text
     data = response.json()
@@ -109,7 +89,7 @@ async def test_error_status_and_shape(errors_gateway, case):
 async def test_forwarded_for_trusted_only_from_configured_proxies(errors_gateway):
     running, keys = errors_gateway
     ok = {**OK_BODY}
-    async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+    async with http_client(running, timeout=10) as http:
         allowed = await http.post("/v1/messages", json=ok, headers={
             "x-api-key": keys["far-ip"], "x-forwarded-for": "198.51.100.1, 10.9.3.4"})
         assert allowed.status_code == 200, allowed.text
@@ -121,8 +101,8 @@ async def test_forwarded_for_trusted_only_from_configured_proxies(errors_gateway
         assert spoofed.status_code == 403
 
 
-async def test_forwarded_for_ignored_from_untrusted_peer(gateway):
-    account = await make_account(gateway, "ipuser", ips=["10.9.0.0/16"])
+async def test_forwarded_for_ignored_from_untrusted_peer(app_gateway):
+    account = await make_account(app_gateway, "ipuser", ips=["10.9.0.0/16"])
     async with account.http() as http:
         response = await http.post("/v1/messages", json=OK_BODY, headers={"x-forwarded-for": "10.9.3.4"})
     assert response.status_code == 403
@@ -153,7 +133,7 @@ async def test_upstream_refusing_gateway_credentials_is_not_a_client_401(nursery
 async def test_idle_timeout_mid_stream_becomes_error_event(errors_gateway):
     running, keys = errors_gateway
     payload = body(stream=True, messages=[{"role": "user", "content": "[sim fault=hang_mid]"}])
-    async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+    async with http_client(running, timeout=10) as http:
         response = await http.post("/v1/messages", json=payload, headers={"x-api-key": keys["good"]})
     assert response.status_code == 200
     assert "event: error" in response.text and "timeout_error" in response.text
@@ -165,9 +145,9 @@ async def test_idle_timeout_mid_stream_becomes_error_event(errors_gateway):
     assert account.balance == 10_000_000  # no token was delivered
 
 
-async def test_unknown_route_and_method(gateway):
+async def test_unknown_route_and_method(app_gateway):
     anthropic_headers = {"anthropic-version": "2023-06-01"}
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with http_client(app_gateway) as http:
         missing = await http.post("/api/event_logging/batch", json={}, headers=anthropic_headers)
         bad_method = await http.delete("/v1/models", headers=anthropic_headers)
         openai_missing = await http.get("/v1/nothing-here")
@@ -178,17 +158,20 @@ async def test_unknown_route_and_method(gateway):
     assert set(openai_missing.json()["error"]) == {"message", "type", "param", "code"}
 
 
-async def test_shared_models_endpoint_answers_each_client_in_its_shape(gateway):
+async def test_shared_models_endpoint_answers_each_client_in_its_shape(app_gateway):
+    gateway = app_gateway
     import anthropic
     import openai
 
     bad = "sk-cl-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
     with pytest.raises(anthropic.AuthenticationError) as a:
-        await anthropic.AsyncAnthropic(api_key=bad, base_url=gateway.url, max_retries=0).models.list()
+        await anthropic.AsyncAnthropic(api_key=bad, base_url=gateway.url, max_retries=0,
+                                      **sdk_http(gateway)).models.list()
     assert a.value.body["type"] == "error" and a.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(openai.AuthenticationError) as o:
-        await openai.AsyncOpenAI(api_key=bad, base_url=gateway.url + "/v1", max_retries=0).models.list()
+        await openai.AsyncOpenAI(api_key=bad, base_url=gateway.url + "/v1", max_retries=0,
+                                **sdk_http(gateway, openai)).models.list()
     assert set(o.value.body) == {"message", "type", "param", "code"}
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with http_client(gateway) as http:
         missing = await http.get("/v1/models/gpt-4o", headers={"anthropic-version": "2023-06-01"})
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"

@@ -3,11 +3,10 @@ exception class, no hold left open, nothing charged."""
 
 import json
 
-import httpx
 import openai
 import pytest
 
-from tests.http.test_errors import errors_gateway  # noqa: F401  (fixture)
+from tests.conftest import http_client, sdk_http
 
 OK = {"model": "claude-sonnet-4.5", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
 
@@ -52,14 +51,14 @@ TYPES = {401: "authentication_error", 403: "permission_error", 400: "invalid_req
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-async def test_chat_error_status_shape_and_sdk_class(errors_gateway, case):  # noqa: F811
+async def test_chat_error_status_shape_and_sdk_class(errors_gateway, case):
     running, keys = errors_gateway
     name, key_kind, payload, status, sdk_class = case
     headers = {"content-type": "application/json"}
     if key_kind is not None:
         headers["authorization"] = f"Bearer {keys.get(key_kind, key_kind)}"
     content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+    async with http_client(running, timeout=10) as http:
         response = await http.post("/v1/chat/completions", content=content, headers=headers)
     assert response.status_code == status, response.text
     data = response.json()
@@ -75,7 +74,7 @@ async def test_chat_error_status_shape_and_sdk_class(errors_gateway, case):  # n
     if isinstance(payload, dict) and key_kind is not None and not payload.get("stream") \
             and {"model", "messages"} <= set(payload):
         client = openai.AsyncOpenAI(api_key=keys.get(key_kind, key_kind), base_url=running.url + "/v1",
-                                    max_retries=0)
+                                    max_retries=0, **sdk_http(running, openai))
         with pytest.raises(sdk_class) as raised:
             await client.chat.completions.create(**payload)
         assert raised.value.status_code == status
@@ -83,9 +82,10 @@ async def test_chat_error_status_shape_and_sdk_class(errors_gateway, case):  # n
 
 @pytest.mark.parametrize("fault,error_type", [("error_mid", "overloaded_error"), ("drop_mid", "api_error"),
                                               ("hang_mid", "timeout_error")])
-async def test_chat_mid_stream_errors(errors_gateway, fault, error_type):  # noqa: F811
+async def test_chat_mid_stream_errors(errors_gateway, fault, error_type):
     running, keys = errors_gateway
-    client = openai.AsyncOpenAI(api_key=keys["good"], base_url=running.url + "/v1", max_retries=0)
+    client = openai.AsyncOpenAI(api_key=keys["good"], base_url=running.url + "/v1", max_retries=0,
+                                **sdk_http(running, openai))
     stream = await client.chat.completions.create(stream=True, **sim(f"deltas=10 fault={fault} fault_after=3"))
     texts = []
     with pytest.raises(openai.APIError) as raised:

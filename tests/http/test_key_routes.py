@@ -1,6 +1,8 @@
 """Every route that takes a key applies its restrictions, and reads nothing before the
 key is accepted. The route list comes from the app itself, so a new route cannot
-forget: it is either public (listed here) or must refuse a restricted key."""
+forget: it is either public (listed here) or must refuse a restricted key. The
+refusals are checked in-process; what happens to the connection and the body it
+carries (refused unread, a trickle cut off) on the socket."""
 
 import time
 
@@ -11,7 +13,7 @@ import trio
 from proxy.http.pages import views as pages
 from proxy.http.app import create_app
 
-from tests.conftest import make_account
+from tests.conftest import http_client, make_account
 
 # Routes that take no key at all (a key presented there is ignored).
 PUBLIC = {"/", "/health", "/v1/models/info", "/api/hello",
@@ -36,14 +38,15 @@ def key_routes(gateway) -> list[tuple[str, str]]:
     return routes
 
 
-async def call(gateway_url: str, key: str, method: str, path: str) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
+async def call(running, key: str, method: str, path: str) -> httpx.Response:
+    async with http_client(running, timeout=10) as http:
         body = {"toUsername": "someone", "amount": 1} if path.startswith("/api/") else SAMPLE_BODY
         return await http.request(method, path, headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
                                   json=body if method in ("POST", "DELETE") else None)
 
 
-async def test_the_route_list_is_what_we_think(gateway):
+async def test_the_route_list_is_what_we_think(app_gateway):
+    gateway = app_gateway
     routes = key_routes(gateway.gateway)
     assert ("POST", "/api/user/transfer") in routes and ("GET", "/v1/models") in routes
     assert ("POST", "/v1/messages") in routes and ("DELETE", "/api/keys/sk-cl-abcdefgh") in routes
@@ -51,25 +54,28 @@ async def test_the_route_list_is_what_we_think(gateway):
     assert len(routes) == 22 and ("GET", "/api/ledger.csv") in routes and ("POST", "/v1/responses") in routes
 
 
-async def test_every_key_route_refuses_a_key_from_the_wrong_network(gateway):
+async def test_every_key_route_refuses_a_key_from_the_wrong_network(app_gateway):
+    gateway = app_gateway
     fenced = await make_account(gateway, "fenced", ips=["10.9.9.9/32"])
     for method, path in key_routes(gateway.gateway):
-        response = await call(gateway.url, fenced.key, method, path)
+        response = await call(gateway, fenced.key, method, path)
         assert response.status_code == 403, (method, path, response.text)
         assert "10.9.9.9" not in response.text  # says which address was refused, not the allowlist
     assert (await fenced.account()).balance == 10_000_000
 
 
-async def test_every_key_route_refuses_a_revoked_key(gateway):
+async def test_every_key_route_refuses_a_revoked_key(app_gateway):
+    gateway = app_gateway
     gone = await make_account(gateway, "gone")
     await gateway.gateway.store.revoke_key(gone.key[:14])
     gateway.gateway.keys.forget(gone.key[:14])
     for method, path in key_routes(gateway.gateway):
-        response = await call(gateway.url, gone.key, method, path)
+        response = await call(gateway, gone.key, method, path)
         assert response.status_code == 401, (method, path, response.text)
 
 
-async def test_transfer_from_an_allowed_network_still_works(gateway):
+async def test_transfer_from_an_allowed_network_still_works(app_gateway):
+    gateway = app_gateway
     seller = await make_account(gateway, "seller", ips=["127.0.0.0/8"])
     await make_account(gateway, "buyer", credit_micro=0)
     async with seller.http() as http:

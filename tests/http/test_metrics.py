@@ -7,11 +7,10 @@ from types import SimpleNamespace
 
 import anthropic
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config import Config
 from proxy.http.metrics import allowed
-from tests.conftest import MESSAGE
+from tests.conftest import MESSAGE, http_client, in_process_config, metric_samples, serve_in_process
 
 TOKEN = "metrics-token-0123456789"
 
@@ -24,14 +23,6 @@ TOKEN = "metrics-token-0123456789"
 def test_who_may_read_the_metrics(peer, authorization, ok):
     gateway = SimpleNamespace(config=Config(metrics_networks=("10.1.0.0/16",), metrics_token=TOKEN))
     assert allowed(gateway, peer, authorization) is ok
-
-
-def _samples(text: str) -> dict:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def _sum(samples, name, **labels):
@@ -50,7 +41,7 @@ async def test_counters_match_what_was_sent_and_what_the_ledger_charged(alice):
     async with alice.http() as http:
         response = await http.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    samples = _samples(response.text)
+    samples = metric_samples(response.text)
     assert _sum(samples, "cheaplm_requests_total", endpoint="messages", status="200", model="claude-haiku-4.5") == 4
     assert _sum(samples, "cheaplm_requests_total", endpoint="messages", status="404") == 1
     rows = await alice.running.gateway.store.usage("alice", 100)
@@ -75,3 +66,28 @@ async def test_metrics_are_refused_to_other_addresses_in_the_error_shape(nursery
     allowed_response = await test_client.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"},
                                              scope_base={"client": ("198.51.100.7", 5000)})
     assert allowed_response.status_code == 200
+
+
+# -- behind a reverse proxy on the same host; dual-stack peers ---------------------------------
+
+async def test_metrics_behind_a_trusted_loopback_proxy_judge_the_forwarded_client(nursery, tmp_path):
+    """A gateway behind nginx on the same host sees every connection from loopback: with
+    that proxy in trusted_proxies, the client it forwards for is who asks, and a client on
+    the internet must not read /metrics because its proxy happens to be local."""
+    running = await nursery.start(serve_in_process, replace(in_process_config(tmp_path),
+                                                            trusted_proxies=("127.0.0.1/32",)))
+    async with http_client(running) as http:
+        outside = await http.get("/metrics", headers={"x-forwarded-for": "203.0.113.9"})
+        spoofed = await http.get("/metrics", headers={"x-forwarded-for": "127.0.0.1, 203.0.113.9"})
+        local = await http.get("/metrics")  # the proxy host itself (no forwarded client): loopback
+    assert outside.status_code == 403 and spoofed.status_code == 403
+    assert local.status_code == 200
+
+
+def test_metrics_judge_an_ipv4_mapped_peer_as_its_ipv4_address():
+    """On a dual-stack listener ([::]) IPv4 peers arrive as ::ffff:a.b.c.d: loopback and
+    metrics_networks must still recognise them (as the key's --ip checks do)."""
+    gateway = SimpleNamespace(config=Config(metrics_networks=("10.1.0.0/16",)))
+    assert allowed(gateway, "::ffff:127.0.0.1", None)
+    assert allowed(gateway, "::ffff:10.1.2.3", None)
+    assert not allowed(gateway, "::ffff:203.0.113.5", None)

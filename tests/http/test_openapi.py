@@ -1,21 +1,20 @@
 """GET /openapi.json describes every route the app serves, from the app's own route list."""
 
-import httpx
-
 from proxy.http import openapi
 from proxy.http.app import create_app
+from tests.conftest import http_client
 
 
-async def test_every_route_is_described(gateway):
-    app = create_app(gateway.gateway)
+async def test_every_route_is_described(app_gateway):
+    app = create_app(app_gateway.gateway)
     served = openapi.routes(app)
     assert served <= set(openapi.OPERATIONS), sorted(served - set(openapi.OPERATIONS))
     assert set(openapi.OPERATIONS) <= served, sorted(set(openapi.OPERATIONS) - served)  # nothing described twice
     assert ("POST", "/v1/messages") in served and ("DELETE", "/api/keys/{prefix}") in served
 
 
-async def test_the_document_is_served(gateway):
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+async def test_the_document_is_served(app_gateway):
+    async with http_client(app_gateway) as http:
         document = (await http.get("/openapi.json")).json()
     assert document["openapi"].startswith("3.")
     keys = document["paths"]["/api/keys/{prefix}"]["delete"]

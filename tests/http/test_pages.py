@@ -1,4 +1,4 @@
-"""The dashboard pages over real HTTP: each page for the right role, logins and
+"""The dashboard pages through the Quart app in-process: each page for the right role, logins and
 redirects, the CSRF token, the security headers, escaping, and every refusal shown on
 the page (never a 5xx or a stack trace)."""
 
@@ -6,42 +6,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from contextlib import asynccontextmanager
-from typing import AsyncIterator
-
-import httpx
 
 from proxy.http.pages import views as pages
 
-from tests.conftest import MESSAGE
-from tests.http.test_accounts_api import PASSWORD, code_worth, library, site  # noqa: F401 (the fixture)
+from tests.conftest import MESSAGE, PASSWORD, code_worth, http_client, library
+from tests.http.pages import HTML, csrf_of, member, post, web
 
-HTML = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 USER_PAGES = ("/dashboard", "/dashboard/keys", "/dashboard/usage", "/dashboard/topup", "/dashboard/transfer",
               "/dashboard/settings")
-
-
-def web(running) -> httpx.AsyncClient:
-    """A browser: a cookie jar, HTML preferred, its posts from the site itself."""
-    return httpx.AsyncClient(base_url=running.url, timeout=30, headers={**HTML, "origin": running.url})
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
-
-
-async def post(client: httpx.AsyncClient, path: str, fields: dict, token_from: str = "/dashboard") -> httpx.Response:
-    """A logged-in form post with the CSRF token of the page ``token_from``."""
-    token = csrf_of((await client.get(token_from)).text)
-    return await client.post(path, data={"csrf": token, **fields})
-
-
-@asynccontextmanager
-async def member(running, username: str = "pat") -> AsyncIterator[httpx.AsyncClient]:
-    async with web(running) as client:
-        response = await client.post("/signup", data={"username": username, "password": PASSWORD})
-        assert response.status_code == 303 and response.headers["location"] == "/dashboard", response.text
-        yield client
 
 
 def new_key_of(html: str) -> str:
@@ -53,7 +25,7 @@ def balance_of(html: str) -> str:
 
 
 async def test_the_home_page_for_browsers_json_for_clients(site):
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with http_client(site) as client:
         page = await client.get("/?pay=10", headers=HTML)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "claude-sonnet-4.5" in page.text and "Cache write 1h" in page.text
@@ -144,7 +116,7 @@ async def test_keys_created_shown_once_with_setup_and_revoked(site):
         listing = await client.get("/dashboard/keys")
         assert key not in listing.text and key[:14] in listing.text and "no streaming" in listing.text
         assert "valid until 2099-01-02 00:00 UTC" in listing.text  # through the day picked
-        api = httpx.AsyncClient(base_url=site.url, headers={"x-api-key": key})
+        api = http_client(site, headers={"x-api-key": key})
         async with api:
             assert (await api.get("/api/me")).status_code == 200
             revoked = await post(client, "/dashboard/keys/revoke", {"prefix": key[:14]}, "/dashboard/keys")
@@ -174,7 +146,7 @@ async def test_redeem_transfer_and_usage(site):
 
         key = new_key_of((await post(client, "/dashboard/keys", {"name": "k"})).text)
         headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
-        async with httpx.AsyncClient(base_url=site.url, headers=headers) as api:
+        async with http_client(site, headers=headers) as api:
             body = {"model": "claude-sonnet-4.5", "max_tokens": 20, "messages": MESSAGE}
             answer = await api.post("/v1/messages", json=body)
             assert answer.status_code == 200

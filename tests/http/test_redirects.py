@@ -4,12 +4,11 @@ other control character (browsers drop them and "/\\t/evil.example" becomes
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from proxy.http.redirect_target import same_site_path
-from tests.http.test_accounts_api import PASSWORD, library, site  # noqa: F401 (the fixtures)
-from tests.http.test_pages import member
+from tests.conftest import PASSWORD, http_client, library
+from tests.http.pages import member
 
 HOSTILE = ["/\t/evil.example", "/\n/evil.example", "/\r\nset-cookie: x=1", "//evil.example", "/\\evil.example",
            "\\\\evil.example", "https://evil.example", "javascript:alert(1)", "/ /evil.example", "/\x00",
@@ -32,8 +31,7 @@ async def test_login_with_a_hostile_next_lands_on_the_dashboard(site):
         await client.post("/logout", data={"csrf": "x"})
         for raw in ("/%09/evil.example", "/%0a/evil.example", "/%0d%0aset-cookie:%20x=1", "/%5C/evil.example",
                     "//evil.example", "https:evil.example", "/%E2%80%A8/evil.example"):
-            async with httpx.AsyncClient(base_url=site.url, timeout=30,
-                                         headers={"origin": site.url}) as fresh:
+            async with http_client(site, headers={"origin": site.url}) as fresh:
                 answer = await fresh.post(f"/login?next={raw}", data={"username": "pat", "password": PASSWORD})
             assert answer.status_code == 303, (raw, answer.status_code)
             assert answer.headers["location"] == "/dashboard", raw

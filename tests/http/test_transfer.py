@@ -1,10 +1,12 @@
 """The reseller transfer API, as documented."""
 
-import httpx
+import time
+
 import pytest
 import trio
 
-from tests.conftest import make_account
+from proxy.http.api.transfer import usd_amount as _amount
+from tests.conftest import http_client, make_account
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ async def test_transfer_errors(reseller, gateway, payload, status, error):
 
 
 async def test_transfer_needs_a_valid_key(gateway):
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with http_client(gateway) as http:
         response = await http.post("/api/user/transfer", json={"toUsername": "x", "amount": 1},
                                    headers={"x-api-key": "sk-cl-notreallyakeyatallnotreallyakey"})
     assert response.status_code == 401 and response.json()["error"] == "Unauthorized"
@@ -111,3 +113,38 @@ async def test_oversized_transfer_body_is_a_413_in_the_documented_shape(gateway)
     assert response.status_code == 413
     assert response.json() == {"success": False, "error": "Request too large", "message": response.json()["message"]}
     assert wrong_method.status_code == 405 and wrong_method.json()["success"] is False
+
+
+# -- amounts -----------------------------------------------------------------------------------
+
+def test_transfer_amount_overflowing_exponent_is_invalid_not_500():
+    assert _amount("1e999999") is None
+
+
+def test_transfer_amount_huge_exponent_is_refused_quickly():
+    started = time.perf_counter()
+    result = _amount("1e300000")
+    assert time.perf_counter() - started < 0.5
+    assert result is None
+
+
+def test_transfer_amount_with_underscores_is_invalid():
+    assert _amount("1_0") is None
+
+
+# -- found by probing, fixed: a capped key's transfers ----------------------------------------
+
+async def test_a_key_capped_at_a_dollar_a_day_cannot_move_the_whole_balance(app_gateway):
+    gateway = app_gateway
+    from storage.base import KeyLimits
+    account = await make_account(gateway, credit_micro=500_000_000, limits=KeyLimits(daily_usd=1_000_000))
+    from proxy.accounts.service import Accounts
+    await Accounts(gateway.gateway.store).create_user("mallory")
+    async with account.http() as http:
+        answer = await http.post("/api/user/transfer", json={"toUsername": "mallory", "amount": 500})
+        assert answer.status_code == 429 and answer.json()["error"] == "Spend cap reached", answer.text
+        assert int(answer.headers["retry-after"]) > 0
+        assert (await http.post("/api/user/transfer", json={"toUsername": "mallory", "amount": 1})).status_code == 200
+        assert (await http.post("/api/user/transfer", json={"toUsername": "mallory", "amount": 0.01})).status_code \
+            == 429
+    assert await account.balance() == 499_000_000

@@ -10,10 +10,10 @@ from dataclasses import replace
 from proxy.config import AccountsConfig, PaymentsConfig
 from proxy.serve import serve
 
-from tests.http.test_accounts_api import FAST_HASH, code_worth
-from tests.http.test_pages import member, post
+from tests.conftest import FAST_HASH, code_worth
+from tests.http.pages import member, post
 from tests.payments.fake_stripe import event
-from tests.payments.test_stripe import BONUS, fake, post_event, start_card_site  # noqa: F401 (the fixture)
+from tests.payments.card_site import BONUS, fake, post_event, start_card_site  # noqa: F401 (the fixture)
 
 
 def you_get(html: str) -> str:

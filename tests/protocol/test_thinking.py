@@ -16,7 +16,9 @@ from proxy.protocol.thinking import (Placeholder, RestoreResult, Turn, TurnRecor
                                      disable_thinking, lookup_ids, restore, turn_from_message)
 from proxy.protocol.translate import translate_request
 
+from tests.fakes import HandClock
 from tests.splits import every_split, golden
+from tests.protocol.bodies import TOOL_USE, tool_loop
 
 # -- the two golden answers, as Turns ---------------------------------------------------------
 
@@ -563,20 +565,12 @@ def test_disable_thinking_without_thinking_is_a_copy():
 
 # -- ThinkingStore --------------------------------------------------------------------------------
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 def small_turn(call_id, text="x"):
     return Turn(({"type": "thinking", "thinking": text, "signature": "s"}, Placeholder("tool_use", call_id)))
 
 
 def test_store_indexes_a_turn_by_each_tool_use_id_once():
-    store = ThinkingStore(clock=Clock())
+    store = ThinkingStore(clock=HandClock())
     store.put(3, TURN_2)
     assert store.get(3, "toolu_01A") is TURN_2 and store.get(3, "toolu_01B") is TURN_2
     assert len(store) == 1 and store.bytes == TURN_2.size
@@ -584,7 +578,7 @@ def test_store_indexes_a_turn_by_each_tool_use_id_once():
 
 
 def test_store_ttl_is_sliding():
-    clock = Clock()
+    clock = HandClock()
     store = ThinkingStore(ttl=3600, clock=clock)
     store.put(1, TURN_1)
     store.put(1, TURN_2)
@@ -600,7 +594,7 @@ def test_store_ttl_is_sliding():
 
 
 def test_store_expiry_also_on_put():
-    clock = Clock()
+    clock = HandClock()
     store = ThinkingStore(ttl=10, clock=clock)
     store.put(1, small_turn("a"))
     clock.now += 11
@@ -609,7 +603,7 @@ def test_store_expiry_also_on_put():
 
 
 def test_store_lru_by_count_evicts_all_ids_of_a_turn():
-    store = ThinkingStore(max_turns=2, clock=Clock())
+    store = ThinkingStore(max_turns=2, clock=HandClock())
     store.put(1, TURN_1)
     store.put(1, TURN_2)
     store.put(1, small_turn("c"))                   # TURN_1 is the least recent
@@ -625,7 +619,7 @@ def test_store_lru_by_count_evicts_all_ids_of_a_turn():
 def test_one_key_cannot_evict_every_other_keys_turns():
     """The probe's finding: one key looping through thousands of tool turns evicted
     another key's conversation from a shared LRU. Each key now has its own share."""
-    store = ThinkingStore(max_turns=100, max_turns_per_key=10, clock=Clock())
+    store = ThinkingStore(max_turns=100, max_turns_per_key=10, clock=HandClock())
     store.put(1, small_turn("carol"))
     for i in range(1_000):
         store.put(2, small_turn(f"dave-{i}"))
@@ -636,7 +630,7 @@ def test_one_key_cannot_evict_every_other_keys_turns():
 
 def test_a_keys_byte_share_is_bounded_too():
     a, b = small_turn("a", "a" * 1000), small_turn("b", "b" * 1000)
-    store = ThinkingStore(max_bytes_per_key=a.size + b.size - 1, clock=Clock())
+    store = ThinkingStore(max_bytes_per_key=a.size + b.size - 1, clock=HandClock())
     store.put(7, a)
     store.put(7, b)
     store.put(8, small_turn("other"))
@@ -645,7 +639,7 @@ def test_a_keys_byte_share_is_bounded_too():
 
 def test_store_byte_budget():
     a, b, c = small_turn("a", "a" * 1000), small_turn("b", "b" * 1000), small_turn("c", "c" * 1000)
-    store = ThinkingStore(max_bytes=a.size + b.size + c.size - 1, clock=Clock())
+    store = ThinkingStore(max_bytes=a.size + b.size + c.size - 1, clock=HandClock())
     store.put(1, a)
     store.put(1, b)
     assert store.get(1, "a") is a                   # b is now the least recent
@@ -656,14 +650,14 @@ def test_store_byte_budget():
 
 def test_store_skips_a_turn_larger_than_the_budget():
     small = small_turn("a")
-    store = ThinkingStore(max_bytes=small.size * 3, clock=Clock())
+    store = ThinkingStore(max_bytes=small.size * 3, clock=HandClock())
     store.put(1, small)
     store.put(1, small_turn("big", "z" * (small.size * 3)))
     assert store.get(1, "big") is None and store.get(1, "a") is small and store.bytes == small.size
 
 
 def test_store_re_put_replaces():
-    store = ThinkingStore(clock=Clock())
+    store = ThinkingStore(clock=HandClock())
     store.put(1, TURN_2)
     store.put(1, TURN_2)
     assert len(store) == 1 and store.bytes == TURN_2.size
@@ -676,7 +670,7 @@ def test_store_re_put_replaces():
 
 
 def test_store_lookup_for_is_per_key():
-    store = ThinkingStore(clock=Clock())
+    store = ThinkingStore(clock=HandClock())
     store.put(5, TURN_1)
     assert store.lookup_for(5)("toolu_1") is TURN_1
     assert store.lookup_for(6)("toolu_1") is None
@@ -693,7 +687,7 @@ def test_stores_share_nothing():
 
 
 async def test_store_is_a_thinking_memory():
-    store = ThinkingStore(clock=Clock())
+    store = ThinkingStore(clock=HandClock())
     memory: ThinkingMemory = store
     await memory.remember(9, TURN_2)
     found = await memory.recall(9, ["toolu_01A", "toolu_01B", "toolu_zz"])
@@ -769,3 +763,21 @@ def test_restore_micro_benchmark():
           f"{len(body['messages'])} messages:")
     for name, micros in figures.items():
         print(f"  {name}: {micros:.1f} µs/call")
+
+
+# -- restore on malformed bodies (was a 500 with an empty body, no request-id) -----------------
+
+@pytest.mark.parametrize("kind", [[], ["enabled"], {"a": 1}])
+def test_lookup_ids_survives_unhashable_thinking_type(kind):
+    assert lookup_ids(tool_loop([TOOL_USE], thinking={"type": kind})) == []
+
+
+@pytest.mark.parametrize("kind", [["thinking"], {"x": 1}])
+def test_lookup_ids_survives_unhashable_block_type(kind):
+    lookup_ids(tool_loop([{"type": kind}, TOOL_USE]))
+
+
+def test_restore_survives_unhashable_block_type_in_client_content():
+    turn = Turn(({"type": "thinking", "thinking": "t", "signature": "s"}, Placeholder("tool_use", "toolu_1")))
+    result = restore(tool_loop([TOOL_USE, {"type": ["x"]}]), {"toolu_1": turn}.get)
+    assert result.status == "restored"

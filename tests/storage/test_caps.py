@@ -4,31 +4,20 @@ the new hold) bounded in the hold's own transaction, so concurrency cannot overs
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pytest
 import trio
 
 from storage.base import AmountOutOfRange, KeyLimits, NotFound, SpendCapReached, StoreError
 
+from tests.fakes import HandClock
+
 from .helpers import LEASE, funded, row
-
-
-class Clock:
-    def __init__(self, iso: str) -> None:
-        self.set(iso)
-
-    def set(self, iso: str) -> None:
-        self.now = datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 async def clocked(backend):
     """A store on a clock the test sets: (store, clock)."""
-    clock = Clock("2026-11-29T23:59:59")
+    clock = HandClock.at("2026-11-29T23:59:59")
     store = await backend.open("inst-a", clock=clock)
     await store.register_instance(LEASE)
     yield store, clock

@@ -11,12 +11,13 @@ import pytest
 from proxy.adaptors.anthropic import AnthropicAdaptor
 from proxy.adaptors.base import RequestRules, with_model
 from proxy.catalog import default_catalog
-from proxy.config import ConfigError, load_config
+from proxy.config import ConfigError, UpstreamConfig, load_config
 from proxy.serve import serve
 from proxy.upstream.base import UpstreamRequest
 from proxy.upstream.channels import provider_model_ids
 from proxy.upstream.status import RETRYABLE, upstream_error
 from tests.conftest import MESSAGE, make_account
+from tests.upstream.conftest import ODD_STATUSES, raw_upstream
 
 RETRY = (("retry-after", "7"), ("x-should-retry", "true"), ("set-cookie", "no"))
 
@@ -130,3 +131,43 @@ async def test_the_upstream_receives_its_own_model_id(nursery, config, simulator
     assert whole.content
     rows = await running.gateway.store.usage("alice", 10)
     assert sorted(r.model for r in rows) == ["claude-haiku-4.5", "claude-sonnet-4.5", "claude-sonnet-4.5"]
+
+
+# -- a status that is neither 200 nor an error; a key quoted back ------------------------------
+
+@pytest.mark.parametrize("response", ODD_STATUSES, ids=["204", "302"])
+async def test_an_upstream_2xx_or_3xx_other_than_200_is_a_502_never_passed_on(nursery, config, response):
+    """The client asked for a message: a 204 (success, no body) or a redirect from the
+    upstream is the upstream failing, a 502 api_error, never the client's status."""
+    url = await raw_upstream(nursery, response)
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(url=url, first_byte_timeout=5)))
+    account = await make_account(running)
+    before = await account.balance()
+    body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    for stream in (False, True):
+        async with account.http() as http:
+            answer = await http.post("/v1/messages", json={**body, "stream": stream})
+        assert answer.status_code == 502, (stream, answer.status_code, answer.text)
+        assert answer.json()["error"]["type"] == "api_error"
+    await account.settled(2)
+    assert await account.balance() == before
+
+
+async def test_an_upstream_error_echoing_the_channel_key_does_not_hand_it_to_the_client(nursery, config):
+    """The upstream's error message goes to the client: one that quotes the credential it
+    was sent (some providers do) must not give the operator's key away."""
+    secret = "sk-ant-channel-secret-0123456789"
+    body = ('{"type":"error","error":{"type":"invalid_request_error","message":"bad request for key %s"}}'
+            % secret).encode()
+    url = await raw_upstream(nursery, b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                                       b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(url=url, api_key=secret,
+                                                                                 first_byte_timeout=5)))
+    account = await make_account(running)
+    ask = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    async with account.http() as http:
+        answers = [await http.post("/v1/messages", json={**ask, "stream": stream}) for stream in (False, True)]
+        answers.append(await http.post("/v1/messages/count_tokens", json={**ask}))
+    for answer in answers:
+        assert answer.status_code == 400 and "bad request for key" in answer.text
+        assert secret not in answer.text

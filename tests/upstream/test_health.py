@@ -40,14 +40,14 @@ def test_a_failed_probe_opens_the_circuit_for_twice_as_long_up_to_the_maximum():
     h = ChannelHealth(POLICY)
     for t in range(3):
         h.failed(t)
-    opened_at, intervals = 2, []
+    assert (h.state(2), h.open_until) == ("open", 2 + POLICY.open_base)  # opened at the third failure
+    intervals = []
     for _ in range(5):
         start = h.open_until
         h.begin(start)
         h.failed(start)
         intervals.append(h.open_until - start)
     assert intervals == [10, 20, 40, 40, 40]
-    assert opened_at == 2
 
 
 def test_a_probe_that_ended_without_an_answer_lets_the_next_one_through():

@@ -18,7 +18,7 @@ import trio
 from proxy.cli.main import main
 from proxy.serve import serve
 from tests.conftest import UPSTREAM_KEY, Account, make_account
-from tests.upstream.test_router import _ask, _channel, _gateway, _rows, _simulator
+from tests.upstream.conftest import _ask, _channel, _gateway, _rows, _simulator
 
 SYNC = 0.1
 

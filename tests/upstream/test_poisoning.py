@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from proxy.upstream.health import ChannelHealth, HealthPolicy
-from tests.upstream.test_router import _ask, _channel, _gateway, _simulator
+from tests.upstream.conftest import _ask, _channel, _gateway, _simulator
 
 POISON = "[sim fault=500] this prompt fails on every channel"
 

@@ -15,46 +15,16 @@ import pytest
 import trio
 
 from proxy.catalog import default_catalog
-from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
-from proxy.serve import serve
 from proxy.upstream.base import UpstreamRequest
+from proxy.upstream.health import HealthPolicy
 from proxy.upstream.router import Attempts, Channel, Router, RoutingPolicy, prompt_prefix, weighted_order
 from proxy.simulator.script import Knobs
 from proxy.simulator.server import SimulatorState, serve_simulator
-from tests.conftest import UPSTREAM_KEY, Sim, make_account
-from tests.http.test_metrics import _samples
+from tests.conftest import UPSTREAM_KEY, Sim, make_account, metric_samples
+from tests.upstream.conftest import MODEL, _ask, _channel, _gateway, _rows, _simulator
+from tests.fakes import SimUpstream
+from tests.upstream.conftest import ODD_STATUSES, raw_upstream
 
-MODEL = "claude-haiku-4.5"
-
-
-async def _simulator(nursery, **knobs) -> Sim:
-    state = SimulatorState(api_key=UPSTREAM_KEY, knobs=Knobs(**knobs))
-    url, state = await nursery.start(partial(serve_simulator, "127.0.0.1", 0, state=state))
-    return Sim(url, state)
-
-
-def _channel(name: str, url: str, key: str = UPSTREAM_KEY, **options) -> ChannelConfig:
-    return ChannelConfig(name, UpstreamConfig(url=url, api_key=key, first_byte_timeout=5, idle_timeout=5), **options)
-
-
-async def _gateway(nursery, config, channels, **routing):
-    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=tuple(channels),
-                                                 routing=RoutingConfig(**routing)))
-    return running, await make_account(running)
-
-
-def _ask(client, text: str = "hi", stream: bool = False, max_tokens: int = 20):
-    kwargs = dict(model=MODEL, max_tokens=max_tokens, messages=[{"role": "user", "content": text}])
-    if stream:
-        return client.messages.create(stream=True, **kwargs)
-    return client.messages.create(**kwargs)
-
-
-async def _rows(running, n):
-    with trio.fail_after(10):
-        while len(rows := await running.gateway.store.usage("alice", 1000)) < n:
-            await trio.sleep(0.01)
-    return rows
 
 
 async def test_a_529_on_the_primary_is_served_by_the_backup_and_billed_once(nursery, config):
@@ -75,7 +45,7 @@ async def test_a_529_on_the_primary_is_served_by_the_backup_and_billed_once(nurs
     assert len(primary.seen()) == 1 and len(backup.seen()) == 4
     # The operator sees it all: attempts by channel and outcome, the failover, who served.
     async with alice.http() as http:
-        samples = _samples((await http.get("/metrics")).text)
+        samples = metric_samples((await http.get("/metrics")).text)
     assert samples[("cheaplm_upstream_attempts_total", (("channel", "primary"), ("outcome", "rate_limited")))] == 1
     assert samples[("cheaplm_upstream_attempts_total", (("channel", "backup"), ("outcome", "ok")))] == 4
     assert samples[("cheaplm_upstream_failovers_total", (("channel", "backup"),))] == 1
@@ -181,21 +151,31 @@ async def test_a_channel_only_serves_its_models(nursery, config):
     assert [s.model for s in rest.seen()] == ["claude-sonnet-4-5-20250929"]
 
 
-async def test_the_circuit_lets_one_probe_through_and_closes_on_success(nursery, config, autojump_clock=None):
-    flaky = await _simulator(nursery, fault="500")
-    backup = await _simulator(nursery)
-    running, alice = await _gateway(nursery, config, [_channel("flaky", flaky.url), _channel("backup", backup.url,
-                                                                                              priority=1)],
-                                    failures_to_open=2, open_base=0.3, open_max=1)
+async def test_the_circuit_lets_one_probe_through_and_closes_on_success(autojump_clock):
+    """On trio's mock clock: the open interval passes without real time."""
+    flaky = SimUpstream(SimulatorState(knobs=Knobs(fault="500")))
+    backup = SimUpstream()
+    policy = RoutingPolicy(health=HealthPolicy(failures_to_open=2, open_base=0.3, open_max=1))
+    router = Router([Channel("flaky", flaky), Channel("backup", backup, priority=1)], policy)
     for i in range(4):
-        await _ask(alice.anthropic(), f"q{i}")
-    assert len(flaky.seen()) == 2  # opened after two failures
+        assert (await router.send(_sim_request(f"q{i}"))).status == 200
+    assert len(flaky.seen()) == 2 and len(backup.seen()) == 4  # opened after two failures
     flaky.state.knobs = Knobs()  # it recovers
-    await trio.sleep(0.35)
-    await _ask(alice.anthropic(), "probe")
-    await _ask(alice.anthropic(), "after")
-    assert len(flaky.seen()) == 4
-    assert running.gateway.upstream.state.health("flaky").state(trio.current_time()) == "healthy"
+    await trio.sleep(0.2)
+    await router.send(_sim_request("still open"))
+    assert len(flaky.seen()) == 2  # not yet
+    await trio.sleep(0.15)
+    assert (await router.send(_sim_request("probe"))).status == 200
+    await router.send(_sim_request("after"))
+    assert len(flaky.seen()) == 4 and len(backup.seen()) == 5
+    assert router.state.health("flaky").state(trio.current_time()) == "healthy"
+
+
+def _sim_request(text: str) -> UpstreamRequest:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 5}
+    model = default_catalog().resolve(MODEL)
+    return UpstreamRequest("/v1/messages", model, {}, lambda model_id: json.dumps({**body, "model": model_id}).encode(),
+                           body)
 
 
 # -- choice, without the network --------------------------------------------------------------------
@@ -287,3 +267,98 @@ async def test_a_channel_resting_for_the_upstreams_429_is_answered_as_a_rate_lim
     router._judge(channel, 529, b"{}", (("retry-after", "3"),), Attempts())
     refused = router.nothing_available(_request(), trio.current_time())
     assert (refused.status, refused.error_type) == (529, "overloaded_error")
+
+
+# -- odd answers, bodies a channel cannot take, hostile retry-after values ---------------------
+
+@pytest.mark.parametrize("response", ODD_STATUSES, ids=["204", "302"])
+async def test_a_channel_answering_2xx_or_3xx_other_than_200_fails_over(nursery, config, response):
+    from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+    from proxy.serve import serve
+    from tests.conftest import UPSTREAM_KEY
+    odd = await raw_upstream(nursery, response)
+    channels = (ChannelConfig("odd", UpstreamConfig(url=odd, api_key="k", first_byte_timeout=5), priority=0),
+                ChannelConfig("good", UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY,
+                                                     first_byte_timeout=5), priority=1))
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=channels,
+                                                 routing=RoutingConfig()))
+    account = await make_account(running)
+    body = {"model": "claude-haiku-4.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    async with account.http() as http:
+        answer = await http.post("/v1/messages", json=body)
+    assert answer.status_code == 200, answer.text
+    rows = await running.gateway.store.usage(account.username, 10)
+    assert [(r.status, r.channel, r.attempts) for r in rows] == [(200, "good", 2)]
+
+
+async def test_a_body_that_cannot_be_written_for_a_channel_is_no_failure_of_that_channel(nursery, config):
+    """orjson reads nesting to 1024 but writes to 254: a body deeper than that passes the
+    relay untouched (the client's bytes), and only a channel that renames the model must
+    write it anew. That is the request's own fault (a 400), not the channel's: three such
+    requests must not open the circuit of every channel with [upstream.model_ids]."""
+    from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+    from proxy.serve import serve
+    from tests.conftest import UPSTREAM_KEY
+    mapped = UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY, first_byte_timeout=5,
+                            model_ids=(("claude-haiku-4.5", "provider-haiku"),))
+    plain = UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY, first_byte_timeout=5)
+    channels = (ChannelConfig("mapped", mapped, priority=0), ChannelConfig("plain", plain, priority=1))
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=channels,
+                                                 routing=RoutingConfig(failures_to_open=3)))
+    account = await make_account(running)
+    deep = b"[" * 300 + b"]" * 300
+    raw = (b'{"model":"claude-haiku-4-5-20251001","max_tokens":10,"messages":[{"role":"user","content":"hi"}],'
+           b'"x":' + deep + b"}")
+    async with account.http() as http:
+        for stream in (False, True, False, True):
+            body = raw if not stream else raw.replace(b'"max_tokens"', b'"stream":true,"max_tokens"')
+            answer = await http.post("/v1/messages", content=body, headers={"content-type": "application/json"})
+            assert answer.status_code in (200, 400), answer.text
+        health = (await http.get("/health")).json()["upstream"]["channels"]
+        assert {c["name"]: c["state"] for c in health} == {"mapped": "healthy", "plain": "healthy"}
+        assert {c["name"]: c["failures"] for c in health}["mapped"] == 0
+        normal = await http.post("/v1/messages", json={"model": "claude-haiku-4.5", "max_tokens": 10,
+                                                       "messages": [{"role": "user", "content": "hi"}]})
+    assert normal.status_code == 200
+    rows = await running.gateway.store.usage(account.username, 10)
+    assert rows[0].channel == "mapped"
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+async def test_a_deeply_nested_first_message_is_served_or_refused_never_a_500(nursery, config, depth):
+    """Cache affinity hashes the system prompt and first message: nesting deeper than
+    orjson writes (254) or than Python recurses must not make the router raise (an
+    unhandled 500 with a traceback in the log for each such request)."""
+    from proxy.config import ChannelConfig, RoutingConfig, UpstreamConfig
+    from proxy.serve import serve
+    from tests.conftest import UPSTREAM_KEY
+    up = UpstreamConfig(url=config.upstream.url, api_key=UPSTREAM_KEY, first_byte_timeout=5)
+    channels = (ChannelConfig("a", up), ChannelConfig("b", up))
+    running = await nursery.start(serve, replace(config, upstream=UpstreamConfig(), channels=channels,
+                                                 routing=RoutingConfig()))
+    account = await make_account(running)
+    deep = b"[" * depth + b"]" * depth
+    raw = (b'{"model":"claude-haiku-4-5-20251001","max_tokens":10,"messages":[{"role":"user","content":'
+           b'[{"type":"text","text":"hi","x":' + deep + b'}]}]}')
+    async with account.http() as http:
+        answer = await http.post("/v1/messages", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code in (200, 400), (answer.status_code, answer.text)
+    await account.settled(1)
+
+
+@pytest.mark.parametrize("headers, rests", [
+    ((("retry-after", "nan"),), 30.0),            # NaN: was no rest at all (every comparison false)
+    ((("retry-after", "inf"),), 30.0),
+    ((("retry-after", "-5"),), 30.0),             # garbage: the default cooldown, not none
+    ((("retry-after-ms", "abc"), ("retry-after", "7")), 7.0),  # the usable header is still read
+    ((("retry-after", "Wed, 21 Oct 2099 07:28:00 GMT"),), 30.0),
+    ((("retry-after", "12"),), 12.0),
+    ((("retry-after", "1e308"),), 600.0),
+])
+def test_a_rate_limited_channel_rests_whatever_its_retry_after_says(headers, rests):
+    from proxy.upstream.health import ChannelHealth, HealthPolicy
+    from proxy.upstream.router import _retry_after
+    health = ChannelHealth(HealthPolicy(cooldown=30.0, max_cooldown=600.0))
+    health.rate_limited(100.0, _retry_after(headers))
+    assert health.state(100.0 + rests - 0.5) == "cooling"
+    assert health.state(100.0 + rests + 0.5) == "healthy"

@@ -1,5 +1,5 @@
 """The accounts commands of the CLI: user create --admin --password-stdin, passwd,
-disable/enable, code create/list (run in-process, as tests/test_cli.py does)."""
+disable/enable, code create/list (run in-process, as tests/cli/test_cli.py does)."""
 
 import io
 

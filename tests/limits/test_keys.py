@@ -6,18 +6,11 @@ import pytest
 
 from proxy import errors
 from proxy.limits.keys import KeyLimits, Limiter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import HandClock
 
 
 def _limiter():
-    clock = Clock()
+    clock = HandClock()
     return clock, Limiter(clock, lambda: 1_800_000_000.0 + clock.now)
 
 

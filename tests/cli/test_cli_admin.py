@@ -10,6 +10,7 @@ from proxy.accounts.errors import AccountError
 from proxy.accounts.ledger import open_ledger
 from proxy.accounts.service import Accounts
 from proxy.catalog import default_catalog
+from proxy.cli.main import main
 from proxy.money import MAX_AMOUNT
 from storage.base import NotFound
 
@@ -70,3 +71,18 @@ async def test_open_ledger_refuses_to_create_unless_asked(tmp_path):
         async with open_ledger(path):
             pass
     assert not os.path.exists(path)
+
+
+# -- an empty --models -------------------------------------------------------------------------
+
+def test_key_create_with_empty_models_does_not_fail_open(capsys, tmp_path):
+    db = str(tmp_path / "probe.db")
+    assert main(["user", "create", "alice", "--db", db]) == 0
+    code = main(["key", "create", "alice", "--models", "", "--db", db])
+    capsys.readouterr()
+    if code != 0:
+        return  # refused: fine
+    import sqlite3
+    with sqlite3.connect(db) as conn:
+        (models,), = conn.execute("SELECT models FROM api_keys").fetchall()
+    assert models is not None  # NULL means every model

@@ -15,15 +15,14 @@ import openai
 import pytest
 import trio
 
-from proxy.cli import main as cli
-from proxy.serve import serve
 from proxy.adaptors.base import Parsed
 from proxy.billing import hold_amount
 from proxy.relay.sizing import counted_hold
 from proxy.simulator.script import Knobs, counted_tokens
+from proxy.cli.main import main
 from storage.base import KeyLimits
 
-from tests.conftest import at_once, make_account
+from tests.conftest import at_once, at_once_held, in_process_config, make_account, serve_in_process
 
 MODEL = "claude-haiku-4.5"
 SHAPES = ("anthropic", "openai")
@@ -68,6 +67,13 @@ async def fire(account, shape: str, n: int, prompt: str, **kwargs) -> list[Resul
     return await at_once(n, lambda: call(account, shape, prompt, **kwargs))
 
 
+async def fire_held(account, shape: str, n: int, prompt: str, while_held=None, **kwargs) -> list[Result]:
+    """``fire``, the upstream holding every answer (a stream after its first event) until
+    each request is refused or held there: those admitted are in flight together."""
+    return await at_once_held(account.running.upstream, n, lambda: call(account, shape, prompt, **kwargs),
+                              while_held)
+
+
 def passed(results: list[Result]) -> list[Result]:
     return [r for r in results if r.status == 200]
 
@@ -93,19 +99,19 @@ async def charged_exactly(account, served: int, before: int) -> None:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_rpm_admits_exactly_the_limit_of_fifty_at_once(gateway, simulator, shape):
-    account = await make_account(gateway, limits=KeyLimits(rpm=10))
+async def test_rpm_admits_exactly_the_limit_of_fifty_at_once(app_gateway, shape):
+    account = await make_account(app_gateway, limits=KeyLimits(rpm=10))
     before = await account.balance()
     results = await fire(account, shape, 50, "hi [sim deltas=2]")
     assert len(passed(results)) == 10 and len(refused(results)) == 40
     assert all(int(r.headers["retry-after"]) in range(55, 61) for r in refused(results))
-    assert len(simulator.seen()) == 10  # the refused never reached the upstream
+    assert len(app_gateway.upstream.seen()) == 10  # the refused never reached the upstream
     await charged_exactly(account, 10, before)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_a_success_carries_the_ratelimit_headers(gateway, shape):
-    account = await make_account(gateway, limits=KeyLimits(rpm=5, tpm=100_000))
+async def test_a_success_carries_the_ratelimit_headers(app_gateway, shape):
+    account = await make_account(app_gateway, limits=KeyLimits(rpm=5, tpm=100_000))
     for stream in (False, True):
         headers = (await call(account, shape, "hi [sim deltas=2]", max_tokens=100, stream=stream)).headers
         assert headers["anthropic-ratelimit-requests-limit"] == "5"
@@ -116,40 +122,47 @@ async def test_a_success_carries_the_ratelimit_headers(gateway, shape):
         assert timedelta(seconds=50) < reset - datetime.now(timezone.utc) <= timedelta(seconds=61)
 
 
-async def test_a_key_without_limits_has_no_ratelimit_headers(alice):
+async def test_a_key_without_limits_has_no_ratelimit_headers(app_alice):
+    alice = app_alice
     headers = (await call(alice, "anthropic", "hi [sim deltas=2]")).headers
     assert not [h for h in headers if h.startswith("anthropic-ratelimit")]
     assert alice.running.gateway.meter.limiter.windows == {}
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_tpm_reserves_prompt_and_max_tokens_then_counts_what_was_used(gateway, simulator, shape):
+async def test_tpm_reserves_prompt_and_max_tokens_then_counts_what_was_used(app_gateway, shape):
     # each request reserves its estimated prompt (a few tokens) + max_tokens 1000: three fit in 3500
-    account = await make_account(gateway, limits=KeyLimits(tpm=3_500))
+    account = await make_account(app_gateway, limits=KeyLimits(tpm=3_500))
     before = await account.balance()
-    results = await fire(account, shape, 12, "hi [sim deltas=3 ttft_ms=1500]", max_tokens=1000)
+    results = await fire_held(account, shape, 12, "hi [sim deltas=3]", max_tokens=1000)
     assert len(passed(results)) == 3 and len(refused(results)) == 9
-    assert len(simulator.seen()) == 3
+    assert len(app_gateway.upstream.seen()) == 3
     await charged_exactly(account, 3, before)
     # they used far less than they reserved: the window now has room again
     assert (await call(account, shape, "hi [sim deltas=2]", max_tokens=1000)).status == 200
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_concurrency_counts_open_streams(gateway, simulator, shape):
-    account = await make_account(gateway, limits=KeyLimits(concurrency=3))
+async def test_concurrency_counts_open_streams(app_gateway, shape):
+    account = await make_account(app_gateway, limits=KeyLimits(concurrency=3))
     before = await account.balance()
-    results = await fire(account, shape, 10, "hi [sim deltas=4 gap_ms=500]", stream=True)
+    late: list[Result] = []
+
+    async def one_more() -> None:  # while three streams are open (each has sent its first event)
+        late.append(await call(account, shape, "hi [sim deltas=4]", stream=True))
+
+    results = await fire_held(account, shape, 10, "hi [sim deltas=4]", one_more, stream=True)
     assert len(passed(results)) == 3 and len(refused(results)) == 7
-    assert len(simulator.seen()) == 3
+    assert len(refused(late)) == 1
+    assert len(app_gateway.upstream.seen()) == 3
     await charged_exactly(account, 3, before)
     # the slots are free again once the streams have ended
     assert len(passed(await fire(account, shape, 3, "hi [sim deltas=2]", stream=True))) == 3
 
 
-def _hold(gateway, max_tokens: int) -> int:
+def _hold(running, max_tokens: int) -> int:
     """About what one request holds: max_tokens at the output price, and a few prompt tokens."""
-    return hold_amount(gateway.gateway.catalog.resolve(MODEL), 10, max_tokens)
+    return hold_amount(running.gateway.catalog.resolve(MODEL), 10, max_tokens)
 
 
 def _seconds_to(moment: datetime) -> float:
@@ -158,13 +171,13 @@ def _seconds_to(moment: datetime) -> float:
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("period", ("daily_usd", "monthly_usd"))
-async def test_spend_caps_hold_exactly_under_concurrency(gateway, simulator, shape, period):
-    hold = _hold(gateway, 1000)
-    account = await make_account(gateway, limits=KeyLimits(**{period: hold * 3 + hold // 2}))
+async def test_spend_caps_hold_exactly_under_concurrency(app_gateway, shape, period):
+    hold = _hold(app_gateway, 1000)
+    account = await make_account(app_gateway, limits=KeyLimits(**{period: hold * 3 + hold // 2}))
     before = await account.balance()
-    results = await fire(account, shape, 10, "hi [sim deltas=4 gap_ms=400]", max_tokens=1000, stream=True)
+    results = await fire_held(account, shape, 10, "hi [sim deltas=4]", max_tokens=1000, stream=True)
     assert len(passed(results)) == 3 and len(refused(results)) == 7
-    assert len(simulator.seen()) == 3
+    assert len(app_gateway.upstream.seen()) == 3
     now = datetime.now(timezone.utc)
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     rollover = day + timedelta(days=1) if period == "daily_usd" else (day.replace(day=1) + timedelta(days=32)
@@ -198,12 +211,13 @@ async def test_a_spend_cap_counts_what_was_settled_in_the_period_to_the_micro_do
     await charged_exactly(account, 2, before)
 
 
-async def test_cheaplm_key_set_reaches_a_running_gateway_within_the_key_cache(nursery, config, simulator):
-    running = await nursery.start(serve, replace(config, key_cache_seconds=0.3))
+async def test_cheaplm_key_set_reaches_a_running_gateway_within_the_key_cache(nursery, tmp_path):
+    config = replace(in_process_config(tmp_path), key_cache_seconds=0.3)
+    running = await nursery.start(serve_in_process, config)
     account = await make_account(running)
     assert (await call(account, "anthropic", "hi")).status == 200  # (the key is cached now, unlimited)
     argv = ["key", "set", account.key[:14], "--rpm", "1", "--db", config.database_url]
-    assert await trio.to_thread.run_sync(cli.main, argv) == 0  # the CLI, on its own connection
+    assert await trio.to_thread.run_sync(main, argv) == 0  # the CLI, on its own connection
     await trio.sleep(0.35)
     results = await fire(account, "openai", 3, "hi")
     assert len(passed(results)) == 1 and len(refused(results)) == 2
@@ -228,13 +242,17 @@ async def test_a_stream_whose_real_prompt_passes_the_cap_is_refused_before_it_is
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_a_request_refused_by_its_hold_gives_its_admission_back(gateway, simulator, shape):
-    account = await make_account(gateway, credit_micro=1, limits=KeyLimits(rpm=1, concurrency=1))
+async def test_a_request_refused_by_its_hold_gives_its_admission_back(app_gateway, shape):
+    account = await make_account(app_gateway, credit_micro=1, limits=KeyLimits(rpm=1, concurrency=1))
     for _ in range(3):
         with pytest.raises((anthropic.APIStatusError, openai.APIStatusError)) as short:
             await call(account, shape, "hi", max_tokens=1000)
         assert short.value.status_code == 402
-    await gateway.gateway.store.credit(account.username, 1_000_000, "credit")
+    await app_gateway.gateway.store.credit(account.username, 1_000_000, "credit")
     assert (await call(account, shape, "hi", max_tokens=1000)).status == 200  # the minute's one request
     assert (await call(account, shape, "hi", max_tokens=1000)).status == 429
-    assert len(simulator.seen()) == 1
+    assert len(app_gateway.upstream.seen()) == 1
+
+
+# -- count_tokens ------------------------------------------------------------------------------
+

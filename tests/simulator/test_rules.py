@@ -18,7 +18,7 @@ from proxy.simulator.script import Knobs, message_body, plan
 from proxy.simulator.signatures import redacted_data, thinking_signature, valid_redacted, valid_signature
 from proxy.simulator.server import SimulatorState, serve_simulator
 
-from tests.conftest import UPSTREAM_KEY
+from tests.conftest import LOOPBACK_TLS, UPSTREAM_KEY
 
 MODEL = "claude-sonnet-4-6"
 WEATHER = {"name": "get_weather", "description": "Weather of a city",
@@ -50,7 +50,7 @@ def body(**changes) -> dict:
 
 
 def http(sim, **headers) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=sim.url, timeout=10, headers={
+    return httpx.AsyncClient(base_url=sim.url, timeout=10, verify=LOOPBACK_TLS, headers={
         "x-api-key": UPSTREAM_KEY, "anthropic-version": "2023-06-01", **headers})
 
 
@@ -369,7 +369,8 @@ async def test_tool_loop_with_thinking_sent_back_exactly_is_accepted(simulator, 
 
 
 async def test_tool_loop_through_the_anthropic_sdk_is_accepted(simulator):
-    client = anthropic.AsyncAnthropic(api_key=UPSTREAM_KEY, base_url=simulator.url, max_retries=0)
+    client = anthropic.AsyncAnthropic(api_key=UPSTREAM_KEY, base_url=simulator.url, max_retries=0,
+                                    http_client=anthropic.DefaultAsyncHttpxClient(verify=LOOPBACK_TLS))
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
     async with client.messages.stream(model=MODEL, max_tokens=2048, thinking=THINK, tools=[WEATHER],
                                       messages=messages) as stream:
@@ -510,7 +511,7 @@ async def test_secret_is_random_per_state_and_settable(nursery):
     url, _ = await nursery.start(partial(serve_simulator, "127.0.0.1", 0, state=state))
     assert state.sign_thinking("x") == thinking_signature(b"fixed secret", "x")
     payload = body(thinking=THINK)
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=10, verify=LOOPBACK_TLS) as client:
         before = (await client.post("/v1/messages", json=payload)).json()["content"][0]
         assert before["signature"] == thinking_signature(b"fixed secret", before["thinking"])
         state.secret = b"rotated"
