@@ -18,6 +18,10 @@ def blueprint() -> Blueprint:
     bp = Blueprint("public", __name__)
     bp.route("/", methods=["GET", "HEAD"])(root)
     bp.route("/api/hello", methods=["GET", "HEAD"])(hello)
+    # A client given the base URL with /v1 (as the product docs show) probes under it:
+    # Claude Code sends HEAD <base>/api/hello, other clients HEAD <base>.
+    bp.route("/v1", methods=["GET", "HEAD"])(hello)
+    bp.route("/v1/api/hello", methods=["GET", "HEAD"])(hello)
     bp.get("/health")(health)
     return bp
 
@@ -32,7 +36,8 @@ async def root() -> Response:
 
 
 async def hello() -> Response:
-    """Claude Code's start-up reachability probe (HEAD /api/hello, no key)."""
+    """A start-up reachability probe (Claude Code: HEAD <base URL>/api/hello; others HEAD
+    <base URL>), no key needed."""
     return json_response({"ok": True})
 
 

@@ -39,3 +39,13 @@ def test_canonical_paths():
     assert canonical_path("/modelsx") == "/modelsx"
     assert canonical_path("/api/user/transfer/") == "/api/user/transfer"
     assert canonical_path("/") == "/" and canonical_path("/v1/v1") == "/v1"
+
+
+async def test_a_base_url_ending_in_v1_answers_the_clients_reachability_probes(app_gateway):
+    """Claude Code probes HEAD <base>/api/hello and other clients HEAD <base>: with the
+    base URL the product docs show (…/v1) both were 404."""
+    from tests.conftest import http_client
+    async with http_client(app_gateway) as http:
+        for path in ("/v1", "/v1/", "/v1/api/hello", "/api/hello"):
+            answer = await http.head(path)
+            assert answer.status_code == 200, path
