@@ -45,8 +45,8 @@ OPERATIONS: Mapping[tuple[str, str], tuple[str, list, dict | None, list[tuple[st
     ("GET", "/v1/models/info"): ("Limits, capabilities and the five price lanes per model", NONE, None, []),
     ("GET", "/"): ("Service description (clients probe the base URL)", NONE, None, []),
     ("GET", "/api/hello"): ("Reachability probe", NONE, None, []),
-    ("GET", "/v1"): ("Reachability probe of a base URL that ends in /v1", NONE, None, []),
-    ("GET", "/v1/api/hello"): ("Reachability probe under a base URL that ends in /v1", NONE, None, []),
+    ("HEAD", "/v1"): ("Reachability probe of a base URL that ends in /v1", NONE, None, []),
+    ("HEAD", "/v1/api/hello"): ("Reachability probe under a base URL that ends in /v1", NONE, None, []),
     ("GET", "/health"): ("Status and upstream channels", NONE, None, []),
     ("GET", "/metrics"): ("Prometheus metrics (loopback, metrics_networks or the metrics token)", NONE, None, []),
     ("GET", "/openapi.json"): ("This document", NONE, None, []),
@@ -112,7 +112,8 @@ def routes(app) -> set[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if pages.is_page(rule.endpoint):
             continue
-        for method in rule.methods - {"HEAD", "OPTIONS"}:
+        methods = rule.methods - {"OPTIONS"}
+        for method in methods - {"HEAD"} or methods:  # (a HEAD-only route: the probes)
             served.add((method, openapi_path(rule.rule)))
     return served
 

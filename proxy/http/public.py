@@ -20,8 +20,9 @@ def blueprint() -> Blueprint:
     bp.route("/api/hello", methods=["GET", "HEAD"])(hello)
     # A client given the base URL with /v1 (as the product docs show) probes under it:
     # Claude Code sends HEAD <base>/api/hello, other clients HEAD <base>.
-    bp.route("/v1", methods=["GET", "HEAD"])(hello)
-    bp.route("/v1/api/hello", methods=["GET", "HEAD"])(hello)
+    # (HEAD only: a GET under /v1 is an API call, and /v1/models/.. must not look like a model list)
+    bp.route("/v1", methods=["HEAD"])(hello)
+    bp.route("/v1/api/hello", methods=["HEAD"])(hello)
     bp.get("/health")(health)
     return bp
 
