@@ -23,6 +23,7 @@ from .observe.request_log import REQUESTS, log_request
 from .observe.metrics import Metrics
 from .outcome import Outcome
 from .protocol.thinking_memory import ThinkingMemory, ThinkingStore
+from .shared.client import SharedRedis
 from .upstream.base import Upstream
 from . import errors
 from storage.base import KeyRecord, Store, StoreUnavailable
@@ -41,6 +42,7 @@ class Gateway:
     keys: KeyCache | None = None
     after_response: trio.Nursery | None = None
     reasoning_secret: bytes | None = None  # seals Responses reasoning items (serve: proxy/reasoning_key.py)
+    shared: SharedRedis | None = None  # the fleet's Redis (redis_url); none: every state is this process's
     trusted: tuple[Network, ...] = field(init=False, default=())
     rules: RequestRules = field(init=False)
     thinking: ThinkingMemory = field(init=False, default_factory=ThinkingStore)

@@ -24,6 +24,7 @@ from .upstream.channels import open_upstream
 from .upstream.operator import sync_channels
 from .simulator.script import Knobs
 from .simulator.server import SimulatorState, serve_simulator
+from .shared.client import open_shared
 from storage import describe_location, open_store
 from storage.base import StoreError
 from storage.leases import keep_lease
@@ -65,6 +66,13 @@ async def _signalled(signals: tuple[int, ...], drain: StreamDrain, grace: float)
             return
 
 
+async def _shared(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """The fleet's Redis (none without redis_url), open until serve's nursery ends."""
+    async with open_shared(config.redis_url, config.redis_prefix, config.redis_timeout) as shared:
+        task_status.started(shared)
+        await trio.sleep_forever()
+
+
 async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 shutdown_signals: tuple[int, ...] = ()) -> None:
     """Serve until cancelled or, gracefully, until one of ``shutdown_signals`` arrives
@@ -76,6 +84,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
             # Registers this instance (its holds are its own), then recovers only the holds
             # of owners that are gone: a second serve on this ledger, even one that then
             # fails to bind, never touches a live gateway's money.
+            shared = await nursery.start(_shared, config)
             lease = LeaseWatch(store, config.lease_seconds)
             await nursery.start(partial(keep_lease, store, config.lease_seconds, on_beat=lease.beat))
             simulator_url = None
@@ -98,7 +107,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 # keep-alive connection's next request is served only once the previous
                 # handler is done, and settling (a ledger transaction) need not hold it up.
                 gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery,
-                                  reasoning_secret=load_reasoning_secret(config))
+                                  reasoning_secret=load_reasoning_secret(config), shared=shared)
                 gateway.meter.watch_lease(lease)
                 grace, drain = config.shutdown_grace, StreamDrain()
                 trigger = partial(_signalled, shutdown_signals, drain, grace) if shutdown_signals else None

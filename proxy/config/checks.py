@@ -63,6 +63,10 @@ def validate(config: Config) -> None:
     if not 0 < config.channel_sync_interval < math.inf:
         raise ConfigError(f"channel_sync_interval must be a positive number of seconds, got "
                           f"{config.channel_sync_interval}")
+    if config.redis_url is not None and not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("redis_url must be a redis://, rediss:// or unix:// URL")
+    if not 0 < config.redis_timeout <= 30 or not config.redis_prefix:
+        raise ConfigError("redis_timeout must be a positive number of seconds (30 at most); redis_prefix not empty")
     if not 0 < config.shutdown_grace < math.inf:
         raise ConfigError(f"shutdown_grace must be a positive number of seconds, got {config.shutdown_grace}")
     if not 0 < config.keep_alive_timeout < math.inf:

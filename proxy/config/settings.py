@@ -163,6 +163,12 @@ class Config:
     # How often a running gateway applies the operator's channel overrides (cheaplm
     # upstream enable|disable) and publishes its channels' state (cheaplm upstream list).
     channel_sync_interval: float = 2.0
+    # A fleet's shared state (several workers or nodes): a redis:// URL, or none (every
+    # process keeps its own limits). Keys in Redis start with redis_prefix; a command that
+    # gets no answer within redis_timeout seconds counts Redis as down (per-node fallback).
+    redis_url: str | None = None
+    redis_prefix: str = "cheaplm:"
+    redis_timeout: float = 0.5
     # Seconds an idle keep-alive client connection is kept open before the gateway closes it.
     keep_alive_timeout: float = 75.0
     # Seconds requests in flight get to finish after SIGTERM; streams still going are then

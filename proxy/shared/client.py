@@ -1,0 +1,93 @@
+"""The Redis connection one gateway process shares with its fleet: coredis (trio through
+anyio, its own pool), the key prefix, and whether Redis is answering.
+
+``up`` is False from the first command that fails or takes longer than the timeout
+until a ping answers again (``watch`` pings every second while it is down); users of
+the connection fall back to per-process state meanwhile, and ``/health`` says so."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import coredis
+import trio
+
+log = logging.getLogger("cheaplm.shared")
+
+RETRY_SECONDS = 1.0
+
+
+class SharedRedis:
+    def __init__(self, url: str, prefix: str = "cheaplm:", timeout: float = 0.5) -> None:
+        self.url, self.prefix, self.timeout = url, prefix, timeout
+        self.client = coredis.Redis.from_url(url, connect_timeout=timeout, stream_timeout=timeout,
+                                             decode_responses=False)
+        self.up = True
+        self.since = 0.0  # trio time of the last change of ``up``
+
+    def key(self, *parts: object) -> str:
+        """A key of this fleet: the prefix, then the parts joined by ':'."""
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    def failed(self, exc: BaseException) -> None:
+        """A command failed: Redis counts as down (logged once) until a ping answers."""
+        if self.up:
+            log.warning("redis at %s is not answering (%s): each process falls back to its own limits "
+                        "until it is back", redacted(self.url), type(exc).__name__)
+            self.up, self.since = False, trio.current_time()
+
+    def answered(self) -> None:
+        if not self.up:
+            log.warning("redis at %s answers again: limits are shared across the fleet again", redacted(self.url))
+            self.up, self.since = True, trio.current_time()
+
+    async def ping(self) -> bool:
+        try:
+            with trio.fail_after(self.timeout):
+                await self.client.ping()
+        except (coredis.exceptions.RedisError, OSError, trio.TooSlowError) as exc:
+            self.failed(exc)
+            return False
+        self.answered()
+        return True
+
+    async def watch(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Ping once (so the log says at start whether Redis answers), then every second
+        while it is down."""
+        await self.ping()
+        task_status.started()
+        while True:
+            await trio.sleep(RETRY_SECONDS)
+            if not self.up:
+                await self.ping()
+
+    def describe(self) -> dict:
+        """For /health: never the URL's password."""
+        return {"url": redacted(self.url), "up": self.up}
+
+
+def redacted(url: str) -> str:
+    """The URL without its password (redis://:secret@host -> redis://:***@host)."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+@asynccontextmanager
+async def open_shared(url: str | None, prefix: str, timeout: float) -> AsyncIterator[SharedRedis | None]:
+    """The connection for ``url`` (none without one), open while the block runs; its
+    watcher runs in a nursery of its own."""
+    if not url:
+        yield None
+        return
+    shared = SharedRedis(url, prefix, timeout)
+    async with shared.client:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(shared.watch)
+            yield shared
+            nursery.cancel_scope.cancel()
