@@ -22,7 +22,7 @@ from .helpers import LEASE, funded, new_key, partial_row, row
 
 
 CONCERNS = (base.KeyStore, base.LedgerStore, base.HoldStore, base.UsageStore, base.InstanceStore,
-            base.ChannelStore, base.MaintenanceStore, base.AccountStore, base.SessionStore, base.CodeStore,
+            base.ChannelStore, base.ChangeStore, base.MaintenanceStore, base.AccountStore, base.SessionStore, base.CodeStore,
             base.ReportStore)
 
 
