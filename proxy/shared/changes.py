@@ -78,7 +78,10 @@ def apply(changes: Sequence[Change], keys: KeyCache, channels_changed: Callable[
         if change.kind == "key":
             keys.forget(change.name)
         elif change.kind == "account":
-            keys.forget_account(int(change.name))
+            if change.name.isdigit():
+                keys.forget_account(int(change.name))
+            else:  # (not a notice this version writes)
+                keys.clear()
         elif change.kind == "channel":
             channels = True
     if channels:

@@ -84,6 +84,11 @@ local function sweep(k, now, ttl)
     if not expired(other, tid, now, ttl) then break end
     drop(other, tid)
   end
+  -- nothing left: counts start again from zero (whatever Redis's own expiry took meanwhile)
+  if redis.call("ZCARD", base(k) .. "lru") == 0 then
+    redis.call("DEL", base(k) .. "size", base(k) .. "meta", base(k) .. "at")
+  end
+  if redis.call("ZCARD", G) == 0 then redis.call("DEL", GSIZE) end
 end
 
 local function used(k, tid, now, keep)
