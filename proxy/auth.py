@@ -121,8 +121,9 @@ class KeyCache:
 
     def forget_account(self, account_id: int) -> None:
         """Every cached key of the account (an account disabled, enabled, paid)."""
-        for prefix in [p for p, e in self._entries.items() if e.record is not None and e.record.account_id == account_id]:
-            del self._entries[prefix]
+        for prefix, entry in list(self._entries.items()):
+            if entry.record is not None and entry.record.account_id == account_id:
+                del self._entries[prefix]
 
     def clear(self) -> None:
         self._entries.clear()
