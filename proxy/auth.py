@@ -101,9 +101,10 @@ class _Cached:
 
 
 class KeyCache:
-    """Prefix -> key record, for ``ttl`` seconds (so a revocation, or an account disabled,
-    by the CLI in another process takes effect within ttl). A key past its expiry is
-    refused at once, cached or not."""
+    """Prefix -> key record, for ``ttl`` seconds. A change made by another process (the
+    CLI, another node) is forgotten sooner by the change feed's follower
+    (proxy/shared/changes.py: ``forget``, ``forget_account``, ``clear``); the ttl bounds
+    it when the feed cannot be read. A key past its expiry is refused at once, cached or not."""
 
     def __init__(self, lookup: Callable, ttl: float, clock: Callable[[], float],
                  wall: Callable[[], float] = time.time,
@@ -117,6 +118,15 @@ class KeyCache:
 
     def forget(self, prefix: str) -> None:
         self._entries.pop(prefix, None)
+
+    def forget_account(self, account_id: int) -> None:
+        """Every cached key of the account (an account disabled, enabled, paid)."""
+        for prefix, entry in list(self._entries.items()):
+            if entry.record is not None and entry.record.account_id == account_id:
+                del self._entries[prefix]
+
+    def clear(self) -> None:
+        self._entries.clear()
 
     async def authenticate(self, key: str | None) -> KeyRecord:
         if not key:

@@ -24,6 +24,7 @@ from .observe.metrics import Metrics
 from .outcome import Outcome
 from .protocol.thinking_memory import ThinkingMemory, ThinkingStore
 from .shared.client import SharedRedis
+from .shared.thinking import SharedThinking
 from .upstream.base import Upstream
 from . import errors
 from storage.base import KeyRecord, Store, StoreUnavailable
@@ -63,6 +64,8 @@ class Gateway:
             self.reasoning_secret = secret.encode() if secret else secrets.token_bytes(32)
         self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
         self.limits = LocalLimits(trio.current_time, time.time)
+        if self.shared is not None:  # a fleet's turns in Redis (this process's store while it is away)
+            self.thinking = SharedThinking(self.shared, self.thinking)
         self.meter = Meter(self.store, self.limits.key_limiter(), self.record, self.after_response)
         self.upstream.observe = self.metrics.attempt  # every attempt on every channel
 

@@ -24,6 +24,7 @@ from .upstream.channels import open_upstream
 from .upstream.operator import sync_channels
 from .simulator.script import Knobs
 from .simulator.server import SimulatorState, serve_simulator
+from .shared.changes import follow_changes
 from .shared.client import open_shared
 from storage import describe_location, open_store
 from storage.base import StoreError
@@ -102,13 +103,15 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
             try:
                 # The operator's channel overrides are applied before the first request, then every
                 # channel_sync_interval s, when this instance's channel status is published too.
-                await nursery.start(sync_channels, store, upstream, config.channel_sync_interval)
+                channels = await nursery.start(sync_channels, store, upstream, config.channel_sync_interval)
                 # Streams are settled in this nursery, after their handler has returned: a
                 # keep-alive connection's next request is served only once the previous
                 # handler is done, and settling (a ledger transaction) need not hold it up.
                 gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery,
                                   reasoning_secret=load_reasoning_secret(config), shared=shared)
                 gateway.meter.watch_lease(lease)
+                # Changes by other processes (the CLI, other nodes): within change_poll_interval.
+                await nursery.start(follow_changes, store, gateway.keys, channels.wake, config.change_poll_interval)
                 grace, drain = config.shutdown_grace, StreamDrain()
                 trigger = partial(_signalled, shutdown_signals, drain, grace) if shutdown_signals else None
 

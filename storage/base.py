@@ -25,10 +25,12 @@ from .errors import CodeRefused, IdempotencyConflict
 from .records import (LIMIT_FIELDS, MAX_AMOUNT, MAX_BALANCE, MAX_RATE, NO_LIMITS, Account, ChannelOverride,
                       ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry, Recovery, StoreStats, UsageRow,
                       checked_amount, checked_balance)
+from .records import CHANGE_KINDS, Change
 from .records import ROLES, CodeRecord, Payment, PaymentRecord, Profile, Session, TransferReceipt, UsageLine
 
 __all__ = [
-    "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "ChannelStore", "MaintenanceStore",
+    "KeyStore", "LedgerStore", "HoldStore", "UsageStore", "InstanceStore", "ChannelStore", "ChangeStore",
+    "MaintenanceStore", "Change", "CHANGE_KINDS",
     "Store",
     "StoreError", "StoreUnavailable", "StoreBusy", "StoreConfigError", "LedgerMissing", "MigrationNeeded",
     "SchemaTooNew", "AmountOutOfRange", "NotFound", "AlreadyExists",
@@ -161,6 +163,22 @@ class ChannelStore(Protocol):
         instances that are gone are left out."""
 
 
+class ChangeStore(Protocol):
+    """The change feed: a notice (``Change``) for each change of what running gateways
+    cache (a key revoked or its limits or expiry changed; an account disabled, enabled or
+    out of its free tier; a channel override), written in the change's own transaction by
+    the operations above, so every gateway on the store can follow it
+    (proxy/shared/changes.py) instead of waiting for its caches to expire. Notices are
+    kept an hour."""
+
+    async def changes_after(self, last: int, limit: int = 1000) -> Sequence[Change]:
+        """The notices with an id above ``last``, by id, at most ``limit``. Ids grow with
+        each notice and are never reused, but on a backend with concurrent writers
+        (PostgreSQL) a notice may become visible after one with a higher id."""
+    async def last_change(self) -> int:
+        """The id of the newest notice (0 when there is none)."""
+
+
 class MaintenanceStore(Protocol):
     applied_migrations: tuple[str, ...]  # the schema migrations opening this store applied
 
@@ -249,8 +267,8 @@ class ReportStore(Protocol):
         from ``since`` (a day) on that has any, oldest first."""
 
 
-class Store(KeyStore, LedgerStore, HoldStore, UsageStore, InstanceStore, ChannelStore, MaintenanceStore,
-            AccountStore, SessionStore, CodeStore, ReportStore, Protocol):
+class Store(KeyStore, LedgerStore, HoldStore, UsageStore, InstanceStore, ChannelStore, ChangeStore,
+            MaintenanceStore, AccountStore, SessionStore, CodeStore, ReportStore, Protocol):
     """Everything a backend provides; closed once with ``aclose``."""
 
     async def aclose(self) -> None: ...

@@ -295,3 +295,20 @@ class ChannelSnapshot:
     instance_id: str
     at: float
     channels: tuple[dict, ...]
+
+
+CHANGE_KINDS = ("key", "account", "channel")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A notice in the change feed: something running gateways cache changed. Written in
+    the transaction of the change itself. ``kind`` names what ``name`` is: "key" (a key's
+    prefix: revoked, its limits or expiry changed), "account" (an account id, as text:
+    disabled, enabled, its free tier ended), "channel" (a channel's name: the operator's
+    override)."""
+
+    id: int
+    kind: str
+    name: str
+    at: float  # unix time

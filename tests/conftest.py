@@ -31,7 +31,9 @@ from proxy.money import parse_usd
 from proxy.runtime import Gateway
 from proxy.upstream.base import Upstream
 from proxy.upstream.channels import SINGLE, routing_policy
+from proxy.upstream.operator import sync_channels
 from proxy.upstream.router import Channel, Router
+from proxy.shared.changes import follow_changes
 from quart_trio import QuartTrio
 from proxy.serve import Running, serve
 from proxy.simulator.server import SimulatorState, serve_simulator
@@ -86,11 +88,12 @@ class InProcess:
         return httpx.ASGITransport(app=self.app, client=CLIENT)
 
 
-async def serve_in_process(config: Config, upstream: Upstream | None = None, *,
+async def serve_in_process(config: Config, upstream: Upstream | None = None, *, follow: bool = False,
                            task_status=trio.TASK_STATUS_IGNORED) -> None:
     """``serve`` without the socket: the same store (and instance lease), Gateway and app;
     ``upstream`` (default: the simulator's script in-process; ``open_upstream(config, ...)``
-    for the configured HTTP channels) instead of the HTTP upstream."""
+    for the configured HTTP channels) instead of the HTTP upstream. ``follow``: with
+    serve's channel sync and change-feed follower too."""
     upstream = upstream or SimUpstream(SimulatorState(api_key=UPSTREAM_KEY),
                                        first_byte_timeout=config.upstream.first_byte_timeout,
                                        idle_timeout=config.upstream.idle_timeout)
@@ -103,6 +106,9 @@ async def serve_in_process(config: Config, upstream: Upstream | None = None, *,
         async with trio.open_nursery() as nursery:
             await nursery.start(keep_lease, store, config.lease_seconds)
             gateway = Gateway(config, store, router, after_response=nursery)
+            if follow:
+                channels = await nursery.start(sync_channels, store, router, config.channel_sync_interval)
+                await nursery.start(follow_changes, store, gateway.keys, channels.wake, config.change_poll_interval)
             task_status.started(InProcess("http://cheaplm.test", gateway, upstream, create_app(gateway)))
             await trio.sleep_forever()
     finally:

@@ -69,6 +69,8 @@ def test_missing_file():
     ("key_cache_seconds = -1", "key_cache_seconds"),
     ("key_cache_seconds = nan", "key_cache_seconds"),
     ("key_cache_seconds = inf", "key_cache_seconds"),
+    ("change_poll_interval = 0", "change_poll_interval"),
+    ("change_poll_interval = 2", "change_poll_interval"),
     ("port = 65536", "port"),
     ("port = -80", "port"),
     ("value_multiplier = 'nan'", "value_multiplier"),

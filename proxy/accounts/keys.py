@@ -1,7 +1,8 @@
 """API keys: create (with restrictions, limits and an expiry), list, change limits,
 revoke; and whether a key is restricted (such a key cannot manage its account). Part of
 ``Accounts``. Every change tells the running gateway's key cache at once (the
-``key_changed`` hook); other gateways see it within their key_cache_seconds."""
+``key_changed`` hook); other gateways see it through the change feed within their
+change_poll_interval."""
 
 from __future__ import annotations
 

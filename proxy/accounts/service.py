@@ -7,7 +7,8 @@ for people (the CLI names its flags from ``param``; the HTTP side answers its st
 credits.py, codes.py); this module holds what they share: the store, the settings, the
 clocks, the throttles (from the gateway's ``Limits``: one set per running gateway) and
 the ``key_changed`` hook the running gateway sets to forget a key it caches at once (the
-CLI sets none: gateways see its changes within key_cache_seconds).
+CLI sets none: every gateway learns a change from the ledger's change feed,
+proxy/shared/changes.py, within change_poll_interval).
 """
 
 from __future__ import annotations

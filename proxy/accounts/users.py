@@ -59,8 +59,8 @@ class Users:
 
     async def set_disabled(self, username: str, disabled: bool, actor: Actor | None = None) -> Profile:
         """Disabling ends the account's sessions and its keys are refused from then on (at
-        once on this gateway, through the key hook; other gateways within their
-        key_cache_seconds). An admin cannot disable their own account."""
+        once on this gateway, through the key hook; other gateways through the change
+        feed, within their change_poll_interval). An admin cannot disable their own account."""
         if disabled and actor is not None and actor.username == username:
             raise AccountError("you cannot disable your own account", param="username")
         profile = await self.store.set_disabled(username, disabled)

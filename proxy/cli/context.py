@@ -1,6 +1,7 @@
 """What an admin command gets: its arguments, the configuration, the ledger opener and
 the accounts library on a store (without a key hook: running gateways see a change
-within their key_cache_seconds), and the operator as the actor of its changes."""
+through the ledger's change feed, within change_poll_interval), and the operator as the
+actor of its changes."""
 
 from __future__ import annotations
 

@@ -40,4 +40,4 @@ async def set_enabled(c: Command) -> None:
     async with c.ledger() as store:
         override = await set_upstream_enabled(store, c.config, c.args.name, enabled, getattr(c.args, "reason", ""))
     output.line(f"{'enabled' if override.enabled else 'disabled'} upstream channel {override.name} (running "
-                f"gateways apply it within {c.config.channel_sync_interval:g} s)")
+                f"gateways apply it within {c.config.change_poll_interval:g} s)")

@@ -67,7 +67,7 @@ async def set_disabled(c: Command) -> None:
     disable = c.args.action == "disable"
     async with c.ledger() as store:
         profile = await c.accounts(store).set_disabled(c.args.username, disable, c.actor)
-    output.line(f"{profile.username} " + ("disabled: keys refused within key_cache_seconds, sessions ended"
+    output.line(f"{profile.username} " + ("disabled: keys refused within a second, sessions ended"
                                           if disable else "enabled"))
 
 

@@ -63,6 +63,9 @@ def validate(config: Config) -> None:
     if not 0 < config.channel_sync_interval < math.inf:
         raise ConfigError(f"channel_sync_interval must be a positive number of seconds, got "
                           f"{config.channel_sync_interval}")
+    if not 0 < config.change_poll_interval <= 1:
+        raise ConfigError(f"change_poll_interval must be a positive number of seconds, 1 at most, got "
+                          f"{config.change_poll_interval}")
     if config.redis_url is not None and not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("redis_url must be a redis://, rediss:// or unix:// URL")
     if not 0 < config.redis_timeout <= 30 or not config.redis_prefix:

@@ -39,6 +39,7 @@ _TOP = {"database_url": str, "host": str, "port": int, "value_multiplier": Decim
         "transfers_per_minute": int, "max_tokens_policy": str, "model_fallback": bool,
         "body_timeout": float, "body_grace": float, "body_min_rate": int, "lease_seconds": float,
         "progress_interval": float, "store_busy_timeout": float, "channel_sync_interval": float,
+        "change_poll_interval": float,
         "keep_alive_timeout": float, "shutdown_grace": float,
         "count_tokens_per_minute": int, "count_tokens_account_per_minute": int,
         "log_format": str, "metrics_token": str, "auto_cache": bool, "auto_cache_messages": bool,

@@ -163,6 +163,9 @@ class Config:
     # How often a running gateway applies the operator's channel overrides (cheaplm
     # upstream enable|disable) and publishes its channels' state (cheaplm upstream list).
     channel_sync_interval: float = 2.0
+    # How often a running gateway reads the ledger's change feed: a key revoked or changed,
+    # a user disabled or enabled, a channel override, made by any process, applies within it.
+    change_poll_interval: float = 0.25
     # A fleet's shared state (several workers or nodes): a redis:// URL, or none (every
     # process keeps its own limits). Keys in Redis start with redis_prefix; a command that
     # gets no answer within redis_timeout seconds counts Redis as down (per-node fallback).

@@ -126,13 +126,20 @@ class Turn:
 
     # A networked memory (Redis) stores turns as bytes.
     def to_json(self) -> bytes:
-        entries = [{"placeholder": s.kind, "id": s.id} if isinstance(s, Placeholder) else s for s in self.layout]
-        return json.dumps(entries, separators=(",", ":")).encode("ascii")  # \u escapes: any str survives
+        return json.dumps(self.entries(), separators=(",", ":")).encode("ascii")  # \u escapes: any str survives
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Turn:
-        return cls(tuple(Placeholder(e["placeholder"], e.get("id")) if "placeholder" in e else e
-                         for e in json.loads(data)))
+        return cls.from_entries(json.loads(data))
+
+    @classmethod
+    def from_entries(cls, entries: list) -> Turn:
+        """The turn of ``to_json``'s entries, parsed by any JSON parser."""
+        return cls(tuple(Placeholder(e["placeholder"], e.get("id")) if "placeholder" in e else e for e in entries))
+
+    def entries(self) -> list:
+        """The layout as plain JSON values (what ``to_json`` writes)."""
+        return [{"placeholder": s.kind, "id": s.id} if isinstance(s, Placeholder) else s for s in self.layout]
 
 
 def _thinking_block(block: dict) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The operator's side of a running gateway's channels, through the store: every few
-seconds (``channel_sync_interval``) it applies the overrides ``cheaplm upstream
+seconds (``channel_sync_interval``), and at once when the change feed says one changed
+(proxy/shared/changes.py), it applies the overrides ``cheaplm upstream
 enable|disable`` recorded, and publishes what its router knows of each channel (the
 rows of ``Router.describe``, never a key) for ``cheaplm upstream list``.
 
@@ -71,6 +72,17 @@ class ChannelSync:
         self.upstream = upstream
         self.overrides = Overrides(upstream)
         self.failing = False
+        self._woken = trio.Event()
+
+    def wake(self) -> None:
+        """Run the next round now (the change feed saw an override: proxy/shared/changes.py)."""
+        self._woken.set()
+
+    async def wait(self, interval: float) -> None:
+        """Until the next round is due: ``interval`` s, or sooner when woken."""
+        with trio.move_on_after(interval):
+            await self._woken.wait()
+        self._woken = trio.Event()
 
     async def once(self) -> None:
         try:
@@ -90,10 +102,11 @@ class ChannelSync:
 async def sync_channels(store: ChannelStore, upstream: Router, interval: float, *,
                         task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Apply the overrides and publish once (before the gateway takes requests: a channel
-    the operator disabled gets none), report started, then again every ``interval`` s."""
+    the operator disabled gets none), report started (with the ``ChannelSync``, whose
+    ``wake`` runs a round at once), then again every ``interval`` s."""
     sync = ChannelSync(store, upstream)
     await sync.once()
-    task_status.started()
+    task_status.started(sync)
     while True:
-        await trio.sleep(interval)
+        await sync.wait(interval)
         await sync.once()

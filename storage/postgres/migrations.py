@@ -109,6 +109,10 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ALTER TABLE holds ADD COLUMN charged bigint",
         "ALTER TABLE ledger ADD COLUMN key_id bigint",
     )),
+    ("0011_changes", (  # the change feed running gateways follow (storage/sql/changes.py)
+        f"CREATE TABLE changes (id {ID}, kind text NOT NULL, name text NOT NULL, at {TIME} NOT NULL)",
+        "CREATE INDEX idx_changes_at ON changes (at)",
+    )),
 )
 
 _LOCK = 0x63686561706C6D  # pg_advisory_lock key for migrating ("cheaplm")

@@ -85,6 +85,7 @@ class Accounts:
                 self._end_sessions(profile.account_id)
             else:
                 self.db.execute("UPDATE accounts SET disabled_at = NULL WHERE id = ?", (profile.account_id,))
+            self.ledger.changed("account", profile.account_id)
         return self.get_profile(username)
 
     def set_key_expiry(self, prefix: str, expires_at: float | None) -> KeyRecord:
@@ -92,6 +93,7 @@ class Accounts:
             if self.db.execute("UPDATE api_keys SET expires_at = ? WHERE prefix = ?",
                                (expires_at, prefix)).rowcount == 0:
                 raise NotFound(f"no key with prefix {prefix}")
+            self.ledger.changed("key", prefix)
         found = self.ledger.find_key(prefix)
         assert found is not None
         return found

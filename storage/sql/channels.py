@@ -37,6 +37,7 @@ class Channels:
                 "ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled, reason = excluded.reason, "
                 f"set_at = excluded.set_at, version = channel_overrides.version + 1 RETURNING {_OVERRIDE_COLUMNS}",
                 (name, int(enabled), reason, self.ledger.clock())).fetchone()
+            self.ledger.changed("channel", name)
         return _override(row)
 
     def channel_overrides(self) -> list[ChannelOverride]:

@@ -14,6 +14,7 @@ from ..caps import capped_periods, check_periods, spend_day
 from ..errors import AlreadyExists, InsufficientBalance, NotFound, StoreError
 from ..records import (LIMIT_FIELDS, MAX_RATE, NO_LIMITS, Account, KeyLimits, KeyRecord, LedgerEntry, UsageRow,
                        checked_amount, checked_balance)
+from . import changes
 from .db import Db, savepoint
 
 USAGE_COLUMNS = tuple(f.name for f in fields(UsageRow))
@@ -32,6 +33,10 @@ class Ledger:
     def now(self) -> float:
         """Now by this store's clock, unix time: every time the store records (records.py)."""
         return self.clock()
+
+    def changed(self, kind: str, name: object) -> None:
+        """Inside the changing operation: its notice in the change feed (changes.py)."""
+        changes.note(self.db, self.now(), kind, str(name))
 
     # -- accounts -------------------------------------------------------------------
     def _account_row(self, where: str, arg: Any) -> Account:
@@ -80,8 +85,10 @@ class Ledger:
                 "INSERT INTO ledger (account_id, delta, balance_after, kind, ref, paid, created_at, reason, actor) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (account_id, delta, account.balance, kind, ref, paid, self.now(), reason, actor))
-            if paid:  # the account's first payment ends its free tier (KeyRecord.free_tier)
-                self.db.execute("UPDATE accounts SET paid_at = COALESCE(paid_at, ?) WHERE id = ?", (self.now(), account_id))
+            if paid and self.db.execute(  # the account's first payment ends its free tier (KeyRecord.free_tier)
+                    "UPDATE accounts SET paid_at = ? WHERE id = ? AND paid_at IS NULL",
+                    (self.now(), account_id)).rowcount:
+                self.changed("account", account_id)
         return account
 
     def credit(self, username: str, amount: int, kind: str, paid: int | None, ref: str | None,
@@ -191,6 +198,8 @@ class Ledger:
                                      (self.now(), prefix))
             if cursor.rowcount == 0 and self.find_key(prefix) is None:
                 raise NotFound(f"no key with prefix {prefix}")
+            if cursor.rowcount:
+                self.changed("key", prefix)
         found = self.find_key(prefix)
         assert found is not None
         return found
@@ -203,6 +212,7 @@ class Ledger:
                                          "WHERE prefix = ?", (*values.values(), prefix))
                 if cursor.rowcount == 0:
                     raise NotFound(f"no key with prefix {prefix}")
+                self.changed("key", prefix)
         found = self.find_key(prefix)
         if found is None:
             raise NotFound(f"no key with prefix {prefix}")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Callable, Mapping, Sequence, TypeVar
 
 from ..errors import StoreError
-from ..records import (NO_LIMITS, Account, ChannelOverride, ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry,
+from ..records import (NO_LIMITS, Account, Change, ChannelOverride, ChannelSnapshot, KeyLimits, KeyRecord, LedgerEntry,
                        Recovery, StoreStats, UsageRow)
 from ..records import CodeRecord, Payment, PaymentRecord, Profile, Session, TransferReceipt, UsageLine
-from . import checks
+from . import changes, checks
 from .checks import Finding
 from .ops import Ops
 
@@ -149,6 +149,12 @@ class SqlStore:
 
     async def channel_status(self) -> Sequence[ChannelSnapshot]:
         return await self._read(lambda o: o.channels.channel_status())
+
+    async def changes_after(self, last: int, limit: int = 1000) -> Sequence[Change]:
+        return await self._read(lambda o: changes.after(o.db, last, limit))
+
+    async def last_change(self) -> int:
+        return await self._read(lambda o: changes.last(o.db))
 
     async def ledger(self, username: str) -> Sequence[LedgerEntry]:
         return await self._read(lambda o: o.ledger.ledger(username))

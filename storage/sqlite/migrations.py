@@ -191,6 +191,16 @@ def _money(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE ledger ADD COLUMN key_id INTEGER")
 
 
+def _changes(db: sqlite_utils.Database) -> None:
+    """The change feed (storage/sql/changes.py): a row per change of a key, an account's
+    disabled flag or free tier, or a channel override, written with the change; running
+    gateways read the rows after the last they saw. AUTOINCREMENT: an id is never used
+    twice, even once the newest rows were pruned."""
+    db.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+               "name TEXT NOT NULL, at REAL NOT NULL)")
+    db.execute("CREATE INDEX idx_changes_at ON changes (at)")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0001_initial", _initial),
     ("0002_hold_owners", _hold_owners),
@@ -201,6 +211,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite_utils.Database], None]], ...] = (
     ("0008_audit", _audit),
     ("0009_refunds", _refunds),
     ("0010_money", _money),
+    ("0011_changes", _changes),
 )
 
 

@@ -22,8 +22,8 @@ from .helpers import LEASE, funded, new_key, partial_row, row
 
 
 CONCERNS = (base.KeyStore, base.LedgerStore, base.HoldStore, base.UsageStore, base.InstanceStore,
-            base.ChannelStore, base.MaintenanceStore, base.AccountStore, base.SessionStore, base.CodeStore,
-            base.ReportStore)
+            base.ChannelStore, base.ChangeStore, base.MaintenanceStore, base.AccountStore, base.SessionStore,
+            base.CodeStore, base.ReportStore)
 
 
 def operations(protocol) -> set[str]:
