@@ -34,6 +34,7 @@ from proxy.upstream.channels import SINGLE, routing_policy
 from proxy.upstream.router import Channel, Router
 from quart_trio import QuartTrio
 from proxy.serve import Running, serve
+from proxy.shared.client import open_shared
 from proxy.simulator.server import SimulatorState, serve_simulator
 from storage import open_store
 from storage.leases import keep_lease
@@ -88,7 +89,8 @@ class InProcess:
 
 async def serve_in_process(config: Config, upstream: Upstream | None = None, *,
                            task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """``serve`` without the socket: the same store (and instance lease), Gateway and app;
+    """``serve`` without the socket: the same store (and instance lease), fleet's Redis
+    (with ``redis_url``), Gateway and app;
     ``upstream`` (default: the simulator's script in-process; ``open_upstream(config, ...)``
     for the configured HTTP channels) instead of the HTTP upstream."""
     upstream = upstream or SimUpstream(SimulatorState(api_key=UPSTREAM_KEY),
@@ -100,9 +102,10 @@ async def serve_in_process(config: Config, upstream: Upstream | None = None, *,
     store = await open_store(config.database_url, instance_id=new_instance_id(),
                              busy_timeout=config.store_busy_timeout)
     try:
-        async with trio.open_nursery() as nursery:
+        async with open_shared(config.redis_url, config.redis_prefix, config.redis_timeout) as shared, \
+                trio.open_nursery() as nursery:
             await nursery.start(keep_lease, store, config.lease_seconds)
-            gateway = Gateway(config, store, router, after_response=nursery)
+            gateway = Gateway(config, store, router, after_response=nursery, shared=shared)
             task_status.started(InProcess("http://cheaplm.test", gateway, upstream, create_app(gateway)))
             await trio.sleep_forever()
     finally:
