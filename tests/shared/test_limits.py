@@ -24,7 +24,7 @@ from storage.base import KeyLimits
 
 from tests.conftest import at_once
 from tests.fakes import HandClock
-from tests.shared.redis import redis_limits, redis_prefix, second_node, shared_redis  # noqa: F401 (fixtures)
+from tests.shared.redis import delete_prefixed, redis_limits, redis_prefix, second_node, shared_redis  # noqa: F401
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -226,3 +226,52 @@ async def test_admissions_end_where_they_began(shared_redis):
     await remote.finish(0)
     assert limiter.local.windows == {} and limiter.running == {}
 
+
+
+class _Outage:
+    """A TCP relay to Redis that the test cuts (every connection dropped, the port
+    closed) and restores on the same port: Redis going away and coming back."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.port, self.scope = target, 0, None
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as self.scope:
+            listeners = await trio.open_tcp_listeners(self.port, host="127.0.0.1")
+            self.port = listeners[0].socket.getsockname()[1]
+            task_status.started()
+            await trio.serve_listeners(self._relay, listeners)
+
+    async def _relay(self, client) -> None:
+        async with client, await trio.open_tcp_stream(*self.target) as server, trio.open_nursery() as nursery:
+            async def pipe(source, sink) -> None:
+                async for data in source:
+                    await sink.send_all(data)
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(pipe, client, server)
+            nursery.start_soon(pipe, server, client)
+
+
+async def test_redis_going_away_and_coming_back(nursery, redis_prefix, caplog):
+    caplog.set_level(logging.WARNING, "cheaplm.shared")
+    outage = _Outage(("127.0.0.1", 6379))
+    await nursery.start(outage.serve)
+    async with open_shared(f"redis://127.0.0.1:{outage.port}/0", redis_prefix, 0.5) as shared:
+        try:
+            limits = redis_limits(shared)
+            throttle = limits.throttle("t", 1, 60.0)
+            assert await throttle.take("k") == 0.0 and await throttle.take("k") > 0  # Redis's count
+            outage.scope.cancel()  # Redis goes away
+            await trio.sleep(0.05)
+            assert await throttle.take("k") == 0.0  # the process's own count answers
+            assert not shared.up
+            await nursery.start(outage.serve)  # it is back, on the same port
+            with trio.fail_after(5):  # (the watcher pings every second while it is down)
+                while not shared.up:
+                    await trio.sleep(0.05)
+            assert await throttle.take("k") > 0  # Redis's count again: its first take is still there
+        finally:
+            with trio.CancelScope(shield=True):
+                await delete_prefixed(shared)
+    messages = [r.getMessage() for r in caplog.records if r.name == "cheaplm.shared"]
+    assert len(messages) == 2 and "not answering" in messages[0] and "answers again" in messages[1]
