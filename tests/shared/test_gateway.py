@@ -63,3 +63,19 @@ async def test_redis_unreachable_the_gateway_serves_on_its_own_limits(nursery, t
     await trio.sleep(1.2)  # the watcher pings again, and fails again: still one line
     warnings = [r.getMessage() for r in caplog.records if r.name == "cheaplm.shared"]
     assert len(warnings) == 1 and "secret" not in warnings[0]
+
+
+async def test_an_upstream_429_on_one_gateway_rests_the_channel_on_the_other(nursery, tmp_path, shared_redis):
+    one, two = await _fleet(nursery, tmp_path, REDIS_URL, shared_redis.prefix)
+    alice = await make_account(one)
+    limited = {**MESSAGE, "messages": [{"role": "user", "content": "hi [sim fault=429 retry_after=30]"}]}
+    async with alice.http() as http:
+        assert (await http.post("/v1/messages", json=limited)).status_code == 429
+    with trio.fail_after(1.5):  # (each gateway's round: every 0.5 s)
+        while two.gateway.upstream.describe(trio.current_time())[0]["state"] != "cooling":
+            await trio.sleep(0.02)
+    async with Account(alice.username, alice.key, two).http() as http:
+        refused = await http.post("/v1/messages", json=MESSAGE)
+    assert refused.status_code == 429 and "rate limiting this gateway" in refused.json()["error"]["message"]
+    assert 25 <= int(refused.headers["retry-after"]) <= 30
+    assert two.upstream.seen() == []  # the rest was taken up: nothing went to its upstream
