@@ -19,7 +19,8 @@ MESSAGE = {"model": "claude-haiku-4.5", "max_tokens": 20, "messages": [{"role": 
 
 
 async def _fleet(nursery, tmp_path, url: str, prefix: str, n: int = 2):
-    config = replace(in_process_config(tmp_path), redis_url=url, redis_prefix=prefix, redis_timeout=0.5)
+    # (a generous timeout: these tests are about exactness, not a loaded test machine's latency)
+    config = replace(in_process_config(tmp_path), redis_url=url, redis_prefix=prefix, redis_timeout=5.0)
     return [await nursery.start(serve_in_process, config) for _ in range(n)]
 
 
