@@ -1,7 +1,8 @@
 """The running gateway: builds and owns every service of one server (config, catalog,
 store, upstream, key cache, limiters, the meter, metrics and the request log). Built by
 serve.py; handed to the app and the relay. The one place that chooses the limiters'
-implementation (in-process today; a shared one is one line here)."""
+implementation: through Redis when the gateway has the fleet's connection (``shared``),
+else in the process."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ from .observe.request_log import REQUESTS, log_request
 from .observe.metrics import Metrics
 from .outcome import Outcome
 from .protocol.thinking_memory import ThinkingMemory, ThinkingStore
+from .shared.channels import keep_shared
 from .shared.client import SharedRedis
 from .shared.thinking import SharedThinking
+from .shared.limits import RedisLimits
 from .upstream.base import Upstream
 from . import errors
 from storage.base import KeyRecord, Store, StoreUnavailable
@@ -63,7 +66,10 @@ class Gateway:
             secret = self.config.responses_secret
             self.reasoning_secret = secret.encode() if secret else secrets.token_bytes(32)
         self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
-        self.limits = LocalLimits(trio.current_time, time.time)
+        local = LocalLimits(trio.current_time, time.time)
+        self.limits = local if self.shared is None else RedisLimits(self.shared, local)
+        if isinstance(self.limits, RedisLimits) and self.after_response is not None:
+            self.after_response.start_soon(keep_shared, self.limits, self.upstream)  # slots' leases, channels' rests
         if self.shared is not None:  # a fleet's turns in Redis (this process's store while it is away)
             self.thinking = SharedThinking(self.shared, self.thinking)
         self.meter = Meter(self.store, self.limits.key_limiter(), self.record, self.after_response)

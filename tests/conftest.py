@@ -36,6 +36,7 @@ from proxy.upstream.router import Channel, Router
 from proxy.shared.changes import follow_changes
 from quart_trio import QuartTrio
 from proxy.serve import Running, serve
+from proxy.shared.client import open_shared
 from proxy.simulator.server import SimulatorState, serve_simulator
 from storage import open_store
 from storage.leases import keep_lease
@@ -90,7 +91,8 @@ class InProcess:
 
 async def serve_in_process(config: Config, upstream: Upstream | None = None, *, follow: bool = False,
                            task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """``serve`` without the socket: the same store (and instance lease), Gateway and app;
+    """``serve`` without the socket: the same store (and instance lease), fleet's Redis
+    (with ``redis_url``), Gateway and app;
     ``upstream`` (default: the simulator's script in-process; ``open_upstream(config, ...)``
     for the configured HTTP channels) instead of the HTTP upstream. ``follow``: with
     serve's channel sync and change-feed follower too."""
@@ -103,9 +105,10 @@ async def serve_in_process(config: Config, upstream: Upstream | None = None, *, 
     store = await open_store(config.database_url, instance_id=new_instance_id(),
                              busy_timeout=config.store_busy_timeout)
     try:
-        async with trio.open_nursery() as nursery:
+        async with open_shared(config.redis_url, config.redis_prefix, config.redis_timeout) as shared, \
+                trio.open_nursery() as nursery:
             await nursery.start(keep_lease, store, config.lease_seconds)
-            gateway = Gateway(config, store, router, after_response=nursery)
+            gateway = Gateway(config, store, router, after_response=nursery, shared=shared)
             if follow:
                 channels = await nursery.start(sync_channels, store, router, config.channel_sync_interval)
                 await nursery.start(follow_changes, store, gateway.keys, channels.wake, config.change_poll_interval)

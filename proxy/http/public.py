@@ -49,4 +49,8 @@ async def health() -> Response:
             "upstream": {"url": upstream.label, "simulated": gateway.simulated},
             "models": len(gateway.catalog.models), "payments": current_payments().describe()}
     body["upstream"]["channels"] = upstream.describe(trio.current_time())  # each one's state, never a key
+    if gateway.shared is not None:  # (Redis down: still "ok", the gateway serves with per-node limits)
+        shared = gateway.shared.describe()
+        shared["limits"] = "shared by the fleet" if shared["up"] else "per node until Redis answers again"
+        body["redis"] = shared
     return json_response(body)

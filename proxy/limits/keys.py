@@ -27,7 +27,7 @@ from typing import Callable
 from .. import errors
 from storage.base import KeyLimits
 
-__all__ = ["KeyLimits", "Limiter", "Admission", "WINDOW"]
+__all__ = ["KeyLimits", "Limiter", "Admission", "WINDOW", "CONCURRENCY", "RPM", "TPM", "limit_headers", "refusal"]
 
 WINDOW = 60.0
 
@@ -172,30 +172,46 @@ class Limiter:
 
     def _refusal(self, window: _Window, limits: KeyLimits, reserve: int, now: float) -> errors.GatewayError | None:
         if limits.concurrency and window.in_flight >= limits.concurrency:
-            return _limited(f"{limits.concurrency} concurrent requests", 1.0,
-                            self._headers(window, limits, now))
+            return refusal(limits, CONCURRENCY, 1.0, self._headers(window, limits, now))
         if limits.rpm and len(window.requests) >= limits.rpm:
-            wait = window.requests[0] + WINDOW - now
-            return _limited(f"{limits.rpm} requests per minute", wait, self._headers(window, limits, now))
+            return refusal(limits, RPM, window.requests[0] + WINDOW - now, self._headers(window, limits, now))
         if limits.tpm and window.token_sum + reserve > limits.tpm:
             wait = window.tokens_free_in(reserve, limits.tpm, now)
-            return _limited(f"{limits.tpm} tokens per minute", wait, self._headers(window, limits, now))
+            return refusal(limits, TPM, wait, self._headers(window, limits, now))
         return None
 
     def _headers(self, window: _Window, limits: KeyLimits, now: float) -> list[tuple[bytes, bytes]]:
-        """Anthropic's rate-limit headers: the limit, what remains, and when it is whole again."""
-        headers: list[tuple[bytes, bytes]] = []
-        if limits.rpm:
-            reset = window.requests[0] + WINDOW if window.requests else now
-            headers += _triple(b"requests", limits.rpm, limits.rpm - len(window.requests), self._rfc3339(reset, now))
-        if limits.tpm:
-            reset = window.tokens[-1].at + WINDOW if window.tokens else now
-            headers += _triple(b"tokens", limits.tpm, max(limits.tpm - window.token_sum, 0), self._rfc3339(reset, now))
-        return headers
+        wall = self.wall() - now  # (monotonic -> Unix)
+        requests_reset = window.requests[0] + WINDOW if window.requests else now
+        tokens_reset = window.tokens[-1].at + WINDOW if window.tokens else now
+        return limit_headers(limits, len(window.requests), wall + requests_reset, window.token_sum, wall + tokens_reset)
 
-    def _rfc3339(self, at: float, now: float) -> bytes:
-        moment = datetime.fromtimestamp(self.wall() + (at - now), timezone.utc).replace(microsecond=0)
-        return moment.isoformat().replace("+00:00", "Z").encode()
+
+CONCURRENCY, RPM, TPM = "concurrency", "rpm", "tpm"  # why a request was refused
+
+
+def limit_headers(limits: KeyLimits, requests: int, requests_reset: float, tokens: int,
+                  tokens_reset: float) -> list[tuple[bytes, bytes]]:
+    """Anthropic's rate-limit headers: the limit, what remains (``requests`` and
+    ``tokens`` are in the window), and when it is whole again (Unix seconds)."""
+    headers: list[tuple[bytes, bytes]] = []
+    if limits.rpm:
+        headers += _triple(b"requests", limits.rpm, limits.rpm - requests, rfc3339(requests_reset))
+    if limits.tpm:
+        headers += _triple(b"tokens", limits.tpm, max(limits.tpm - tokens, 0), rfc3339(tokens_reset))
+    return headers
+
+
+def rfc3339(unix: float) -> bytes:
+    moment = datetime.fromtimestamp(unix, timezone.utc).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z").encode()
+
+
+def refusal(limits: KeyLimits, reason: str, wait: float, headers: list[tuple[bytes, bytes]]) -> errors.GatewayError:
+    """The 429 of a key's limit (``reason``: CONCURRENCY, RPM or TPM), retry in ``wait`` s."""
+    what = {CONCURRENCY: f"{limits.concurrency} concurrent requests", RPM: f"{limits.rpm} requests per minute",
+            TPM: f"{limits.tpm} tokens per minute"}[reason]
+    return _limited(what, wait, headers)
 
 
 def _triple(kind: bytes, limit: int, remaining: int, reset: bytes) -> list[tuple[bytes, bytes]]:

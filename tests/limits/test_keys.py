@@ -1,4 +1,10 @@
-"""proxy/limits.py: per-key windows, exact, on a clock the test turns by hand."""
+"""proxy/limits/keys.py: per-key windows, exact, on a clock the test turns by hand.
+
+The tests that take the ``limiter`` fixture run twice: on the in-process limiter and on
+the shared one (shared/limits.py, the real Redis), whose semantics are the same. Those
+that move the clock stay in-process: Redis's clock (``TIME``, which the shared scripts
+use) cannot be turned by a test; tests/shared/ covers the shared windows' time with
+short leases and across nodes."""
 
 from __future__ import annotations
 
@@ -6,7 +12,19 @@ import pytest
 
 from proxy import errors
 from proxy.limits.keys import KeyLimits, Limiter
+from proxy.shared.limits import RedisKeyLimiter
 from tests.fakes import HandClock
+from tests.shared.redis import redis_limits, redis_prefix, shared_redis  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(params=["local", "redis"])
+async def limiter(request, shared_redis):
+    return _limiter()[1] if request.param == "local" else redis_limits(shared_redis).key_limiter()
+
+
+def _idle(limiter) -> bool:
+    """Nothing left for an idle key (in the process: no window; in Redis: no slot)."""
+    return limiter.windows == {} if not isinstance(limiter, RedisKeyLimiter) else limiter.running == {}
 
 
 def _limiter():
@@ -27,13 +45,13 @@ def _header(error_or_headers, name):
     return dict(pairs)[name]
 
 
-async def test_a_key_without_limits_is_not_tracked():
-    _, limiter = _limiter()
-    assert await limiter.admit(1, KeyLimits(), 10**6) is None and limiter.windows == {}
+async def test_a_key_without_limits_is_not_tracked(limiter):
+    assert await limiter.admit(1, KeyLimits(), 10**6) is None and _idle(limiter)
+    if isinstance(limiter, RedisKeyLimiter):
+        assert limiter.shared.calls == 0  # never touches Redis
 
 
-async def test_rpm_admits_exactly_the_limit_in_any_sixty_seconds():
-    clock, limiter = _limiter()
+async def test_rpm_admits_exactly_the_limit_in_any_sixty_seconds(limiter):
     limits = KeyLimits(rpm=10)
     admitted = [await limiter.admit(1, limits, 0) for _ in range(10)]
     assert _header(admitted[-1].headers, "anthropic-ratelimit-requests-remaining") == "0"
@@ -41,6 +59,9 @@ async def test_rpm_admits_exactly_the_limit_in_any_sixty_seconds():
     assert _header(refused, "retry-after") == "60" and "10 requests per minute" in refused.message
     for a in admitted:
         await a.finish(0)
+    if isinstance(limiter, RedisKeyLimiter):
+        return  # (the window's end: in the process, on the hand clock)
+    clock = limiter.clock
     clock.now += 59.9
     await _refused(limiter, limits=limits)  # finishing does not give a request back: the window does
     clock.now += 0.2
@@ -61,8 +82,7 @@ async def test_the_window_slides_a_burst_at_a_minutes_edge_cannot_pass_twice():
     assert _header(await _refused(limiter, limits=limits), "retry-after") == "49"  # when the oldest leaves
 
 
-async def test_concurrency_counts_requests_in_flight():
-    _, limiter = _limiter()
+async def test_concurrency_counts_requests_in_flight(limiter):
     limits = KeyLimits(concurrency=2)
     first, second = await limiter.admit(1, limits, 0), await limiter.admit(1, limits, 0)
     await _refused(limiter, limits=limits)
@@ -72,17 +92,21 @@ async def test_concurrency_counts_requests_in_flight():
     await _refused(limiter, limits=limits)
     await second.cancel()
     await third.finish(0)
-    assert limiter.windows == {}  # nothing left for an idle key
+    assert _idle(limiter)
 
 
-async def test_tokens_reserve_the_estimate_then_count_what_was_used():
-    clock, limiter = _limiter()
+async def test_tokens_reserve_the_estimate_then_count_what_was_used(limiter):
     limits = KeyLimits(tpm=10_000)
     a = await limiter.admit(1, limits, 6_000)
     assert _header(a.headers, "anthropic-ratelimit-tokens-remaining") == "4000"
     refused = await _refused(limiter, limits=limits, tokens=6_000)
     assert "10000 tokens per minute" in refused.message and _header(refused, "retry-after") == "60"
     await a.finish(1_500)  # it used far less than it reserved
+    if isinstance(limiter, RedisKeyLimiter):
+        b = await limiter.admit(1, limits, 6_000)
+        assert _header(b.headers, "anthropic-ratelimit-tokens-remaining") == "2500"
+        return  # (the window's end: in the process, on the hand clock)
+    clock = limiter.clock
     clock.now += 30
     b = await limiter.admit(1, limits, 6_000)
     assert _header(b.headers, "anthropic-ratelimit-tokens-remaining") == "2500"
@@ -91,8 +115,7 @@ async def test_tokens_reserve_the_estimate_then_count_what_was_used():
     assert _header((await limiter.admit(1, limits, 4_000)).headers, "anthropic-ratelimit-tokens-remaining") == "0"
 
 
-async def test_a_request_larger_than_the_whole_budget_may_run_alone():
-    _, limiter = _limiter()
+async def test_a_request_larger_than_the_whole_budget_may_run_alone(limiter):
     limits = KeyLimits(tpm=1_000)
     big = await limiter.admit(1, limits, 32_000)
     await _refused(limiter, limits=limits, tokens=1)
@@ -100,15 +123,13 @@ async def test_a_request_larger_than_the_whole_budget_may_run_alone():
     assert await limiter.admit(1, limits, 100) is not None
 
 
-async def test_a_cancelled_request_counts_for_nothing():
-    _, limiter = _limiter()
+async def test_a_cancelled_request_counts_for_nothing(limiter):
     limits = KeyLimits(rpm=1, tpm=100)
     await (await limiter.admit(1, limits, 100)).cancel()
     assert await limiter.admit(1, limits, 100) is not None
 
 
-async def test_keys_are_limited_apart():
-    _, limiter = _limiter()
+async def test_keys_are_limited_apart(limiter):
     limits = KeyLimits(rpm=1)
     await limiter.admit(1, limits, 0)
     assert await limiter.admit(2, limits, 0) is not None

@@ -1,6 +1,7 @@
 """Per-key limits over real HTTP with the official SDKs, in both wire shapes: requests,
-tokens and concurrency per key (the limiter), spend caps per UTC day and month (the
-store, with the hold). Every count is exact; a refused request is a 429
+tokens and concurrency per key (the limiter, in the process and shared through Redis),
+spend caps per UTC day and month (the store, with the hold). Every count is exact; a
+refused request is a 429
 ``rate_limit_error`` with ``retry-after`` in the endpoint's shape, charged nothing, and
 never reaches the upstream."""
 
@@ -23,9 +24,25 @@ from proxy.cli.main import main
 from storage.base import KeyLimits
 
 from tests.conftest import at_once, at_once_held, in_process_config, make_account, serve_in_process
+from tests.shared.redis import REDIS_URL, delete_prefixed, redis_prefix  # noqa: F401 (a fixture)
 
 MODEL = "claude-haiku-4.5"
 SHAPES = ("anthropic", "openai")
+
+
+@pytest.fixture(params=["local", "redis"])
+async def limited_gateway(request, nursery, tmp_path, redis_prefix):
+    """The in-process gateway, its limits in the process or shared through Redis (the
+    same semantics: the tests that take it run on both)."""
+    config = in_process_config(tmp_path)
+    if request.param == "redis":
+        # (a generous timeout: exactness is the subject, not a loaded test machine's latency)
+        config = replace(config, redis_url=REDIS_URL, redis_prefix=redis_prefix, redis_timeout=5.0)
+    running = await nursery.start(serve_in_process, config)
+    yield running
+    if running.gateway.shared is not None:
+        with trio.CancelScope(shield=True):
+            await delete_prefixed(running.gateway.shared)
 
 
 @dataclass
@@ -99,19 +116,19 @@ async def charged_exactly(account, served: int, before: int) -> None:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_rpm_admits_exactly_the_limit_of_fifty_at_once(app_gateway, shape):
-    account = await make_account(app_gateway, limits=KeyLimits(rpm=10))
+async def test_rpm_admits_exactly_the_limit_of_fifty_at_once(limited_gateway, shape):
+    account = await make_account(limited_gateway, limits=KeyLimits(rpm=10))
     before = await account.balance()
     results = await fire(account, shape, 50, "hi [sim deltas=2]")
     assert len(passed(results)) == 10 and len(refused(results)) == 40
     assert all(int(r.headers["retry-after"]) in range(55, 61) for r in refused(results))
-    assert len(app_gateway.upstream.seen()) == 10  # the refused never reached the upstream
+    assert len(limited_gateway.upstream.seen()) == 10  # the refused never reached the upstream
     await charged_exactly(account, 10, before)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_a_success_carries_the_ratelimit_headers(app_gateway, shape):
-    account = await make_account(app_gateway, limits=KeyLimits(rpm=5, tpm=100_000))
+async def test_a_success_carries_the_ratelimit_headers(limited_gateway, shape):
+    account = await make_account(limited_gateway, limits=KeyLimits(rpm=5, tpm=100_000))
     for stream in (False, True):
         headers = (await call(account, shape, "hi [sim deltas=2]", max_tokens=100, stream=stream)).headers
         assert headers["anthropic-ratelimit-requests-limit"] == "5"
@@ -130,21 +147,21 @@ async def test_a_key_without_limits_has_no_ratelimit_headers(app_alice):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_tpm_reserves_prompt_and_max_tokens_then_counts_what_was_used(app_gateway, shape):
+async def test_tpm_reserves_prompt_and_max_tokens_then_counts_what_was_used(limited_gateway, shape):
     # each request reserves its estimated prompt (a few tokens) + max_tokens 1000: three fit in 3500
-    account = await make_account(app_gateway, limits=KeyLimits(tpm=3_500))
+    account = await make_account(limited_gateway, limits=KeyLimits(tpm=3_500))
     before = await account.balance()
     results = await fire_held(account, shape, 12, "hi [sim deltas=3]", max_tokens=1000)
     assert len(passed(results)) == 3 and len(refused(results)) == 9
-    assert len(app_gateway.upstream.seen()) == 3
+    assert len(limited_gateway.upstream.seen()) == 3
     await charged_exactly(account, 3, before)
     # they used far less than they reserved: the window now has room again
     assert (await call(account, shape, "hi [sim deltas=2]", max_tokens=1000)).status == 200
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_concurrency_counts_open_streams(app_gateway, shape):
-    account = await make_account(app_gateway, limits=KeyLimits(concurrency=3))
+async def test_concurrency_counts_open_streams(limited_gateway, shape):
+    account = await make_account(limited_gateway, limits=KeyLimits(concurrency=3))
     before = await account.balance()
     late: list[Result] = []
 
@@ -154,7 +171,7 @@ async def test_concurrency_counts_open_streams(app_gateway, shape):
     results = await fire_held(account, shape, 10, "hi [sim deltas=4]", one_more, stream=True)
     assert len(passed(results)) == 3 and len(refused(results)) == 7
     assert len(refused(late)) == 1
-    assert len(app_gateway.upstream.seen()) == 3
+    assert len(limited_gateway.upstream.seen()) == 3
     await charged_exactly(account, 3, before)
     # the slots are free again once the streams have ended
     assert len(passed(await fire(account, shape, 3, "hi [sim deltas=2]", stream=True))) == 3
@@ -242,16 +259,16 @@ async def test_a_stream_whose_real_prompt_passes_the_cap_is_refused_before_it_is
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_a_request_refused_by_its_hold_gives_its_admission_back(app_gateway, shape):
-    account = await make_account(app_gateway, credit_micro=1, limits=KeyLimits(rpm=1, concurrency=1))
+async def test_a_request_refused_by_its_hold_gives_its_admission_back(limited_gateway, shape):
+    account = await make_account(limited_gateway, credit_micro=1, limits=KeyLimits(rpm=1, concurrency=1))
     for _ in range(3):
         with pytest.raises((anthropic.APIStatusError, openai.APIStatusError)) as short:
             await call(account, shape, "hi", max_tokens=1000)
         assert short.value.status_code == 402
-    await app_gateway.gateway.store.credit(account.username, 1_000_000, "credit")
+    await limited_gateway.gateway.store.credit(account.username, 1_000_000, "credit")
     assert (await call(account, shape, "hi", max_tokens=1000)).status == 200  # the minute's one request
     assert (await call(account, shape, "hi", max_tokens=1000)).status == 429
-    assert len(app_gateway.upstream.seen()) == 1
+    assert len(limited_gateway.upstream.seen()) == 1
 
 
 # -- count_tokens ------------------------------------------------------------------------------
