@@ -9,7 +9,7 @@ the end): the rpm test needs it, and it is how a fleet is deployed.
 
 Two tests depend on work on other branches and skip, saying why, only while that work is
 absent: the shared rate limits (``proxy.shared.limits``, branch ``redis``) and the change
-feed that tells every node of a revocation (branch ``feed``; see ``_feed_module``)."""
+feed that tells every node of a revocation (``proxy.shared.changes``, branch ``feed``)."""
 
 from __future__ import annotations
 
@@ -323,17 +323,10 @@ async def test_rpm_10_is_10_across_both_nodes(fleet):
 
 # -- e: a revocation reaches every node within a second -------------------------------------------
 
-def _feed_module() -> str | None:
-    """The change feed (branch feed) by its module; None while it is absent. The marker is
-    the module, not a store method, so the test runs as soon as the feed is merged; adjust
-    the names here if the feed lands elsewhere."""
-    for name in ("proxy.shared.feed", "storage.postgres.feed", "storage.feed"):
-        if importlib.util.find_spec(name) is not None:
-            return name
-    return None
+FEED_MODULE = "proxy.shared.changes"  # the change feed every gateway follows (branch feed)
 
 
-@pytest.mark.skipif(_feed_module() is None,
+@pytest.mark.skipif(importlib.util.find_spec(FEED_MODULE) is None,
                     reason="needs the change feed (branch feed): without it a node learns of a revocation "
                            "only when its key cache (key_cache_seconds, 30 here) expires")
 async def test_a_key_revoked_from_the_cli_is_refused_by_both_nodes_within_a_second(fleet):
