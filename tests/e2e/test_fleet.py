@@ -126,6 +126,8 @@ redeem_failures_per_ip = 100000
                 process.wait()
         try:
             trio.run(_delete_redis_keys, prefix)
+        except Exception as exc:  # (no Redis here: the nodes ran on their own limits; nothing to delete)
+            print(f"the fleet's Redis keys ({prefix}*) were not deleted: {exc!r}")
         finally:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
             admin.close()
