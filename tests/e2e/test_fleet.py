@@ -14,6 +14,7 @@ feed that tells every node of a revocation (``proxy.shared.changes``, branch ``f
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
@@ -168,7 +169,7 @@ async def _spread(fleet: Fleet, key: str, n: int, send) -> list[tuple[int, httpx
 
 
 def _alternate(clients, send):
-    turn = iter(range(10 ** 9))
+    turn = itertools.count()
 
     async def one():
         node = next(turn) % len(clients)
@@ -219,7 +220,7 @@ async def test_exactly_seven_of_a_hundred_across_two_nodes(fleet):
         rows = await store.usage(user, 1000)
         entries = await store.ledger(user)
     served = [row for row in rows if row.status == 200]
-    assert len(served) == 7 
+    assert len(served) == 7
     assert account.held == 0 and account.balance >= 0
     assert account.balance == 7 * worst - sum(row.cost for row in rows)  # to the micro-dollar
     assert account.balance == sum(entry.delta for entry in entries)
