@@ -15,11 +15,12 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import trio
 
-from . import claude_code, loadgen, metrics, procs, report, scenarios
+from . import claude_code, loadgen, metrics, pgdb, procs, report, scenarios
 from .metrics import Phase
 
 DEFAULT_SWEEP = (1, 8, 32, 128, 256, 512, 1024)
@@ -56,6 +57,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peer-key")
     parser.add_argument("--floor", action="store_true",
                         help="add the 'floor' arm: a bare trio relay (bench/floor.py) on the gateway's core")
+    parser.add_argument("--postgres", metavar="SERVER", nargs="?", const=pgdb.DEFAULT_SERVER,
+                        help="the gateway's ledger on PostgreSQL: a fresh database made on SERVER (default "
+                             f"{pgdb.DEFAULT_SERVER}) and dropped at the end, instead of a SQLite file")
     parser.add_argument("--out", default=str(RESULTS), help="where JSON and PNG go")
     parser.add_argument("--label", default="", help="a name for this run (file names, README table)")
     args = parser.parse_args(argv)
@@ -71,6 +75,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--cc-max-tokens must be above 1024 (the thinking budget, max_tokens - 1, must be >= 1024)")
     if bool(args.gateway_url) != bool(args.gateway_key):
         parser.error("--gateway-url and --gateway-key go together")
+    if args.postgres and args.gateway_url:
+        parser.error("--postgres is for the gateway the bench starts, not with --gateway-url")
     return args
 
 
@@ -100,6 +106,7 @@ class Harness:
         self.simulator_pid: int | None = None
         self.floor: procs.Child | None = None
         self.gateway_cores, self.harness_cores = procs.cpu_plan()
+        self.resources = ExitStack()  # the --postgres database, dropped after the processes stop
 
     def start(self) -> tuple[str, str, str]:
         """(simulator URL, gateway URL, gateway key)."""
@@ -123,7 +130,8 @@ class Harness:
             procs.wait_ready(self.floor, "/v1/models")
         if args.gateway_url:
             return simulator_url, args.gateway_url.rstrip("/"), args.gateway_key
-        db = str(self.workdir / "bench.db")
+        db = self.resources.enter_context(pgdb.fresh_database(args.postgres)) if args.postgres \
+            else str(self.workdir / "bench.db")
         key = trio.run(_create_account, db)
         self._gateway_port = procs.free_port()
         self._gateway_argv = ["serve", "--port", str(self._gateway_port), "--db", db, "--upstream-url",
@@ -150,8 +158,11 @@ class Harness:
         self._start_gateway()
 
     def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
+        try:
+            for child in reversed(self.children):
+                child.stop()
+        finally:
+            self.resources.close()
 
     def ramp(self, phase: Phase) -> float:
         """Closed-loop ramp: --ramp, or by default one stream's length (none for tiny
@@ -261,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_description()
     pinned = f"gateway on core(s) {sorted(harness.gateway_cores)}, harness on {sorted(harness.harness_cores)}" \
         if harness.gateway_cores else "no pinning (one core)"
+    if args.postgres:
+        pinned += "; ledger on PostgreSQL"
     table = report.markdown(stats, f"{machine}; {pinned}")
     print(table)
     out = Path(args.out)

@@ -9,6 +9,12 @@ proxy serve``, pinned to the gateway core, a new ledger made with that tree's ow
 this tree's bench measures it, and it is stopped. The table gives each figure per run:
 
     python -m bench.ab before=/work/wt-before after=/work/main --rounds 2
+
+``--on-postgres LABEL[=SERVER]`` (repeatable) runs that arm's gateway on PostgreSQL: a fresh
+database on SERVER (default ``--postgres-server``) for every run, dropped after it (the same
+tree twice, one arm on each store, compares the stores):
+
+    python -m bench.ab sqlite=. postgres=. --on-postgres postgres --scenario nonstream
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import claude_code, procs
+from . import claude_code, pgdb, procs
 
 KEY = re.compile(r"^(sk-\S+)$", re.MULTILINE)
 
@@ -32,6 +39,7 @@ class Arm:
     label: str
     tree: Path
     config: Path | None
+    postgres: str | None = None  # a PostgreSQL server: each run's ledger a fresh database there
 
     @property
     def python(self) -> str:
@@ -64,9 +72,16 @@ def _account(arm: Arm, db: str) -> str:
 
 
 def run_arm(arm: Arm, simulator_url: str, bench_args: list[str], workdir: Path, run: int) -> list[dict]:
-    """One fresh gateway of ``arm`` under this tree's bench; the bench's result rows."""
+    """One fresh gateway of ``arm`` (on a fresh ledger) under this tree's bench; the bench's result rows."""
+    with ExitStack() as resources:
+        db = resources.enter_context(pgdb.fresh_database(arm.postgres)) if arm.postgres \
+            else str(workdir / f"{arm.label}-{run}.db")
+        return _run_gateway(arm, db, simulator_url, bench_args, workdir, run)
+
+
+def _run_gateway(arm: Arm, db: str, simulator_url: str, bench_args: list[str], workdir: Path,
+                 run: int) -> list[dict]:
     gateway_cores, _ = procs.cpu_plan()
-    db = str(workdir / f"{arm.label}-{run}.db")
     key = _account(arm, db)
     port = procs.free_port()
     argv = ["serve", "--port", str(port), "--db", db]
@@ -127,7 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("arms", nargs="+", type=parse_arm, help="LABEL=TREE[:CONFIG]")
     parser.add_argument("--rounds", type=int, default=2, help="runs per arm, interleaved")
     parser.add_argument("--json", help="write every run's figures here")
+    parser.add_argument("--on-postgres", metavar="LABEL[=SERVER]", action="append", default=[],
+                        help="this arm's gateway on a fresh PostgreSQL database per run, on SERVER or "
+                             "--postgres-server (repeatable)")
+    parser.add_argument("--postgres-server", default=pgdb.DEFAULT_SERVER,
+                        help=f"where --on-postgres makes its databases (default {pgdb.DEFAULT_SERVER})")
     args, bench_args = parser.parse_known_args(argv)
+    servers = {label: server or args.postgres_server
+               for label, _, server in (given.partition("=") for given in args.on_postgres)}
+    unknown = set(servers) - {a.label for a in args.arms}
+    if unknown:
+        parser.error(f"--on-postgres names no arm: {', '.join(sorted(unknown))}")
+    args.arms = [replace(a, postgres=servers.get(a.label)) for a in args.arms]
     _, harness_cores = procs.cpu_plan()
     results: dict[str, list[dict]] = {a.label: [] for a in args.arms}
     with tempfile.TemporaryDirectory(prefix="cheaplm-ab-") as tmp:

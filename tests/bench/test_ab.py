@@ -35,3 +35,30 @@ def test_an_arm_names_a_tree_with_its_environment(tmp_path):
     (tmp_path / ".venv" / "bin" / "python").touch()
     arm = parse_arm(f"after={tmp_path}:{tmp_path}/c.toml")
     assert (arm.label, arm.tree, arm.config.name) == ("after", tmp_path, "c.toml")
+
+
+def test_on_postgres_must_name_an_arm(tmp_path, capsys):
+    from bench.ab import main
+
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").touch()
+    with pytest.raises(SystemExit):
+        main([f"a={tmp_path}", "--on-postgres", "b"])
+    assert "--on-postgres names no arm: b" in capsys.readouterr().err
+
+
+def test_a_bench_database_is_made_fresh_and_dropped():
+    psycopg = pytest.importorskip("psycopg")
+    from bench.pgdb import DEFAULT_SERVER, fresh_database
+
+    try:
+        psycopg.connect(f"{DEFAULT_SERVER}/postgres", connect_timeout=3).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL at {DEFAULT_SERVER} is unreachable: {exc}")
+    with fresh_database(DEFAULT_SERVER + "?options=-csynchronous_commit%3Doff") as url:
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        assert url.endswith("?options=-csynchronous_commit%3Doff")
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+    with psycopg.connect(f"{DEFAULT_SERVER}/postgres") as admin:
+        assert admin.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone()[0] == 0
