@@ -5,11 +5,14 @@ import json
 import pytest
 
 from proxy.cli.main import main
+from tests.conftest import raw_ledger
+
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
 
 
 @pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "cli.db")
+def db(ledger):
+    return ledger
 
 
 def run(capsys, *argv):
@@ -48,8 +51,7 @@ def test_topup_records_paid_and_value(capsys, db, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('value_multiplier = "12.5"\n')
     assert run(capsys, "topup", "dan", "--paid", "0.03", "--db", db, "--config", str(config))[0] == 0
-    import sqlite3
-    row = sqlite3.connect(db).execute("SELECT delta, paid, kind FROM ledger").fetchone()
+    row = raw_ledger(db).execute("SELECT delta, paid, kind FROM ledger").fetchone()
     assert row == (375_000, 30_000, "topup")
 
 

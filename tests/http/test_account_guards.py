@@ -16,6 +16,8 @@ from storage.base import KeyLimits, UsageRow
 
 from tests.http.inprocess import in_process
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 PASSWORD = "a long password"
 
 

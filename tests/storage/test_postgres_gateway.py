@@ -16,14 +16,6 @@ from storage import open_store
 from storage.base import MigrationNeeded, SchemaTooNew
 
 from ..conftest import MESSAGE, make_account
-from .backends import PostgresBackend
-
-
-@pytest.fixture
-def pg_url(pg_database) -> str:
-    if not isinstance(pg_database, str):
-        pytest.skip(f"PostgreSQL is unreachable: {pg_database}")
-    return PostgresBackend("postgresql", pg_database).url
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
