@@ -15,8 +15,9 @@ test, or ``pytestmark = pytest.mark.both_stores`` on a module): it then runs twi
 ``[sqlite]`` and ``[postgresql]``; the PostgreSQL ledger is a fresh schema of its own in
 the session's database (``pg_database``: created for the run, dropped at its end; the
 URL's ``options=-csearch_path=...``), so each test starts from an empty ledger. Without
-a reachable PostgreSQL the ``[postgresql]`` runs skip, saying why. Tests that read the
-ledger's rows underneath the store use ``raw_ledger(url)`` (a DB-API connection to either)."""
+a reachable PostgreSQL the ``[postgresql]`` runs skip, saying why. Tests that read or
+damage the ledger underneath the store use ``query_ledger(url, sql, args)`` or
+``raw_ledger(url)`` (a DB-API connection), which reach either store."""
 
 from __future__ import annotations
 
@@ -142,14 +143,44 @@ def pg_url(request) -> str:
 
 def raw_ledger(url: str):
     """A plain DB-API connection to the ledger at ``url`` in autocommit mode (either store;
-    use SQL both understand, with the driver's placeholders)."""
+    SQL both understand; parameters through ``query_ledger``)."""
     if url.startswith("postgresql://"):
         import psycopg
 
         return psycopg.connect(url, autocommit=True)
     import sqlite3
 
-    return sqlite3.connect(url, isolation_level=None)
+    return sqlite3.connect(url, isolation_level=None, timeout=10)
+
+
+class Row(tuple):
+    """A row read by ``query_ledger``: by position, or by column name (as sqlite3.Row)."""
+
+    names: tuple[str, ...]
+
+    def __getitem__(self, key):
+        return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
+
+    def keys(self) -> tuple[str, ...]:
+        return self.names
+
+
+def query_ledger(url: str, sql: str, args: tuple = ()) -> list[Row]:
+    """``sql`` (``?`` placeholders) run on the ledger at ``url`` underneath the store: its rows."""
+    conn = raw_ledger(url)
+    try:
+        cursor = conn.execute(sql.replace("?", "%s") if url.startswith("postgresql://") else sql, args)
+        if cursor.description is None:  # (a statement that returns no rows)
+            return []
+        names = tuple(column[0] for column in cursor.description)
+        rows = []
+        for values in cursor.fetchall():
+            row = Row(values)
+            row.names = names
+            rows.append(row)
+        return rows
+    finally:
+        conn.close()
 
 
 @pytest.fixture
