@@ -22,8 +22,8 @@ PASSWORD = "a long password"
 
 
 @pytest.fixture
-async def site():
-    async with in_process() as app:
+async def site(ledger):
+    async with in_process(ledger) as app:
         yield app
 
 
