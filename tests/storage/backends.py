@@ -3,9 +3,10 @@ entry of BACKENDS; ``shared`` says whether several stores (and processes) can op
 one database, which the multi-instance tests need.
 
 PostgreSQL (127.0.0.1:5432, user postgres, trust auth, as on the machine and in CI):
-the session's database (tests/conftest.py's pg_database, created fresh and uniquely named for the
-run, dropped at its end) holds one schema per test, so tests never see each other's
-rows; its tests skip, with the reason, only when the server cannot be reached."""
+the session's database (tests/conftest.py's pg_database, created fresh and uniquely named
+for the run, dropped at its end) holds one schema per test (``fresh_schema``, as the
+both_stores tests have), so tests never see each other's rows; its tests skip, with the
+reason, only when the server cannot be reached."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Callable, ContextManager, Iterator
 
 from storage import open_store, parse_location
 
-from ..conftest import PG_SERVER, fresh_schema  # noqa: F401  (PG_SERVER: where the tests find PostgreSQL)
+from ..conftest import fresh_schema
 
 
 @dataclass
