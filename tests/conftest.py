@@ -3,7 +3,7 @@
 Two gateways: ``gateway`` is the whole server (hypercorn on loopback, the simulator over
 real HTTP), for tests where the socket path is the subject; ``app_gateway`` is the same
 Quart app and relay driven in-process through httpx's ``ASGITransport``, with a real
-SQLite ledger in ``tmp_path`` and the simulator's script at the ``Upstream`` cut
+ledger (below) and the simulator's script at the ``Upstream`` cut
 (``tests/fakes.py``). Both hand back something with ``url`` and ``gateway``; ``Account``,
 ``http_client`` and the SDK helpers reach either one.
 
@@ -15,7 +15,11 @@ test, or ``pytestmark = pytest.mark.both_stores`` on a module): it then runs twi
 ``[sqlite]`` and ``[postgresql]``; the PostgreSQL ledger is a fresh schema of its own in
 the session's database (``pg_database``: created for the run, dropped at its end; the
 URL's ``options=-csearch_path=...``), so each test starts from an empty ledger. Without
-a reachable PostgreSQL the ``[postgresql]`` runs skip, saying why. Tests that read or
+a reachable PostgreSQL the ``[postgresql]`` runs skip, saying why. Marked: the money
+(holds, settles, partial charges, refunds, caps, transfers, codes, top-ups, usage and its
+CSV), the accounts (signup, sessions, keys, disabling), the CLI's store commands, channel
+overrides, lease and crash recovery; not: the protocol, adaptors, simulator, sizing and
+the SDKs' wire tests, where the store is there but not what is tested. Tests that read or
 damage the ledger underneath the store use ``query_ledger(url, sql, args)`` or
 ``raw_ledger(url)`` (a DB-API connection), which reach either store."""
 
