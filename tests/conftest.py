@@ -31,6 +31,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import AsyncIterator
 
 import anthropic
@@ -240,8 +241,11 @@ async def serve_in_process(config: Config, upstream: Upstream | None = None, *,
             await store.aclose()
 
 
-def in_process_config(ledger: str, **upstream) -> Config:
-    """A config for ``serve_in_process``: the ledger at ``ledger`` (the fixture's URL)."""
+def in_process_config(ledger: str | Path, **upstream) -> Config:
+    """A config for ``serve_in_process``: the ledger at ``ledger`` (the fixture's URL), or
+    a SQLite one in the directory ``ledger`` (a ``tmp_path``)."""
+    if isinstance(ledger, Path):
+        ledger = str(ledger / "ledger.db")
     settings = {"url": "http://upstream.invalid", "api_key": UPSTREAM_KEY, "first_byte_timeout": 10,
                 "idle_timeout": 10, **upstream}
     return Config(database_url=ledger, host="127.0.0.1", port=0, upstream=UpstreamConfig(**settings))
