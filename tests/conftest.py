@@ -3,16 +3,35 @@
 Two gateways: ``gateway`` is the whole server (hypercorn on loopback, the simulator over
 real HTTP), for tests where the socket path is the subject; ``app_gateway`` is the same
 Quart app and relay driven in-process through httpx's ``ASGITransport``, with a real
-SQLite ledger in ``tmp_path`` and the simulator's script at the ``Upstream`` cut
+ledger (below) and the simulator's script at the ``Upstream`` cut
 (``tests/fakes.py``). Both hand back something with ``url`` and ``gateway``; ``Account``,
-``http_client`` and the SDK helpers reach either one."""
+``http_client`` and the SDK helpers reach either one.
+
+The store: every gateway fixture (``config``, ``gateway``, ``app_gateway``, ``site``,
+tests/http's ``errors_gateway``) and ``in_process_config(ledger)`` keep their ledger at the
+``ledger`` fixture's URL: an empty SQLite file in ``tmp_path`` by default. A test where the
+store matters opts into both stores with one mechanism, the ``both_stores`` marker (on the
+test, or ``pytestmark = pytest.mark.both_stores`` on a module): it then runs twice, ids
+``[sqlite]`` and ``[postgresql]``; the PostgreSQL ledger is a fresh schema of its own in
+the session's database (``pg_database``: created for the run, dropped at its end; the
+URL's ``options=-csearch_path=...``), so each test starts from an empty ledger. Without
+a reachable PostgreSQL the ``[postgresql]`` runs skip, saying why. Marked: the money
+(holds, settles, partial charges, refunds, caps, transfers, codes, top-ups, usage and its
+CSV), the accounts (signup, sessions, keys, disabling), the CLI's store commands, channel
+overrides, lease and crash recovery; not: the protocol, adaptors, simulator, sizing and
+the SDKs' wire tests, where the store is there but not what is tested. Tests that read or
+damage the ledger underneath the store use ``query_ledger(url, sql, args)`` or
+``raw_ledger(url)`` (a DB-API connection), which reach either store."""
 
 from __future__ import annotations
 
+import os
 import ssl
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import AsyncIterator
 
 import anthropic
@@ -62,9 +81,119 @@ async def simulator(nursery) -> Sim:
     return Sim(url, state)
 
 
+# -- the store: SQLite by default, both for tests marked both_stores -------------------------
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"  # as on the machine and in CI (trust auth)
+STORES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "both_stores: run on a SQLite and on a PostgreSQL ledger (the ledger fixture)")
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if "ledger" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_stores"):
+        metafunc.parametrize("ledger", STORES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A fresh, uniquely named PostgreSQL database for this test run (dropped at its end),
+    or the exception when the server cannot be reached."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=3)
+    except Exception as exc:  # no server here: the PostgreSQL tests skip, saying why
+        yield exc
+        return
+    name = f"cheaplm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+def pg_database_url(request) -> str:
+    """The session's PostgreSQL database (skips the test when the server is unreachable)."""
+    database = request.getfixturevalue("pg_database")
+    if not isinstance(database, str):
+        pytest.skip(f"PostgreSQL at {PG_SERVER} is unreachable: {database}")
+    return database
+
+
+def fresh_schema(database: str) -> str:
+    """A URL to a new, empty schema of its own in the PostgreSQL ``database``."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{database}?options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture
-def config(tmp_path, simulator) -> Config:
-    return Config(database_url=str(tmp_path / "ledger.db"), host="127.0.0.1", port=0,
+def ledger(request, tmp_path) -> str:
+    """Where the test's ledger is (no ledger there yet): a SQLite file in tmp_path, or, for
+    the [postgresql] run of a ``both_stores`` test, an empty schema (see the docstring)."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return fresh_schema(pg_database_url(request))
+    return str(tmp_path / "ledger.db")
+
+
+@pytest.fixture
+def pg_url(request) -> str:
+    """An empty PostgreSQL ledger (a fresh schema), for tests that are about PostgreSQL."""
+    return fresh_schema(pg_database_url(request))
+
+
+def raw_ledger(url: str):
+    """A plain DB-API connection to the ledger at ``url`` in autocommit mode (either store;
+    SQL both understand; parameters through ``query_ledger``)."""
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        return psycopg.connect(url, autocommit=True)
+    import sqlite3
+
+    return sqlite3.connect(url, isolation_level=None, timeout=10)
+
+
+class Row(tuple):
+    """A row read by ``query_ledger``: by position, or by column name (as sqlite3.Row)."""
+
+    names: tuple[str, ...]
+
+    def __getitem__(self, key):
+        return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
+
+    def keys(self) -> tuple[str, ...]:
+        return self.names
+
+
+def query_ledger(url: str, sql: str, args: tuple = ()) -> list[Row]:
+    """``sql`` (``?`` placeholders) run on the ledger at ``url`` underneath the store: its rows."""
+    conn = raw_ledger(url)
+    try:
+        cursor = conn.execute(sql.replace("?", "%s") if url.startswith("postgresql://") else sql, args)
+        if cursor.description is None:  # (a statement that returns no rows)
+            return []
+        names = tuple(column[0] for column in cursor.description)
+        rows = []
+        for values in cursor.fetchall():
+            row = Row(values)
+            row.names = names
+            rows.append(row)
+        return rows
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def config(ledger, simulator) -> Config:
+    return Config(database_url=ledger, host="127.0.0.1", port=0,
                   upstream=UpstreamConfig(url=simulator.url, api_key=UPSTREAM_KEY, first_byte_timeout=10,
                                           idle_timeout=10))
 
@@ -121,16 +250,19 @@ async def serve_in_process(config: Config, upstream: Upstream | None = None, *, 
             await store.aclose()
 
 
-def in_process_config(tmp_path, **upstream) -> Config:
+def in_process_config(ledger: str | Path, **upstream) -> Config:
+    """A config for ``serve_in_process``: the ledger at ``ledger`` (the fixture's URL), or
+    a SQLite one in the directory ``ledger`` (a ``tmp_path``)."""
+    if isinstance(ledger, Path):
+        ledger = str(ledger / "ledger.db")
     settings = {"url": "http://upstream.invalid", "api_key": UPSTREAM_KEY, "first_byte_timeout": 10,
                 "idle_timeout": 10, **upstream}
-    return Config(database_url=str(tmp_path / "ledger.db"), host="127.0.0.1", port=0,
-                  upstream=UpstreamConfig(**settings))
+    return Config(database_url=ledger, host="127.0.0.1", port=0, upstream=UpstreamConfig(**settings))
 
 
 @pytest.fixture
-async def app_gateway(nursery, tmp_path) -> InProcess:
-    return await nursery.start(serve_in_process, in_process_config(tmp_path))
+async def app_gateway(nursery, ledger) -> InProcess:
+    return await nursery.start(serve_in_process, in_process_config(ledger))
 
 
 # One TLS context for every test client: httpx builds one per client otherwise (~60 ms of

@@ -124,7 +124,9 @@ class SimUpstream(SeenLog):
     (default: the simulator's script over ``state``); ``state.seen`` records every request
     as the simulator server does, with its outcome. While ``gate`` is set to an unset
     event, every answer waits for it: a whole answer before its first byte, a stream after
-    its first event (the test holds requests in flight for as long as it needs)."""
+    its first event (the test holds requests in flight for as long as it needs); a token
+    count, which the gateway asks for while it judges a request (the hold's size), is
+    answered at once."""
 
     def __init__(self, state: SimulatorState | None = None, handler: Handler | None = None, *,
                  first_byte_timeout: float = 10.0, idle_timeout: float = 10.0, label: str = "sim") -> None:
@@ -180,7 +182,8 @@ class SimUpstream(SeenLog):
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         answer, seen = await self._answer(request)
-        await self._hold()
+        if not request.path.endswith("/count_tokens"):
+            await self._hold()
         body = answer.body if answer.body or not answer.chunks else b"".join(answer.chunks)
         if seen.outcome == "open":
             seen.outcome, seen.ended = (answer.outcome if answer.status == 200 else "fault"), time.monotonic()

@@ -15,12 +15,14 @@ from proxy.payments.providers import CodeProvider, SignedWebhook
 from proxy.limits.throttle import LocalThrottle
 from storage import open_store
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 FAST = AccountsConfig(password_time_cost=1, password_memory_kib=64)
 
 
 @pytest.fixture
-async def store():
-    s = await open_store(":memory:", instance_id="test")
+async def store(ledger):
+    s = await open_store(ledger, instance_id="test")
     yield s
     await s.aclose()
 

@@ -13,6 +13,7 @@ from proxy.accounts.service import BAD_LOGIN, AccountError, Accounts
 from proxy.config import AccountsConfig
 from proxy.limits.backoff import LocalBackoff, LocalMemo
 from storage import open_store
+from tests.conftest import query_ledger
 
 RIGHT = "the right password"
 POLICY = AccountsConfig(password_time_cost=1, password_memory_kib=64, login_failures_per_account=20,
@@ -28,8 +29,8 @@ class Clock:
 
 
 @pytest.fixture
-async def store():
-    s = await open_store(":memory:", instance_id="test")
+async def store(ledger):
+    s = await open_store(ledger, instance_id="test")
     yield s
     await s.aclose()
 
@@ -143,21 +144,20 @@ async def test_a_disabled_account_is_no_password_oracle(store):
     assert right.value.status == 403 and "disabled" in str(right.value)
 
 
-async def test_sessions_are_capped_per_account_and_expired_ones_purged(store):
+@pytest.mark.both_stores
+async def test_sessions_are_capped_per_account_and_expired_ones_purged(store, ledger):
     accounts = Accounts(store, AccountsConfig(password_time_cost=1, password_memory_kib=64, max_sessions=3))
     sam = await accounts.create_user("sam", RIGHT)
     tokens = [(await accounts.login("sam", RIGHT, "10.0.0.9"))[1] for _ in range(5)]
     live = [t for t in tokens if await accounts.session(t) is not None]
     assert live == tokens[-3:]  # the oldest ended
 
-    def sessions(sql: str = "SELECT COUNT(*) FROM sessions", *args) -> int:
-        return store._ledger.db.execute(sql, args).fetchone()
-
-    await store._lane.run(sessions, "INSERT INTO sessions (token_hash, account_id, created_at, expires_at) "
-                          "VALUES ('old', ?, '2020-01-01', 1.0) RETURNING id", sam.account_id)
+    query_ledger(ledger, "INSERT INTO sessions (token_hash, account_id, created_at, expires_at) "
+                 "VALUES ('old', ?, 1.0, 1.0)", (sam.account_id,))  # expired long ago
+    assert query_ledger(ledger, "SELECT COUNT(*) FROM sessions")[0][0] == 4
     await accounts.create_user("tia", RIGHT)
     await accounts.login("tia", RIGHT, "10.0.0.9")  # any new session removes the expired ones
-    assert (await store._lane.run(sessions))[0] == 4
+    assert query_ledger(ledger, "SELECT COUNT(*) FROM sessions")[0][0] == 4
 
 
 async def test_backoff_and_memo_in_the_process():

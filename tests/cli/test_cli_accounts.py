@@ -9,10 +9,12 @@ import trio
 from proxy.cli.main import main
 from storage import open_store
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 
 @pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "cli.db")
+def db(ledger):
+    return ledger
 
 
 def run(capsys, monkeypatch, *argv, stdin: str = ""):

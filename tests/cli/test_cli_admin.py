@@ -13,11 +13,14 @@ from proxy.catalog import default_catalog
 from proxy.cli.main import main
 from proxy.money import MAX_AMOUNT
 from storage.base import NotFound
+from tests.conftest import raw_ledger
+
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
 
 
 @pytest.fixture
-async def lib(tmp_path):
-    async with open_ledger(str(tmp_path / "lib.db"), create=True) as store:
+async def lib(ledger):
+    async with open_ledger(ledger, create=True) as store:
         yield Accounts(store)
 
 
@@ -75,14 +78,13 @@ async def test_open_ledger_refuses_to_create_unless_asked(tmp_path):
 
 # -- an empty --models -------------------------------------------------------------------------
 
-def test_key_create_with_empty_models_does_not_fail_open(capsys, tmp_path):
-    db = str(tmp_path / "probe.db")
+def test_key_create_with_empty_models_does_not_fail_open(capsys, ledger):
+    db = ledger
     assert main(["user", "create", "alice", "--db", db]) == 0
     code = main(["key", "create", "alice", "--models", "", "--db", db])
     capsys.readouterr()
     if code != 0:
         return  # refused: fine
-    import sqlite3
-    with sqlite3.connect(db) as conn:
+    with raw_ledger(db) as conn:
         (models,), = conn.execute("SELECT models FROM api_keys").fetchall()
     assert models is not None  # NULL means every model

@@ -5,13 +5,15 @@ character raw; credit and correction with a reason and the operator as actor."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 import trio
 
 from proxy.cli.main import main
 from storage import open_store
+from tests.conftest import raw_ledger
+
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
 
 READS = (("balance", "zoe"), ("usage", "zoe"), ("user", "list"), ("key", "list", "zoe"), ("code", "list"),
          ("upstream", "list"), ("db", "check"))
@@ -24,8 +26,8 @@ def run(capsys, *argv):
 
 
 @pytest.fixture
-def db(tmp_path, capsys):
-    path = str(tmp_path / "out.db")
+def db(ledger, capsys):
+    path = ledger
     assert run(capsys, "user", "create", "zoe", "--db", path)[0] == 0
     assert run(capsys, "key", "create", "zoe", "--db", path)[0] == 0
     assert run(capsys, "code", "create", "--paid", "1", "--db", path)[0] == 0
@@ -95,7 +97,7 @@ def test_credit_and_correction_with_reason_and_actor(capsys, db):
     assert code == 1 and "--reason: a reason is required" in err
     code, _, err = run(capsys, "credit", "zoe", "0", "--reason", "x", "--db", db)
     assert code == 1 and "non-zero" in err
-    rows = sqlite3.connect(db).execute("SELECT kind, delta, paid, reason, actor FROM ledger ORDER BY id").fetchall()
+    rows = raw_ledger(db).execute("SELECT kind, delta, paid, reason, actor FROM ledger ORDER BY id").fetchall()
     assert [r[:4] for r in rows] == [("topup", 30_000_000, 1_000_000, None), ("credit", 2_500_000, None, "goodwill"),
                                      ("correction", -2_500_000, None, "duplicate payment")]
     assert len({r[4] for r in rows}) == 1 and rows[0][4].startswith("cli:")

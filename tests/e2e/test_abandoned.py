@@ -4,12 +4,15 @@ the upstream call is not cancelled with the client, its answer's usage is charge
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from proxy.billing import usage_cost
 from proxy.protocol.usage import Usage
 
 from tests.conftest import make_account
+
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
 
 PROMPT = "x" * 240_000  # the 240 KB prompt
 

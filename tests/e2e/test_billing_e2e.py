@@ -16,6 +16,8 @@ from proxy.protocol.usage import Usage
 
 from tests.conftest import make_account
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 
 async def ledger_balances(gateway, username: str) -> None:
     """Every balance change is a ledger entry: the entries add up to the balance."""

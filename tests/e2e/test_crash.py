@@ -3,7 +3,7 @@ non-streaming load, and the ledger must still be right.
 
 Everything runs as it does in production: `cheaplm simulator` and `cheaplm serve` are
 subprocesses, the clients speak HTTP to them (httpx: Anthropic streams and whole answers,
-OpenAI streams), and the checks read the SQLite ledger file directly and run `cheaplm db
+OpenAI streams), and the checks read the ledger directly (SQLite or PostgreSQL) and run `cheaplm db
 check`. The gateways run with a short ``progress_interval`` (0.5 s) and ``lease_seconds``
 (3 s) from a config file.
 
@@ -33,7 +33,6 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -50,7 +49,7 @@ from proxy.config import Config
 from proxy.money import parse_usd
 from proxy.protocol.stream_filter import delta_tokens
 from proxy.protocol.usage import Usage
-from tests.conftest import LOOPBACK_TLS
+from tests.conftest import LOOPBACK_TLS, Row, query_ledger
 
 PROGRESS_INTERVAL = 0.5
 LEASE_SECONDS = 3.0
@@ -148,7 +147,7 @@ async def kill_9(proc: subprocess.Popen) -> float:
 
 
 async def fund(db: str, *usernames: str) -> dict[str, str]:
-    """A funded user and a key for each, on the ledger file, before any serve runs."""
+    """A funded user and a key for each, on the ledger, before any serve runs."""
     keys = {}
     async with open_ledger(db, create=True) as store:
         accounts = Accounts(store, multiplier=Config().value_multiplier)
@@ -307,30 +306,21 @@ async def wait_for(predicate, timeout: float, what: str) -> None:
         pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
-# -- the ledger, read from the file -------------------------------------------------------
+# -- the ledger, read underneath the store ---------------------------------------------------
 
-def query(db: str, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db, timeout=10)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+def query(db: str, sql: str, args: tuple = ()) -> list[Row]:
+    return query_ledger(db, sql, args)
 
 
 def execute(db: str, sql: str, args: tuple = ()) -> None:
-    conn = sqlite3.connect(db, timeout=10, isolation_level=None)
-    try:
-        conn.execute(sql, args)
-    finally:
-        conn.close()
+    query_ledger(db, sql, args)
 
 
 @dataclass
 class Ledger:
-    usage: dict[str, sqlite3.Row]
+    usage: dict[str, Row]
     charges: dict[str, list[int]]   # request id -> the deltas of its charge entries
-    holds: dict[str, list[sqlite3.Row]]
+    holds: dict[str, list[Row]]
 
     @classmethod
     def read(cls, db: str) -> "Ledger":
@@ -338,7 +328,7 @@ class Ledger:
         charges: dict[str, list[int]] = {}
         for r in query(db, "SELECT ref, delta FROM ledger WHERE kind = 'charge' ORDER BY id"):
             charges.setdefault(r["ref"], []).append(r["delta"])
-        holds: dict[str, list[sqlite3.Row]] = {}
+        holds: dict[str, list[Row]] = {}
         for r in query(db, "SELECT * FROM holds ORDER BY id"):
             holds.setdefault(r["request_id"], []).append(r)
         return cls(usage, charges, holds)
@@ -417,10 +407,11 @@ def assert_cut_stream_charged(ledger: Ledger, rec: Rec, killed_at: float) -> str
 
 # -- the tests ------------------------------------------------------------------------------
 
-async def test_kill_9_under_load_then_restart(tmp_path, procs):
+@pytest.mark.both_stores  # (the next test, ~25 s of leases lapsing, stays on SQLite: the suite's time)
+async def test_kill_9_under_load_then_restart(tmp_path, ledger, procs):
     sim_port, port = free_port(), free_port()
     sim_url, url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
-    db, config = str(tmp_path / "ledger.db"), write_config(tmp_path)
+    db, config = ledger, write_config(tmp_path)
     sim = procs.spawn("simulator", "simulator", "--port", sim_port)
     keys = await fund(db, "streamer", "caller")
     gateway = spawn_serve(procs, "serve-1", port, db, config, sim_url)
@@ -509,14 +500,14 @@ async def test_kill_9_under_load_then_restart(tmp_path, procs):
     assert query(db, "SELECT count(*) FROM instances")[0][0] == 0
 
 
-async def test_second_serve_on_a_live_ledger(tmp_path, procs):
+async def test_second_serve_on_a_live_ledger(tmp_path, ledger, procs):
     """A second `serve` on the same ledger never touches a live instance's holds, whether it
     fails to bind (same port) or serves beside it (another port); when one of two running
     instances is killed, the other recovers its holds once its lease has lapsed, while it
     goes on serving."""
     sim_port, port_a, port_c = free_port(), free_port(), free_port()
     sim_url, url_a, url_c = (f"http://127.0.0.1:{p}" for p in (sim_port, port_a, port_c))
-    db, config = str(tmp_path / "ledger.db"), write_config(tmp_path)
+    db, config = ledger, write_config(tmp_path)
     sim = procs.spawn("simulator", "simulator", "--port", sim_port)
     keys = await fund(db, "shared")
     key = keys["shared"]

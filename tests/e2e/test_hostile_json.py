@@ -84,12 +84,12 @@ SETTINGS = dict(deadline=None, database=None, derandomize=os.environ.get("CHEAPL
 
 
 @pytest.fixture
-async def alice(nursery, tmp_path):
+async def alice(nursery, ledger):
     """alice on the gateway in-process (the relay and the Quart app through ASGITransport,
     the simulator's script at the Upstream cut), with room for many transfers a minute
     (the rate limit is tested in test_transfer.py; here every example must reach the
     body checks)."""
-    config = replace(in_process_config(tmp_path), transfers_per_minute=1_000_000)
+    config = replace(in_process_config(ledger), transfers_per_minute=1_000_000)
     return await make_account(await nursery.start(serve_in_process, config))
 
 

@@ -4,15 +4,17 @@ client for what it received: the recovery's checkpoint, and the rest late."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 
+import pytest
 import trio
 
 from proxy.serve import serve
 from storage import open_store
 
-from tests.conftest import make_account
+from tests.conftest import make_account, raw_ledger
+
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
 
 
 async def test_a_stream_whose_hold_was_recovered_stops_and_is_charged_what_it_delivered(nursery, config, simulator):
@@ -30,7 +32,7 @@ async def test_a_stream_whose_hold_was_recovered_stops_and_is_charged_what_it_de
 
     async def take_the_lease():
         await trio.sleep(1.0)  # some output delivered and checkpointed
-        raw = sqlite3.connect(config.database_url, isolation_level=None)
+        raw = raw_ledger(config.database_url)
         raw.execute("UPDATE instances SET heartbeat_at = heartbeat_at - 3600")  # as if paused for an hour
         raw.close()
         other = await open_store(config.database_url, instance_id="other")

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import make_account
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 DOC = {"type": "document", "source": {"type": "url", "url": "https://example.com/big.pdf"}}
 
 

@@ -13,6 +13,8 @@ from proxy.protocol.usage import Usage
 
 from tests.conftest import make_account
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
 
 

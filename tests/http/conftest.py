@@ -11,11 +11,11 @@ from tests.conftest import in_process_config, make_account, serve_in_process, wi
 
 
 @pytest.fixture
-async def errors_gateway(nursery, tmp_path):
+async def errors_gateway(nursery, ledger):
     """(running, keys by kind): short upstream timeouts, a 256 KiB body limit, the
     loopback trusted as a proxy; keys good, haiku-only, no-stream, far-ip, revoked
     (and revoked-bearer), poor (10 micro-USD)."""
-    cfg = replace(in_process_config(tmp_path, first_byte_timeout=0.5, idle_timeout=0.5),
+    cfg = replace(in_process_config(ledger, first_byte_timeout=0.5, idle_timeout=0.5),
                   max_body_bytes=256 * 1024, trusted_proxies=("127.0.0.1/32",))
     running = await nursery.start(serve_in_process, cfg)
     keys = {}
@@ -33,7 +33,7 @@ async def errors_gateway(nursery, tmp_path):
 
 
 @pytest.fixture
-async def site(nursery, tmp_path):
+async def site(nursery, ledger):
     """The self-serve site in-process, with cheap password hashing (overrides the
     socket one in tests/conftest.py: the browser test needs that one)."""
-    return await nursery.start(serve_in_process, with_fast_hash(in_process_config(tmp_path)))
+    return await nursery.start(serve_in_process, with_fast_hash(in_process_config(ledger)))

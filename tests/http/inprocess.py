@@ -1,4 +1,4 @@
-"""The Quart side in process: create_app over a Gateway on an in-memory ledger, reached
+"""The Quart side in process: create_app over a Gateway on a ledger of its own, reached
 with httpx's ASGITransport (no sockets, no server). For routes whose real path (the
 relay, sockets, processes) does not matter: the accounts and admin APIs and the pages."""
 
@@ -43,8 +43,9 @@ class App:
 
 
 @asynccontextmanager
-async def in_process(**accounts: object) -> AsyncIterator[App]:
-    store = await open_store(":memory:", instance_id="in-process")
+async def in_process(ledger: str = ":memory:", **accounts: object) -> AsyncIterator[App]:
+    """The app on the ledger at ``ledger`` (the ledger fixture's URL; a throwaway one by default)."""
+    store = await open_store(ledger, instance_id="in-process")
     try:
         gateway = Gateway(Config(accounts=replace(FAST, **accounts)), store, NoUpstream())
         yield App(gateway, create_app(gateway))

@@ -16,12 +16,14 @@ from storage.base import KeyLimits, UsageRow
 
 from tests.http.inprocess import in_process
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 PASSWORD = "a long password"
 
 
 @pytest.fixture
-async def site():
-    async with in_process() as app:
+async def site(ledger):
+    async with in_process(ledger) as app:
         yield app
 
 

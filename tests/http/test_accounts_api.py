@@ -18,9 +18,11 @@ from proxy.payments.providers import SignedWebhook
 from tests.conftest import (FAST_HASH, MESSAGE, PASSWORD, browser, code_worth, http_client, in_process_config,
                             library, make_account, sdk_http, serve_in_process, signed_up)
 
-async def start(nursery, tmp_path, **accounts):
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
+async def start(nursery, ledger, **accounts):
     settings = AccountsConfig(**{**FAST_HASH, **accounts})
-    return await nursery.start(serve_in_process, replace(in_process_config(tmp_path), accounts=settings))
+    return await nursery.start(serve_in_process, replace(in_process_config(ledger), accounts=settings))
 
 
 async def test_the_self_serve_journey(site):
@@ -141,8 +143,8 @@ async def test_the_same_code_redeemed_twice_at_once_credits_once(site):
     assert await store.check() == []
 
 
-async def test_redeem_attempts_are_throttled(nursery, tmp_path):
-    running = await start(nursery, tmp_path, redeem_failures_per_user=3)
+async def test_redeem_attempts_are_throttled(nursery, ledger):
+    running = await start(nursery, ledger, redeem_failures_per_user=3)
     code = await code_worth(running, "1")
     async with signed_up(running, "hal") as web:
         statuses = [(await web.post("/api/topup/redeem", json={"code": f"guess-{i}"})).status_code for i in range(3)]
@@ -220,8 +222,8 @@ async def test_a_disabled_users_keys_and_sessions_stop(site):
             assert (await http.get("/v1/models")).status_code == 200
 
 
-async def test_a_key_disabled_from_another_process_stops_within_the_cache_time(nursery, tmp_path):
-    running = await nursery.start(serve_in_process, replace(in_process_config(tmp_path), key_cache_seconds=0.2,
+async def test_a_key_disabled_from_another_process_stops_within_the_cache_time(nursery, ledger):
+    running = await nursery.start(serve_in_process, replace(in_process_config(ledger), key_cache_seconds=0.2,
                                                  accounts=AccountsConfig(**FAST_HASH)))
     kim = await make_account(running, "kim")
     async with kim.http() as http:
@@ -262,8 +264,8 @@ async def test_cross_site_changes_by_cookie_are_refused(site):
         assert same.status_code == 201
 
 
-async def test_signups_are_throttled_per_address(nursery, tmp_path):
-    running = await start(nursery, tmp_path, signups_per_hour=2)
+async def test_signups_are_throttled_per_address(nursery, ledger):
+    running = await start(nursery, ledger, signups_per_hour=2)
     async with browser(running) as web:
         statuses = [(await web.post("/api/auth/signup", json={"username": f"u{i}", "password": PASSWORD})
                      ).status_code for i in range(3)]
@@ -272,8 +274,8 @@ async def test_signups_are_throttled_per_address(nursery, tmp_path):
     assert int(limited.headers["retry-after"]) > 3000 and limited.json()["error"]["type"] == "rate_limit_error"
 
 
-async def test_failed_logins_are_throttled_with_one_message(nursery, tmp_path):
-    running = await start(nursery, tmp_path, login_failures_per_account=3, login_failures_per_ip=5)
+async def test_failed_logins_are_throttled_with_one_message(nursery, ledger):
+    running = await start(nursery, ledger, login_failures_per_account=3, login_failures_per_ip=5)
     await library(running).create_user("nora", PASSWORD)
     async with browser(running) as web:
         async def login(username, password):
@@ -321,8 +323,8 @@ async def test_usage_pages_and_filters(site):
     assert [u["model"] for u in haiku] == ["claude-haiku-4.5"]
 
 
-async def test_the_cookie_is_secure_behind_a_trusted_https_proxy(nursery, tmp_path, site):
-    running = await nursery.start(serve_in_process, replace(in_process_config(tmp_path), trusted_proxies=("127.0.0.0/8",),
+async def test_the_cookie_is_secure_behind_a_trusted_https_proxy(nursery, ledger, site):
+    running = await nursery.start(serve_in_process, replace(in_process_config(ledger), trusted_proxies=("127.0.0.0/8",),
                                                  accounts=AccountsConfig(**FAST_HASH)))
     host = running.url.removeprefix("http://")
     behind = {"x-forwarded-proto": "https", "origin": f"https://{host}"}
@@ -337,9 +339,9 @@ async def test_the_cookie_is_secure_behind_a_trusted_https_proxy(nursery, tmp_pa
     assert signup.status_code == 201 and "Secure" not in signup.headers["set-cookie"]  # a header anyone can send
 
 
-async def test_the_payment_webhook_credits_once_per_event(nursery, tmp_path, site):
+async def test_the_payment_webhook_credits_once_per_event(nursery, ledger, site):
     secret = "whsec-for-tests-0123456789"
-    running = await start(nursery, tmp_path, webhook_secret=secret)
+    running = await start(nursery, ledger, webhook_secret=secret)
     await make_account(running, "sam", credit_micro=0)
     hook = SignedWebhook(running.gateway.store, secret.encode(), Decimal(30))
     body = json.dumps({"id": "evt_42", "username": "sam", "paid_usd": "2.5"}).encode()
@@ -384,8 +386,8 @@ async def test_hostile_bodies_are_never_a_5xx(site):
     assert await site.gateway.store.check() == []
 
 
-async def test_free_tier_keys_have_a_request_rate_until_their_user_pays(nursery, tmp_path):
-    running = await nursery.start(serve_in_process, replace(in_process_config(tmp_path), key_cache_seconds=0.05,
+async def test_free_tier_keys_have_a_request_rate_until_their_user_pays(nursery, ledger):
+    running = await nursery.start(serve_in_process, replace(in_process_config(ledger), key_cache_seconds=0.05,
                                                  accounts=AccountsConfig(**FAST_HASH, free_tier_rpm=2)))
     free = await make_account(running, "tess")  # credited by the operator, never paid
     body = {"model": "claude-sonnet-4.5", "max_tokens": 5, "messages": MESSAGE}

@@ -70,11 +70,11 @@ async def test_metrics_are_refused_to_other_addresses_in_the_error_shape(nursery
 
 # -- behind a reverse proxy on the same host; dual-stack peers ---------------------------------
 
-async def test_metrics_behind_a_trusted_loopback_proxy_judge_the_forwarded_client(nursery, tmp_path):
+async def test_metrics_behind_a_trusted_loopback_proxy_judge_the_forwarded_client(nursery, ledger):
     """A gateway behind nginx on the same host sees every connection from loopback: with
     that proxy in trusted_proxies, the client it forwards for is who asks, and a client on
     the internet must not read /metrics because its proxy happens to be local."""
-    running = await nursery.start(serve_in_process, replace(in_process_config(tmp_path),
+    running = await nursery.start(serve_in_process, replace(in_process_config(ledger),
                                                             trusted_proxies=("127.0.0.1/32",)))
     async with http_client(running) as http:
         outside = await http.get("/metrics", headers={"x-forwarded-for": "203.0.113.9"})

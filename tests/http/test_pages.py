@@ -7,10 +7,14 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+import pytest
+
 from proxy.http.pages import views as pages
 
 from tests.conftest import MESSAGE, PASSWORD, code_worth, http_client, library
 from tests.http.pages import HTML, csrf_of, member, post, web
+
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
 
 USER_PAGES = ("/dashboard", "/dashboard/keys", "/dashboard/usage", "/dashboard/topup", "/dashboard/transfer",
               "/dashboard/settings")

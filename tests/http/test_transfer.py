@@ -8,6 +8,8 @@ import trio
 from proxy.http.api.transfer import usd_amount as _amount
 from tests.conftest import http_client, make_account
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 
 @pytest.fixture
 async def reseller(gateway):

@@ -5,6 +5,8 @@ import trio
 
 from tests.conftest import make_account
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 PATH = "/api/user/transfer"
 
 

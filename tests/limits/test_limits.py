@@ -26,6 +26,8 @@ from storage.base import KeyLimits
 from tests.conftest import at_once, at_once_held, in_process_config, make_account, serve_in_process
 from tests.shared.redis import REDIS_URL, delete_prefixed, redis_prefix  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 MODEL = "claude-haiku-4.5"
 SHAPES = ("anthropic", "openai")
 
@@ -228,8 +230,8 @@ async def test_a_spend_cap_counts_what_was_settled_in_the_period_to_the_micro_do
     await charged_exactly(account, 2, before)
 
 
-async def test_cheaplm_key_set_reaches_a_running_gateway_within_the_key_cache(nursery, tmp_path):
-    config = replace(in_process_config(tmp_path), key_cache_seconds=0.3)
+async def test_cheaplm_key_set_reaches_a_running_gateway_within_the_key_cache(nursery, ledger):
+    config = replace(in_process_config(ledger), key_cache_seconds=0.3)
     running = await nursery.start(serve_in_process, config)
     account = await make_account(running)
     assert (await call(account, "anthropic", "hi")).status == 200  # (the key is cached now, unlimited)

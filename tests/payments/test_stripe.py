@@ -25,6 +25,8 @@ from tests.conftest import FAST_HASH, code_worth, signed_up
 from tests.payments.card_site import BONUS, HOOK, fake, post_event, start_card_site  # noqa: F401 (the fixture)
 from tests.payments.fake_stripe import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, event, serve_fake, sign
 
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
+
 
 @pytest.fixture
 async def card_site(nursery, config, fake):

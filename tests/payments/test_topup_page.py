@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import pytest
+
 from proxy.config import AccountsConfig, PaymentsConfig
 from proxy.serve import serve
 
@@ -14,6 +16,8 @@ from tests.conftest import FAST_HASH, code_worth
 from tests.http.pages import member, post
 from tests.payments.fake_stripe import event
 from tests.payments.card_site import BONUS, fake, post_event, start_card_site  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
 
 
 def you_get(html: str) -> str:

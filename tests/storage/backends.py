@@ -3,20 +3,22 @@ entry of BACKENDS; ``shared`` says whether several stores (and processes) can op
 one database, which the multi-instance tests need.
 
 PostgreSQL (127.0.0.1:5432, user postgres, trust auth, as on the machine and in CI):
-the session's database (conftest.pg_database, created fresh and uniquely named for the
-run, dropped at its end) holds one schema per test, so tests never see each other's
-rows; its tests skip, with the reason, only when the server cannot be reached."""
+the session's database (tests/conftest.py's pg_database, created fresh and uniquely named
+for the run, dropped at its end) holds one schema per test (``fresh_schema``, as the
+both_stores tests have), so tests never see each other's rows; its tests skip, with the
+reason, only when the server cannot be reached."""
 
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
 from storage import open_store, parse_location
+
+from ..conftest import fresh_schema
 
 
 @dataclass
@@ -54,19 +56,11 @@ class SqliteBackend(Backend):
             other.close()
 
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
 class PostgresBackend(Backend):
     """A schema of its own in the session's database (the URL's search_path)."""
 
     def __init__(self, name: str, database_url: str) -> None:
-        import psycopg
-
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        super().__init__(name, f"{database_url}?options=-csearch_path%3D{schema}")
+        super().__init__(name, fresh_schema(database_url))
 
     def raw(self):
         import psycopg

@@ -1,44 +1,17 @@
-"""The store fixtures, parametrized by backend (backends.py)."""
+"""The store fixtures, parametrized by backend (backends.py); pg_database is tests/conftest.py's."""
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 
-from .backends import BACKENDS, PG_SERVER, Backend
+from ..conftest import pg_database_url
+from .backends import BACKENDS, Backend
 from .helpers import LEASE
-
-
-@pytest.fixture(scope="session")
-def pg_database():
-    """A fresh, uniquely named PostgreSQL database for this test run (dropped at its end),
-    or None when the server cannot be reached."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=3)
-    except Exception as exc:  # no server here: the PostgreSQL tests skip, saying why
-        yield exc
-        return
-    name = f"cheaplm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.close()
 
 
 def _make(request, tmp_path) -> Backend:
     spec = request.param
-    database = None
-    if spec.postgres:
-        database = request.getfixturevalue("pg_database")
-        if not isinstance(database, str):
-            pytest.skip(f"PostgreSQL at {PG_SERVER} is unreachable: {database}")
-    return spec.make(tmp_path, database)
+    return spec.make(tmp_path, pg_database_url(request) if spec.postgres else None)
 
 
 @pytest.fixture(params=[spec for spec in BACKENDS], ids=lambda spec: spec.name)

@@ -4,8 +4,11 @@ needs a migration (or was made by a newer CheapLM)."""
 
 import sqlite3
 
+import pytest
+
 from proxy.cli.main import main
 
+from ..conftest import raw_ledger
 from .helpers import sqlite_ledger_at
 
 
@@ -15,15 +18,16 @@ def run(capsys, *argv):
     return code, out.out, out.err
 
 
-def test_db_check_on_a_sound_then_damaged_ledger(capsys, tmp_path):
-    db = str(tmp_path / "ledger.db")
+@pytest.mark.both_stores
+def test_db_check_on_a_sound_then_damaged_ledger(capsys, ledger):
+    db = ledger
     assert run(capsys, "user", "create", "ann", "--db", db)[0] == 0
     assert run(capsys, "user", "create", "bo", "--db", db)[0] == 0
     assert run(capsys, "topup", "ann", "--credit", "5", "--db", db)[0] == 0
     assert run(capsys, "topup", "ann", "--credit", "1", "--db", db)[0] == 0
     code, out, err = run(capsys, "db", "check", "--db", db)
     assert (code, out, err) == (0, "ok: 2 accounts, 2 ledger entries, 0 open holds\n", "")
-    raw = sqlite3.connect(db, isolation_level=None)
+    raw = raw_ledger(db)
     raw.execute("UPDATE accounts SET balance = balance - 1 WHERE username = 'ann'")
     raw.execute("UPDATE accounts SET held = 7 WHERE username = 'bo'")
     raw.close()
@@ -37,10 +41,11 @@ def test_db_check_on_a_sound_then_damaged_ledger(capsys, tmp_path):
     ]
 
 
-def test_db_check_fails_on_a_balance_below_zero_and_a_charge_above_its_hold(capsys, tmp_path):
-    db = str(tmp_path / "ledger.db")
+@pytest.mark.both_stores
+def test_db_check_fails_on_a_balance_below_zero_and_a_charge_above_its_hold(capsys, ledger):
+    db = ledger
     assert run(capsys, "user", "create", "ann", "--db", db)[0] == 0
-    raw = sqlite3.connect(db, isolation_level=None)
+    raw = raw_ledger(db)
     # a charge the ledger itself could not have made: 30 on a hold of 10, taking ann to -30
     raw.execute("INSERT INTO holds (account_id, amount, request_id, state, created_at) "
                 "VALUES (1, 10, 'r1', 'settled', 1767225600)")  # (2026-01-01, unix seconds)

@@ -14,15 +14,7 @@ from storage.base import Payment
 from storage.sql import copy as copying
 from storage.sql.copy import CopyRefused
 
-from .backends import PostgresBackend
 from .helpers import LEASE, funded, row
-
-
-@pytest.fixture
-def pg_url(pg_database) -> str:
-    if not isinstance(pg_database, str):
-        pytest.skip(f"PostgreSQL is unreachable: {pg_database}")
-    return PostgresBackend("postgresql", pg_database).url
 
 
 async def _a_busy_ledger(url: str) -> None:

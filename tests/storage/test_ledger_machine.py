@@ -30,6 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from storage.base import (CodeRefused, IdempotencyConflict, InsufficientBalance, NotFound, SpendCapReached,
                           StoreError)
 
+from ..conftest import pg_database_url
 from .backends import BACKENDS
 from .helpers import row
 
@@ -249,11 +250,7 @@ def machine_for(spec, steps: list[int], database: str | None = None):
 
 @pytest.mark.parametrize("spec", [s for s in BACKENDS if s.shared], ids=lambda s: s.name)
 async def test_the_ledger_under_random_operations_and_crashes(spec, request):
-    database = None
-    if spec.postgres:
-        database = request.getfixturevalue("pg_database")
-        if not isinstance(database, str):
-            pytest.skip(f"PostgreSQL is unreachable: {database}")
+    database = pg_database_url(request) if spec.postgres else None
     steps = [0, 0]
     machine = machine_for(spec, steps, database)
     await trio.to_thread.run_sync(lambda: run_state_machine_as_test(machine, settings=settings.get_profile(PROFILE)))

@@ -1,29 +1,19 @@
-"""The gateway and every admin command on a PostgreSQL ledger, as on SQLite: commands
-through the CLI's own entry point; requests through a served gateway, billed exactly,
-with concurrent requests never overdrawing."""
+"""Every admin command on a PostgreSQL ledger, through the CLI's own entry point, and its
+schema gates; the both_stores fixture itself. (The gateway's money on PostgreSQL: the
+modules marked both_stores, tests/conftest.py.)"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import psycopg
 import pytest
 
 from proxy.cli.main import main
-from proxy.serve import serve
 from storage import open_store
 from storage.base import MigrationNeeded, SchemaTooNew
 
-from ..conftest import MESSAGE, make_account
-from .backends import PostgresBackend
-
-
-@pytest.fixture
-def pg_url(pg_database) -> str:
-    if not isinstance(pg_database, str):
-        pytest.skip(f"PostgreSQL is unreachable: {pg_database}")
-    return PostgresBackend("postgresql", pg_database).url
+from ..conftest import make_account
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -55,28 +45,16 @@ def test_every_admin_command_on_postgresql(capsys, pg_url):
     assert run(capsys, "db", "migrate", *db)[1].endswith("needs no migration\n")
 
 
-async def test_a_gateway_on_postgresql_bills_exactly_and_never_overdraws(nursery, config, pg_url):
-    running = await nursery.start(serve, replace(config, database_url=pg_url))
-    alice = await make_account(running, "alice", credit_micro=10_000_000)
-    async with alice.http() as http:
-        for _ in range(3):
-            response = await http.post("/v1/messages", json={"model": "claude-haiku-4-5", "max_tokens": 64,
-                                                              "messages": MESSAGE})
-            assert response.status_code == 200
-    account = await alice.settled(3)
-    rows = await running.gateway.store.usage("alice", 10)
-    assert account.balance == 10_000_000 - sum(r.cost for r in rows) and all(r.cost > 0 for r in rows)
-    poor = await make_account(running, "poor", credit_micro=0)  # nothing to spend
-    body = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": MESSAGE}
-    refused = await poor.post_at_once(body, 5)
-    assert {r.status_code for r in refused} == {402}
-    many = await alice.post_at_once(body, 20)
-    assert {r.status_code for r in many} <= {200, 402}
-    settled = await alice.settled(3 + sum(r.status_code == 200 for r in many))
-    assert settled.balance >= 0 and settled.held == 0
-    store = await open_store(pg_url, create=False, upgrade=False)
-    assert await store.check() == []
-    await store.aclose()
+@pytest.mark.both_stores
+async def test_each_both_stores_test_has_an_empty_ledger_of_its_own(app_gateway, request):
+    """The ledger fixture under the both_stores marker: the [postgresql] run's gateway is on
+    PostgreSQL, in a schema of its own; every run starts empty (a row left by one test,
+    or by the other run, would show here)."""
+    store = app_gateway.gateway.store
+    run = request.node.callspec.params["ledger"]
+    assert type(store).__name__ == {"sqlite": "SqliteStore", "postgresql": "PostgresStore"}[run]
+    assert await store.list_users() == [] and await store.check() == []
+    await make_account(app_gateway, "alice")
 
 
 async def test_postgresql_schema_gates(pg_url):

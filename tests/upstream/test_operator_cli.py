@@ -8,7 +8,6 @@ syncs with the store every 0.1 s here (2 s by default), so waits stay short."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import replace
 
 import anthropic
@@ -17,8 +16,10 @@ import trio
 
 from proxy.cli.main import main
 from proxy.serve import serve
-from tests.conftest import UPSTREAM_KEY, Account, make_account
+from tests.conftest import UPSTREAM_KEY, Account, make_account, raw_ledger
 from tests.upstream.conftest import _ask, _channel, _gateway, _rows, _simulator
+
+pytestmark = pytest.mark.both_stores  # the ledger fixture: SQLite and PostgreSQL
 
 SYNC = 0.1
 
@@ -94,7 +95,7 @@ async def test_the_cli_disables_and_enables_a_channel_of_a_running_gateway(nurse
     await _ask(alice.anthropic(), "after")
     assert (len(primary.seen()), len(backup.seen())) == (2, 3)
     # What the instance publishes (and the store keeps) never holds a key.
-    raw = sqlite3.connect(db)
+    raw = raw_ledger(db)
     published = raw.execute("SELECT channels FROM channel_snapshots").fetchall()
     raw.close()
     assert published and UPSTREAM_KEY not in repr(published)
@@ -180,8 +181,8 @@ async def test_a_single_upstream_is_the_channel_named_default(gateway, simulator
     assert code == 0 and "default" in out
 
 
-async def test_without_a_gateway_the_configuration_is_listed_and_names_are_checked(tmp_path, capsys):
-    db = str(tmp_path / "ledger.db")
+async def test_without_a_gateway_the_configuration_is_listed_and_names_are_checked(tmp_path, ledger, capsys):
+    db = ledger
     assert (await _cli(capsys, "user", "create", "carol", "--db", db))[0] == 0
     config = tmp_path / "c.toml"
     config.write_text('[[upstreams]]\nname = "a"\nurl = "https://a.example"\napi_key = "sk-secret-a"\n'
