@@ -34,9 +34,8 @@ from proxy.catalog import default_catalog
 from proxy.protocol.usage import Usage
 from proxy.relay.sizing import COUNT_MARGIN_PERCENT, COUNT_MARGIN_TOKENS
 from storage.records import KeyLimits
-from tests.conftest import LOOPBACK_TLS, at_once
+from tests.conftest import LOOPBACK_TLS, PG_SERVER, at_once
 from tests.e2e.processes import cli, free_port
-from tests.storage.backends import PG_SERVER
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
