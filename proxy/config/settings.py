@@ -39,6 +39,11 @@ class UpstreamConfig:
     model_ids: tuple[tuple[str, str], ...] = ()
 
     @property
+    def listen_address(self) -> str:
+        """host:port, as a bind address (an IPv6 host in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
     def simulated(self) -> bool:
         return self.url is None and not self.api_key
 
@@ -184,6 +189,11 @@ class Config:
     metrics_token: str | None = None
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+
+    @property
+    def listen_address(self) -> str:
+        """host:port, as a bind address (an IPv6 host in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @property
     def simulated(self) -> bool:

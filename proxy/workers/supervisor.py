@@ -15,21 +15,24 @@ from dataclasses import replace
 from functools import partial
 
 import trio
+from hypercorn.config import Config as HypercornConfig
 
 from ..config import Config
 from ..reasoning_key import load_reasoning_secret
-from ..serve import hypercorn_config
 from . import policy
-from .worker import READY, handoff
+from .handoff import READY, handoff
 from storage import describe_location, open_store
 
 log = logging.getLogger("cheaplm.workers")
-BACKLOG = 4096  # (as hypercorn_config's)
+BACKLOG = 4096  # (as serve.hypercorn_config's)
 
 
 def listen(config: Config) -> socket.socket:
-    """The listening socket every worker serves, bound as a single ``serve`` binds it."""
-    [sock] = hypercorn_config(config.host, config.port).create_sockets().insecure_sockets
+    """The listening socket every worker serves, bound by hypercorn's code as a single
+    ``serve`` binds it (without the gateway: the supervisor does not import it)."""
+    binding = HypercornConfig()
+    binding.bind = [config.listen_address]
+    [sock] = binding.create_sockets().insecure_sockets
     sock.listen(BACKLOG)
     return sock
 

@@ -1,8 +1,7 @@
 """One worker of ``serve --workers``: ``python -m proxy.workers INDEX FD``.
 
-It reads its configuration from stdin (``handoff``: the supervisor's, pickled, after
-its length), serves the listening socket FD it inherited and says ``ready`` on stdout
-once it serves. It stops gracefully (no new connections, streams drained up to
+It reads its configuration from stdin (handoff.py: the supervisor's), serves the
+listening socket FD it inherited and says ``ready`` on stdout once it serves. It stops gracefully (no new connections, streams drained up to
 ``shutdown_grace``) on SIGTERM, however many arrive and whenever (systemd's default
 KillMode sends one to every process of the unit, and the supervisor forwards its own),
 and when stdin ends: the supervisor is gone, even killed with -9, and its workers must
@@ -14,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
-import struct
 from functools import partial
 
 import trio
@@ -24,34 +21,9 @@ import trio
 from ..config import Config
 from ..observe import request_log as logs
 from ..serve import serve
+from .handoff import READY, read_handoff
 
 log = logging.getLogger("cheaplm.workers")
-READY = b"ready\n"
-_LENGTH = struct.Struct(">I")
-
-
-def handoff(config: Config) -> bytes:
-    """What the supervisor writes to a worker's stdin."""
-    blob = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(blob)) + blob
-
-
-def _read_exactly(fd: int, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
-            raise EOFError("the supervisor closed the pipe before the configuration was read")
-        data += chunk
-    return data
-
-
-def read_handoff(fd: int) -> Config:
-    (size,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size))
-    config = pickle.loads(_read_exactly(fd, size))  # (from our own supervisor, through a private pipe)
-    if not isinstance(config, Config):
-        raise TypeError("the supervisor sent no configuration")
-    return config
 
 
 def _tell_ready() -> None:

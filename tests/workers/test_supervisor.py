@@ -17,7 +17,7 @@ from proxy.config import Config
 from proxy.observe import request_log as logs
 from proxy.workers import policy
 from proxy.workers.supervisor import Supervisor, listen
-from proxy.workers.worker import handoff, read_handoff
+from proxy.workers.handoff import handoff, read_handoff
 
 STAND_IN = r"""
 import os, signal, struct, sys, time
