@@ -62,25 +62,23 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and its live children (a supervisor and its workers)."""
-    total = 0.0
+def _over_tree(pid: int, measure):
+    """``measure`` summed over a process and its live children (a supervisor and its workers)."""
+    total = 0
     for each in (pid, *children(pid)):
         try:
-            total += process_cpu(each)
+            total += measure(each)
         except OSError:  # (a child that has just ended)
             pass
     return total
 
 
+def tree_cpu(pid: int) -> float:
+    return _over_tree(pid, process_cpu)
+
+
 def tree_rss(pid: int) -> int:
-    total = 0
-    for each in (pid, *children(pid)):
-        try:
-            total += process_rss(each)
-        except OSError:
-            pass
-    return total
+    return _over_tree(pid, process_rss)
 
 
 def process_rss(pid: int) -> int:
