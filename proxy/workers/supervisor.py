@@ -17,11 +17,11 @@ from functools import partial
 import trio
 from hypercorn.config import Config as HypercornConfig
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..reasoning_key import load_reasoning_secret
 from . import policy
 from .handoff import READY, handoff
-from storage import describe_location, open_store
+from storage import describe_location, open_store, parse_location
 
 log = logging.getLogger("cheaplm.workers")
 BACKLOG = 4096  # (as serve.hypercorn_config's)
@@ -44,6 +44,10 @@ def worker_command(index: int, fd: int) -> list[str]:
 async def prepare(config: Config) -> Config:
     """What all the workers must share, done once: the ledger created or migrated (so
     the workers do not race to), and the Responses secret read or made."""
+    location = parse_location(config.database_url)
+    if location.backend == "sqlite" and location.file is None:
+        raise ConfigError("workers share one ledger: an in-memory one cannot be shared (give a SQLite file or a "
+                          "postgresql:// URL, or run one worker)")
     store = await open_store(config.database_url, busy_timeout=config.store_busy_timeout)
     await store.aclose()
     if config.responses_secret is None:

@@ -217,7 +217,9 @@ async def test_a_killed_worker_is_replaced_then_sigterm_drains_both(tmp_path, nu
         while ledger(db, "SELECT count(*) FROM holds WHERE state = 'open'") != [(0,)]:
             await trio.sleep(0.1)
     [(partial,)] = ledger(db, "SELECT partial FROM usage")
-    assert partial == 1
+    assert partial == 1  # charged from its progress checkpoints
+    assert re.search(r"\[worker \d pid \d+\] cheaplm.storage: recovered holds of stopped instances: 0 released, 1 "
+                     r"charged", running.text())
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=running.url, headers={"x-api-key": key}, timeout=30,
                                  limits=limits) as http:

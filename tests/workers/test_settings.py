@@ -28,3 +28,8 @@ def test_the_flag_refuses_what_is_not_a_number_of_processes(value, capsys):
     with pytest.raises(SystemExit) as exit:
         main(["serve", "--workers", value])
     assert exit.value.code == 2 and "--workers: must be a number of processes, 1-256" in capsys.readouterr().err
+
+
+def test_workers_refuse_a_ledger_they_cannot_share(capsys):
+    assert main(["serve", "--workers", "2", "--port", "0", "--db", ":memory:"]) == 1
+    assert "cheaplm: workers share one ledger: an in-memory one cannot be shared" in capsys.readouterr().err
