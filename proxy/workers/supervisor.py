@@ -68,9 +68,8 @@ class Supervisor:
 
     async def run(self) -> int:
         self.config = await prepare(self.config)
-        bound = self.sock.getsockname()
-        log.info("CheapLM gateway listening on http://%s with %d workers (supervisor pid %d; ledger: %s)",
-                 f"[{bound[0]}]:{bound[1]}" if self.sock.family == socket.AF_INET6 else f"{bound[0]}:{bound[1]}",
+        bound = replace(self.config, port=self.sock.getsockname()[1]).listen_address
+        log.info("CheapLM gateway listening on http://%s with %d workers (supervisor pid %d; ledger: %s)", bound,
                  self.config.workers, os.getpid(), describe_location(self.config.database_url))
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -79,6 +78,7 @@ class Supervisor:
                 for index in range(self.config.workers):
                     slots.start_soon(self._keep, index)
             nursery.cancel_scope.cancel()
+        log.info("the workers have stopped")
         return policy.exit_code(self.stop_signal, self.failed)
 
     def stop(self, reason: str) -> None:
@@ -119,6 +119,7 @@ class Supervisor:
             began = trio.current_time()
             ready, returncode, pid = await self._one(index)
             if self.stopping.is_set():
+                log.info("worker %d%s %s", index, f" (pid {pid})" if pid else "", policy.ending(returncode))
                 return
             if not ready and not served:
                 self.failed = True
