@@ -203,6 +203,9 @@ async def test_a_killed_worker_is_replaced_then_sigterm_drains_both(tmp_path, nu
         until = trio.current_time() + 1
         while trio.current_time() < until:  # a second of deltas: a few progress checkpoints
             await reader.__anext__()
+        with trio.fail_after(20):  # its progress checkpointed
+            while ledger(db, "SELECT count(*) FROM holds WHERE state = 'open' AND progress IS NOT NULL") != [(1,)]:
+                await trio.sleep(0.05)
         [(pid,)] = ledger(db, "SELECT i.pid FROM holds h JOIN instances i ON h.owner = i.id WHERE h.state = 'open'")
         assert pid in first.values()
         os.kill(pid, signal.SIGKILL)
