@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from proxy.cli.main import main
@@ -33,3 +35,13 @@ def test_the_flag_refuses_what_is_not_a_number_of_processes(value, capsys):
 def test_workers_refuse_a_ledger_they_cannot_share(capsys):
     assert main(["serve", "--workers", "2", "--port", "0", "--db", ":memory:"]) == 1
     assert "cheaplm: workers share one ledger: an in-memory one cannot be shared" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_one_line_before_any_worker_starts(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--workers", "2", "--port", str(port), "--db", str(tmp_path / "l.db")]) == 1
+    assert f"cheaplm: cannot listen on 127.0.0.1:{port}: address already in use" in capsys.readouterr().err
+    assert not (tmp_path / "l.db").exists()  # nothing was started or made
