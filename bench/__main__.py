@@ -55,6 +55,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--simulator-url", help="a running simulator for the direct arm")
     parser.add_argument("--peer", help="another Anthropic-compatible gateway to compare, as an arm")
     parser.add_argument("--peer-key")
+    parser.add_argument("--workers", type=int,
+                        help="start the gateway as `serve --workers N` (1: one process), and pin nothing: the "
+                             "gateway, the simulator and the load generator share every core (default: one "
+                             "process pinned to a core of its own)")
     parser.add_argument("--floor", action="store_true",
                         help="add the 'floor' arm: a bare trio relay (bench/floor.py) on the gateway's core")
     parser.add_argument("--postgres", metavar="SERVER", nargs="?", const=pgdb.DEFAULT_SERVER,
@@ -73,6 +77,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     if args.cc_max_tokens <= 1024:
         parser.error("--cc-max-tokens must be above 1024 (the thinking budget, max_tokens - 1, must be >= 1024)")
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        parser.error("--workers must be 1-256")
     if bool(args.gateway_url) != bool(args.gateway_key):
         parser.error("--gateway-url and --gateway-key go together")
     if args.postgres and args.gateway_url:
@@ -105,7 +111,7 @@ class Harness:
         self.gateway_pid = args.gateway_pid
         self.simulator_pid: int | None = None
         self.floor: procs.Child | None = None
-        self.gateway_cores, self.harness_cores = procs.cpu_plan()
+        self.gateway_cores, self.harness_cores = procs.cpu_plan() if args.workers is None else (None, None)
         self.resources = ExitStack()  # the --postgres database, dropped after the processes stop
 
     def start(self) -> tuple[str, str, str]:
@@ -135,7 +141,7 @@ class Harness:
         key = trio.run(_create_account, db)
         self._gateway_port = procs.free_port()
         self._gateway_argv = ["serve", "--port", str(self._gateway_port), "--db", db, "--upstream-url",
-                              simulator_url]
+                              simulator_url, *(["--workers", str(args.workers)] if args.workers else [])]
         child = self._start_gateway()
         return simulator_url, child.url, key
 
@@ -144,6 +150,8 @@ class Harness:
                             self.workdir / "gateway.log")
         self.children.append(child)
         procs.wait_ready(child, "/health")
+        if (self.args.workers or 1) > 1:
+            procs.wait_workers(child, self.args.workers)
         self.gateway_pid = child.pid
         return child
 
@@ -174,7 +182,8 @@ class Harness:
         return min((self.args.ttft_ms + self.args.deltas * self.args.gap_ms) / 1000, self.args.duration / 2)
 
     def cpu(self, pid: int | None) -> float | None:
-        return procs.process_cpu(pid) if pid else None
+        """A process's CPU seconds (with its workers', for a gateway run with --workers)."""
+        return procs.tree_cpu(pid) if pid else None
 
     def relay_pid(self, arm: str) -> int | None:
         """The process whose CPU and memory an arm measures (the gateway's, the floor's)."""
@@ -189,7 +198,7 @@ class Harness:
 
         async def sample_rss() -> None:
             while True:
-                peak[0] = max(peak[0], procs.process_rss(pid))
+                peak[0] = max(peak[0], procs.tree_rss(pid))
                 await trio.sleep(0.05)
 
         cpu0 = self.cpu(pid)
@@ -227,7 +236,7 @@ async def run_all(args: argparse.Namespace, harness: Harness, urls: tuple[str, s
                                  cc_model=args.cc_model)
         for target in arms:  # warm up: connections, caches, code paths
             await loadgen.closed_loop(target, 4, 0.2, [])
-        idle = {t.name: procs.process_rss(pid) for t in arms if (pid := harness.relay_pid(t.name))}
+        idle = {t.name: procs.tree_rss(pid) for t in arms if (pid := harness.relay_pid(t.name))}
         for load in loads:
             cells = {t.name: Phase(scenario, t.name, load, mode, relay_rss_idle=idle.get(t.name)) for t in arms}
             for round_no in range(args.rounds):
@@ -271,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics.flag_simulator_ceiling(stats)
     machine = machine_description()
     pinned = f"gateway on core(s) {sorted(harness.gateway_cores)}, harness on {sorted(harness.harness_cores)}" \
-        if harness.gateway_cores else "no pinning (one core)"
+        if harness.gateway_cores else "no pinning (one core)" if args.workers is None \
+        else f"gateway `serve --workers {args.workers}`, nothing pinned"
     if args.postgres:
         pinned += "; ledger on PostgreSQL"
     table = report.markdown(stats, f"{machine}; {pinned}")

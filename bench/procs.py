@@ -45,6 +45,42 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def children(pid: int) -> list[int]:
+    """A process's live children (``serve --workers``: its workers). Each thread lists the
+    children it started (trio starts processes from worker threads), so every thread's."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                found.extend(int(child) for child in fh.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def _over_tree(pid: int, measure):
+    """``measure`` summed over a process and its live children (a supervisor and its workers)."""
+    total = 0
+    for each in (pid, *children(pid)):
+        try:
+            total += measure(each)
+        except OSError:  # (a child that has just ended)
+            pass
+    return total
+
+
+def tree_cpu(pid: int) -> float:
+    return _over_tree(pid, process_cpu)
+
+
+def tree_rss(pid: int) -> int:
+    return _over_tree(pid, process_rss)
+
+
 def process_rss(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -98,6 +134,21 @@ def spawn(name: str, argv: list[str], port: int, cores: set[int] | None, log: Pa
     popen = subprocess.Popen([python or sys.executable, "-m", module, *argv], preexec_fn=prepare, env=full_env,
                              stdout=subprocess.DEVNULL, stderr=open(log, "w"), cwd=cwd)
     return Child(name, popen, f"http://127.0.0.1:{port}")
+
+
+def wait_workers(child: Child, workers: int, timeout: float = 60.0) -> None:
+    """Until ``workers`` distinct processes have answered /health (each on a new connection)."""
+    deadline, seen = time.monotonic() + timeout, set()
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{child.name}: {len(seen)} of {workers} workers answered within {timeout} s")
+        if child.popen.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with {child.popen.returncode}")
+        try:
+            seen.add(httpx.get(child.url + "/health", timeout=1).json()["pid"])
+        except (httpx.TransportError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
 
 
 def wait_ready(child: Child, path: str, timeout: float = 30.0) -> None:

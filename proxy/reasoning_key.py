@@ -4,8 +4,9 @@
 random secret in a file beside its SQLite ledger (``<ledger>.responses-secret``, mode
 0600, written whole then linked into place, so concurrent starts agree on one), so reasoning items
 keep opening across restarts and between gateways sharing that ledger. A ledger with no
-file (in memory, PostgreSQL) gets a random secret for this process only, and a warning:
-set ``responses_secret`` on every node there.
+file (in memory, PostgreSQL) gets a random secret for this gateway only, and a warning:
+set ``responses_secret`` on every node there. ``serve --workers`` reads or makes the secret
+once, in its supervisor, and hands it to every worker.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def load_reasoning_secret(config: Config) -> bytes:
         return _read(path)
     if path is None:
         log.warning("responses_secret is not set and the ledger has no file beside which to keep one: reasoning "
-                    "items of /v1/responses open only in this process (set responses_secret on every node)")
-        return secrets.token_bytes(_BYTES)
+                    "items of /v1/responses open only on this gateway until it stops (set responses_secret on "
+                    "every node)")
+        return secrets.token_hex(_BYTES).encode()  # (text, like the file's: serve --workers hands it on)
     text = secrets.token_hex(_BYTES)
     fd, temporary = tempfile.mkstemp(prefix=os.path.basename(path) + ".", dir=os.path.dirname(path) or ".")
     try:

@@ -41,9 +41,13 @@ class Running:
     simulator_url: str | None
 
 
-def hypercorn_config(host: str, port: int, keep_alive_timeout: float = 75.0, grace: float = 30.0) -> HypercornConfig:
+def hypercorn_config(host: str, port: int, keep_alive_timeout: float = 75.0, grace: float = 30.0,
+                     listen_fd: int | None = None) -> HypercornConfig:
+    """``listen_fd``: a socket already bound and listening (a worker of ``serve --workers``
+    serves the supervisor's) instead of binding host:port."""
     config = HypercornConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.bind = [f"fd://{listen_fd}" if listen_fd is not None else f"[{host}]:{port}" if ":" in host
+                   else f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = keep_alive_timeout  # an idle connection is closed after this
@@ -58,13 +62,17 @@ def drain_margin(grace: float) -> float:
     return min(1.0, grace / 4)
 
 
-async def _signalled(signals: tuple[int, ...], drain: StreamDrain, grace: float) -> None:
-    with trio.open_signal_receiver(*signals) as received:
-        async for number in received:
-            log.warning("received %s: no new connections; requests in flight get up to %g s to finish",
-                        signal.Signals(number).name, grace)
-            drain.end_by(trio.current_time() + grace - drain_margin(grace))
-            return
+async def _signalled(signals: tuple[int, ...], drain: StreamDrain, grace: float, stop: trio.Event | None) -> None:
+    if stop is not None:
+        await stop.wait()
+        reason = "asked to stop"
+    else:
+        with trio.open_signal_receiver(*signals) as received:
+            async for number in received:
+                reason = f"received {signal.Signals(number).name}"
+                break
+    log.warning("%s: no new connections; requests in flight get up to %g s to finish", reason, grace)
+    drain.end_by(trio.current_time() + grace - drain_margin(grace))
 
 
 async def _shared(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -75,9 +83,12 @@ async def _shared(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> No
 
 
 async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
-                shutdown_signals: tuple[int, ...] = ()) -> None:
+                shutdown_signals: tuple[int, ...] = (), stop: trio.Event | None = None,
+                listen_fd: int | None = None) -> None:
     """Serve until cancelled or, gracefully, until one of ``shutdown_signals`` arrives
-    (``cheaplm serve`` passes SIGTERM: what docker, systemd and Kubernetes send)."""
+    (``cheaplm serve`` passes SIGTERM: what docker, systemd and Kubernetes send), or
+    ``stop`` is set (a worker of ``serve --workers``, which keeps its signals to itself).
+    ``listen_fd``: serve this listening socket instead of binding config.host:port."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
     store = await open_store(config.database_url, instance_id=new_instance_id(), busy_timeout=config.store_busy_timeout)
     try:
@@ -113,12 +124,14 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 # Changes by other processes (the CLI, other nodes): within change_poll_interval.
                 await nursery.start(follow_changes, store, gateway.keys, channels.wake, config.change_poll_interval)
                 grace, drain = config.shutdown_grace, StreamDrain()
-                trigger = partial(_signalled, shutdown_signals, drain, grace) if shutdown_signals else None
+                trigger = partial(_signalled, shutdown_signals, drain, grace, stop) \
+                    if shutdown_signals or stop is not None else None
 
                 async def http(task_status=trio.TASK_STATUS_IGNORED) -> None:
                     hypercorn_patch.install()  # closes early-answered and idle connections: see there
                     await hypercorn_serve(create_app(gateway, drain), hypercorn_config(config.host, config.port,
-                                                                                config.keep_alive_timeout, grace),
+                                                                                config.keep_alive_timeout, grace,
+                                                                                listen_fd),
                                           shutdown_trigger=trigger, task_status=task_status)
                     nursery.cancel_scope.cancel()  # a graceful shutdown has finished
 

@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             listen = _listen_address(args.host, args.port)
             return run.run_simulator(args)
         config = load_config(args.config, database_url=args.db,
-                             **({"host": args.host, "port": args.port, "upstream_url": args.upstream_url}
-                                if args.command == "serve" else {}))
+                             **({"host": args.host, "port": args.port, "upstream_url": args.upstream_url,
+                                 "workers": args.workers} if args.command == "serve" else {}))
         db_path = config.database_url
         logs.configure(config.log_format, config.log_level)
         if args.command == "serve":

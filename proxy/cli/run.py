@@ -13,7 +13,7 @@ from functools import partial
 
 import trio
 
-from ..config import PORTS, Config
+from ..config import MAX_WORKERS, PORTS, Config
 
 
 def port(text: str) -> int:
@@ -26,11 +26,24 @@ def port(text: str) -> int:
     return number
 
 
+def workers(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be a number of processes, 1-{MAX_WORKERS}, got {text!r}")
+    return number
+
+
 def add(sub, common: argparse.ArgumentParser) -> None:
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
     serve.add_argument("--host", help="listen address (default: $CHEAPLM_HOST, the config's host, 127.0.0.1)")
     serve.add_argument("--port", type=port, help="listen port (default: $CHEAPLM_PORT, the config's port, 8080)")
     serve.add_argument("--upstream-url", help="Anthropic-compatible upstream base URL")
+    serve.add_argument("--workers", type=workers, metavar="N",
+                       help="processes serving the port, each a whole gateway, under a supervisor that "
+                            "restarts them (default: $CHEAPLM_WORKERS, the config's workers, 1: one process)")
 
     sim = sub.add_parser("simulator", help="run the simulated Anthropic-compatible upstream")
     sim.add_argument("--host", default="127.0.0.1")
@@ -57,6 +70,9 @@ def run_bench(argv: list[str]) -> int:
 
 
 def run_serve(config: Config) -> int:
+    if config.workers > 1:
+        from ..workers.supervisor import run_supervisor
+        return run_supervisor(config)
     from ..serve import serve
     trio.run(partial(serve, config, shutdown_signals=(signal.SIGTERM,)))
     return 0

@@ -8,8 +8,8 @@ no URL, the upstream is Anthropic's API.
 """
 
 from .load import known_keys, load_config
-from .settings import (ANTHROPIC_API_URL, PORTS, AccountsConfig, ChannelConfig, Config, ConfigError, PaymentsConfig,
+from .settings import (ANTHROPIC_API_URL, MAX_WORKERS, PORTS, AccountsConfig, ChannelConfig, Config, ConfigError, PaymentsConfig,
                        RoutingConfig, StripeConfig, UpstreamConfig)
 
-__all__ = ["ANTHROPIC_API_URL", "PORTS", "AccountsConfig", "ChannelConfig", "Config", "ConfigError", "PaymentsConfig",
+__all__ = ["ANTHROPIC_API_URL", "MAX_WORKERS", "PORTS", "AccountsConfig", "ChannelConfig", "Config", "ConfigError", "PaymentsConfig",
            "RoutingConfig", "StripeConfig", "UpstreamConfig", "known_keys", "load_config"]

@@ -7,7 +7,7 @@ import math
 
 from ..catalog import Catalog
 from ..money import MAX_AMOUNT, MICRO
-from .settings import PORTS, AccountsConfig, Config, ConfigError
+from .settings import MAX_WORKERS, PORTS, AccountsConfig, Config, ConfigError
 
 
 def validate(config: Config) -> None:
@@ -28,6 +28,7 @@ def validate(config: Config) -> None:
     for ok, message in (
         (config.database_url != "", "database_url must not be empty"),
         (config.port in PORTS, f"port must be 0-65535 (0: any free port), got {config.port}"),
+        (1 <= config.workers <= MAX_WORKERS, f"workers must be 1-{MAX_WORKERS}, got {config.workers}"),
         (multiplier.is_finite() and 0 < multiplier <= MAX_AMOUNT,
          f"value_multiplier must be a positive number up to {MAX_AMOUNT}, got {multiplier}"),
         (config.max_body_bytes > 0, "max_body_bytes must be positive"),

@@ -43,7 +43,8 @@ _TOP = {"database_url": str, "host": str, "port": int, "value_multiplier": Decim
         "keep_alive_timeout": float, "shutdown_grace": float,
         "count_tokens_per_minute": int, "count_tokens_account_per_minute": int,
         "log_format": str, "metrics_token": str, "auto_cache": bool, "auto_cache_messages": bool,
-        "responses_secret": str, "redis_url": str, "redis_prefix": str, "redis_timeout": float}
+        "responses_secret": str, "redis_url": str, "redis_prefix": str, "redis_timeout": float,
+        "workers": int}
 _UP = {"url": str, "api_key": str, "connect_timeout": float, "first_byte_timeout": float,
        "idle_timeout": float, "max_connections": int, "sim_ttft_ms": float, "sim_gap_ms": float,
        "sim_deltas": int}
@@ -68,7 +69,8 @@ _ENV_TOP = {"CHEAPLM_DB": "database_url", "CHEAPLM_HOST": "host", "CHEAPLM_PORT"
             "CHEAPLM_PASS_THINKING": "pass_thinking", "CHEAPLM_LOG_LEVEL": "log_level",
             "CHEAPLM_LOG_FORMAT": "log_format", "CHEAPLM_METRICS_TOKEN": "metrics_token",
             "CHEAPLM_RESPONSES_SECRET": "responses_secret", "CHEAPLM_AUTO_CACHE": "auto_cache",
-            "CHEAPLM_AUTO_CACHE_MESSAGES": "auto_cache_messages", "CHEAPLM_REDIS_URL": "redis_url"}
+            "CHEAPLM_AUTO_CACHE_MESSAGES": "auto_cache_messages", "CHEAPLM_REDIS_URL": "redis_url",
+            "CHEAPLM_WORKERS": "workers"}
 _ENV_UP = {"CHEAPLM_UPSTREAM_URL": "url", "CHEAPLM_UPSTREAM_API_KEY": "api_key"}
 
 

@@ -18,6 +18,7 @@ from ..catalog import DEFAULT_MODELS, Catalog, apply_overrides
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
 PORTS = range(0, 65536)  # 0: any free port (the one bound is logged)
+MAX_WORKERS = 256
 MAX_PRICE_USD = 100_000  # per 1M tokens, for any price lane of a [models.ID] table
 
 
@@ -36,6 +37,11 @@ class UpstreamConfig:
     # The provider's own id for a catalog model, where it differs from the catalog's
     # upstream id (``[upstream.model_ids]``: "claude-sonnet-4.5" = "provider-id").
     model_ids: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def listen_address(self) -> str:
+        """host:port, as a bind address (an IPv6 host in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @property
     def simulated(self) -> bool:
@@ -172,6 +178,8 @@ class Config:
     redis_url: str | None = None
     redis_prefix: str = "cheaplm:"
     redis_timeout: float = 0.5
+    # Processes serving the port (cheaplm serve --workers): 1 is one process and no supervisor.
+    workers: int = 1
     # Seconds an idle keep-alive client connection is kept open before the gateway closes it.
     keep_alive_timeout: float = 75.0
     # Seconds requests in flight get to finish after SIGTERM; streams still going are then
@@ -184,6 +192,11 @@ class Config:
     metrics_token: str | None = None
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+
+    @property
+    def listen_address(self) -> str:
+        """host:port, as a bind address (an IPv6 host in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @property
     def simulated(self) -> bool:

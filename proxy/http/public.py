@@ -3,6 +3,8 @@ clients send at start-up, and the health check."""
 
 from __future__ import annotations
 
+import os
+
 import trio
 from quart import Blueprint, Response
 
@@ -47,7 +49,8 @@ async def health() -> Response:
     upstream = gateway.upstream
     body = {"status": "ok", "version": VERSION,
             "upstream": {"url": upstream.label, "simulated": gateway.simulated},
-            "models": len(gateway.catalog.models), "payments": current_payments().describe()}
+            "models": len(gateway.catalog.models), "payments": current_payments().describe(),
+            "pid": os.getpid()}  # the process that answered (one of serve --workers N)
     body["upstream"]["channels"] = upstream.describe(trio.current_time())  # each one's state, never a key
     if gateway.shared is not None:  # (Redis down: still "ok", the gateway serves with per-node limits)
         shared = gateway.shared.describe()

@@ -50,23 +50,43 @@ class JsonFormatter(logging.Formatter):
             line.update(outcome.as_log())
         else:
             line["message"] = record.getMessage()
+        worker = getattr(record, "worker", None)
+        if worker is not None:
+            line["worker"], line["pid"] = worker, record.process
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line).decode()
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s [worker %(worker)s pid %(process)d] %(name)s: %(message)s"
 
 
-def configure(log_format: str, level: str) -> None:
+class WorkerTag(logging.Filter):
+    """Marks every record with the worker (of ``serve --workers``) that speaks."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        return True
+
+
+def configure(log_format: str, level: str, worker: int | None = None) -> None:
     """The process's logging (set up by ``logging.basicConfig``): its stream handlers
     write ``json`` (one object a line) or ``text``. Handlers someone else installed (a
-    test runner's) are left as they are."""
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    test runner's) are left as they are. ``worker``: this process is that worker of
+    ``serve --workers``, and every line says so (with its pid)."""
+    text = TEXT_FORMAT if worker is None else WORKER_TEXT_FORMAT
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(text)
     root = logging.getLogger()
     for handler in root.handlers:
         if type(handler) is logging.StreamHandler:
             handler.setFormatter(formatter)
+            if worker is not None:
+                handler.addFilter(WorkerTag(worker))
     root.setLevel(level.upper())
 
 
