@@ -30,7 +30,8 @@ def create_app(gateway: Gateway, drain: StreamDrain | None = None) -> QuartTrio:
     app.url_map.merge_slashes = False  # "/v1/models//x" is a 404 in JSON, not an HTML redirect
     app.config["MAX_CONTENT_LENGTH"] = QUART_MAX_BODY
     app.config["BODY_TIMEOUT"] = QUART_BODY_TIMEOUT
-    context.attach(app, gateway)
+    drain = drain if drain is not None else StreamDrain()
+    context.attach(app, gateway, drain)
     app.before_request(_new_request_id)
     app.after_request(_add_request_id)
     error_shapes.install(app)

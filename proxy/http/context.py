@@ -7,15 +7,23 @@ from __future__ import annotations
 from quart import Quart, current_app, request
 
 from ..auth import presented_key
+from ..relay.drain import StreamDrain
 from ..runtime import Gateway
 from storage.base import KeyRecord
 
 EXTENSION = "cheaplm.gateway"
+DRAIN = "cheaplm.drain"
 
 
-def attach(app: Quart, gateway: Gateway) -> None:
+def attach(app: Quart, gateway: Gateway, drain: StreamDrain) -> None:
     """Before any blueprint is registered: blueprints may read it as they are set up."""
     app.extensions[EXTENSION] = gateway
+    app.extensions[DRAIN] = drain
+
+
+def current_drain() -> StreamDrain:
+    """What a graceful shutdown ends the streams with (and whether one has begun)."""
+    return current_app.extensions[DRAIN]
 
 
 def gateway_of(app: Quart) -> Gateway:

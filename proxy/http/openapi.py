@@ -48,6 +48,8 @@ OPERATIONS: Mapping[tuple[str, str], tuple[str, list, dict | None, list[tuple[st
     ("HEAD", "/v1"): ("Reachability probe of a base URL that ends in /v1", NONE, None, []),
     ("HEAD", "/v1/api/hello"): ("Reachability probe under a base URL that ends in /v1", NONE, None, []),
     ("GET", "/health"): ("Status and upstream channels", NONE, None, []),
+    ("GET", "/health/ready"): ("Readiness for a load balancer: 503 while the ledger does not answer or the "
+                               "process is shutting down", NONE, None, []),
     ("GET", "/metrics"): ("Prometheus metrics (loopback, metrics_networks or the metrics token)", NONE, None, []),
     ("GET", "/openapi.json"): ("This document", NONE, None, []),
     ("POST", "/api/user/transfer"): ("Move balance to another user (the reseller transfer API)", KEY_OR_SESSION,

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 
+import os
+
 import trio
 from quart import Blueprint, Response
 
+from storage.base import StoreError
+
 from .pages import views as pages
 from .api.payments import current_payments
-from .context import current_gateway
+from .context import current_drain, current_gateway
 from .responses import json_response
 
 VERSION = "0.1.0"
@@ -26,6 +30,7 @@ def blueprint() -> Blueprint:
     bp.route("/v1", methods=["HEAD"])(hello)
     bp.route("/v1/api/hello", methods=["HEAD"])(hello)
     bp.get("/health")(health)
+    bp.get("/health/ready")(ready)
     return bp
 
 
@@ -57,3 +62,25 @@ async def health() -> Response:
         shared["limits"] = "shared by the fleet" if shared["up"] else "per node until Redis answers again"
         body["redis"] = shared
     return json_response(body)
+
+
+READY_TIMEOUT = 1.0  # seconds the ledger has to answer a readiness check
+
+
+async def ready() -> Response:
+    """For a load balancer's health check: 200 while this process can take requests, 503
+    while its ledger does not answer (every metered request would get 503: another node
+    may reach it) or once a graceful shutdown has begun (send new requests elsewhere).
+    ``/health`` stays 200 meanwhile: the process is alive."""
+    gateway = current_gateway()
+    reason = "shutting down" if current_drain().shutting_down else None
+    if reason is None:
+        try:
+            with trio.fail_after(READY_TIMEOUT):
+                await gateway.store.last_change()  # one indexed read
+        except (StoreError, trio.TooSlowError):
+            reason = "the ledger is unreachable"
+    body = {"ready": reason is None, "pid": os.getpid()}
+    if reason is not None:
+        body["reason"] = reason
+    return json_response(body, status=200 if reason is None else 503)

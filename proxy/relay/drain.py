@@ -36,6 +36,11 @@ class StreamDrain:
             finally:
                 self._scopes.discard(scope)
 
+    @property
+    def shutting_down(self) -> bool:
+        """A graceful shutdown has begun (readiness answers 503 from then on)."""
+        return self.deadline < math.inf
+
     def end_by(self, deadline: float) -> None:
         """Every stream, in flight or started from now on, ends by ``deadline``."""
         self.deadline = min(self.deadline, deadline)

@@ -16,7 +16,7 @@ from proxy.http.app import create_app
 from tests.conftest import http_client, make_account
 
 # Routes that take no key at all (a key presented there is ignored).
-PUBLIC = {"/", "/health", "/v1/models/info", "/api/hello", "/v1", "/v1/api/hello",
+PUBLIC = {"/", "/health", "/health/ready", "/v1/models/info", "/api/hello", "/v1", "/v1/api/hello",
           "/metrics",  # (no key: loopback, metrics_networks or the metrics token; tests/http/test_metrics.py)
           "/api/auth/signup", "/api/auth/login", "/api/auth/logout",  # (a password, or the session cookie)
           "/api/payments/webhook", "/api/payments/<name>/webhook",  # (the provider's signature)
