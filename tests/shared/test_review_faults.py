@@ -1,0 +1,102 @@
+"""Faults found in review of the scale-out work (issue #19), each pinned by a test that
+fails today (xfail strict: it turns into an XPASS, a failure, once fixed; then drop the
+mark). Redis through the real server (a prefix of its own per test); the slow Redis is
+tests/shared/faulty.py's relay in front of it."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from proxy import errors
+from proxy.limits.keys import Admission
+from proxy.limits.local import LocalLimits
+from proxy.shared.changes import follow_changes
+from proxy.shared.client import open_shared
+from proxy.shared.limits import RedisLimits
+from storage import open_store
+from storage.base import KeyLimits
+
+from tests.conftest import raw_ledger
+from tests.shared.faulty import faulty_relay
+from tests.shared.redis import redis_prefix, second_node, shared_redis  # noqa: F401
+
+
+@pytest.mark.xfail(strict=True, reason="shared/limits.py Shared.either: an ADMIT whose answer comes after "
+                   "redis_timeout was still run by Redis; the process then admits locally too and never "
+                   "cancels the Redis admission, so its concurrency slot (and rpm/tpm entries) stay taken "
+                   "in Redis for LEASE (60 s): the key is refused fleet-wide though nothing runs")
+async def test_an_admission_redis_answered_too_late_does_not_keep_a_slot(shared_redis):
+    limits = KeyLimits(concurrency=1)
+    async with faulty_relay() as relay:
+        async with open_shared(relay.url, shared_redis.prefix, 0.3) as slow:
+            one = RedisLimits(slow, LocalLimits(trio.current_time)).key_limiter()
+            relay.delay = 0.6  # the script runs in Redis; its answer arrives after the timeout
+            admission = await one.admit(1, limits, 0)
+            assert isinstance(admission, Admission)  # answered in the process
+            await admission.finish(0)                # ... and over: nothing runs any more
+            relay.delay = 0
+            await trio.sleep(0.5)
+            assert await slow.ping()
+    other = RedisLimits(shared_redis, LocalLimits(trio.current_time)).key_limiter()
+    try:
+        again = await other.admit(1, limits, 0)
+    except errors.GatewayError as refused:
+        pytest.fail(f"refused: {refused} (the late admission's slot is still held in Redis)")
+    await again.finish(0)
+
+
+@pytest.mark.xfail(strict=True, reason="shared/limits.py RedisThrottle.give_back: ZPOPMAX removes the newest "
+                   "entry of the window, another node's take when one came in between, not the one this "
+                   "caller took; the older entry stays, so the window frees early (and a take answered in the "
+                   "process while Redis was down is given back by removing someone else's)")
+async def test_a_throttle_gives_back_its_own_take_not_another_nodes(shared_redis, second_node):
+    one = RedisLimits(shared_redis, LocalLimits(trio.current_time)).throttle("login_ip", 5, 60.0)
+    two = RedisLimits(second_node, LocalLimits(trio.current_time)).throttle("login_ip", 5, 60.0)
+    assert await one.take("ip") == 0.0
+    await trio.sleep(0.05)
+    assert await two.take("ip") == 0.0
+    await one.give_back("ip")  # the first take did not count
+    left = await shared_redis.client.zrange(one._key("ip"), 0, -1)
+    assert len(left) == 1
+    assert left[0].decode().startswith(two.shared.node + ":"), "the other node's take was given back"
+
+
+@pytest.mark.xfail(strict=True, reason="shared/changes.py follow_changes: the cursor starts at MAX(id); on "
+                   "PostgreSQL a transaction holding a lower id that commits after that read (a revoke in "
+                   "flight while the gateway starts) is below the cursor and is never applied: the revoked "
+                   "key stays cached until key_cache_seconds")
+async def test_a_follower_started_while_a_change_is_in_flight_still_applies_it(pg_url):
+    store = await open_store(pg_url, instance_id="inst-a")
+    try:
+        await store.create_user("u")  # (the schema exists now)
+        raw = raw_ledger(pg_url)
+        raw.autocommit = False
+        try:
+            # an operation in flight: its notice has its id, not committed yet
+            raw.execute("INSERT INTO changes (kind, name, at) VALUES ('key', 'sk-cl-inflight', 1e9)")
+            await store.set_channel_enabled("primary", False, "maintenance")  # a later id, committed
+
+            class Keys:
+                forgotten: list[str] = []
+
+                def forget(self, prefix: str) -> None:
+                    self.forgotten.append(prefix)
+
+                def forget_account(self, account_id: int) -> None:
+                    pass
+
+                def clear(self) -> None:
+                    self.forgotten.append("*")
+
+            keys = Keys()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(follow_changes, store, keys, lambda: None, 0.05)
+                raw.commit()  # the revoke commits just after the gateway started following
+                await trio.sleep(0.5)
+                nursery.cancel_scope.cancel()
+            assert "sk-cl-inflight" in keys.forgotten or "*" in keys.forgotten
+        finally:
+            raw.close()
+    finally:
+        await store.aclose()
