@@ -139,3 +139,32 @@ async def _slot_is_free(shared_redis, limits: KeyLimits) -> None:
     except errors.GatewayError as refused:
         pytest.fail(f"refused: {refused} (an admission that no longer runs still holds its slot in Redis)")
     await again.finish(0)
+
+
+@pytest.mark.xfail(strict=True, reason="proxy/auth.py KeyCache.authenticate: a lookup in flight when the change "
+                   "feed forgets its key (forget/forget_account/clear) still caches the record it read before the "
+                   "change, for key_cache_seconds: a revoked key keeps working past the feed's 1 s bound")
+async def test_a_lookup_in_flight_when_its_key_is_forgotten_is_not_cached():
+    from dataclasses import replace
+
+    from proxy.auth import KeyCache
+    from tests.shared.test_changes import record
+
+    prefix, revoked = "sk-cl-aaaaaaaa", False
+    read, answer = trio.Event(), trio.Event()
+
+    async def lookup(prefix: str):
+        before = record(prefix, 1) if not revoked else replace(record(prefix, 1), revoked_at=1.0)
+        read.set()
+        await answer.wait()  # (a slow store: its answer was read before the revoke committed)
+        return before
+
+    cache = KeyCache(lookup, 3600, trio.current_time)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cache.authenticate, prefix + "x" * 32)
+        await read.wait()
+        revoked = True
+        cache.forget(prefix)  # the follower applies the revoke's notice
+        answer.set()
+    with pytest.raises(errors.GatewayError, match="revoked"):
+        await cache.authenticate(prefix + "x" * 32)
