@@ -5,6 +5,8 @@ tests/shared/faulty.py's relay in front of it."""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 
@@ -28,16 +30,14 @@ from tests.shared.redis import redis_prefix, second_node, shared_redis  # noqa: 
                    "in Redis for LEASE (60 s): the key is refused fleet-wide though nothing runs")
 async def test_an_admission_redis_answered_too_late_does_not_keep_a_slot(shared_redis):
     limits = KeyLimits(concurrency=1)
-    async with faulty_relay() as relay:
-        async with open_shared(relay.url, shared_redis.prefix, 0.3) as slow:
-            one = RedisLimits(slow, LocalLimits(trio.current_time)).key_limiter()
-            relay.delay = 0.6  # the script runs in Redis; its answer arrives after the timeout
-            admission = await one.admit(1, limits, 0)
-            assert isinstance(admission, Admission)  # answered in the process
-            await admission.finish(0)                # ... and over: nothing runs any more
-            relay.delay = 0
-            await trio.sleep(0.5)
-            assert await slow.ping()
+    async with _behind_relay(shared_redis.prefix, 0.3) as (relay, slow, one):
+        relay.delay = 0.6  # the script runs in Redis; its answer arrives after the timeout
+        admission = await one.admit(1, limits, 0)
+        assert isinstance(admission, Admission)  # answered in the process
+        await admission.finish(0)                # ... and over: nothing runs any more
+        relay.delay = 0
+        await trio.sleep(0.5)
+        assert await slow.ping()
     await _slot_is_free(shared_redis, limits)
 
 
@@ -46,15 +46,13 @@ async def test_an_admission_redis_answered_too_late_does_not_keep_a_slot(shared_
                    "``running`` nor a cancel: its concurrency slot stays taken for LEASE (60 s)")
 async def test_an_admission_cancelled_on_the_wire_does_not_keep_a_slot(shared_redis):
     limits = KeyLimits(concurrency=1)
-    async with faulty_relay() as relay:
-        async with open_shared(relay.url, shared_redis.prefix, 2.0) as slow:
-            one = RedisLimits(slow, LocalLimits(trio.current_time)).key_limiter()
-            relay.delay = 0.6
-            with trio.move_on_after(0.2):  # the client disconnects meanwhile
-                await one.admit(1, limits, 0)
-                pytest.fail("not cancelled")
-            relay.delay = 0
-            await trio.sleep(0.6)
+    async with _behind_relay(shared_redis.prefix, 2.0) as (relay, slow, one):
+        relay.delay = 0.6
+        with trio.move_on_after(0.2):  # the client disconnects meanwhile
+            await one.admit(1, limits, 0)
+            pytest.fail("not cancelled")
+        relay.delay = 0
+        await trio.sleep(0.6)
     await _slot_is_free(shared_redis, limits)
 
 
@@ -193,23 +191,28 @@ RESENT = ("shared/client.py: coredis.Redis.from_url's default retry_policy resen
 @pytest.mark.xfail(strict=True, reason=RESENT + "a concurrency=1 key's request is refused by its own first slot "
                    "(which then blocks the key fleet-wide for LEASE, 60 s)")
 async def test_an_admit_resent_after_a_dropped_connection_is_not_refused_by_itself(shared_redis):
-    async with faulty_relay() as relay:
-        async with open_shared(relay.url, shared_redis.prefix, 3.0) as node:
-            limiter = RedisLimits(node, LocalLimits(trio.current_time)).key_limiter()
-            try:
-                admission = await _cut_mid_command(relay, lambda: limiter.admit(1, KeyLimits(concurrency=1), 0))
-            except BaseExceptionGroup as group:
-                pytest.fail(f"refused: {group.exceptions[0]}")
-            await admission.finish(0)
+    async with _behind_relay(shared_redis.prefix, 3.0) as (relay, node, limiter):
+        try:
+            admission = await _cut_mid_command(relay, lambda: limiter.admit(1, KeyLimits(concurrency=1), 0))
+        except BaseExceptionGroup as group:
+            pytest.fail(f"refused: {group.exceptions[0]}")
+        await admission.finish(0)
 
 
 @pytest.mark.xfail(strict=True, reason=RESENT + "a tpm reservation is added to the key's token sum twice and only "
                    "taken out once, so the sum stays too high while the key has traffic")
 async def test_an_admit_resent_after_a_dropped_connection_reserves_its_tokens_once(shared_redis):
     limits = KeyLimits(tpm=1000)
-    async with faulty_relay() as relay:
-        async with open_shared(relay.url, shared_redis.prefix, 3.0) as node:
-            limiter = RedisLimits(node, LocalLimits(trio.current_time)).key_limiter()
-            admission = await _cut_mid_command(relay, lambda: limiter.admit(1, limits, 100))
-            await admission.cancel()  # it never reached the upstream: it counts for nothing
+    async with _behind_relay(shared_redis.prefix, 3.0) as (relay, node, limiter):
+        admission = await _cut_mid_command(relay, lambda: limiter.admit(1, limits, 100))
+        await admission.cancel()  # it never reached the upstream: it counts for nothing
     assert int(await shared_redis.client.hget(limiter.keys(1)[2], "sum")) == 0
+
+
+@asynccontextmanager
+async def _behind_relay(prefix: str, timeout: float):
+    """A node of the fleet ``prefix`` whose Redis is behind the faulty relay: (the relay,
+    its connection, its key limiter)."""
+    async with faulty_relay() as relay:
+        async with open_shared(relay.url, prefix, timeout) as node:
+            yield relay, node, RedisLimits(node, LocalLimits(trio.current_time)).key_limiter()
