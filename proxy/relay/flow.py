@@ -115,7 +115,7 @@ async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
             with trio.CancelScope(shield=True):
                 await rates.give_back_free_tier(key)
         raise
-    if parsed.notes:
+    if parsed.notes and log.isEnabledFor(logging.DEBUG):
         log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     return ticket, request
 
