@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import trio
 
 from storage import open_store
+from storage.sqlite import lane
 from storage.records import UsageRow
 
 WRITER = textwrap.dedent("""
@@ -75,16 +76,21 @@ class Samples:
 
 
 class HopCounter:
-    """Counts thread hops (trio.to_thread.run_sync calls): an operation that made none
-    ran on the event loop's thread."""
+    """Counts thread hops (trio.to_thread.run_sync calls, and the SQLite writer lane's own,
+    lane.in_thread): an operation that made none ran on the event loop's thread."""
 
     def __init__(self) -> None:
         self.hops = 0
         self._real = trio.to_thread.run_sync
+        self._lane = lane.in_thread
 
     async def run_sync(self, *args, **kwargs):
         self.hops += 1
         return await self._real(*args, **kwargs)
+
+    async def in_thread(self, *args):
+        self.hops += 1
+        return await self._lane(*args)
 
 
 def quantiles(values: list[float]) -> str:
@@ -171,6 +177,7 @@ async def probe_in(args: argparse.Namespace, path: str) -> None:
     account = await store.get_account("probe")
     hops = HopCounter()
     trio.to_thread.run_sync = hops.run_sync  # this process only, for the probe's count (restored below)
+    lane.in_thread = hops.in_thread
     phases = ("idle", "writer", "after")
     samples = {name: Samples() for name in phases}
     phase = ["idle"]
@@ -179,7 +186,7 @@ async def probe_in(args: argparse.Namespace, path: str) -> None:
     try:
         writer_report = await run_phases(args, path, store, key, account.id, samples, phase, hops)
     finally:
-        trio.to_thread.run_sync = hops._real
+        trio.to_thread.run_sync, lane.in_thread = hops._real, hops._lane
     await store.aclose()
     report(path, writer_report, hop_ms, sleep0_ms, on_loop_ms, in_lane_ms, samples)
 

@@ -9,7 +9,7 @@ import socket
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    return "req_" + os.urandom(12).hex()  # (secrets.token_hex(12), without its two Python calls on the hot path)
 
 
 def new_instance_id() -> str:

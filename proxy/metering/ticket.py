@@ -245,8 +245,9 @@ class Ticket:
                 raise
         self.closed = True
         await self.end(recorded)
-        log.debug("request %s key=%s model=%s status=%s cost=%s partial=%s", self.request_id, self.key.prefix,
-                  self.parsed.model.id, status, format_usd(row.cost), partial)
+        if log.isEnabledFor(logging.DEBUG):  # (format_usd is not free: not on every request for nothing)
+            log.debug("request %s key=%s model=%s status=%s cost=%s partial=%s", self.request_id, self.key.prefix,
+                      self.parsed.model.id, status, format_usd(row.cost), partial)
         return row.cost, account
 
     async def release(self, status: int, error_type: str | None) -> None:

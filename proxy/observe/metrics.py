@@ -29,6 +29,24 @@ class _Present:
         yield from self._read()
 
 
+class _Children:
+    """A labelled metric's children, each looked up in the metric once (``labels()`` takes
+    a lock and rebuilds its key on every call): the per-request recording goes through here.
+    Label values are strings already, as ``labels()`` would make them."""
+
+    __slots__ = ("metric", "children")
+
+    def __init__(self, metric) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], object] = {}
+
+    def __call__(self, *values: str):
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.metric.labels(*values)
+        return child
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
@@ -52,6 +70,9 @@ class Metrics:
                                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
                                         registry=registry)
         self._present: dict[str, Callable[[], Iterable[GaugeMetricFamily]]] = {}
+        self._requests, self._ttft, self._duration, self._tokens, self._spend, self._partial, self._attempts, \
+            self._failovers = map(_Children, (self.requests, self.ttft, self.duration, self.tokens, self.spend,
+                                              self.partial, self.attempts, self.failovers))
         registry.register(_Present(self._collect_present))
 
     def watch(self, name: str, read: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
@@ -64,24 +85,24 @@ class Metrics:
 
     def record(self, outcome: Outcome) -> None:
         model = outcome.model or ""
-        self.requests.labels(outcome.endpoint, model, str(outcome.status), outcome.channel or "").inc()
+        self._requests(outcome.endpoint, model, str(outcome.status), outcome.channel or "").inc()
         if outcome.ttft_ms is not None:
-            self.ttft.labels(outcome.endpoint, model).observe(outcome.ttft_ms / 1000)
+            self._ttft(outcome.endpoint, model).observe(outcome.ttft_ms / 1000)
         if outcome.duration_ms is not None:
-            self.duration.labels(outcome.endpoint, model).observe(outcome.duration_ms / 1000)
+            self._duration(outcome.endpoint, model).observe(outcome.duration_ms / 1000)
         for lane in LANES:
             tokens = getattr(outcome, lane)
             if tokens:
-                self.tokens.labels(lane, model).inc(tokens)
+                self._tokens(lane, model).inc(tokens)
         if outcome.cost:
-            self.spend.labels(model).inc(outcome.cost)
+            self._spend(model).inc(outcome.cost)
         if outcome.partial:
-            self.partial.labels(outcome.endpoint, outcome.error_type or "").inc()
+            self._partial(outcome.endpoint, outcome.error_type or "").inc()
         if outcome.attempts > 1 and outcome.channel:
-            self.failovers.labels(outcome.channel).inc()
+            self._failovers(outcome.channel).inc()
 
     def attempt(self, channel: str, outcome: str) -> None:
-        self.attempts.labels(channel, outcome).inc()
+        self._attempts(channel, outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -90,6 +90,19 @@ def configure(log_format: str, level: str, worker: int | None = None) -> None:
     root.setLevel(level.upper())
 
 
+class _Line:
+    """The text line of an outcome, made when a handler formats the record's message:
+    the JSON format never asks for it (it writes the outcome's fields)."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+    def __str__(self) -> str:
+        return request_line(self.outcome)
+
+
 def log_request(logger: logging.Logger, outcome: Outcome) -> None:
     if logger.isEnabledFor(logging.INFO):
-        logger.info("%s", request_line(outcome), extra={"outcome": outcome})
+        logger.info("%s", _Line(outcome), extra={"outcome": outcome})

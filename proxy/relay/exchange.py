@@ -75,9 +75,10 @@ class Exchange:
         size = 0
         start = trio.current_time()
         overall = start + timeout
-        with trio.CancelScope(deadline=overall) as reading:
+        # (the first deadline set once, with the scope: moving a deadline is not free)
+        with trio.CancelScope(deadline=min(overall, start + grace) if min_rate else overall) as reading:
             while True:
-                if min_rate:
+                if min_rate and size:
                     reading.deadline = min(overall, start + grace + size / min_rate)
                 message = await self.receive()
                 if message["type"] == "http.disconnect":

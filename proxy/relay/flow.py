@@ -14,11 +14,13 @@ import json
 import logging
 import time
 from contextlib import aclosing
+from typing import Callable, Protocol, TypeVar
 
 import trio
 
 from .. import errors
-from ..adaptors.base import Adaptor, Parsed, StreamRenderer
+from ..adaptors.base import Adaptor, Parsed, RequestRules, StreamRenderer
+from ..catalog import Model
 from .exchange import Exchange
 from .account_rates import AccountRates
 from .detached import run_detached
@@ -43,6 +45,19 @@ from storage.base import KeyRecord, StoreError
 log = logging.getLogger("cheaplm.relay")
 
 
+class _Checked(Protocol):
+    """What checked_request needs of a parsed body."""
+
+    @property
+    def model(self) -> Model: ...
+
+    @property
+    def stream(self) -> bool: ...
+
+
+P = TypeVar("P", bound=_Checked)
+
+
 async def read_body(gateway: Gateway, ex: Exchange) -> bytes:
     config = gateway.config
     return await ex.read_body(config.max_body_bytes, config.body_timeout, config.body_grace, config.body_min_rate)
@@ -52,7 +67,7 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
                  drain: StreamDrain) -> None:
     request_id = new_request_id()
     started = time.perf_counter()
-    known = _Known()
+    known = Known()
     try:
         ticket, request = await _admit(gateway, ex, adaptor, upstream_path, request_id, started, known, rates)
     except trio.BrokenResourceError:  # the client left while sending its body
@@ -82,25 +97,35 @@ async def handle(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
             await ticket.close(None, CLIENT_CLOSED if ex.disconnected else 500, error_type="gateway_error")
 
 
-class _Known:
-    """What is known of a request refused before its hold: its key and model, if that far."""
+class Known:
+    """What is known of a request refused before its hold: its key and its parsed body
+    (which has ``model`` and ``stream``), if that far."""
 
     __slots__ = ("key", "parsed")
 
     def __init__(self) -> None:
         self.key: KeyRecord | None = None
-        self.parsed: Parsed | None = None
+        self.parsed = None
+
+
+async def checked_request(gateway: Gateway, ex: Exchange, parse: Callable[[bytes, RequestRules], P],
+                          known: Known) -> tuple[KeyRecord, P]:
+    """The first steps of every keyed route that forwards a body (the metered ones, and
+    count_tokens): the key and the restrictions that need no body first (nothing is read
+    for a request refused anyway), the body, ``parse``d, and the key's restrictions on
+    its model and streaming. ``known`` learns each as it is had. Raises the refusal."""
+    known.key = key = await gateway.authorize(ex.headers, ex.peer)
+    raw = await read_body(gateway, ex)
+    known.parsed = parsed = parse(raw, gateway.rules)
+    check_request(key, parsed.model, parsed.stream)
+    return key, parsed
 
 
 async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path: str, request_id: str,
-                 started: float, known: _Known, rates: AccountRates) -> tuple[Ticket, UpstreamRequest]:
-    """Everything before the upstream: the key and the restrictions that need no body
-    first (nothing is read for a request refused anyway), the body, its checks, then
-    the hold. Raises the refusal."""
-    known.key = key = await gateway.authorize(ex.headers, ex.peer)
-    raw = await read_body(gateway, ex)
-    known.parsed = parsed = adaptor.parse(raw, gateway.rules)
-    check_request(key, parsed.model, parsed.stream)
+                 started: float, known: Known, rates: AccountRates) -> tuple[Ticket, UpstreamRequest]:
+    """Everything before the upstream: the checked request (above), then the hold.
+    Raises the refusal."""
+    key, parsed = await checked_request(gateway, ex, adaptor.parse, known)
     parsed.pass_thinking = key.pass_thinking if key.pass_thinking is not None else gateway.config.pass_thinking
     await _restore_thinking(gateway, key, parsed, request_id)
     request = UpstreamRequest(upstream_path, parsed.model, ex.headers, parsed.encoded, parsed.body)
@@ -115,12 +140,12 @@ async def _admit(gateway: Gateway, ex: Exchange, adaptor: Adaptor, upstream_path
             with trio.CancelScope(shield=True):
                 await rates.give_back_free_tier(key)
         raise
-    if parsed.notes:
+    if parsed.notes and log.isEnabledFor(logging.DEBUG):
         log.debug("request %s: %s", request_id, ", ".join(f"{k.decode()}={v.decode()}" for k, v in parsed.notes))
     return ticket, request
 
 
-def _record_refusal(gateway: Gateway, adaptor: Adaptor, request_id: str, started: float, known: _Known,
+def _record_refusal(gateway: Gateway, adaptor: Adaptor, request_id: str, started: float, known: Known,
                     error: errors.GatewayError) -> None:
     key, parsed = known.key, known.parsed
     gateway.record(Outcome(

@@ -8,14 +8,15 @@ from __future__ import annotations
 import secrets
 import time
 from functools import partial
+from typing import Any, NamedTuple
 
 import trio
 
 from ..adaptors.anthropic import AnthropicAdaptor, parse_count_tokens
-from ..adaptors.base import with_model
+from ..adaptors.base import RequestRules, with_model
+from ..catalog import Model
 from ..adaptors.openai import OpenAIAdaptor
 from ..adaptors.responses import ResponsesAdaptor
-from ..auth import check_request
 from ..errors import GatewayError, billing, from_store
 from ..metering.ticket import CLIENT_CLOSED
 from ..outcome import Outcome
@@ -23,12 +24,24 @@ from ..runtime import Gateway
 from ..ids import new_request_id
 from ..protocol.reasoning_seal import ReasoningSeal
 from .drain import StreamDrain
-from .flow import handle, read_body
+from .flow import Known, checked_request, handle
 from ..upstream.base import UpstreamRequest
 from ..upstream.status import upstream_error
 from .account_rates import AccountRates
 from .exchange import Exchange, canonical_path
 from storage.base import KeyRecord, StoreError
+
+
+class _Count(NamedTuple):
+    """A count_tokens body: what to forward, and its model (never a stream)."""
+
+    body: dict[str, Any]
+    model: Model
+    stream: bool = False
+
+    @classmethod
+    def parse(cls, raw: bytes, rules: RequestRules) -> "_Count":
+        return cls(*parse_count_tokens(raw, rules))
 
 
 class RelayRoutes:
@@ -79,26 +92,25 @@ class RelayRoutes:
         gateway = self.gateway
         request_id = new_request_id()
         started = time.perf_counter()
-        key = model = response = None
+        known = Known()
+        response = None
         try:
-            key = await gateway.authorize(ex.headers, ex.peer)
-            raw = await read_body(gateway, ex)
-            body, model = parse_count_tokens(raw, gateway.rules)
-            check_request(key, model, False)
+            key, counted = await checked_request(gateway, ex, _Count.parse, known)
             await self._may_count(key)
             await self.rates.admit_count(key)
-            request = UpstreamRequest("/v1/messages/count_tokens", model, ex.headers, partial(with_model, body))
+            request = UpstreamRequest("/v1/messages/count_tokens", counted.model, ex.headers,
+                                      partial(with_model, counted.body))
             response = await gateway.upstream.send(request)
             if response.status != 200:
                 raise upstream_error(response.status, response.body, response.headers)
         except GatewayError as error:
-            self._record(request_id, started, key, model, response, error.status, error.error_type)
+            self._record(request_id, started, known, response, error.status, error.error_type)
             await ex.respond_error(error, self.anthropic.error_body(error, request_id), request_id)
             return
         except trio.BrokenResourceError:  # the client left while sending its body
-            self._record(request_id, started, key, model, None, CLIENT_CLOSED, "client_disconnected")
+            self._record(request_id, started, known, None, CLIENT_CLOSED, "client_disconnected")
             return
-        self._record(request_id, started, key, model, response, 200, None)
+        self._record(request_id, started, known, response, 200, None)
         await ex.respond(200, response.body, [(b"request-id", request_id.encode())])
 
     async def _may_count(self, key: KeyRecord) -> None:
@@ -112,8 +124,9 @@ class RelayRoutes:
         if account.balance <= 0:
             raise billing("Insufficient balance: counting tokens needs a positive balance. Top up your balance.")
 
-    def _record(self, request_id: str, started: float, key: KeyRecord | None, model, response, status: int,
+    def _record(self, request_id: str, started: float, known: Known, response, status: int,
                 error_type: str | None) -> None:
+        key, model = known.key, known.parsed.model if known.parsed else None
         self.gateway.record(Outcome(
             request_id, "count_tokens", status, key.username if key else None, key.prefix if key else None,
             model.id if model else None, False, response.channel if response else None,

@@ -277,9 +277,13 @@ class Ledger:
             if caps[0] or caps[1]:
                 self._check_caps(key_id, KeyLimits(daily_usd=caps[0], monthly_usd=caps[1]), extra)
 
-    def close_hold(self, hold_id: int, state: str) -> tuple[int, int] | None:
+    def close_hold(self, hold_id: int, state: str, charged: int | None = None) -> tuple[int, int] | None:
         """Close an open hold: (account_id, amount), or None if it is not open (any
-        more). Conditional on state = 'open', so two closers never both win."""
+        more). Conditional on state = 'open', so two closers never both win. ``charged``:
+        recorded in the same statement (what a settlement charged)."""
+        if charged is not None:
+            return self.db.execute("UPDATE holds SET state = ?, charged = ? WHERE id = ? AND state = 'open' "
+                                   "RETURNING account_id, amount", (state, charged, hold_id)).fetchone()
         return self.db.execute("UPDATE holds SET state = ? WHERE id = ? AND state = 'open' "
                                "RETURNING account_id, amount", (state, hold_id)).fetchone()
 
@@ -298,12 +302,14 @@ class Ledger:
     def settle(self, hold_id: int, row: UsageRow) -> Account:
         checked_amount(row.cost, "charge", allow_zero=True)
         with savepoint(self.db):
-            closed = self.close_hold(hold_id, "settled")
+            closed = self.close_hold(hold_id, "settled", charged=row.cost)
             if closed is None:
                 return self._settled_before(hold_id, row.request_id, "settled")
             account_id, amount = closed
-            row = self._within_balance(hold_id, account_id, amount, row)
-            self.db.execute("UPDATE holds SET charged = ? WHERE id = ?", (row.cost, hold_id))
+            within = self._within_balance(hold_id, account_id, amount, row)
+            if within is not row:  # cut to what the balance allowed: the hold records that
+                row = within
+                self.db.execute("UPDATE holds SET charged = ? WHERE id = ?", (row.cost, hold_id))
             account = self.change_balance(account_id, -row.cost, "charge", row.request_id, release=amount)
             self.write_usage(account_id, row)
         return account

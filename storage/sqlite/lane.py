@@ -12,7 +12,9 @@ so an inline commit could stall every stream. reader.py has the measurement.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, ContextManager, TypeVar
 
 import sqlite_utils
@@ -31,6 +33,23 @@ class _Op:
     result: Any = None
     error: BaseException | None = None
     done: bool = False
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread of trio's cache, the calling task waiting for it,
+    uncancellably (as ``trio.to_thread.run_sync`` without ``abandon_on_cancel``). Its hop
+    without what the lane does not need: the capacity limiter (whose checkpoint is a
+    scheduler pass of its own), a copy of the context, the plumbing for ``trio.from_thread``.
+    That halves a hop's CPU (about 30 of 60 us here), and a request takes two."""
+    task = trio.lowlevel.current_task()
+    token = trio.lowlevel.current_trio_token()
+
+    def deliver(result) -> None:  # (in the worker thread: the outcome, handed to the loop)
+        with suppress(trio.RunFinishedError):
+            token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+    trio.lowlevel.start_thread_soon(partial(fn, *args), deliver, "cheaplm ledger lane")
+    return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
 
 
 def _run_ops(ops: list[_Op]) -> None:
@@ -91,7 +110,7 @@ class WriterLane:
                 self._busy = True
                 batch, self._queue = self._queue, []
                 try:
-                    await trio.to_thread.run_sync(run_batch, self.db, batch, self.busy_timeout)
+                    await in_thread(run_batch, self.db, batch, self.busy_timeout)
                 finally:
                     for item in batch:
                         item.done = True

@@ -11,6 +11,7 @@ import trio
 from storage import open_store
 from storage.caps import day_of
 from storage.base import MAX_AMOUNT, MAX_BALANCE, AmountOutOfRange, Recovery, StoreUnavailable, UsageRow
+from storage.sqlite import lane
 from storage.sqlite.migrations import MIGRATIONS
 from storage.sqlite.transactions import unavailable
 from .helpers import funded, row, sqlite_ledger_at
@@ -48,16 +49,22 @@ async def test_locked_database_never_blocks_the_event_loop(tmp_path):
 
 
 class Hops:
-    """Counts the thread hops (trio.to_thread.run_sync calls) of the code under test."""
+    """Counts the thread hops of the code under test: trio.to_thread.run_sync calls, and
+    the writer lane's own (lane.in_thread)."""
 
     def __init__(self, monkeypatch) -> None:
         self.calls = []
-        self._real = trio.to_thread.run_sync
+        self._real, self._lane = trio.to_thread.run_sync, lane.in_thread
         monkeypatch.setattr(trio.to_thread, "run_sync", self.run_sync)
+        monkeypatch.setattr(lane, "in_thread", self.in_thread)
 
     async def run_sync(self, fn, *args, **kwargs):
         self.calls.append(fn)
         return await self._real(fn, *args, **kwargs)
+
+    async def in_thread(self, fn, *args):
+        self.calls.append(fn)
+        return await self._lane(fn, *args)
 
 
 async def test_writes_run_in_the_thread_batched_and_key_lookups_on_the_loop(tmp_path, monkeypatch):
