@@ -85,6 +85,19 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
+def address_key(ip: str | None) -> str:
+    """What the per-address throttles count ``ip`` under: one key per IPv4 address and per
+    IPv6 /64 (what one client is given: rotating within it gets no fresh allowance),
+    whatever the spelling (case, zeros, brackets, IPv4-mapped); text that is no address
+    as it is, none as '?'. The same for the in-process and the shared limiters."""
+    address = _address(ip) if ip else None
+    if address is None:
+        return ip or "?"
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def _in_any(ip: str, networks: Sequence[Network]) -> bool:
     address = _address(ip)
     return address is not None and any(address.version == n.version and address in n for n in networks)
