@@ -11,12 +11,20 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import anyio
 import coredis
 import trio
 
 log = logging.getLogger("cheaplm.shared")
 
 RETRY_SECONDS = 1.0
+
+# What a Redis that is down, unreachable, slow or not Redis at all raises: coredis's
+# errors, its transport's (anyio), the timeout, and its parser's ValueError for an answer
+# no Redis gives (redis_url naming another service, a broken proxy on the way). Every
+# user of the connection catches these, and only these, as "Redis is down".
+FAILURES = (coredis.exceptions.RedisError, OSError, trio.TooSlowError, anyio.BrokenResourceError,
+            anyio.ClosedResourceError, anyio.EndOfStream, ValueError)
 
 
 class SharedRedis:
@@ -47,7 +55,7 @@ class SharedRedis:
         try:
             with trio.fail_after(self.timeout):
                 await self.client.ping()
-        except (coredis.exceptions.RedisError, OSError, trio.TooSlowError) as exc:
+        except FAILURES as exc:
             self.failed(exc)
             return False
         self.answered()

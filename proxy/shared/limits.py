@@ -21,8 +21,6 @@ import itertools
 import secrets
 from typing import Awaitable, Callable, TypeVar
 
-import anyio
-import coredis
 import trio
 
 from ..limits.backoff import LocalBackoff, LocalMemo
@@ -31,7 +29,7 @@ from ..limits.keys import WINDOW, Admission, Limiter, limit_headers, refusal
 from ..limits.local import LocalLimits
 from ..limits.throttle import LocalThrottle
 from . import scripts
-from .client import SharedRedis
+from .client import FAILURES, SharedRedis
 from storage.base import KeyLimits
 
 T = TypeVar("T")
@@ -40,9 +38,6 @@ LEASE = 60.0            # a concurrency slot's life without renewal
 KEY_TTL = 120           # a key limiter's keys outlive its window and its slots' leases
 BACKOFF_MEMORY = 86_400.0  # a key's failures in a row are remembered this long after the last one
 
-# What a Redis that is down, unreachable or slow raises (anyio: coredis's transport).
-FAILURES = (coredis.exceptions.RedisError, OSError, trio.TooSlowError, anyio.BrokenResourceError,
-            anyio.ClosedResourceError, anyio.EndOfStream)
 
 
 class Shared:

@@ -28,15 +28,13 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
-import coredis
 import orjson
 import trio
 
 from ..protocol.thinking import Turn
 from ..protocol.thinking_memory import ThinkingStore
-from .client import SharedRedis
+from .client import FAILURES, SharedRedis
 
-FAILURES = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
 KEEP_MS = 86_400_000  # Redis's own expiry of every key: the TTL plus this (a day)
 
 _COMMON = """
