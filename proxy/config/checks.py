@@ -11,6 +11,9 @@ from ..money import MAX_AMOUNT, MICRO
 from .settings import MAX_WORKERS, PORTS, AccountsConfig, Config, ConfigError
 
 
+MAX_REDIS_PREFIX = 128  # (it starts every key of every command: a long one is paid on each)
+
+
 def _validate_redis_url(url: str) -> None:
     """What coredis would refuse (or silently misread) only at the first connection."""
     if not url.startswith(("redis://", "rediss://", "unix://")):
@@ -87,8 +90,9 @@ def validate(config: Config) -> None:
                           f"{config.change_poll_interval}")
     if config.redis_url is not None:
         _validate_redis_url(config.redis_url)
-    if not 0 < config.redis_timeout <= 30 or not config.redis_prefix:
-        raise ConfigError("redis_timeout must be a positive number of seconds (30 at most); redis_prefix not empty")
+    if not 0 < config.redis_timeout <= 30 or not 0 < len(config.redis_prefix.encode()) <= MAX_REDIS_PREFIX:
+        raise ConfigError(f"redis_timeout must be a positive number of seconds (30 at most); redis_prefix 1 to "
+                          f"{MAX_REDIS_PREFIX} bytes")
     if not 0 < config.shutdown_grace < math.inf:
         raise ConfigError(f"shutdown_grace must be a positive number of seconds, got {config.shutdown_grace}")
     if not 0 < config.keep_alive_timeout < math.inf:
