@@ -77,13 +77,15 @@ class SharedRedis:
 
 
 def redacted(url: str) -> str:
-    """The URL without its password (redis://:secret@host -> redis://:***@host)."""
+    """The URL without its password (redis://:secret@host -> redis://:***@host), nor its
+    query and fragment (coredis takes ``?password=`` too): ``?***``."""
     scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    shown_user = ""
+    if "@" in rest:  # (the last '@': a password may hold one, or a '?')
+        credentials, _, rest = rest.rpartition("@")
+        shown_user = credentials.partition(":")[0] + ":***@"
+    host, query, _ = rest.partition("?")
+    return f"{scheme}{sep}{shown_user}{host.partition('#')[0]}" + ("?***" if query else "")
 
 
 @asynccontextmanager

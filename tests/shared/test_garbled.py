@@ -14,7 +14,7 @@ import trio
 from proxy.limits.local import LocalLimits
 from proxy.protocol.thinking import Placeholder, Turn
 from proxy.shared.channels import SharedHealth
-from proxy.shared.client import open_shared
+from proxy.shared.client import open_shared, redacted
 from proxy.shared.limits import RedisLimits, Shared
 from proxy.shared.thinking import SharedThinking
 from proxy.upstream.router import Channel, Router, RoutingPolicy
@@ -75,3 +75,17 @@ async def test_an_answer_no_redis_gives_is_redis_down(nursery, answer):
             with trio.fail_after(5):
                 while not await shared.ping():  # (a connection the garbage broke is replaced)
                     await trio.sleep(0.1)
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("redis://:secret@127.0.0.1:1/0", "redis://:***@127.0.0.1:1/0"),
+    ("redis://me:secret@127.0.0.1:1/0", "redis://me:***@127.0.0.1:1/0"),
+    ("redis://127.0.0.1:1/0?password=secret&db=2", "redis://127.0.0.1:1/0?***"),
+    ("rediss://:secret@h:1/0?ssl_cert_reqs=none#secret", "rediss://:***@h:1/0?***"),
+    ("unix://:secret@/run/redis.sock?db=1", "unix://:***@/run/redis.sock?***"),
+    ("redis://:se?cr@et@h:1", "redis://:***@h:1"),
+    ("redis://h:1", "redis://h:1"),
+])
+def test_the_url_shown_in_health_and_the_log_has_no_password(url, shown):
+    """(/health is public: a password given as a query parameter, as coredis takes it, too.)"""
+    assert redacted(url) == shown
