@@ -133,8 +133,9 @@ class RedisKeyLimiter:
         if not limits.limited:
             return None
         if self.shared.redis.up:
-            await self.settle()
             keys, id = self.keys(key_id), self.shared.unique()
+            if self.pending:  # (this key's first: the rest at the next renewal, off the request's path)
+                await self.settle(keys[3])
             try:
                 return await self.shared.call(lambda: self._admit(keys, id, limits, tokens))
             except FAILURES:  # (Redis may have run it all the same: undone when it answers again)
@@ -157,10 +158,14 @@ class RedisKeyLimiter:
             del self.pending[next(iter(self.pending))]
         self.pending[id] = (script, keys, args)
 
-    async def settle(self) -> None:
-        """Run the finishes and cancels Redis missed (each idempotent), oldest first."""
-        while self.pending and self.shared.redis.up:
-            id, (script, keys, args) = next(iter(self.pending.items()))
+    async def settle(self, slots: str | None = None) -> None:
+        """Run the finishes and cancels Redis missed (each idempotent), oldest first: of
+        the key whose ``slots`` are given, or all."""
+        for id, (script, keys, args) in list(self.pending.items()):
+            if slots is not None and keys[3] != slots:
+                continue
+            if not self.shared.redis.up:
+                return
             try:
                 await self.shared.call(lambda: script(keys=keys, args=args))
             except FAILURES:
