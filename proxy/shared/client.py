@@ -95,6 +95,9 @@ async def open_shared(url: str | None, prefix: str, timeout: float) -> AsyncIter
     if not url:
         yield None
         return
+    # coredis logs every failed connection attempt and retry (six lines a second per process
+    # while Redis is down); this module says when Redis goes and comes back, once each.
+    logging.getLogger("coredis").setLevel(logging.CRITICAL)
     shared = SharedRedis(url, prefix, timeout)
     async with shared.client:
         async with trio.open_nursery() as nursery:

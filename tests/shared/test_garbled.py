@@ -6,6 +6,7 @@ exception was the whole gateway's end)."""
 
 from __future__ import annotations
 
+import logging
 from uuid import uuid4
 
 import pytest
@@ -89,3 +90,13 @@ async def test_an_answer_no_redis_gives_is_redis_down(nursery, answer):
 def test_the_url_shown_in_health_and_the_log_has_no_password(url, shown):
     """(/health is public: a password given as a query parameter, as coredis takes it, too.)"""
     assert redacted(url) == shown
+
+
+async def test_while_redis_is_down_the_log_says_so_once_not_every_second(caplog):
+    """(coredis logs each failed connection attempt and retry, an error and an info line
+    at every ping: six lines a second per process, for as long as Redis is down.)"""
+    caplog.set_level(logging.INFO)
+    async with open_shared("redis://127.0.0.1:1/0", f"test:{uuid4().hex}:", 0.5) as shared:
+        await trio.sleep(2.2)  # (two pings more)
+        assert not shared.up
+    assert [r.name for r in caplog.records] == ["cheaplm.shared"]
