@@ -21,7 +21,7 @@ from proxy.shared.thinking import SharedThinking
 from proxy.upstream.router import Channel, Router, RoutingPolicy
 from storage.base import KeyLimits
 
-from tests.shared.redis import REDIS_URL
+from tests.shared.redis import REDIS_URL, delete_prefixed
 from tests.shared.test_channels import _Nowhere
 
 ANSWERS = [b"%&garbage\r\n", b"HTTP/1.1 400 Bad Request\r\n\r\n", b"*2\r\n:x\r\n"]
@@ -76,6 +76,7 @@ async def test_an_answer_no_redis_gives_is_redis_down(nursery, answer):
             with trio.fail_after(5):
                 while not await shared.ping():  # (a connection the garbage broke is replaced)
                     await trio.sleep(0.1)
+            await delete_prefixed(shared)  # (Redis ran the commands whose answers were garbled)
 
 
 @pytest.mark.parametrize("url,shown", [
