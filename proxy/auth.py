@@ -85,6 +85,19 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
+def address_key(ip: str | None) -> str:
+    """What the per-address throttles count ``ip`` under: one key per IPv4 address and per
+    IPv6 /64 (what one client is given: rotating within it gets no fresh allowance),
+    whatever the spelling (case, zeros, brackets, IPv4-mapped); text that is no address
+    as it is, none as '?'. The same for the in-process and the shared limiters."""
+    address = _address(ip) if ip else None
+    if address is None:
+        return ip or "?"
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def _in_any(ip: str, networks: Sequence[Network]) -> bool:
     address = _address(ip)
     return address is not None and any(address.version == n.version and address in n for n in networks)
@@ -115,17 +128,21 @@ class KeyCache:
         self._clock = clock
         self._wall = wall  # unix time, for keys that expire
         self._entries: dict[str, _Cached] = {}
+        self._forgets = 0  # forget/clear calls so far: a lookup they overlapped is not cached
 
     def forget(self, prefix: str) -> None:
+        self._forgets += 1
         self._entries.pop(prefix, None)
 
     def forget_account(self, account_id: int) -> None:
         """Every cached key of the account (an account disabled, enabled, paid)."""
+        self._forgets += 1
         for prefix, entry in list(self._entries.items()):
             if entry.record is not None and entry.record.account_id == account_id:
                 del self._entries[prefix]
 
     def clear(self) -> None:
+        self._forgets += 1
         self._entries.clear()
 
     async def authenticate(self, key: str | None) -> KeyRecord:
@@ -139,11 +156,13 @@ class KeyCache:
         if entry is None or entry.expires <= now:
             if len(self._entries) > 100_000:
                 self._entries.clear()
+            forgets = self._forgets
             record = await self._lookup(prefix)
             if record is not None and self._adjust is not None:
                 record = self._adjust(record)
             entry = _Cached(record, now + self._ttl)
-            self._entries[prefix] = entry
+            if forgets == self._forgets:  # (else a change noticed meanwhile may postdate what was read)
+                self._entries[prefix] = entry
         record = entry.record
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
             raise errors.authentication("Invalid API key")

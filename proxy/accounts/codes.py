@@ -7,6 +7,7 @@ import secrets
 from types import MappingProxyType
 from typing import Sequence
 
+from ..auth import address_key
 from ..limits.base import give_back_all, take_all
 from ..money import credit_for, format_usd
 from . import audit
@@ -54,7 +55,7 @@ class Codes:
     async def redeem(self, username: str, code: object, ip: str | None) -> tuple[CodeRecord, Account]:
         """Credit a code's value once. Failures (wrong, used, expired) count against the
         user and the address: past the limit, 429 before the code is even looked at."""
-        slots = [(self.redeem_users, username), (self.redeem_ips, ip or "?")]
+        slots = [(self.redeem_users, username), (self.redeem_ips, address_key(ip))]
         wait = await take_all(slots)
         if wait:
             raise AccountError("Too many failed redeem attempts; try again later", 429, wait)

@@ -30,7 +30,8 @@ import secrets
 import trio
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..limits.base import take_all, give_back_all
+from ..auth import address_key
+from ..limits.base import give_back_all, take_all
 from ..money import MICRO, scale
 from .checks import MAX_PASSWORD, check_password, check_username
 from .errors import AccountError
@@ -56,7 +57,7 @@ def same_token(given: str, expected: str) -> bool:
 
 
 def client_key(username: str, ip: str | None) -> str:
-    return f"{username}\0{ip or '?'}"
+    return f"{username}\0{address_key(ip)}"
 
 
 class Sessions:
@@ -82,7 +83,7 @@ class Sessions:
         """The account when ``password`` is its password, else None; through the login
         throttles (429 before anything is checked when one is full)."""
         pair = client_key(username, ip)
-        slots = [(self.login_backoff, pair), (self.login_ips, ip or "?")]
+        slots = [(self.login_backoff, pair), (self.login_ips, address_key(ip))]
         if not await self.known_clients.has(pair):
             slots.append((self.login_accounts, username))
         wait = await take_all(slots)
@@ -118,7 +119,7 @@ class Sessions:
             raise AccountError("username (string) is required", param="username")
         check_username(username)
         check_password(password)
-        wait = await self.signups.take(ip or "?")
+        wait = await self.signups.take(address_key(ip))
         if wait:
             raise AccountError("Too many signups from your address; try again later", 429, wait)
         credit = scale(MICRO, self.config.signup_credit)

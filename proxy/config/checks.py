@@ -4,10 +4,31 @@ from __future__ import annotations
 
 import logging
 import math
+from urllib.parse import parse_qsl, urlsplit
 
 from ..catalog import Catalog
 from ..money import MAX_AMOUNT, MICRO
 from .settings import MAX_WORKERS, PORTS, AccountsConfig, Config, ConfigError
+
+
+MAX_REDIS_PREFIX = 128  # (it starts every key of every command: a long one is paid on each)
+
+
+def _validate_redis_url(url: str) -> None:
+    """What coredis would refuse (or silently misread) only at the first connection."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("redis_url must be a redis://, rediss:// or unix:// URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # (raises for a port that is not one)
+        db = [parts.path.strip("/")] if not url.startswith("unix://") else []
+        db += [v for k, v in parse_qsl(parts.query) if k == "db"]
+        if any(not d.isdigit() for d in db if d):
+            raise ValueError("the database must be a number")
+        if not (parts.path if url.startswith("unix://") else parts.hostname):
+            raise ValueError("no host" if not url.startswith("unix://") else "no socket path")
+    except ValueError as exc:  # (the message never holds the URL, so never its password)
+        raise ConfigError(f"redis_url is not a valid Redis URL: {exc}") from None
 
 
 def validate(config: Config) -> None:
@@ -67,10 +88,11 @@ def validate(config: Config) -> None:
     if not 0 < config.change_poll_interval <= 1:
         raise ConfigError(f"change_poll_interval must be a positive number of seconds, 1 at most, got "
                           f"{config.change_poll_interval}")
-    if config.redis_url is not None and not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("redis_url must be a redis://, rediss:// or unix:// URL")
-    if not 0 < config.redis_timeout <= 30 or not config.redis_prefix:
-        raise ConfigError("redis_timeout must be a positive number of seconds (30 at most); redis_prefix not empty")
+    if config.redis_url is not None:
+        _validate_redis_url(config.redis_url)
+    if not 0 < config.redis_timeout <= 30 or not 0 < len(config.redis_prefix.encode()) <= MAX_REDIS_PREFIX:
+        raise ConfigError(f"redis_timeout must be a positive number of seconds (30 at most); redis_prefix 1 to "
+                          f"{MAX_REDIS_PREFIX} bytes")
     if not 0 < config.shutdown_grace < math.inf:
         raise ConfigError(f"shutdown_grace must be a positive number of seconds, got {config.shutdown_grace}")
     if not 0 < config.keep_alive_timeout < math.inf:

@@ -35,8 +35,20 @@ def current_gateway() -> Gateway:
 
 
 def request_headers() -> dict[str, str]:
-    """The request's headers with lower-cased names, as ``Gateway.authorize`` takes them."""
-    return {k.lower(): v for k, v in request.headers.items()}
+    """The request's headers with lower-cased names, as ``Gateway.authorize`` takes them
+    (X-Forwarded-For's every line)."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if "x-forwarded-for" in headers:
+        headers["x-forwarded-for"] = every_line("x-forwarded-for") or ""
+    return headers
+
+
+def every_line(name: str) -> str | None:
+    """A list header's lines, in order, as one value (RFC 9110): a proxy may add its own
+    line after the client's (HAProxy's ``option forwardfor``), and the last entry is the
+    one that counts, not the first line's."""
+    lines = request.headers.getlist(name)
+    return ", ".join(lines) if lines else None
 
 
 async def authorize(headers: dict[str, str] | None = None) -> KeyRecord:

@@ -28,7 +28,7 @@ from ..accounts.service import Accounts
 from ..auth import client_ip, from_trusted_proxy, presented_key
 from ..errors import GatewayError
 from . import error_shapes
-from .context import authorize, current_gateway, gateway_of, request_headers
+from .context import authorize, current_gateway, every_line, gateway_of, request_headers
 from storage.base import KeyRecord, Profile
 
 EXTENSION = "cheaplm.accounts"
@@ -87,13 +87,13 @@ class Caller:
 
 
 def the_client_ip() -> str | None:
-    return client_ip(request.remote_addr, request.headers.get("x-forwarded-for"), current_gateway().trusted)
+    return client_ip(request.remote_addr, every_line("x-forwarded-for"), current_gateway().trusted)
 
 
 def forwarded(name: str) -> str | None:
     """What a trusted proxy says in an ``X-Forwarded-*`` header: its last value (the one
     the proxy next to us set); None from anyone else, or when absent."""
-    value = request.headers.get(name)
+    value = every_line(name)
     if not value or not from_trusted_proxy(request.remote_addr, current_gateway().trusted):
         return None
     return value.rsplit(",", 1)[-1].strip().lower() or None

@@ -13,7 +13,7 @@ from .. import errors
 from ..auth import client_ip
 from ..runtime import Gateway
 from ..observe.metrics import CONTENT_TYPE, gauge
-from .context import current_gateway
+from .context import current_gateway, every_line
 
 
 def blueprint(gateway: Gateway) -> Blueprint:
@@ -56,7 +56,7 @@ async def metrics() -> Response:
     gateway = current_gateway()
     # The client, as the key checks see it: behind a trusted proxy (often on loopback) the
     # address it forwards for, not the proxy's own.
-    peer = client_ip(request.remote_addr, request.headers.get("x-forwarded-for"), gateway.trusted)
+    peer = client_ip(request.remote_addr, every_line("x-forwarded-for"), gateway.trusted)
     if not allowed(gateway, peer, request.headers.get("authorization")):
         raise errors.permission("/metrics is served to loopback, the configured metrics_networks, "
                                 "or with the metrics token")

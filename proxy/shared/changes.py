@@ -94,10 +94,13 @@ async def follow_changes(store: ChangeStore, keys: KeyCache, channels_changed: C
     """Read the feed every ``interval`` s and apply what changed, until cancelled. Starts
     after the newest notice (the caches are empty then); a store that cannot be read is
     logged once, and when it can be again every cached key is forgotten and the channels
-    synced (what changed meanwhile is not known)."""
+    synced (what changed meanwhile is not known). A full batch is followed by the next at
+once: a flood of changes (thousands of keys revoked together) is not read 1000 per
+``interval``."""
     cursor: Cursor | None = None
     failing = False
     while True:
+        more = False  # a full batch that moved the cursor: a flood of changes, whose rest is read at once
         try:
             if cursor is None:
                 cursor = Cursor(await store.last_change())
@@ -118,6 +121,8 @@ async def follow_changes(store: ChangeStore, keys: KeyCache, channels_changed: C
                 channels_changed()
                 failing = False
             apply(new, keys, channels_changed)
+            more = len(changes) >= BATCH and bool(new)
         task_status.started()
         task_status = trio.TASK_STATUS_IGNORED
-        await trio.sleep(interval)
+        if not more:
+            await trio.sleep(interval)

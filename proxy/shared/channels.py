@@ -21,6 +21,8 @@ each node's channels rest on their own, as without ``redis_url``.
 
 from __future__ import annotations
 
+import math
+
 import trio
 
 from ..upstream.health import ChannelHealth
@@ -57,6 +59,16 @@ local answer = redis.call('HGETALL', KEYS[1])
 table.insert(answer, 1, string.format('%.6f', now))
 return answer
 """
+
+
+def _number(raw: bytes | None) -> float | None:
+    """A field of the hash as a finite number; None for none or anything else (written by
+    another version, or by someone with access to Redis: never a rest of forever)."""
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 class SharedHealth:
@@ -123,17 +135,18 @@ class SharedHealth:
             if raw == seen.get(field):
                 continue
             seen[field] = raw
-            if raw is None:
+            until = _number(raw)
+            if until is None:  # (none, or not a time this code wrote)
                 continue
-            until = float(raw) + offset
+            until += offset
             if until <= now:
                 continue
             if field == "cool" and until > health.cooling_until:
                 health.cooling_until, cooled = until, True
-                by = int(remote.get(f"{name}|by") or 0) or None
+                by = int(_number(remote.get(f"{name}|by")) or 0) or None
             elif field == "open" and until > health.open_until and not health.probing:
                 health.open_until = until
-                health.opened = max(health.opened, int(remote.get(f"{name}|opened") or 1), 1)
+                health.opened = max(health.opened, int(_number(remote.get(f"{name}|opened")) or 1), 1)
                 health.failures, health.failing_requests = 0, ()
                 opened = True
         return by, cooled, opened

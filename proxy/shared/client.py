@@ -11,12 +11,20 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import anyio
 import coredis
 import trio
 
 log = logging.getLogger("cheaplm.shared")
 
 RETRY_SECONDS = 1.0
+
+# What a Redis that is down, unreachable, slow or not Redis at all raises: coredis's
+# errors, its transport's (anyio), the timeout, and its parser's ValueError for an answer
+# no Redis gives (redis_url naming another service, a broken proxy on the way). Every
+# user of the connection catches these, and only these, as "Redis is down".
+FAILURES = (coredis.exceptions.RedisError, OSError, trio.TooSlowError, anyio.BrokenResourceError,
+            anyio.ClosedResourceError, anyio.EndOfStream, ValueError)
 
 
 class SharedRedis:
@@ -47,7 +55,7 @@ class SharedRedis:
         try:
             with trio.fail_after(self.timeout):
                 await self.client.ping()
-        except (coredis.exceptions.RedisError, OSError, trio.TooSlowError) as exc:
+        except FAILURES as exc:
             self.failed(exc)
             return False
         self.answered()
@@ -69,13 +77,15 @@ class SharedRedis:
 
 
 def redacted(url: str) -> str:
-    """The URL without its password (redis://:secret@host -> redis://:***@host)."""
+    """The URL without its password (redis://:secret@host -> redis://:***@host), nor its
+    query and fragment (coredis takes ``?password=`` too): ``?***``."""
     scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    shown_user = ""
+    if "@" in rest:  # (the last '@': a password may hold one, or a '?')
+        credentials, _, rest = rest.rpartition("@")
+        shown_user = credentials.partition(":")[0] + ":***@"
+    host, query, _ = rest.partition("?")
+    return f"{scheme}{sep}{shown_user}{host.partition('#')[0]}" + ("?***" if query else "")
 
 
 @asynccontextmanager
@@ -85,6 +95,9 @@ async def open_shared(url: str | None, prefix: str, timeout: float) -> AsyncIter
     if not url:
         yield None
         return
+    # coredis logs every failed connection attempt and retry (six lines a second per process
+    # while Redis is down); this module says when Redis goes and comes back, once each.
+    logging.getLogger("coredis").setLevel(logging.CRITICAL)
     shared = SharedRedis(url, prefix, timeout)
     async with shared.client:
         async with trio.open_nursery() as nursery:

@@ -11,7 +11,10 @@ limiters are used again. A request is never refused because Redis is down.
 A key's concurrency slots are a sorted set of admission ids scored by a lease's expiry
 (``LEASE`` s, renewed every ``LEASE / 3`` s by ``RedisLimits.keep`` for the requests
 still running here): a node that dies mid-request frees its slots within ``LEASE`` s,
-however long a stream lasts. A key without limits never touches Redis; a key with only
+however long a stream lasts. An admit, finish or cancel Redis may have run without the
+process hearing back in time (a slow Redis) is undone or done again (each idempotent)
+once Redis answers again (``settle``), so a blip does not hold a key's slots for the
+lease. A key without limits never touches Redis; a key with only
 ``rpm`` costs one script per request (``admit``), with ``tpm`` or ``concurrency`` two
 (``admit`` and ``finish``)."""
 
@@ -21,8 +24,6 @@ import itertools
 import secrets
 from typing import Awaitable, Callable, TypeVar
 
-import anyio
-import coredis
 import trio
 
 from ..limits.backoff import LocalBackoff, LocalMemo
@@ -31,18 +32,16 @@ from ..limits.keys import WINDOW, Admission, Limiter, limit_headers, refusal
 from ..limits.local import LocalLimits
 from ..limits.throttle import LocalThrottle
 from . import scripts
-from .client import SharedRedis
+from .client import FAILURES, SharedRedis
 from storage.base import KeyLimits
 
 T = TypeVar("T")
 
 LEASE = 60.0            # a concurrency slot's life without renewal
 KEY_TTL = 120           # a key limiter's keys outlive its window and its slots' leases
+MAX_PENDING = 10_000     # finishes and cancels kept for when Redis answers again
 BACKOFF_MEMORY = 86_400.0  # a key's failures in a row are remembered this long after the last one
 
-# What a Redis that is down, unreachable or slow raises (anyio: coredis's transport).
-FAILURES = (coredis.exceptions.RedisError, OSError, trio.TooSlowError, anyio.BrokenResourceError,
-            anyio.ClosedResourceError, anyio.EndOfStream)
 
 
 class Shared:
@@ -106,13 +105,11 @@ class RedisAdmission:
 
     async def finish(self, tokens_used: int) -> None:
         if self._close() and (self.limits.tpm or self.limits.concurrency):  # (rpm alone: nothing to change)
-            shared, keys, id = self.limiter.shared, self.keys, self.id
-            await shared.quietly(lambda: self.limiter.finish_script(keys=keys, args=[id, tokens_used]))
+            await self.limiter.surely(self.limiter.finish_script, self.keys, [self.id, tokens_used])
 
     async def cancel(self) -> None:
         if self._close():
-            shared, keys, id = self.limiter.shared, self.keys, self.id
-            await shared.quietly(lambda: self.limiter.cancel_script(keys=keys, args=[id]))
+            await self.limiter.surely(self.limiter.cancel_script, self.keys, [self.id])
 
 
 class RedisKeyLimiter:
@@ -126,6 +123,7 @@ class RedisKeyLimiter:
         self.cancel_script = client.register_script(scripts.CANCEL)
         self.renew_script = client.register_script(scripts.RENEW)
         self.running: dict[str, str] = {}  # admission id -> its key's slots, while it holds one
+        self.pending: dict[str, tuple] = {}  # admission id -> (script, keys, args) Redis may have missed
 
     def keys(self, key_id: int) -> list[str]:
         tag = f"{{{key_id}}}"  # (one hash slot per key: a Redis Cluster runs the scripts too)
@@ -134,11 +132,47 @@ class RedisKeyLimiter:
     async def admit(self, key_id: int, limits: KeyLimits, tokens: int) -> "RedisAdmission | Admission | None":
         if not limits.limited:
             return None
-        return await self.shared.either(lambda: self._admit(key_id, limits, tokens),
-                                        lambda: self.local.admit(key_id, limits, tokens))
+        if self.shared.redis.up:
+            keys, id = self.keys(key_id), self.shared.unique()
+            if self.pending:  # (this key's first: the rest at the next renewal, off the request's path)
+                await self.settle(keys[3])
+            try:
+                return await self.shared.call(lambda: self._admit(keys, id, limits, tokens))
+            except FAILURES:  # (Redis may have run it all the same: undone when it answers again)
+                self._later(id, self.cancel_script, keys, [id])
+        return await self.local.admit(key_id, limits, tokens)
 
-    async def _admit(self, key_id: int, limits: KeyLimits, tokens: int) -> RedisAdmission:
-        keys, id = self.keys(key_id), self.shared.unique()
+    async def surely(self, script, keys: list[str], args: list) -> None:
+        """A finish or cancel: now, or when Redis answers again (the slot is not left to
+        its lease, the reservation to the window)."""
+        if self.shared.redis.up:
+            try:
+                await self.shared.call(lambda: script(keys=keys, args=args))
+                return
+            except FAILURES:
+                pass
+        self._later(args[0], script, keys, args)
+
+    def _later(self, id: str, script, keys: list[str], args: list) -> None:
+        if len(self.pending) >= MAX_PENDING:  # (a long outage: the oldest are left to their lease and window)
+            del self.pending[next(iter(self.pending))]
+        self.pending[id] = (script, keys, args)
+
+    async def settle(self, slots: str | None = None) -> None:
+        """Run the finishes and cancels Redis missed (each idempotent), oldest first: of
+        the key whose ``slots`` are given, or all."""
+        for id, (script, keys, args) in list(self.pending.items()):
+            if slots is not None and keys[3] != slots:
+                continue
+            if not self.shared.redis.up:
+                return
+            try:
+                await self.shared.call(lambda: script(keys=keys, args=args))
+            except FAILURES:
+                return
+            self.pending.pop(id, None)
+
+    async def _admit(self, keys: list[str], id: str, limits: KeyLimits, tokens: int) -> RedisAdmission:
         reserve = min(tokens, limits.tpm) if limits.tpm else 0
         answer = await self.admit_script(keys=keys, args=[
             id, limits.rpm or 0, limits.tpm or 0, limits.concurrency or 0, reserve, WINDOW, LEASE, KEY_TTL])
@@ -151,7 +185,9 @@ class RedisKeyLimiter:
         return RedisAdmission(self, keys, id, limits, headers)
 
     async def renew(self) -> None:
-        """Extend the leases of the slots this process's running requests hold."""
+        """Extend the leases of the slots this process's running requests hold (and run
+        what Redis missed, when no request came to do it)."""
+        await self.settle()
         by_key: dict[str, list[str]] = {}
         for id, slots in list(self.running.items()):
             by_key.setdefault(slots, []).append(id)

@@ -25,18 +25,17 @@ what Redis does not have, so turns remembered during an outage are still found h
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Callable, Iterable
 
-import coredis
 import orjson
 import trio
 
 from ..protocol.thinking import Turn
 from ..protocol.thinking_memory import ThinkingStore
-from .client import SharedRedis
+from .client import FAILURES, SharedRedis
 
-FAILURES = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
 KEEP_MS = 86_400_000  # Redis's own expiry of every key: the TTL plus this (a day)
 
 _COMMON = """
@@ -200,11 +199,20 @@ def encode(turn: Turn) -> bytes:
         return turn.to_json()
 
 
-def decode(data: bytes) -> Turn:
+def decode(data: bytes) -> Turn | None:
+    """The turn ``encode`` wrote; None for anything else (another version's, or written by
+    someone with access to Redis): a turn not found."""
     try:
-        return Turn.from_entries(orjson.loads(data))
-    except orjson.JSONDecodeError:
-        return Turn.from_json(data)
+        try:
+            entries = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            entries = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("placeholder", e.get("type")), str) for e in entries):
+        return None
+    return Turn.from_entries(entries)
 
 
 class SharedThinking:
@@ -251,7 +259,8 @@ class SharedThinking:
                 self.shared.failed(exc)
             else:
                 turns = {blobs[i]: decode(blobs[i + 1]) for i in range(0, len(blobs), 2)}
-                found = {pairs[i].decode(): turns[pairs[i + 1]] for i in range(0, len(pairs), 2)}
+                found = {pairs[i].decode(): turns[pairs[i + 1]] for i in range(0, len(pairs), 2)
+                         if turns.get(pairs[i + 1]) is not None}
         missing = [i for i in wanted if i not in found]
         if missing and len(self.local):  # turns kept here while Redis was away
             found.update(await self.local.recall(key_id, missing))

@@ -180,3 +180,27 @@ async def test_backoff_and_memo_in_the_process():
     assert await memo.has("pair") and not await memo.has("other")
     now[0] += 5.0
     assert not await memo.has("pair")
+
+
+async def test_an_address_counts_once_however_it_is_spelt_and_an_ipv6_client_is_its_64(store):
+    """The per-address limits (failed logins, signups) are keyed by the address, not by
+    its text: an IPv6 client (which is given a /64) or another spelling of one address
+    does not get a fresh allowance."""
+    clock = Clock()
+    policy = AccountsConfig(password_time_cost=1, password_memory_kib=64, login_failures_per_ip=3,
+                            login_failures_per_account=100, signups_per_hour=2)
+    accounts = Accounts(store, policy, Decimal(30), monotonic=clock)
+    for i, name in enumerate(("a", "b", "c")):
+        await accounts.create_user(name, RIGHT)
+    spellings = ["2001:db8:0:1::1", "2001:DB8:0:1:0:0:0:1", "[2001:db8:0:1::1]", "2001:db8:0:1:ffff::2"]
+    outcomes = [await attempt(accounts, "wrong", ip, username) for ip, username in zip(spellings, "abca")]
+    assert outcomes == [401, 401, 401, 429]
+    v4 = ("192.0.2.1", "::ffff:192.0.2.1", "::FFFF:c000:201", "192.0.2.1")
+    assert [await attempt(accounts, "wrong", ip, name) for ip, name in zip(v4, "bcab")] == [401, 401, 401, 429]
+    for n, ip in enumerate(("2001:db8:0:2::1", "2001:db8:0:2::2", "2001:db8:0:2:8000::3")):
+        try:
+            await accounts.signup(f"new{n}", RIGHT, None, ip)
+        except AccountError as exc:
+            assert n == 2 and exc.status == 429
+        else:
+            assert n < 2

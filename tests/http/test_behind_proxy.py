@@ -61,3 +61,19 @@ async def test_forwarded_headers_from_an_untrusted_peer_count_for_nothing(site):
     spoofed = {"x-forwarded-host": PUBLIC, "x-forwarded-proto": "https", "origin": f"https://{PUBLIC}"}
     assert await signup_and_change_password(site, spoofed) == [403]
     assert await signup_and_change_password(site, {"origin": site.url}) == [303, 303]
+
+
+async def test_a_proxy_that_adds_its_own_forwarded_for_line_is_the_one_believed(nursery, config):
+    """A proxy may add its X-Forwarded-For as a header line of its own after the client's
+    (HAProxy's ``option forwardfor``): the lines are one list, in order (RFC 9110), so the
+    client's own line cannot name another address for the per-address limits."""
+    running = await nursery.start(serve, replace(config, trusted_proxies=("127.0.0.0/8",),
+                                                 accounts=AccountsConfig(**FAST_HASH, signups_per_hour=1)))
+    statuses = []
+    async with http_client(running) as http:
+        for n, spoofed in enumerate(("203.0.113.1", "203.0.113.2")):
+            headers = [("x-forwarded-for", spoofed), ("x-forwarded-for", "198.51.100.7")]
+            response = await http.post("/api/auth/signup", json={"username": f"u{n}", "password": PASSWORD},
+                                       headers=headers)
+            statuses.append(response.status_code)
+    assert statuses == [201, 429]

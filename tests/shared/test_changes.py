@@ -6,6 +6,7 @@ stores and a running gateway: tests/storage/test_changes_gateway.py."""
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from proxy.auth import KeyCache, hash_key, key_prefix
 from proxy.shared.changes import MAX_GAP, Cursor, apply, follow_changes
@@ -119,3 +120,39 @@ async def test_after_the_feed_could_not_be_read_every_cached_key_is_forgotten(nu
     feed.down = False
     await trio.sleep(0.3)
     assert forgotten == ["all"] and woken                   # what changed meanwhile is not known
+
+
+async def test_a_key_forgotten_while_it_is_being_looked_up_is_not_cached_as_it_was(nursery):
+    """The revocation commits and its notice is applied while a request's lookup (which
+    read the key before) is still on its way back: that record serves that request, but
+    is not cached for key_cache_seconds (the next request looks the key up again)."""
+    looked_up, reading = [], trio.Event()
+    answer: trio.MemorySendChannel
+    answer, answers = trio.open_memory_channel(1)
+
+    async def lookup(prefix: str):
+        looked_up.append(prefix)
+        reading.set()
+        return await answers.receive()
+
+    cache = KeyCache(lookup, 3600, trio.current_time)
+    key = "sk-cl-aaaaaaaa" + "x" * 32
+    nursery.start_soon(cache.authenticate, key)
+    await reading.wait()
+    cache.forget("sk-cl-aaaaaaaa")             # (the notice, applied by the follower meanwhile)
+    await answer.send(record("sk-cl-aaaaaaaa", 1))  # what was read before the revocation
+    await trio.testing.wait_all_tasks_blocked()
+    await answer.send(record("sk-cl-aaaaaaaa", 1))
+    await cache.authenticate(key)
+    assert len(looked_up) == 2
+
+
+async def test_a_flood_of_notices_is_read_in_full_batches_without_waiting_between_them(nursery, autojump_clock):
+    feed = FlakyFeed()
+    cache = KeyCache(None, 3600, trio.current_time)
+    forgotten: list[str] = []
+    cache.forget = forgotten.append
+    await nursery.start(follow_changes, feed, cache, lambda: None, 0.25)
+    feed.notices += [notice(i, "key", f"sk-cl-{i:08d}") for i in range(1, 10_001)]  # 10 batches
+    await trio.sleep(0.3)  # (one poll)
+    assert len(forgotten) == 10_000

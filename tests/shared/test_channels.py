@@ -121,3 +121,12 @@ class _Model:
 class _Request:
     def __init__(self, model: str) -> None:
         self.model = _Model(model)
+
+
+async def test_a_hash_written_by_something_else_rests_nothing_and_raises_nothing(shared_redis):
+    """The sync runs in the gateway's own nursery: a field it cannot read (someone with
+    access to Redis, another version) must not end the gateway."""
+    router, sync = _node(shared_redis)
+    await shared_redis.client.hset(sync.key, {"a|cool": "soon", "a|by": "x", "b|open": "9e999999", "b|opened": "?"})
+    await sync.round()
+    assert _state(router, "a") == "healthy" and _state(router, "b") == "healthy"

@@ -275,3 +275,59 @@ async def test_redis_going_away_and_coming_back(nursery, redis_prefix, caplog):
                 await delete_prefixed(shared)
     messages = [r.getMessage() for r in caplog.records if r.name == "cheaplm.shared"]
     assert len(messages) == 2 and "not answering" in messages[0] and "answers again" in messages[1]
+
+
+class _Late:
+    """A relay to Redis that, while ``late``, forwards commands at once but holds the
+    answers: Redis runs each command, the node hears of it after its timeout."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.port, self.late, self._on_time = target, 0, False, trio.Event()
+
+    def on_time(self) -> None:
+        self.late = False
+        self._on_time.set()
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._relay, listeners)
+
+    async def _relay(self, client) -> None:
+        async with client, await trio.open_tcp_stream(*self.target) as server, trio.open_nursery() as nursery:
+            async def pipe(source, sink, hold: bool) -> None:
+                async for data in source:
+                    if hold and self.late:
+                        await self._on_time.wait()
+                    await sink.send_all(data)
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(pipe, client, server, False)
+            nursery.start_soon(pipe, server, client, True)
+
+
+async def test_what_a_late_redis_did_after_the_timeout_is_undone_when_it_answers_again(nursery, redis_prefix):
+    """Redis ran the admit (a slot, a request in the window) but answered after
+    redis_timeout: the process admitted the request itself. Those Redis records are of
+    no request: when Redis answers again they are removed, not left to hold the key's only
+    slot for the lease (60 s of 429s for nothing running)."""
+    late = _Late(("127.0.0.1", 6379))
+    await nursery.start(late.serve)
+    async with open_shared(f"redis://127.0.0.1:{late.port}/0", redis_prefix, 0.3) as shared:
+        try:
+            limiter = redis_limits(shared).key_limiter()
+            limits = KeyLimits(rpm=2, concurrency=1)
+            late.late = True
+            served_here = await limiter.admit(1, limits, 0)
+            assert isinstance(served_here, Admission) and not shared.up
+            await served_here.finish(0)
+            late.on_time()
+            with trio.fail_after(5):
+                while not shared.up:
+                    await trio.sleep(0.05)
+            again = await limiter.admit(1, limits, 0)  # the slot is free, one request of two in the window
+            assert isinstance(again, RedisAdmission) and _remaining(again, "requests") == 1
+            await again.finish(0)
+        finally:
+            with trio.CancelScope(shield=True):
+                await delete_prefixed(shared)

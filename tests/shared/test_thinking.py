@@ -195,3 +195,16 @@ async def test_a_redis_that_refuses_or_never_answers_falls_back_and_is_marked_do
                     assert await found(memory, 1, "here") == {"here"}   # Redis failed again: this process's
                 assert shared.up is False
     assert REDIS_URL.startswith("redis://")
+
+
+async def test_a_turn_that_does_not_decode_is_not_found_and_raises_nothing():
+    """A turn overwritten by someone with access to Redis (or by another version) is a
+    turn not found (the request goes on without it), not an error of the request."""
+    async with shared_redis() as shared:
+        memory = SharedThinking(shared, clock=HandClock())
+        await memory.remember(1, turn("toolu_x"))
+        blobs = [key async for key in shared.client.scan_iter(match=shared.prefix + "thinking:1:t:*")]
+        assert blobs
+        for blob, junk in zip(blobs * 3, (b"not json", b'{"a": 1}', b"[1, 2]")):
+            await shared.client.set(blob, junk)
+            assert await found(memory, 1, "toolu_x") == set()
