@@ -31,6 +31,7 @@ POLL_SECONDS = 0.25
 GAP_SECONDS = 10.0   # how long a missing notice id is waited for (a longer transaction's notice)
 MAX_GAP = 10_000     # a jump of more ids than this (pruned while this process could not read) is given up at once
 BATCH = 1000
+START_BACK = 100     # notices before the newest that a starting follower reads (and waits for, when missing)
 
 
 class Cursor:
@@ -42,6 +43,12 @@ class Cursor:
         self.wait = wait
         self._seen: set[int] = set()            # read, above upto
         self._missing: dict[int, float] = {}    # not read, below a read one: since when
+
+    @property
+    def after(self) -> int:
+        """The newest id read: new notices are read after it (those missing below it,
+        after ``upto``)."""
+        return max(self._seen, default=self.upto)
 
     def take(self, changes: Sequence[Change], now: float) -> tuple[list[Change], bool]:
         """Of ``changes`` (read after ``upto``), those not applied yet; and whether a
@@ -103,10 +110,14 @@ once: a flood of changes (thousands of keys revoked together) is not read 1000 p
         more = False  # a full batch that moved the cursor: a flood of changes, whose rest is read at once
         try:
             if cursor is None:
-                cursor = Cursor(await store.last_change())
-                changes: Sequence[Change] = ()
-            else:
-                changes = await store.changes_after(cursor.upto, BATCH)
+                # From a little before the newest notice: on PostgreSQL a change committing
+                # now may hold a lower id than the newest one read; those below are waited for
+                # as any missing id (applying a notice to empty caches is harmless).
+                cursor = Cursor(max(await store.last_change() - START_BACK, 0))
+            changes: Sequence[Change] = await store.changes_after(cursor.after, BATCH)
+            if cursor.after > cursor.upto:  # (ids missing below the newest read: read again for late commits)
+                changes = [*await store.changes_after(cursor.upto, min(BATCH, cursor.after - cursor.upto)),
+                           *changes]
         except StoreError as exc:
             if not failing:
                 log.warning("the change feed cannot be read (%s): changes made by other processes reach this "

@@ -13,6 +13,7 @@ from typing import AsyncIterator
 
 import anyio
 import coredis
+from coredis.retry import NoRetryPolicy
 import trio
 
 log = logging.getLogger("cheaplm.shared")
@@ -30,8 +31,10 @@ FAILURES = (coredis.exceptions.RedisError, OSError, trio.TooSlowError, anyio.Bro
 class SharedRedis:
     def __init__(self, url: str, prefix: str = "cheaplm:", timeout: float = 0.5) -> None:
         self.url, self.prefix, self.timeout = url, prefix, timeout
+        # No silent resend (coredis retries a command twice on a dropped connection by default):
+        # a take must run once; a failure falls back, and the watcher's ping reconnects.
         self.client = coredis.Redis.from_url(url, connect_timeout=timeout, stream_timeout=timeout,
-                                             decode_responses=False)
+                                             decode_responses=False, retry_policy=NoRetryPolicy())
         self.up = True
         self.since = 0.0  # trio time of the last change of ``up``
 

@@ -20,6 +20,8 @@ lease. A key without limits never touches Redis; a key with only
 
 from __future__ import annotations
 
+from collections import deque
+
 import itertools
 import secrets
 from typing import Awaitable, Callable, TypeVar
@@ -38,6 +40,7 @@ from storage.base import KeyLimits
 T = TypeVar("T")
 
 LEASE = 60.0            # a concurrency slot's life without renewal
+SETTLE_EVERY = 1.0      # how soon what Redis missed is run once it answers again
 KEY_TTL = 120           # a key limiter's keys outlive its window and its slots' leases
 MAX_PENDING = 10_000     # finishes and cancels kept for when Redis answers again
 BACKOFF_MEMORY = 86_400.0  # a key's failures in a row are remembered this long after the last one
@@ -140,6 +143,9 @@ class RedisKeyLimiter:
                 return await self.shared.call(lambda: self._admit(keys, id, limits, tokens))
             except FAILURES:  # (Redis may have run it all the same: undone when it answers again)
                 self._later(id, self.cancel_script, keys, [id])
+            except trio.Cancelled:  # (the client left while it was on the wire: the same)
+                self._later(id, self.cancel_script, keys, [id])
+                raise
         return await self.local.admit(key_id, limits, tokens)
 
     async def surely(self, script, keys: list[str], args: list) -> None:
@@ -200,18 +206,52 @@ class RedisThrottle:
         self.shared, self.name, self.local = shared, name, local
         self.limit, self.window = local.limit, local.window
         self.script = shared.redis.client.register_script(scripts.THROTTLE_TAKE)
+        self._mine: dict[str, deque[tuple[str | None, float]]] = {}
 
     def _key(self, key: str) -> str:
         return self.shared.redis.key("throttle", self.name, key)
 
     async def take(self, key: str) -> float:
+        member = self.shared.unique()
+        where: list[str | None] = [member]
+
         async def take() -> float:
-            return float(await self.script(keys=[self._key(key)], args=[self.limit, self.window, self.shared.unique()]))
-        return await self.shared.either(take, lambda: self.local.take(key))
+            return float(await self.script(keys=[self._key(key)], args=[self.limit, self.window, member]))
+
+        async def take_here() -> float:
+            where[0] = None
+            return await self.local.take(key)
+        wait = await self.shared.either(take, take_here)
+        if not wait:
+            self._remember(key, where[0])
+        return wait
+
+    def _remember(self, key: str, member: str | None) -> None:
+        """The takes of this process that may be given back (None: one the process answered)."""
+        now = trio.current_time()
+        mine = self._mine.get(key)
+        if mine is None:
+            if len(self._mine) >= MAX_PENDING:  # (keys whose takes are all past the window go first)
+                for stale in [k for k, v in self._mine.items() if v[-1][1] <= now - self.window]:
+                    del self._mine[stale]
+            mine = self._mine[key] = deque()
+        while mine and mine[0][1] <= now - self.window:
+            mine.popleft()
+        mine.append((member, now))
 
     async def give_back(self, key: str) -> None:
-        await self.shared.either(lambda: self.shared.redis.client.zpopmax(self._key(key)),
-                                 lambda: self.local.give_back(key))
+        """This process's last take of ``key`` did not count: that entry is removed, not
+        whichever is newest in the window (another node's, maybe)."""
+        mine = self._mine.get(key)
+        if not mine:
+            return
+        member, _ = mine.pop()
+        if not mine:
+            del self._mine[key]
+        if member is None:
+            await self.local.give_back(key)
+        else:
+            await self.shared.quietly(lambda: self.shared.redis.client.zrem(self._key(key), [member]))
 
     async def clear(self, key: str) -> None:
         await self.shared.either(lambda: self.shared.redis.client.delete([self._key(key)]),
@@ -305,9 +345,18 @@ class RedisLimits:
 
     async def keep(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Renew the leases of the slots this process's running requests hold, every
-        ``LEASE / 3`` s, until cancelled."""
+        ``LEASE / 3`` s, until cancelled; and every second, run the finishes and cancels
+        Redis missed as soon as it answers again (a slot it kept for a request answered in
+        the process would otherwise refuse the key on every node until the next renewal)."""
         task_status.started()
+        renew_at = trio.current_time() + LEASE / 3
         while True:
-            await trio.sleep(LEASE / 3)
-            for limiter in self._key_limiters:
-                await limiter.renew()
+            await trio.sleep(SETTLE_EVERY)
+            if trio.current_time() >= renew_at:
+                renew_at = trio.current_time() + LEASE / 3
+                for limiter in self._key_limiters:
+                    await limiter.renew()
+            elif self.redis.up:
+                for limiter in self._key_limiters:
+                    if limiter.pending:
+                        await limiter.settle()

@@ -33,7 +33,12 @@ if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon) end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 local requests = redis.call('ZCARD', KEYS[1])
 local reason, wait = '', 0
-if slots > 0 and redis.call('ZCARD', KEYS[4]) >= slots then
+-- The same admission sent again (a resend after a dropped connection): admitted once, not refused by itself.
+local again = (slots > 0 and redis.call('ZSCORE', KEYS[4], id)) or (rpm > 0 and redis.call('ZSCORE', KEYS[1], id))
+  or (tpm > 0 and redis.call('HEXISTS', KEYS[3], id) == 1)
+if again then
+  reason = ''
+elseif slots > 0 and redis.call('ZCARD', KEYS[4]) >= slots then
   reason, wait = 'concurrency', 1
 elseif rpm > 0 and requests >= rpm then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -50,7 +55,7 @@ elseif tpm > 0 and sum + reserve > tpm then
     end
   end
 end
-if reason == '' then
+if reason == '' and not again then
   if rpm > 0 then
     redis.call('ZADD', KEYS[1], now, id)
     redis.call('EXPIRE', KEYS[1], ttl)
