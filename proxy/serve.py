@@ -15,6 +15,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from .http.app import create_app
 from .http import hypercorn_patch
 from .config import Config
+from .config.settings import bind_address
 from .runtime import Gateway
 from .relay.drain import StreamDrain
 from .ids import new_instance_id
@@ -46,8 +47,7 @@ def hypercorn_config(host: str, port: int, keep_alive_timeout: float = 75.0, gra
     """``listen_fd``: a socket already bound and listening (a worker of ``serve --workers``
     serves the supervisor's) instead of binding host:port."""
     config = HypercornConfig()
-    config.bind = [f"fd://{listen_fd}" if listen_fd is not None else f"[{host}]:{port}" if ":" in host
-                   else f"{host}:{port}"]
+    config.bind = [f"fd://{listen_fd}" if listen_fd is not None else bind_address(host, port)]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = keep_alive_timeout  # an idle connection is closed after this

@@ -20,6 +20,7 @@ import trio
 
 from ..accounts.errors import AccountError
 from ..config import ConfigError, load_config
+from ..config.settings import bind_address
 from ..observe import request_log as logs
 from ..upstream.control import ChannelError
 from . import codes, credits, db, keys, run, upstream, usage, users
@@ -57,10 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     for group in (run, users, keys, credits, usage, codes, upstream, db):
         group.add(sub, common)
     return parser
-
-
-def _listen_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     db_path = listen = None
     try:
         if args.command == "simulator":
-            listen = _listen_address(args.host, args.port)
+            listen = bind_address(args.host, args.port)
             return run.run_simulator(args)
         config = load_config(args.config, database_url=args.db,
                              **({"host": args.host, "port": args.port, "upstream_url": args.upstream_url,
@@ -116,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         db_path = config.database_url
         logs.configure(config.log_format, config.log_level)
         if args.command == "serve":
-            listen = _listen_address(config.host, config.port)
+            listen = bind_address(config.host, config.port)
             return run.run_serve(config)
         return trio.run(args.run, Command(args, config)) or 0
     except BaseException as exc:

@@ -39,11 +39,6 @@ class UpstreamConfig:
     model_ids: tuple[tuple[str, str], ...] = ()
 
     @property
-    def listen_address(self) -> str:
-        """host:port, as a bind address (an IPv6 host in brackets)."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
     def simulated(self) -> bool:
         return self.url is None and not self.api_key
 
@@ -196,7 +191,7 @@ class Config:
     @property
     def listen_address(self) -> str:
         """host:port, as a bind address (an IPv6 host in brackets)."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return bind_address(self.host, self.port)
 
     @property
     def simulated(self) -> bool:
@@ -211,6 +206,11 @@ class Config:
 
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted_proxies)
+
+
+def bind_address(host: str, port: int) -> str:
+    """host:port, as a bind address (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ConfigError(ValueError):
