@@ -68,12 +68,17 @@ class Gateway:
         self.rules = RequestRules(self.catalog, self.config.max_tokens_policy, self.config.model_fallback)
         local = LocalLimits(trio.current_time, time.time)
         self.limits = local if self.shared is None else RedisLimits(self.shared, local)
-        if isinstance(self.limits, RedisLimits) and self.after_response is not None:
-            self.after_response.start_soon(keep_shared, self.limits, self.upstream)  # slots' leases, channels' rests
         if self.shared is not None:  # a fleet's turns in Redis (this process's store while it is away)
             self.thinking = SharedThinking(self.shared, self.thinking)
         self.meter = Meter(self.store, self.limits.key_limiter(), self.record, self.after_response)
         self.upstream.observe = self.metrics.attempt  # every attempt on every channel
+
+    async def keep(self) -> None:
+        """The gateway's own background work, for as long as it runs (its owner starts it
+        in its nursery): with a fleet's Redis, renewing its requests' concurrency slots and
+        sharing its channels' rests; nothing otherwise."""
+        if isinstance(self.limits, RedisLimits):
+            await keep_shared(self.limits, self.upstream)
 
     def record(self, outcome: Outcome) -> None:
         """Every request's outcome, once: the metrics and the request log."""

@@ -121,6 +121,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 gateway = Gateway(config, store, upstream, catalog=catalog, after_response=nursery,
                                   reasoning_secret=load_reasoning_secret(config), shared=shared)
                 gateway.meter.watch_lease(lease)
+                nursery.start_soon(gateway.keep)  # (with redis_url: slot leases, channels' rests)
                 # Changes by other processes (the CLI, other nodes): within change_poll_interval.
                 await nursery.start(follow_changes, store, gateway.keys, channels.wake, config.change_poll_interval)
                 grace, drain = config.shutdown_grace, StreamDrain()

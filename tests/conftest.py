@@ -238,6 +238,7 @@ async def serve_in_process(config: Config, upstream: Upstream | None = None, *, 
                 trio.open_nursery() as nursery:
             await nursery.start(keep_lease, store, config.lease_seconds)
             gateway = Gateway(config, store, router, after_response=nursery, shared=shared)
+            nursery.start_soon(gateway.keep)
             if follow:
                 channels = await nursery.start(sync_channels, store, router, config.channel_sync_interval)
                 await nursery.start(follow_changes, store, gateway.keys, channels.wake, config.change_poll_interval)

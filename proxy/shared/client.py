@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 import anyio
 import coredis
@@ -19,6 +19,7 @@ import trio
 log = logging.getLogger("cheaplm.shared")
 
 RETRY_SECONDS = 1.0
+T = TypeVar("T")
 
 # What a Redis that is down, unreachable, slow or not Redis at all raises: coredis's
 # errors, its transport's (anyio), the timeout, and its parser's ValueError for an answer
@@ -54,12 +55,20 @@ class SharedRedis:
             log.warning("redis at %s answers again: limits are shared across the fleet again", redacted(self.url))
             self.up, self.since = True, trio.current_time()
 
-    async def ping(self) -> bool:
+    async def run(self, command: Callable[[], Awaitable[T]]) -> T:
+        """``command()`` within the timeout; a failure (one of FAILURES) marks Redis down
+        and is raised for the caller to fall back."""
         try:
             with trio.fail_after(self.timeout):
-                await self.client.ping()
+                return await command()
         except FAILURES as exc:
             self.failed(exc)
+            raise
+
+    async def ping(self) -> bool:
+        try:
+            await self.run(self.client.ping)
+        except FAILURES:
             return False
         self.answered()
         return True

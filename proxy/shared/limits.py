@@ -62,12 +62,7 @@ class Shared:
     async def call(self, command: Callable[[], Awaitable[T]]) -> T:
         """``command()`` within the timeout; raises one of FAILURES (Redis marked down)."""
         self.calls += 1
-        try:
-            with trio.fail_after(self.redis.timeout):
-                return await command()
-        except FAILURES as exc:
-            self.redis.failed(exc)
-            raise
+        return await self.redis.run(command)
 
     async def either(self, command: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]) -> T:
         """Redis's answer while it is up and answers in time, else the process's."""

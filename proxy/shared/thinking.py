@@ -30,7 +30,6 @@ import time
 from typing import Callable, Iterable
 
 import orjson
-import trio
 
 from ..protocol.thinking import Turn
 from ..protocol.thinking_memory import ThinkingStore
@@ -238,13 +237,12 @@ class SharedThinking:
         if self.shared.up and ids and all(map(_keyable, ids)):
             local = self.local
             try:
-                with trio.fail_after(self.shared.timeout):
-                    await self._remember(args=[*self._head(key_id), local.max_turns, local.max_bytes,
-                                               local.max_turns_per_key, local.max_bytes_per_key, turn.size,
-                                               encode(turn), *ids])
+                await self.shared.run(lambda: self._remember(args=[
+                    *self._head(key_id), local.max_turns, local.max_bytes, local.max_turns_per_key,
+                    local.max_bytes_per_key, turn.size, encode(turn), *ids]))
                 return
-            except FAILURES as exc:
-                self.shared.failed(exc)
+            except FAILURES:
+                pass  # (Redis marked down: this process's memory meanwhile)
         await self.local.remember(key_id, turn)
 
     async def recall(self, key_id: int, tool_use_ids: Iterable[str]) -> dict[str, Turn]:
@@ -253,10 +251,9 @@ class SharedThinking:
         found: dict[str, Turn] = {}
         if self.shared.up and asked:
             try:
-                with trio.fail_after(self.shared.timeout):
-                    pairs, blobs = await self._recall(args=[*self._head(key_id), *asked])
-            except FAILURES as exc:
-                self.shared.failed(exc)
+                pairs, blobs = await self.shared.run(lambda: self._recall(args=[*self._head(key_id), *asked]))
+            except FAILURES:
+                pass  # (Redis marked down: only this process's memory)
             else:
                 turns = {blobs[i]: decode(blobs[i + 1]) for i in range(0, len(blobs), 2)}
                 found = {pairs[i].decode(): turns[pairs[i + 1]] for i in range(0, len(pairs), 2)
